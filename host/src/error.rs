@@ -1,0 +1,1 @@
+//! The one place where a failure becomes an HTTP response.

@@ -1,0 +1,3 @@
+fn main() {
+    println!("gale {}", env!("CARGO_PKG_VERSION"));
+}
