@@ -1,6 +1,29 @@
-//! gale: a reverse proxy and load balancer for pools of Tornado (or any HTTP)
-//! processes, extensible with sandboxed WebAssembly components.
+//! gale: a reverse proxy and load balancer for pools of Tornado (or any
+//! HTTP) processes, extensible with sandboxed WebAssembly components.
 //!
-//! The architecture and the request flow are described in `docs/architecture.md`.
+//! A request flows one way through these modules (see
+//! `docs/architecture.md`):
+//!
+//! ```text
+//! server (listeners, connections, hyper) -> pipeline::handle
+//!   1. framing   strict HTTP/1.1 checks      (framing)
+//!   2. route     server block and location   (router)
+//!   3. limits    URI and body size
+//!   4. handler   proxy to an upstream pool   (proxy -> upstream)
+//!   5. finish    access log                  (access_log)
+//! failures at any step -> error::GaleError::to_response
+//! ```
+//!
+//! Only `pipeline` knows that order; the other modules are leaves.
 
+pub mod access_log;
+pub mod body;
+pub mod config;
 pub mod error;
+pub mod framing;
+pub mod pipeline;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod shutdown;
+pub mod upstream;

@@ -1,0 +1,207 @@
+//! The config file's shape, exactly as written: serde structs that mirror the
+//! TOML, reject unknown keys, and keep source spans for later error messages.
+//! Nothing here is validated; `validate.rs` turns this into runtime config.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub global: RawGlobal,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub upstream: BTreeMap<String, Spanned<RawUpstream>>,
+    #[serde(default)]
+    pub server: Vec<Spanned<RawServer>>,
+}
+
+/// `[global]`: process-wide settings (nginx's main context).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGlobal {
+    pub threads: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub pid_file: Option<Spanned<String>>,
+    pub error_log: Option<Spanned<String>>,
+    pub log_level: Option<LogLevel>,
+    pub access_log: Option<Spanned<String>>,
+    pub access_log_format: Option<AccessLogFormat>,
+    pub shutdown_timeout: Option<Spanned<Scalar>>,
+    pub plugin_dir: Option<Spanned<String>>,
+}
+
+/// `[http]`: client-facing HTTP settings (nginx's http context).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub keepalive_timeout: Option<Spanned<Scalar>>,
+    pub client_max_body_size: Option<Spanned<Scalar>>,
+    pub client_header_timeout: Option<Spanned<Scalar>>,
+    pub client_body_timeout: Option<Spanned<Scalar>>,
+    pub max_header_size: Option<Spanned<Scalar>>,
+    pub max_uri_size: Option<Spanned<Scalar>>,
+}
+
+/// `[upstream.NAME]`: a pool of backends (nginx's `upstream` block plus the
+/// `proxy_*` timeouts that belong to the pool).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub servers: Spanned<Vec<Spanned<RawBackend>>>,
+    pub balance: Option<Balance>,
+    pub next_upstream: Option<NextUpstream>,
+    pub connect_timeout: Option<Spanned<Scalar>>,
+    pub read_timeout: Option<Spanned<Scalar>>,
+    pub max_fails: Option<Spanned<i64>>,
+    pub fail_timeout: Option<Spanned<Scalar>>,
+    pub keepalive: Option<Spanned<i64>>,
+}
+
+/// One backend: `"127.0.0.1:8000"` or `{ address = "...", weight = 2 }`.
+#[derive(Debug)]
+pub struct RawBackend {
+    pub address: String,
+    pub weight: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackendTable {
+    address: String,
+    weight: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for RawBackend {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawBackend;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address like \"127.0.0.1:8000\" or a table { address = \"...\", weight = N }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawBackend, E> {
+                Ok(RawBackend { address: v.to_owned(), weight: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawBackend, A::Error> {
+                let t = RawBackendTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawBackend { address: t.address, weight: t.weight })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// How a pool picks a backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Smooth weighted round robin (nginx's default).
+    #[default]
+    RoundRobin,
+    /// Fewest requests in flight (per weight): suits single-threaded Tornado.
+    LeastConn,
+}
+
+/// When a failed attempt may be retried on another backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NextUpstream {
+    /// Retry only when no connection could be made: a request that kills its
+    /// backend ("query of death") is never sent to a second one.
+    #[default]
+    Connect,
+    /// nginx's `proxy_next_upstream error`: also retry when the connection
+    /// closed before a response header, for idempotent requests.
+    Error,
+    /// Never retry.
+    Off,
+}
+
+/// The error log's verbosity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+/// The access log's line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    /// nginx's `combined`.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[[server]]`: a virtual host (nginx's `server` block).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub server_name: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub default_server: bool,
+    #[serde(default)]
+    pub location: Vec<Spanned<RawLocation>>,
+}
+
+/// `[[server.location]]`: a path and what handles it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocation {
+    pub path: Spanned<String>,
+    pub proxy: Option<Spanned<RawProxy>>,
+}
+
+/// `proxy = { pass = "UPSTREAM" }`: nginx's `proxy_pass http://UPSTREAM`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    pub pass: Spanned<String>,
+}
+
+/// A value written either as a string (`"65s"`, `"100M"`) or as a bare
+/// integer (seconds, bytes); validation parses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string like \"65s\" or \"100M\", or a whole number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                if v < 0 {
+                    return Err(E::custom("must not be negative"));
+                }
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,142 @@
+//! The validated, ready-to-run config. Every value here has been checked:
+//! sizes and durations are parsed, names resolved to indices, addresses
+//! parsed. Built only by `validate.rs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use super::raw::{AccessLogFormat, Balance, LogLevel, NextUpstream};
+use super::units::ByteSize;
+
+/// The whole validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub global: Global,
+    pub http: Http,
+    /// Pools, indexed by [`UpstreamId`].
+    pub upstreams: Vec<Upstream>,
+    /// Virtual hosts in file order.
+    pub servers: Vec<Server>,
+    /// One entry per distinct listen address, in first-seen order.
+    pub listeners: Vec<Listener>,
+}
+
+/// Index of an upstream pool in [`Config::upstreams`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpstreamId(pub usize);
+
+/// Where a log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Off,
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+/// `[global]`.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub threads: usize,
+    pub max_connections: usize,
+    pub pid_file: Option<PathBuf>,
+    pub error_log: LogTarget,
+    pub log_level: LogLevel,
+    pub access_log: LogTarget,
+    pub access_log_format: AccessLogFormat,
+    pub shutdown_timeout: Duration,
+    pub plugin_dir: PathBuf,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub keepalive_timeout: Duration,
+    pub client_max_body_size: ByteSize,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub max_header_size: ByteSize,
+    pub max_uri_size: ByteSize,
+}
+
+/// `[upstream.NAME]`.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub servers: Vec<Backend>,
+    pub balance: Balance,
+    pub next_upstream: NextUpstream,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// 0 disables passive health checks (nginx `max_fails=0`).
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    /// Idle keep-alive connections kept per backend.
+    pub keepalive: usize,
+}
+
+/// One backend of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+/// `[[server]]`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub names: Vec<ServerName>,
+    pub listen: Vec<SocketAddr>,
+    pub default_server: bool,
+    pub locations: Vec<Location>,
+}
+
+/// A `server_name` entry, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerName {
+    /// `www.example.org`
+    Exact(String),
+    /// `*.example.org`, stored as the suffix `.example.org`.
+    Wildcard(String),
+}
+
+/// `[[server.location]]`.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub matcher: PathMatch,
+    pub handler: Handler,
+}
+
+/// How a location matches the request path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    /// `path = "/static/"`: the longest matching prefix wins.
+    Prefix(String),
+    /// `path = "= /exact"`: only this path; wins over every prefix.
+    Exact(String),
+}
+
+impl PathMatch {
+    /// The path text without the `= ` marker.
+    pub fn path(&self) -> &str {
+        match self {
+            PathMatch::Prefix(p) | PathMatch::Exact(p) => p,
+        }
+    }
+}
+
+/// What answers a location's requests.
+#[derive(Debug, Clone)]
+pub enum Handler {
+    /// Forward to an upstream pool.
+    Proxy { upstream: UpstreamId },
+}
+
+/// A socket to listen on and the servers reachable through it.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    /// Indices into [`Config::servers`]; the first is the default server.
+    pub servers: Vec<usize>,
+}

@@ -1,0 +1,87 @@
+//! Config tests: the default config and a good one load; every file in
+//! `testdata/*.toml` fails with exactly the errors in its `.err` golden file
+//! (regenerate with `GALE_BLESS=1 cargo test -p gale config`).
+
+use std::path::Path;
+
+use super::*;
+
+#[test]
+fn default_config_is_the_seed_location() {
+    let cfg = parse("default.toml", DEFAULT_CONFIG, Path::new(".")).expect("default config is valid");
+    assert_eq!(cfg.listeners.len(), 1);
+    assert_eq!(cfg.listeners[0].addr.to_string(), "127.0.0.1:8080");
+    let up = &cfg.upstreams[0];
+    assert_eq!(up.servers.len(), 4);
+    assert_eq!(up.servers[3].addr.to_string(), "127.0.0.1:8003");
+    assert_eq!(up.next_upstream, NextUpstream::Connect);
+    assert_eq!(up.read_timeout, std::time::Duration::from_secs(200));
+    assert_eq!(cfg.http.client_max_body_size, ByteSize(100 << 20));
+}
+
+#[test]
+fn full_config_validates() {
+    let text = r#"
+[global]
+threads = 2
+pid_file = "run/gale.pid"
+access_log = "logs/access.log"
+[http]
+client_max_body_size = "10m"
+[upstream.app]
+servers = ["127.0.0.1:8000", { address = "127.0.0.1:8001", weight = 3 }]
+balance = "least_conn"
+next_upstream = "error"
+[[server]]
+listen = ["127.0.0.1:8080"]
+server_name = ["www.example.org", "*.Example.org"]
+[[server.location]]
+path = "= /exact"
+proxy = { pass = "app" }
+[[server]]
+listen = ["127.0.0.1:8080"]
+default_server = true
+[[server.location]]
+path = "/"
+proxy = { pass = "app" }
+"#;
+    let cfg = parse("t.toml", text, Path::new("/etc/gale")).expect("valid");
+    assert_eq!(cfg.global.pid_file.as_deref(), Some(Path::new("/etc/gale/run/gale.pid")));
+    assert_eq!(cfg.global.access_log, LogTarget::File("/etc/gale/logs/access.log".into()));
+    assert_eq!(cfg.upstreams[0].servers[1].weight, 3);
+    assert_eq!(cfg.upstreams[0].balance, Balance::LeastConn);
+    assert_eq!(cfg.servers[0].names[1], ServerName::Wildcard(".example.org".into()));
+    assert_eq!(cfg.servers[0].locations[0].matcher, PathMatch::Exact("/exact".into()));
+    // One listener shared by both servers; the default_server one comes first.
+    assert_eq!(cfg.listeners.len(), 1);
+    assert_eq!(cfg.listeners[0].servers, vec![1, 0]);
+}
+
+#[test]
+fn golden_errors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/testdata");
+    let bless = std::env::var_os("GALE_BLESS").is_some();
+    let mut cases = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir).expect("testdata").flatten().collect();
+    entries.sort_by_key(|e| e.path());
+    for entry in entries {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        cases += 1;
+        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let got = match parse(&name, &text, Path::new("/base")) {
+            Ok(_) => panic!("{name}: expected errors, but it loaded"),
+            Err(e) => format!("{e}\n"),
+        };
+        let golden = path.with_extension("err");
+        if bless {
+            std::fs::write(&golden, &got).expect("write golden");
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_default();
+        assert_eq!(got, want, "{name}: errors differ from {}", golden.display());
+    }
+    assert!(cases >= 5, "golden cases missing");
+}

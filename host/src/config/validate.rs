@@ -1,0 +1,304 @@
+//! Raw file shape -> runtime config. Collects every error it finds (not just
+//! the first) so `gale check` can list them all.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::diagnostics::{closest, Collector};
+use super::raw::{self, RawConfig, Scalar};
+use super::runtime::*;
+use super::units::{parse_duration, ByteSize};
+
+pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Option<Config> {
+    let global = global(raw.global, base, c);
+    let http = http(raw.http, c);
+
+    let names: Vec<String> = raw.upstream.keys().cloned().collect();
+    let mut upstreams = Vec::new();
+    for (name, up) in raw.upstream {
+        upstreams.push(upstream(name, up, c));
+    }
+
+    let mut servers = Vec::new();
+    for s in raw.server {
+        let span = s.span();
+        servers.push(server(s.into_inner(), span, &names, c));
+    }
+    if servers.is_empty() {
+        c.error(None, "no [[server]] block: add one with `listen` and at least one [[server.location]]");
+    }
+    let listeners = listeners(&servers);
+
+    if !c.diagnostics.is_empty() {
+        return None;
+    }
+    Some(Config { global: global?, http: http?, upstreams: upstreams.into_iter().collect::<Option<_>>()?, servers: servers.into_iter().collect::<Option<_>>()?, listeners: listeners? })
+}
+
+fn duration(v: Option<Spanned<Scalar>>, default: Duration, c: &mut Collector<'_>) -> Option<Duration> {
+    let Some(v) = v else { return Some(default) };
+    match parse_duration(&v.get_ref().0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            c.error(Some(v.span()), e);
+            None
+        }
+    }
+}
+
+fn size(v: Option<Spanned<Scalar>>, default: ByteSize, c: &mut Collector<'_>) -> Option<ByteSize> {
+    let Some(v) = v else { return Some(default) };
+    match ByteSize::parse(&v.get_ref().0) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            c.error(Some(v.span()), e);
+            None
+        }
+    }
+}
+
+fn int_in(v: Option<Spanned<i64>>, default: i64, lo: i64, hi: i64, what: &str, c: &mut Collector<'_>) -> Option<i64> {
+    let Some(v) = v else { return Some(default) };
+    let n = *v.get_ref();
+    if n < lo || n > hi {
+        c.error(Some(v.span()), format!("{what} must be between {lo} and {hi}, not {n}"));
+        return None;
+    }
+    Some(n)
+}
+
+fn path_from(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+fn log_target(v: Option<Spanned<String>>, default: LogTarget, base: &Path) -> LogTarget {
+    match v.as_ref().map(|s| s.get_ref().as_str()) {
+        None => default,
+        Some("off") => LogTarget::Off,
+        Some("stdout") => LogTarget::Stdout,
+        Some("stderr") => LogTarget::Stderr,
+        Some(path) => LogTarget::File(path_from(base, path)),
+    }
+}
+
+fn global(g: raw::RawGlobal, base: &Path, c: &mut Collector<'_>) -> Option<Global> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = int_in(g.threads, cpus as i64, 1, 1024, "threads", c);
+    let max_connections = int_in(g.max_connections, 1024, 1, 10_000_000, "max_connections", c);
+    let shutdown_timeout = duration(g.shutdown_timeout, Duration::from_secs(10), c);
+    Some(Global {
+        threads: threads? as usize,
+        max_connections: max_connections? as usize,
+        pid_file: g.pid_file.map(|p| path_from(base, p.get_ref())),
+        error_log: log_target(g.error_log, LogTarget::Stderr, base),
+        log_level: g.log_level.unwrap_or_default(),
+        access_log: log_target(g.access_log, LogTarget::Stdout, base),
+        access_log_format: g.access_log_format.unwrap_or_default(),
+        shutdown_timeout: shutdown_timeout?,
+        plugin_dir: path_from(base, g.plugin_dir.as_ref().map_or("plugins", |p| p.get_ref())),
+    })
+}
+
+fn http(h: raw::RawHttp, c: &mut Collector<'_>) -> Option<Http> {
+    let keepalive_timeout = duration(h.keepalive_timeout, Duration::from_secs(65), c);
+    let client_max_body_size = size(h.client_max_body_size, ByteSize(1 << 20), c);
+    let client_header_timeout = duration(h.client_header_timeout, Duration::from_secs(60), c);
+    let client_body_timeout = duration(h.client_body_timeout, Duration::from_secs(60), c);
+    let max_header_size = match h.max_header_size {
+        Some(v) => {
+            let span = v.span();
+            let s = size(Some(v), ByteSize(0), c)?;
+            if s.bytes() < 8192 {
+                c.error(Some(span), "max_header_size must be at least 8k");
+                return None;
+            }
+            Some(s)
+        }
+        None => Some(ByteSize(32 << 10)),
+    };
+    let max_uri_size = size(h.max_uri_size, ByteSize(8 << 10), c);
+    Some(Http {
+        keepalive_timeout: keepalive_timeout?,
+        client_max_body_size: client_max_body_size?,
+        client_header_timeout: client_header_timeout?,
+        client_body_timeout: client_body_timeout?,
+        max_header_size: max_header_size?,
+        max_uri_size: max_uri_size?,
+    })
+}
+
+fn socket_addr(s: &Spanned<String>, what: &str, c: &mut Collector<'_>) -> Option<SocketAddr> {
+    let text = s.get_ref();
+    match text.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            let hint = if text.parse::<u16>().is_ok() {
+                format!("; write `127.0.0.1:{text}` or `0.0.0.0:{text}`")
+            } else if text.starts_with("localhost") {
+                "; write `127.0.0.1:PORT` (names are not resolved)".to_owned()
+            } else {
+                "; write an IP address and a port, like `127.0.0.1:8000` or `[::1]:8000`".to_owned()
+            };
+            c.error(Some(s.span()), format!("`{text}` is not a valid {what} address{hint}"));
+            None
+        }
+    }
+}
+
+fn upstream(name: String, up: Spanned<raw::RawUpstream>, c: &mut Collector<'_>) -> Option<Upstream> {
+    let span = up.span();
+    let up = up.into_inner();
+    let mut servers = Vec::new();
+    let mut ok = true;
+    if up.servers.get_ref().is_empty() {
+        c.error(Some(up.servers.span()), format!("upstream `{name}` has no servers"));
+        ok = false;
+    }
+    for b in up.servers.into_inner() {
+        let bspan = b.span();
+        let b = b.into_inner();
+        let addr = socket_addr(&Spanned::new(bspan.clone(), b.address), "backend", c);
+        let weight = b.weight.unwrap_or(1);
+        if !(1..=1000).contains(&weight) {
+            c.error(Some(bspan), format!("weight must be between 1 and 1000, not {weight}"));
+            ok = false;
+        }
+        match addr {
+            Some(addr) => servers.push(Backend { addr, weight: weight as u32 }),
+            None => ok = false,
+        }
+    }
+    let _ = span;
+    let connect_timeout = duration(up.connect_timeout, Duration::from_secs(60), c);
+    let read_timeout = duration(up.read_timeout, Duration::from_secs(60), c);
+    let fail_timeout = duration(up.fail_timeout, Duration::from_secs(10), c);
+    let max_fails = int_in(up.max_fails, 1, 0, 1_000_000, "max_fails", c);
+    let keepalive = int_in(up.keepalive, 64, 0, 100_000, "keepalive", c);
+    if !ok {
+        return None;
+    }
+    Some(Upstream {
+        name,
+        servers,
+        balance: up.balance.unwrap_or_default(),
+        next_upstream: up.next_upstream.unwrap_or_default(),
+        connect_timeout: connect_timeout?,
+        read_timeout: read_timeout?,
+        max_fails: max_fails? as u32,
+        fail_timeout: fail_timeout?,
+        keepalive: keepalive? as usize,
+    })
+}
+
+fn server(s: raw::RawServer, span: std::ops::Range<usize>, upstreams: &[String], c: &mut Collector<'_>) -> Option<Server> {
+    let mut ok = true;
+    let mut listen = Vec::new();
+    if s.listen.get_ref().is_empty() {
+        c.error(Some(s.listen.span()), "`listen` is empty: give at least one address like `127.0.0.1:8080`");
+        ok = false;
+    }
+    for l in s.listen.get_ref() {
+        match socket_addr(l, "listen", c) {
+            Some(a) => listen.push(a),
+            None => ok = false,
+        }
+    }
+    let mut names = Vec::new();
+    for n in &s.server_name {
+        let text = n.get_ref().trim().to_ascii_lowercase();
+        if let Some(suffix) = text.strip_prefix('*') {
+            if !suffix.starts_with('.') || suffix.len() < 2 || suffix.contains('*') {
+                c.error(Some(n.span()), format!("`{text}`: a wildcard name must look like `*.example.org`"));
+                ok = false;
+                continue;
+            }
+            names.push(ServerName::Wildcard(suffix.to_owned()));
+        } else if text.is_empty() || text.contains('*') || text.contains('/') {
+            c.error(Some(n.span()), format!("`{text}` is not a valid server name"));
+            ok = false;
+        } else {
+            names.push(ServerName::Exact(text));
+        }
+    }
+    let mut locations = Vec::new();
+    if s.location.is_empty() {
+        c.error(Some(span), "this [[server]] has no [[server.location]]: add one, e.g. path = \"/\" with proxy = { pass = \"...\" }");
+        ok = false;
+    }
+    let mut seen: HashMap<PathMatch, ()> = HashMap::new();
+    for l in s.location {
+        let lspan = l.span();
+        let l = l.into_inner();
+        let p = l.path.get_ref().trim();
+        let matcher = if let Some(exact) = p.strip_prefix('=') {
+            PathMatch::Exact(exact.trim().to_owned())
+        } else {
+            PathMatch::Prefix(p.to_owned())
+        };
+        if !matcher.path().starts_with('/') {
+            c.error(Some(l.path.span()), format!("location path `{p}` must start with `/` (or `= /` for an exact match)"));
+            ok = false;
+            continue;
+        }
+        if seen.insert(matcher.clone(), ()).is_some() {
+            c.error(Some(l.path.span()), format!("duplicate location `{p}` in this server"));
+            ok = false;
+        }
+        let handler = match l.proxy {
+            Some(proxy) => {
+                let pass = proxy.get_ref().pass.get_ref();
+                match upstreams.iter().position(|u| u == pass) {
+                    Some(i) => Some(Handler::Proxy { upstream: UpstreamId(i) }),
+                    None => {
+                        let hint = match closest(pass, upstreams) {
+                            Some(best) => format!("; did you mean `{best}`?"),
+                            None if upstreams.is_empty() => "; define it with [upstream.NAME]".to_owned(),
+                            None => format!("; defined upstreams: {}", upstreams.join(", ")),
+                        };
+                        c.error(Some(proxy.get_ref().pass.span()), format!("unknown upstream `{pass}`{hint}"));
+                        None
+                    }
+                }
+            }
+            None => {
+                c.error(Some(lspan), format!("location `{p}` has no handler: add `proxy = {{ pass = \"UPSTREAM\" }}`"));
+                None
+            }
+        };
+        match handler {
+            Some(handler) => locations.push(Location { matcher, handler }),
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(Server { names, listen, default_server: s.default_server, locations })
+}
+
+/// Groups servers by listen address; the server marked `default_server`
+/// (else the first) comes first.
+fn listeners(servers: &[Option<Server>]) -> Option<Vec<Listener>> {
+    let mut out: Vec<Listener> = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        let s = s.as_ref()?;
+        for addr in &s.listen {
+            match out.iter_mut().find(|l| l.addr == *addr && addr.port() != 0) {
+                Some(l) => {
+                    if s.default_server {
+                        l.servers.insert(0, i);
+                    } else {
+                        l.servers.push(i);
+                    }
+                }
+                None => out.push(Listener { addr: *addr, servers: vec![i] }),
+            }
+        }
+    }
+    Some(out)
+}

@@ -1,0 +1,319 @@
+//! A read-side tap on a client connection that follows HTTP/1.1 message
+//! boundaries in the raw bytes (heads, `Content-Length` bodies, chunked
+//! bodies) and records, for each request head, whether its framing headers
+//! were ambiguous in a way hyper resolves silently. hyper serves requests on
+//! a connection one at a time, in order, so the n-th verdict belongs to the
+//! n-th request the service sees.
+//!
+//! The tap never changes the bytes. When it cannot follow the stream (a
+//! head hyper will reject anyway, an upgrade), it stops watching.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::FramingError;
+
+/// Verdicts for the heads seen so far, in order; `None` means clean.
+#[derive(Debug, Default, Clone)]
+pub struct Verdicts(Arc<Mutex<VecDeque<Option<FramingError>>>>);
+
+impl Verdicts {
+    /// The verdict for the next request, in order.
+    pub fn next(&self) -> Option<FramingError> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front().flatten()
+    }
+
+    fn push(&self, v: Option<FramingError>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push_back(v);
+    }
+}
+
+const MAX_TRACKED_HEAD: usize = 256 * 1024;
+
+#[derive(Debug)]
+enum State {
+    /// Collecting a request head.
+    Head(Vec<u8>),
+    /// Inside a body with this many bytes left.
+    Length(u64),
+    /// Inside a chunked body.
+    Chunked(Chunk),
+    /// No longer following the stream.
+    Off,
+}
+
+#[derive(Debug)]
+enum Chunk {
+    /// Reading a chunk-size line; `size` so far, `in_ext` after `;`.
+    Size { size: u64, digits: usize, in_ext: bool },
+    Data(u64),
+    /// The CRLF after chunk data.
+    DataEnd { seen_cr: bool },
+    /// Trailer section: `line_len` bytes of the current line so far.
+    Trailer { line_len: usize },
+}
+
+/// Follows one connection's request framing.
+#[derive(Debug)]
+pub struct Tracker {
+    state: State,
+    verdicts: Verdicts,
+}
+
+impl Tracker {
+    /// A tracker that records into `verdicts`.
+    pub fn new(verdicts: Verdicts) -> Self {
+        Self { state: State::Head(Vec::new()), verdicts }
+    }
+
+    /// Feeds bytes in the order they were read.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            bytes = match &mut self.state {
+                State::Off => return,
+                State::Length(n) => {
+                    let take = (*n).min(bytes.len() as u64) as usize;
+                    *n -= take as u64;
+                    if *n == 0 {
+                        self.state = State::Head(Vec::new());
+                    }
+                    &bytes[take..]
+                }
+                State::Chunked(c) => {
+                    let (used, done) = chunk_step(c, bytes);
+                    match done {
+                        Some(true) => self.state = State::Head(Vec::new()),
+                        Some(false) => self.state = State::Off,
+                        None => {}
+                    }
+                    &bytes[used..]
+                }
+                State::Head(buf) => {
+                    let before = buf.len();
+                    buf.extend_from_slice(bytes);
+                    let buf = std::mem::take(buf);
+                    match self.parse_head(&buf) {
+                        Some(head_len) => &bytes[head_len - before..],
+                        None => {
+                            if !matches!(self.state, State::Off) {
+                                if buf.len() > MAX_TRACKED_HEAD {
+                                    self.state = State::Off;
+                                } else {
+                                    self.state = State::Head(buf);
+                                }
+                            }
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parses a complete head from `buf`, records its verdict and sets the
+    /// body state; returns the head's length, or `None` if incomplete.
+    fn parse_head(&mut self, buf: &[u8]) -> Option<usize> {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        let len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return None,
+            Err(_) => {
+                // hyper rejects this head itself; nothing more to follow.
+                self.state = State::Off;
+                return None;
+            }
+        };
+        let mut lengths = 0;
+        let mut length: Option<u64> = None;
+        let mut te = false;
+        let mut chunked_last = false;
+        let mut upgrade = false;
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                lengths += 1;
+                length = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok());
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                te = true;
+                chunked_last = h
+                    .value
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            } else if h.name.eq_ignore_ascii_case("upgrade") {
+                upgrade = true;
+            }
+        }
+        let verdict = if te && lengths > 0 {
+            Some(FramingError::ContentLengthWithTransferEncoding)
+        } else if lengths > 1 {
+            Some(FramingError::DuplicateContentLength)
+        } else {
+            None
+        };
+        self.verdicts.push(verdict);
+        let connect = req.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"));
+        self.state = if upgrade || connect || (te && !chunked_last) {
+            State::Off
+        } else if te {
+            State::Chunked(Chunk::Size { size: 0, digits: 0, in_ext: false })
+        } else {
+            match length {
+                Some(0) | None if lengths == 0 => State::Head(Vec::new()),
+                Some(0) => State::Head(Vec::new()),
+                Some(n) => State::Length(n),
+                None => State::Off,
+            }
+        };
+        Some(len)
+    }
+}
+
+/// Advances a chunked-body parser; returns bytes used and, when the body
+/// ended, `Some(true)` (or `Some(false)` when it cannot be followed).
+fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match c {
+            Chunk::Size { size, digits, in_ext } => {
+                i += 1;
+                if b == b'\n' {
+                    if *digits == 0 {
+                        return (i, Some(false));
+                    }
+                    *c = if *size == 0 { Chunk::Trailer { line_len: 0 } } else { Chunk::Data(*size) };
+                } else if *in_ext || b == b'\r' {
+                } else if b == b';' || b == b' ' || b == b'\t' {
+                    *in_ext = true;
+                } else if let Some(d) = (b as char).to_digit(16) {
+                    *digits += 1;
+                    if *digits > 15 {
+                        return (i, Some(false));
+                    }
+                    *size = *size * 16 + u64::from(d);
+                } else {
+                    return (i, Some(false));
+                }
+            }
+            Chunk::Data(n) => {
+                let take = (*n).min((bytes.len() - i) as u64) as usize;
+                *n -= take as u64;
+                i += take;
+                if *n == 0 {
+                    *c = Chunk::DataEnd { seen_cr: false };
+                }
+            }
+            Chunk::DataEnd { seen_cr } => {
+                i += 1;
+                match b {
+                    b'\r' if !*seen_cr => *seen_cr = true,
+                    b'\n' => *c = Chunk::Size { size: 0, digits: 0, in_ext: false },
+                    _ => return (i, Some(false)),
+                }
+            }
+            Chunk::Trailer { line_len } => {
+                i += 1;
+                match b {
+                    b'\n' if *line_len == 0 => return (i, Some(true)),
+                    b'\n' => *line_len = 0,
+                    b'\r' => {}
+                    _ => *line_len += 1,
+                }
+            }
+        }
+    }
+    (i, None)
+}
+
+pin_project_lite::pin_project! {
+    /// An I/O stream whose reads are shown to a [`Tracker`].
+    pub struct Tapped<T> {
+        #[pin]
+        inner: T,
+        tracker: Tracker,
+    }
+}
+
+impl<T> Tapped<T> {
+    /// Wraps `inner`, recording verdicts into `verdicts`.
+    pub fn new(inner: T, verdicts: Verdicts) -> Self {
+        Self { inner, tracker: Tracker::new(verdicts) }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Tapped<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            this.tracker.feed(&buf.filled()[before..]);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Tapped<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdicts_for(stream: &[u8], chunk: usize) -> Vec<Option<FramingError>> {
+        let v = Verdicts::default();
+        let mut t = Tracker::new(v.clone());
+        for piece in stream.chunks(chunk.max(1)) {
+            t.feed(piece);
+        }
+        let q = v.0.lock().unwrap();
+        q.iter().cloned().collect()
+    }
+
+    #[test]
+    fn follows_pipelined_requests_across_any_split() {
+        let stream = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+GET /b HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n\
+POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        for chunk in [1, 2, 3, 7, 64, stream.len()] {
+            let v = verdicts_for(stream, chunk);
+            assert_eq!(v, vec![None, None, None, Some(FramingError::ContentLengthWithTransferEncoding)], "split {chunk}");
+        }
+    }
+
+    #[test]
+    fn body_bytes_that_look_like_a_head_are_not_heads() {
+        let stream = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 63\r\n\r\nGET /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n\r\n";
+        assert_eq!(verdicts_for(stream, 5), vec![None]);
+    }
+
+    #[test]
+    fn duplicate_equal_lengths_and_te_before_cl_are_flagged() {
+        let s = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na";
+        assert_eq!(verdicts_for(s, 100), vec![Some(FramingError::DuplicateContentLength)]);
+        let s = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n";
+        assert_eq!(verdicts_for(s, 100), vec![Some(FramingError::ContentLengthWithTransferEncoding)]);
+    }
+}

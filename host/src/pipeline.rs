@@ -1,0 +1,198 @@
+//! The request pipeline: the one place that knows the order of phases.
+//!
+//! 1. framing: strict HTTP/1.1 checks on the head (400)
+//! 2. route: server block by Host on this listener, location by path (404)
+//! 3. limits: URI size (414), declared body size (413)
+//! 4. handler: proxy to an upstream pool
+//! 5. finish: the access log line, written when the response body ends
+//!
+//! Any failure becomes a response in `error.rs`. Router, upstream and proxy
+//! are leaves: they do not call each other; only this module calls them.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::access_log::{AccessLog, Entry};
+use crate::body::{BoxError, ClientBody, ResponseBody, UpstreamRequestBody};
+use crate::config::{Config, Handler};
+use crate::error::GaleError;
+use crate::framing::{self, sniff::Verdicts};
+use crate::proxy::{self, ProxyRequest};
+use crate::router::{self, ListenerRoutes};
+use crate::upstream::UpstreamPool;
+
+/// Everything a request needs that lives as long as one config.
+#[derive(Debug)]
+pub struct Site {
+    pub config: Config,
+    pub upstreams: Vec<Arc<UpstreamPool>>,
+    /// Per listener, in `config.listeners` order.
+    pub routes: Vec<ListenerRoutes>,
+    pub access_log: AccessLog,
+}
+
+impl Site {
+    /// Builds the live state (pools, routing tables) for a validated config.
+    pub fn new(config: Config, access_log: AccessLog) -> Self {
+        let upstreams = config.upstreams.iter().cloned().map(|u| Arc::new(UpstreamPool::new(u))).collect();
+        let routes = config.listeners.iter().map(|l| ListenerRoutes::new(l.servers.clone())).collect();
+        Self { config, upstreams, routes, access_log }
+    }
+}
+
+/// What gale knows about the client connection a request came in on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// Index into `config.listeners`.
+    pub listener: usize,
+    pub scheme: &'static str,
+    /// Raw-framing verdicts for this connection's requests, in order.
+    pub verdicts: Verdicts,
+}
+
+/// Handles one request from start to finish; never fails: errors become
+/// responses.
+pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let entry = site.access_log.enabled().then(|| Entry {
+        remote: conn.remote,
+        start: time::OffsetDateTime::now_utc(),
+        method: parts.method.to_string(),
+        target: parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), |pq| pq.to_string()),
+        version: parts.version,
+        status: 0,
+        bytes_sent: 0,
+        referer: header_text(&parts.headers, header::REFERER),
+        user_agent: header_text(&parts.headers, header::USER_AGENT),
+        duration: Default::default(),
+    });
+
+    let resp = match run(&site, &conn, parts, body).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let status = e.status();
+            if status.is_server_error() {
+                tracing::error!(client = %conn.remote, status = status.as_u16(), error = %e, "request failed");
+            } else {
+                tracing::info!(client = %conn.remote, status = status.as_u16(), error = %e, "request refused");
+            }
+            e.to_response()
+        }
+    };
+
+    match entry {
+        Some(mut entry) => {
+            entry.status = resp.status().as_u16();
+            let (head, body) = resp.into_parts();
+            let logged = Logged { inner: body, entry: Some(entry), started, log: site.access_log.clone() };
+            Response::from_parts(head, logged.boxed_unsync())
+        }
+        None => resp,
+    }
+}
+
+fn header_text(h: &http::HeaderMap, name: header::HeaderName) -> Option<String> {
+    h.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+async fn run(site: &Site, conn: &ConnInfo, parts: http::request::Parts, body: Incoming) -> Result<Response<ResponseBody>, GaleError> {
+    let http = &site.config.http;
+
+    // 1. framing
+    framing::check(&parts, conn.verdicts.next())?;
+    let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) as u64;
+    if target_len > http.max_uri_size.bytes() {
+        return Err(GaleError::UriTooLong { limit: http.max_uri_size.bytes() });
+    }
+
+    // 2. route
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| header_text(&parts.headers, header::HOST))
+        .unwrap_or_default();
+    let (_, server) = site.routes[conn.listener].server(&site.config, &router::host_for_matching(&host));
+    let location = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
+
+    // 3. limits
+    let limit = http.client_max_body_size.bytes();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(declared) = declared
+        && declared > limit
+    {
+        return Err(GaleError::BodyTooLarge { declared, limit });
+    }
+    let has_body = declared.is_some_and(|n| n > 0) || parts.headers.contains_key(header::TRANSFER_ENCODING);
+
+    // 4. handler
+    match &location.handler {
+        Handler::Proxy { upstream } => {
+            let fault = Arc::new(OnceLock::new());
+            let body = if has_body {
+                UpstreamRequestBody::Client(ClientBody::new(body, limit, http.client_body_timeout, fault.clone()))
+            } else {
+                UpstreamRequestBody::Empty
+            };
+            let req = ProxyRequest { parts, body, has_body, remote: conn.remote, scheme: conn.scheme, fault };
+            Ok(proxy::forward(&site.upstreams[upstream.0], req).await?)
+        }
+    }
+}
+
+/// 5. finish: counts the bytes sent and writes the access log line when the
+/// response body ends or is dropped (client gone).
+struct Logged {
+    inner: ResponseBody,
+    entry: Option<Entry>,
+    started: Instant,
+    log: AccessLog,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if let Some(mut e) = self.entry.take() {
+            e.duration = self.started.elapsed();
+            self.log.write(&e);
+        }
+    }
+}
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r
+            && let Some(d) = f.data_ref()
+            && let Some(e) = self.entry.as_mut()
+        {
+            e.bytes_sent += d.len() as u64;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,174 @@
+//! Forwarding a request to an upstream pool: pick a backend, get a
+//! connection, send, and decide on failure whether another backend may be
+//! tried (`next_upstream`). The response streams back through
+//! [`UpstreamBody`], which enforces `read_timeout` and recycles the
+//! connection.
+
+pub mod headers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+
+use crate::body::{BodyFault, FaultSlot, ResponseBody, UpstreamRequestBody};
+use crate::config::NextUpstream;
+use crate::upstream::UpstreamPool;
+use crate::upstream::client::{ConnectError, Sender, UpstreamBody};
+
+/// A request ready to forward.
+pub struct ProxyRequest {
+    pub parts: http::request::Parts,
+    pub body: UpstreamRequestBody,
+    /// Whether the request carries a body (it cannot be replayed once sent).
+    pub has_body: bool,
+    pub remote: SocketAddr,
+    pub scheme: &'static str,
+    /// Where the client body records why it stopped, if it did.
+    pub fault: FaultSlot,
+}
+
+/// Why forwarding failed; `error.rs` turns it into a status.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Every backend is marked down or was tried: 502.
+    #[error("upstream `{upstream}`: no live backend")]
+    NoLiveUpstream { upstream: String },
+    /// The last backend tried could not be connected to: 502.
+    #[error("upstream `{upstream}`: {source}")]
+    Connect { upstream: String, source: ConnectError },
+    /// The backend closed or broke the connection before a response header: 502.
+    #[error("upstream `{upstream}` {addr}: connection failed before the response header: {source}")]
+    Closed { upstream: String, addr: SocketAddr, source: hyper::Error },
+    /// No response header within `read_timeout`: 504, never retried.
+    #[error("upstream `{upstream}` {addr}: no response within {timeout:?}")]
+    Timeout { upstream: String, addr: SocketAddr, timeout: std::time::Duration },
+    /// The client's body broke the limits or the client went away.
+    #[error("client body: {0:?}")]
+    ClientBody(BodyFault),
+}
+
+/// Methods that may be sent twice (RFC 9110 9.2.2).
+fn idempotent(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+}
+
+/// Forwards `req` to `pool` and returns the backend's response head with a
+/// streaming body.
+pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Response<ResponseBody>, ProxyError> {
+    let ProxyRequest { mut parts, body, has_body, remote, scheme, fault } = req;
+    let cfg = &pool.config;
+    let name = || cfg.name.clone();
+
+    headers::to_upstream(&mut parts.headers, remote.ip(), scheme);
+    parts.version = Version::HTTP_11;
+    parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    let retry_after_send = cfg.next_upstream == NextUpstream::Error && idempotent(&parts.method) && !has_body;
+    let retry_on_connect = cfg.next_upstream != NextUpstream::Off;
+
+    let mut tried = vec![false; pool.backends.len()];
+    let mut body = Some(body);
+    let mut last_error: Option<ProxyError> = None;
+    loop {
+        let Some(i) = pool.select(&tried) else {
+            return Err(last_error.unwrap_or(ProxyError::NoLiveUpstream { upstream: name() }));
+        };
+        tried[i] = true;
+        let backend = pool.backends[i].clone();
+        let in_flight = pool.start(i);
+
+        // A connection: an idle one, or a new one. If an idle one turns out
+        // to be dead before anything was sent, a fresh one is made.
+        let mut sender: Sender;
+        let mut reused;
+        match backend.conns.take_idle().await {
+            Some(s) => {
+                sender = s;
+                reused = true;
+            }
+            None => match backend.conns.connect().await {
+                Ok(s) => {
+                    sender = s;
+                    reused = false;
+                }
+                Err(source) => {
+                    if backend.health.record_failure(std::time::Instant::now()) {
+                        tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
+                    }
+                    tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %source, "connect failed");
+                    last_error = Some(ProxyError::Connect { upstream: name(), source });
+                    if retry_on_connect {
+                        continue;
+                    }
+                    return Err(last_error.unwrap_or(ProxyError::NoLiveUpstream { upstream: name() }));
+                }
+            },
+        }
+
+        let outcome = loop {
+            let mut request = Request::from_parts(parts.clone(), body.take().unwrap_or(UpstreamRequestBody::Empty));
+            *request.version_mut() = Version::HTTP_11;
+            match tokio::time::timeout(cfg.read_timeout, sender.try_send_request(request)).await {
+                Err(_) => {
+                    tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "upstream timed out ({:?}) waiting for the response header", cfg.read_timeout);
+                    return Err(ProxyError::Timeout { upstream: name(), addr: backend.addr, timeout: cfg.read_timeout });
+                }
+                Ok(Ok(resp)) => break Ok(resp),
+                Ok(Err(mut e)) => {
+                    if let Some(unsent) = e.take_message() {
+                        // Nothing reached the backend: the body is intact.
+                        body = Some(unsent.into_body());
+                        if reused {
+                            reused = false;
+                            match backend.conns.connect().await {
+                                Ok(s) => {
+                                    sender = s;
+                                    continue;
+                                }
+                                Err(source) => break Err((true, ProxyError::Connect { upstream: name(), source })),
+                            }
+                        }
+                        let source = ConnectError::Io {
+                            addr: backend.addr,
+                            source: std::io::Error::new(std::io::ErrorKind::ConnectionReset, e.into_error()),
+                        };
+                        break Err((true, ProxyError::Connect { upstream: name(), source }));
+                    }
+                    if let Some(f) = fault.get() {
+                        return Err(ProxyError::ClientBody(*f));
+                    }
+                    break Err((false, ProxyError::Closed { upstream: name(), addr: backend.addr, source: e.into_error() }));
+                }
+            }
+        };
+
+        match outcome {
+            Ok(resp) => {
+                backend.health.record_success();
+                let (mut head, incoming) = resp.into_parts();
+                headers::to_client(&mut head.headers);
+                // The client's protocol version governs the client response.
+                head.version = Version::HTTP_11;
+                let body = UpstreamBody::new(
+                    incoming,
+                    cfg.read_timeout,
+                    Some((backend.conns.clone(), sender)),
+                    Box::new(move || drop(in_flight)),
+                );
+                return Ok(Response::from_parts(head, body.boxed_unsync()));
+            }
+            Err((nothing_sent, err)) => {
+                if backend.health.record_failure(std::time::Instant::now()) {
+                    tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
+                }
+                tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %err, "upstream attempt failed");
+                let may_retry = if nothing_sent { retry_on_connect } else { retry_after_send };
+                if !may_retry {
+                    return Err(err);
+                }
+                last_error = Some(err);
+            }
+        }
+    }
+}

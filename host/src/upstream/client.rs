@@ -1,0 +1,192 @@
+//! Talking to one backend: a small keep-alive pool of HTTP/1.1 connections
+//! (hyper's client connection API, so gale decides when a connection counts
+//! as made, which the retry policy depends on), and the response body that
+//! hands its connection back to the pool once read to the end.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use crate::body::{BoxError, UpstreamRequestBody};
+
+/// A sender on one upstream connection.
+pub type Sender = SendRequest<UpstreamRequestBody>;
+
+/// Why no connection could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to {addr} failed: {source}")]
+    Io { addr: SocketAddr, source: std::io::Error },
+    #[error("connect to {addr} timed out")]
+    Timeout { addr: SocketAddr },
+    #[error("HTTP handshake with {addr} failed: {source}")]
+    Handshake { addr: SocketAddr, source: hyper::Error },
+}
+
+/// Idle keep-alive connections to one backend.
+#[derive(Debug)]
+pub struct ConnPool {
+    addr: SocketAddr,
+    idle: Mutex<Vec<Sender>>,
+    max_idle: usize,
+    connect_timeout: Duration,
+}
+
+impl ConnPool {
+    /// A pool keeping at most `max_idle` idle connections to `addr`.
+    pub fn new(addr: SocketAddr, max_idle: usize, connect_timeout: Duration) -> Self {
+        Self { addr, idle: Mutex::new(Vec::new()), max_idle, connect_timeout }
+    }
+
+    /// An idle connection that is still open and ready, if any.
+    pub async fn take_idle(&self) -> Option<Sender> {
+        loop {
+            let mut s = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            if s.is_closed() {
+                continue;
+            }
+            if s.is_ready() || s.ready().await.is_ok() {
+                return Some(s);
+            }
+        }
+    }
+
+    /// Opens a new connection.
+    pub async fn connect(&self) -> Result<Sender, ConnectError> {
+        let addr = self.addr;
+        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            Err(_) => return Err(ConnectError::Timeout { addr }),
+            Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ConnectError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Returns a connection whose exchange finished cleanly.
+    pub fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(sender);
+        }
+    }
+}
+
+/// Runs when an upstream exchange ends, however it ends (for in-flight
+/// counts and the like).
+pub type OnDone = Box<dyn FnOnce() + Send>;
+
+/// An upstream response body: enforces `read_timeout` between reads and
+/// returns the connection to its pool when read to the end. Dropped early
+/// (client gone, error), the connection is closed instead: it may still
+/// have unread bytes.
+pub struct UpstreamBody {
+    inner: Incoming,
+    read_timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+    conn: Option<(Arc<ConnPool>, Sender)>,
+    on_done: Option<OnDone>,
+}
+
+/// The upstream stopped sending for `read_timeout` mid-body.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream read timed out mid-body")]
+pub struct UpstreamBodyTimeout;
+
+impl UpstreamBody {
+    /// Wraps a response body read from `conn`.
+    pub fn new(inner: Incoming, read_timeout: Duration, conn: Option<(Arc<ConnPool>, Sender)>, on_done: OnDone) -> Self {
+        let mut this = Self {
+            inner,
+            read_timeout,
+            sleep: Box::pin(tokio::time::sleep(read_timeout)),
+            conn,
+            on_done: Some(on_done),
+        };
+        if this.inner.is_end_stream() {
+            this.finish(true);
+        }
+        this
+    }
+
+    fn finish(&mut self, clean: bool) {
+        if let Some((pool, sender)) = self.conn.take()
+            && clean
+        {
+            pool.put(sender);
+        }
+        if let Some(done) = self.on_done.take() {
+            done();
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = Instant::now() + this.read_timeout;
+                this.sleep.as_mut().reset(deadline);
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(false);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(None) => {
+                this.finish(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.finish(false);
+                    Poll::Ready(Some(Err(Box::new(UpstreamBodyTimeout))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
