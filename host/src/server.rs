@@ -129,7 +129,7 @@ async fn serve_connection(site: Arc<Site>, listener: usize, stream: TcpStream, r
         .timer(TokioTimer::new())
         .header_read_timeout(head_timeout)
         .keep_alive(keep_alive)
-        .max_buf_size(max_buf.max(8192));
+        .max_header_size(max_buf);
     let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let mut draining = *shutdown.borrow();
