@@ -64,7 +64,8 @@ impl GaleError {
     pub fn to_response(&self) -> Response<ResponseBody> {
         let mut resp = error_page(self.status());
         if self.closes_connection() {
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }
@@ -84,7 +85,8 @@ pub fn error_page(status: StatusCode) -> Response<ResponseBody> {
     );
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     resp
 }
 
@@ -98,17 +100,36 @@ mod tests {
         assert_eq!(GaleError::UriTooLong { limit: 1 }.status(), 414);
         assert_eq!(GaleError::BodyTooLarge { declared: 2, limit: 1 }.status(), 413);
         assert_eq!(GaleError::Framing(FramingError::MissingHost).status(), 400);
-        let timeout = ProxyError::Timeout { upstream: "u".into(), addr: "127.0.0.1:1".parse().unwrap(), timeout: std::time::Duration::from_secs(1) };
+        let timeout = ProxyError::Timeout {
+            upstream: "u".into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            timeout: std::time::Duration::from_secs(1),
+        };
         assert_eq!(GaleError::Proxy(timeout).status(), 504);
-        assert_eq!(GaleError::Proxy(ProxyError::NoLiveUpstream { upstream: "u".into() }).status(), 502);
-        assert_eq!(GaleError::Proxy(ProxyError::ClientBody(BodyFault::TooLarge)).status(), 413);
-        assert_eq!(GaleError::Proxy(ProxyError::ClientBody(BodyFault::Timeout)).status(), 408);
+        assert_eq!(
+            GaleError::Proxy(ProxyError::NoLiveUpstream { upstream: "u".into() }).status(),
+            502
+        );
+        assert_eq!(
+            GaleError::Proxy(ProxyError::ClientBody(BodyFault::TooLarge)).status(),
+            413
+        );
+        assert_eq!(
+            GaleError::Proxy(ProxyError::ClientBody(BodyFault::Timeout)).status(),
+            408
+        );
     }
 
     #[test]
     fn framing_errors_close_the_connection() {
         let r = GaleError::Framing(FramingError::MissingHost).to_response();
         assert_eq!(r.headers()["connection"], "close");
-        assert!(GaleError::NoLocation.to_response().headers().get("connection").is_none());
+        assert!(
+            GaleError::NoLocation
+                .to_response()
+                .headers()
+                .get("connection")
+                .is_none()
+        );
     }
 }

@@ -43,9 +43,23 @@ pub struct Site {
 impl Site {
     /// Builds the live state (pools, routing tables) for a validated config.
     pub fn new(config: Config, access_log: AccessLog) -> Self {
-        let upstreams = config.upstreams.iter().cloned().map(|u| Arc::new(UpstreamPool::new(u))).collect();
-        let routes = config.listeners.iter().map(|l| ListenerRoutes::new(l.servers.clone())).collect();
-        Self { config, upstreams, routes, access_log }
+        let upstreams = config
+            .upstreams
+            .iter()
+            .cloned()
+            .map(|u| Arc::new(UpstreamPool::new(u)))
+            .collect();
+        let routes = config
+            .listeners
+            .iter()
+            .map(|l| ListenerRoutes::new(l.servers.clone()))
+            .collect();
+        Self {
+            config,
+            upstreams,
+            routes,
+            access_log,
+        }
     }
 }
 
@@ -69,7 +83,10 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         remote: conn.remote,
         start: time::OffsetDateTime::now_utc(),
         method: parts.method.to_string(),
-        target: parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), |pq| pq.to_string()),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.to_string(), |pq| pq.to_string()),
         version: parts.version,
         status: 0,
         bytes_sent: 0,
@@ -95,7 +112,12 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         Some(mut entry) => {
             entry.status = resp.status().as_u16();
             let (head, body) = resp.into_parts();
-            let logged = Logged { inner: body, entry: Some(entry), started, log: site.access_log.clone() };
+            let logged = Logged {
+                inner: body,
+                entry: Some(entry),
+                started,
+                log: site.access_log.clone(),
+            };
             Response::from_parts(head, logged.boxed_unsync())
         }
         None => resp,
@@ -106,14 +128,21 @@ fn header_text(h: &http::HeaderMap, name: header::HeaderName) -> Option<String> 
     h.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-async fn run(site: &Site, conn: &ConnInfo, parts: http::request::Parts, body: Incoming) -> Result<Response<ResponseBody>, GaleError> {
+async fn run(
+    site: &Site,
+    conn: &ConnInfo,
+    parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Response<ResponseBody>, GaleError> {
     let http = &site.config.http;
 
     // 1. framing
     framing::check(&parts, conn.verdicts.next())?;
     let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) as u64;
     if target_len > http.max_uri_size.bytes() {
-        return Err(GaleError::UriTooLong { limit: http.max_uri_size.bytes() });
+        return Err(GaleError::UriTooLong {
+            limit: http.max_uri_size.bytes(),
+        });
     }
 
     // 2. route
@@ -149,14 +178,21 @@ async fn run(site: &Site, conn: &ConnInfo, parts: http::request::Parts, body: In
             } else {
                 UpstreamRequestBody::Empty
             };
-            let req = ProxyRequest { parts, body, has_body, remote: conn.remote, scheme: conn.scheme, fault };
+            let req = ProxyRequest {
+                parts,
+                body,
+                has_body,
+                remote: conn.remote,
+                scheme: conn.scheme,
+                fault,
+            };
             Ok(proxy::forward(&site.upstreams[upstream.0], req).await?)
         }
     }
 }
 
-/// 5. finish: counts the bytes sent and writes the access log line when the
-/// response body ends or is dropped (client gone).
+/// Phase 5, finish: counts the bytes sent and writes the access log line
+/// when the response body ends or is dropped (client gone).
 struct Logged {
     inner: ResponseBody,
     entry: Option<Entry>,

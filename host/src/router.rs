@@ -50,10 +50,10 @@ pub fn location<'s>(server: &'s Server, path: &str) -> Option<&'s Location> {
     for loc in &server.locations {
         match &loc.matcher {
             PathMatch::Exact(p) if p == path => return Some(loc),
-            PathMatch::Prefix(p) if path.starts_with(p.as_str()) => {
-                if best.is_none_or(|b| b.matcher.path().len() < p.len()) {
-                    best = Some(loc);
-                }
+            PathMatch::Prefix(p)
+                if path.starts_with(p.as_str()) && best.is_none_or(|b| b.matcher.path().len() < p.len()) =>
+            {
+                best = Some(loc);
             }
             _ => {}
         }

@@ -87,7 +87,9 @@ async fn accept_loop(
     loop {
         // Holding back accept() when max_connections are open leaves new
         // clients in the kernel's backlog, as nginx does.
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -106,15 +108,30 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(site: Arc<Site>, listener: usize, stream: TcpStream, remote: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+async fn serve_connection(
+    site: Arc<Site>,
+    listener: usize,
+    stream: TcpStream,
+    remote: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let verdicts = Verdicts::default();
-    let info = Arc::new(ConnInfo { remote, listener, scheme: "http", verdicts: verdicts.clone() });
+    let info = Arc::new(ConnInfo {
+        remote,
+        listener,
+        scheme: "http",
+        verdicts: verdicts.clone(),
+    });
     let http = &site.config.http;
     let keep_alive = !http.keepalive_timeout.is_zero();
     // hyper runs one timer both for an idle keep-alive connection and for a
     // request head in progress; gale uses the smaller of the two settings.
-    let head_timeout = if keep_alive { http.client_header_timeout.min(http.keepalive_timeout) } else { http.client_header_timeout };
+    let head_timeout = if keep_alive {
+        http.client_header_timeout.min(http.keepalive_timeout)
+    } else {
+        http.client_header_timeout
+    };
     let max_buf = usize::try_from(http.max_header_size.bytes()).unwrap_or(usize::MAX);
 
     let svc_site = site.clone();

@@ -28,10 +28,7 @@ pub enum ConfigError {
     },
     /// The file was read but holds errors; every one found is listed.
     #[error("{}", render(file, diagnostics))]
-    Invalid {
-        file: String,
-        diagnostics: Vec<Diagnostic>,
-    },
+    Invalid { file: String, diagnostics: Vec<Diagnostic> },
 }
 
 fn render(file: &str, diagnostics: &[Diagnostic]) -> String {
@@ -56,13 +53,20 @@ pub(crate) struct Collector<'a> {
 
 impl<'a> Collector<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
-        Self { text, diagnostics: Vec::new() }
+        Self {
+            text,
+            diagnostics: Vec::new(),
+        }
     }
 
     /// Records `message` at the start of `span` (the whole file when unknown).
     pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let (line, col) = line_col(self.text, span.map_or(0, |s| s.start));
-        self.diagnostics.push(Diagnostic { line, col, message: message.into() });
+        self.diagnostics.push(Diagnostic {
+            line,
+            col,
+            message: message.into(),
+        });
     }
 }
 
@@ -146,13 +150,19 @@ mod tests {
         let m = explain_serde_message(
             "unknown field `client_max_body_siz`, expected one of `keepalive_timeout`, `client_max_body_size`",
         );
-        assert_eq!(m, "unknown key `client_max_body_siz`; did you mean `client_max_body_size`?");
+        assert_eq!(
+            m,
+            "unknown key `client_max_body_siz`; did you mean `client_max_body_size`?"
+        );
     }
 
     #[test]
     fn unknown_value_without_near_match_lists_choices() {
         let m = explain_serde_message("unknown variant `fastest`, expected `round_robin` or `least_conn`");
-        assert_eq!(m, "unknown value `fastest`; expected one of `round_robin`, `least_conn`");
+        assert_eq!(
+            m,
+            "unknown value `fastest`; expected one of `round_robin`, `least_conn`"
+        );
         let m = explain_serde_message("unknown variant `round_robbin`, expected `round_robin` or `least_conn`");
         assert!(m.ends_with("did you mean `round_robin`?"), "{m}");
     }

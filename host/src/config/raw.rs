@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 /// The whole file.
@@ -88,11 +88,17 @@ impl<'de> Deserialize<'de> for RawBackend {
                 f.write_str("an address like \"127.0.0.1:8000\" or a table { address = \"...\", weight = N }")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawBackend, E> {
-                Ok(RawBackend { address: v.to_owned(), weight: None })
+                Ok(RawBackend {
+                    address: v.to_owned(),
+                    weight: None,
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawBackend, A::Error> {
                 let t = RawBackendTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawBackend { address: t.address, weight: t.weight })
+                Ok(RawBackend {
+                    address: t.address,
+                    weight: t.weight,
+                })
             }
         }
         d.deserialize_any(V)

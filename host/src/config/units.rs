@@ -19,18 +19,14 @@ impl ByteSize {
     /// Parses `"100M"`-style text; the error says what is accepted.
     pub fn parse(text: &str) -> Result<Self, String> {
         let t = text.trim();
-        let split = t
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(t.len());
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (digits, unit) = t.split_at(split);
         if digits.is_empty() {
             return Err(format!(
                 "`{text}` is not a size: write a number with an optional unit, like `8k`, `100M` or `1G`"
             ));
         }
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("`{text}` is too large a size"))?;
+        let n: u64 = digits.parse().map_err(|_| format!("`{text}` is too large a size"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" | "kib" => 1 << 10,
@@ -58,18 +54,14 @@ impl fmt::Display for ByteSize {
 /// `1d`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
     if digits.is_empty() {
         return Err(format!(
             "`{text}` is not a duration: write a number with a unit, like `500ms`, `65s` or `5m`"
         ));
     }
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is too long a duration"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is too long a duration"))?;
     let d = match unit.trim() {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::diagnostics::{closest, Collector};
+use super::diagnostics::{Collector, closest};
 use super::raw::{self, RawConfig, Scalar};
 use super::runtime::*;
-use super::units::{parse_duration, ByteSize};
+use super::units::{ByteSize, parse_duration};
 
 pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Option<Config> {
     let global = global(raw.global, base, c);
@@ -29,14 +29,23 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
         servers.push(server(s.into_inner(), span, &names, c));
     }
     if servers.is_empty() {
-        c.error(None, "no [[server]] block: add one with `listen` and at least one [[server.location]]");
+        c.error(
+            None,
+            "no [[server]] block: add one with `listen` and at least one [[server.location]]",
+        );
     }
     let listeners = listeners(&servers);
 
     if !c.diagnostics.is_empty() {
         return None;
     }
-    Some(Config { global: global?, http: http?, upstreams: upstreams.into_iter().collect::<Option<_>>()?, servers: servers.into_iter().collect::<Option<_>>()?, listeners: listeners? })
+    Some(Config {
+        global: global?,
+        http: http?,
+        upstreams: upstreams.into_iter().collect::<Option<_>>()?,
+        servers: servers.into_iter().collect::<Option<_>>()?,
+        listeners: listeners?,
+    })
 }
 
 fn duration(v: Option<Spanned<Scalar>>, default: Duration, c: &mut Collector<'_>) -> Option<Duration> {
@@ -169,7 +178,10 @@ fn upstream(name: String, up: Spanned<raw::RawUpstream>, c: &mut Collector<'_>) 
             ok = false;
         }
         match addr {
-            Some(addr) => servers.push(Backend { addr, weight: weight as u32 }),
+            Some(addr) => servers.push(Backend {
+                addr,
+                weight: weight as u32,
+            }),
             None => ok = false,
         }
     }
@@ -195,11 +207,19 @@ fn upstream(name: String, up: Spanned<raw::RawUpstream>, c: &mut Collector<'_>) 
     })
 }
 
-fn server(s: raw::RawServer, span: std::ops::Range<usize>, upstreams: &[String], c: &mut Collector<'_>) -> Option<Server> {
+fn server(
+    s: raw::RawServer,
+    span: std::ops::Range<usize>,
+    upstreams: &[String],
+    c: &mut Collector<'_>,
+) -> Option<Server> {
     let mut ok = true;
     let mut listen = Vec::new();
     if s.listen.get_ref().is_empty() {
-        c.error(Some(s.listen.span()), "`listen` is empty: give at least one address like `127.0.0.1:8080`");
+        c.error(
+            Some(s.listen.span()),
+            "`listen` is empty: give at least one address like `127.0.0.1:8080`",
+        );
         ok = false;
     }
     for l in s.listen.get_ref() {
@@ -213,7 +233,10 @@ fn server(s: raw::RawServer, span: std::ops::Range<usize>, upstreams: &[String],
         let text = n.get_ref().trim().to_ascii_lowercase();
         if let Some(suffix) = text.strip_prefix('*') {
             if !suffix.starts_with('.') || suffix.len() < 2 || suffix.contains('*') {
-                c.error(Some(n.span()), format!("`{text}`: a wildcard name must look like `*.example.org`"));
+                c.error(
+                    Some(n.span()),
+                    format!("`{text}`: a wildcard name must look like `*.example.org`"),
+                );
                 ok = false;
                 continue;
             }
@@ -227,7 +250,10 @@ fn server(s: raw::RawServer, span: std::ops::Range<usize>, upstreams: &[String],
     }
     let mut locations = Vec::new();
     if s.location.is_empty() {
-        c.error(Some(span), "this [[server]] has no [[server.location]]: add one, e.g. path = \"/\" with proxy = { pass = \"...\" }");
+        c.error(
+            Some(span),
+            "this [[server]] has no [[server.location]]: add one, e.g. path = \"/\" with proxy = { pass = \"...\" }",
+        );
         ok = false;
     }
     let mut seen: HashMap<PathMatch, ()> = HashMap::new();
@@ -241,7 +267,10 @@ fn server(s: raw::RawServer, span: std::ops::Range<usize>, upstreams: &[String],
             PathMatch::Prefix(p.to_owned())
         };
         if !matcher.path().starts_with('/') {
-            c.error(Some(l.path.span()), format!("location path `{p}` must start with `/` (or `= /` for an exact match)"));
+            c.error(
+                Some(l.path.span()),
+                format!("location path `{p}` must start with `/` (or `= /` for an exact match)"),
+            );
             ok = false;
             continue;
         }
@@ -253,20 +282,28 @@ fn server(s: raw::RawServer, span: std::ops::Range<usize>, upstreams: &[String],
             Some(proxy) => {
                 let pass = proxy.get_ref().pass.get_ref();
                 match upstreams.iter().position(|u| u == pass) {
-                    Some(i) => Some(Handler::Proxy { upstream: UpstreamId(i) }),
+                    Some(i) => Some(Handler::Proxy {
+                        upstream: UpstreamId(i),
+                    }),
                     None => {
                         let hint = match closest(pass, upstreams) {
                             Some(best) => format!("; did you mean `{best}`?"),
                             None if upstreams.is_empty() => "; define it with [upstream.NAME]".to_owned(),
                             None => format!("; defined upstreams: {}", upstreams.join(", ")),
                         };
-                        c.error(Some(proxy.get_ref().pass.span()), format!("unknown upstream `{pass}`{hint}"));
+                        c.error(
+                            Some(proxy.get_ref().pass.span()),
+                            format!("unknown upstream `{pass}`{hint}"),
+                        );
                         None
                     }
                 }
             }
             None => {
-                c.error(Some(lspan), format!("location `{p}` has no handler: add `proxy = {{ pass = \"UPSTREAM\" }}`"));
+                c.error(
+                    Some(lspan),
+                    format!("location `{p}` has no handler: add `proxy = {{ pass = \"UPSTREAM\" }}`"),
+                );
                 None
             }
         };
@@ -278,7 +315,12 @@ fn server(s: raw::RawServer, span: std::ops::Range<usize>, upstreams: &[String],
     if !ok {
         return None;
     }
-    Some(Server { names, listen, default_server: s.default_server, locations })
+    Some(Server {
+        names,
+        listen,
+        default_server: s.default_server,
+        locations,
+    })
 }
 
 /// Groups servers by listen address; the server marked `default_server`
@@ -296,7 +338,10 @@ fn listeners(servers: &[Option<Server>]) -> Option<Vec<Listener>> {
                         l.servers.push(i);
                     }
                 }
-                None => out.push(Listener { addr: *addr, servers: vec![i] }),
+                None => out.push(Listener {
+                    addr: *addr,
+                    servers: vec![i],
+                }),
             }
         }
     }

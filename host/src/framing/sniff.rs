@@ -50,12 +50,20 @@ enum State {
 #[derive(Debug)]
 enum Chunk {
     /// Reading a chunk-size line; `size` so far, `in_ext` after `;`.
-    Size { size: u64, digits: usize, in_ext: bool },
+    Size {
+        size: u64,
+        digits: usize,
+        in_ext: bool,
+    },
     Data(u64),
     /// The CRLF after chunk data.
-    DataEnd { seen_cr: bool },
+    DataEnd {
+        seen_cr: bool,
+    },
     /// Trailer section: `line_len` bytes of the current line so far.
-    Trailer { line_len: usize },
+    Trailer {
+        line_len: usize,
+    },
 }
 
 /// Follows one connection's request framing.
@@ -68,7 +76,10 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker that records into `verdicts`.
     pub fn new(verdicts: Verdicts) -> Self {
-        Self { state: State::Head(Vec::new()), verdicts }
+        Self {
+            state: State::Head(Vec::new()),
+            verdicts,
+        }
     }
 
     /// Feeds bytes in the order they were read.
@@ -161,7 +172,11 @@ impl Tracker {
         self.state = if upgrade || connect || (te && !chunked_last) {
             State::Off
         } else if te {
-            State::Chunked(Chunk::Size { size: 0, digits: 0, in_ext: false })
+            State::Chunked(Chunk::Size {
+                size: 0,
+                digits: 0,
+                in_ext: false,
+            })
         } else {
             match length {
                 Some(0) | None if lengths == 0 => State::Head(Vec::new()),
@@ -187,7 +202,11 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
                     if *digits == 0 {
                         return (i, Some(false));
                     }
-                    *c = if *size == 0 { Chunk::Trailer { line_len: 0 } } else { Chunk::Data(*size) };
+                    *c = if *size == 0 {
+                        Chunk::Trailer { line_len: 0 }
+                    } else {
+                        Chunk::Data(*size)
+                    };
                 } else if *in_ext || b == b'\r' {
                 } else if b == b';' || b == b' ' || b == b'\t' {
                     *in_ext = true;
@@ -213,7 +232,13 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
                 i += 1;
                 match b {
                     b'\r' if !*seen_cr => *seen_cr = true,
-                    b'\n' => *c = Chunk::Size { size: 0, digits: 0, in_ext: false },
+                    b'\n' => {
+                        *c = Chunk::Size {
+                            size: 0,
+                            digits: 0,
+                            in_ext: false,
+                        }
+                    }
                     _ => return (i, Some(false)),
                 }
             }
@@ -243,7 +268,10 @@ pin_project_lite::pin_project! {
 impl<T> Tapped<T> {
     /// Wraps `inner`, recording verdicts into `verdicts`.
     pub fn new(inner: T, verdicts: Verdicts) -> Self {
-        Self { inner, tracker: Tracker::new(verdicts) }
+        Self {
+            inner,
+            tracker: Tracker::new(verdicts),
+        }
     }
 }
 
@@ -269,7 +297,11 @@ impl<T: AsyncWrite> AsyncWrite for Tapped<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
     }
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         self.project().inner.poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -299,7 +331,11 @@ POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhell
 POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         for chunk in [1, 2, 3, 7, 64, stream.len()] {
             let v = verdicts_for(stream, chunk);
-            assert_eq!(v, vec![None, None, None, Some(FramingError::ContentLengthWithTransferEncoding)], "split {chunk}");
+            assert_eq!(
+                v,
+                vec![None, None, None, Some(FramingError::ContentLengthWithTransferEncoding)],
+                "split {chunk}"
+            );
         }
     }
 
@@ -314,6 +350,9 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r
         let s = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na";
         assert_eq!(verdicts_for(s, 100), vec![Some(FramingError::DuplicateContentLength)]);
         let s = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n";
-        assert_eq!(verdicts_for(s, 100), vec![Some(FramingError::ContentLengthWithTransferEncoding)]);
+        assert_eq!(
+            verdicts_for(s, 100),
+            vec![Some(FramingError::ContentLengthWithTransferEncoding)]
+        );
     }
 }

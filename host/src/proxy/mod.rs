@@ -40,10 +40,18 @@ pub enum ProxyError {
     Connect { upstream: String, source: ConnectError },
     /// The backend closed or broke the connection before a response header: 502.
     #[error("upstream `{upstream}` {addr}: connection failed before the response header: {source}")]
-    Closed { upstream: String, addr: SocketAddr, source: hyper::Error },
+    Closed {
+        upstream: String,
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
     /// No response header within `read_timeout`: 504, never retried.
     #[error("upstream `{upstream}` {addr}: no response within {timeout:?}")]
-    Timeout { upstream: String, addr: SocketAddr, timeout: std::time::Duration },
+    Timeout {
+        upstream: String,
+        addr: SocketAddr,
+        timeout: std::time::Duration,
+    },
     /// The client's body broke the limits or the client went away.
     #[error("client body: {0:?}")]
     ClientBody(BodyFault),
@@ -51,19 +59,32 @@ pub enum ProxyError {
 
 /// Methods that may be sent twice (RFC 9110 9.2.2).
 fn idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// Forwards `req` to `pool` and returns the backend's response head with a
 /// streaming body.
 pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Response<ResponseBody>, ProxyError> {
-    let ProxyRequest { mut parts, body, has_body, remote, scheme, fault } = req;
+    let ProxyRequest {
+        mut parts,
+        body,
+        has_body,
+        remote,
+        scheme,
+        fault,
+    } = req;
     let cfg = &pool.config;
     let name = || cfg.name.clone();
 
     headers::to_upstream(&mut parts.headers, remote.ip(), scheme);
     parts.version = Version::HTTP_11;
-    parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     let retry_after_send = cfg.next_upstream == NextUpstream::Error && idempotent(&parts.method) && !has_body;
     let retry_on_connect = cfg.next_upstream != NextUpstream::Off;
 
@@ -97,7 +118,10 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                         tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
                     }
                     tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %source, "connect failed");
-                    last_error = Some(ProxyError::Connect { upstream: name(), source });
+                    last_error = Some(ProxyError::Connect {
+                        upstream: name(),
+                        source,
+                    });
                     if retry_on_connect {
                         continue;
                     }
@@ -112,7 +136,11 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
             match tokio::time::timeout(cfg.read_timeout, sender.try_send_request(request)).await {
                 Err(_) => {
                     tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "upstream timed out ({:?}) waiting for the response header", cfg.read_timeout);
-                    return Err(ProxyError::Timeout { upstream: name(), addr: backend.addr, timeout: cfg.read_timeout });
+                    return Err(ProxyError::Timeout {
+                        upstream: name(),
+                        addr: backend.addr,
+                        timeout: cfg.read_timeout,
+                    });
                 }
                 Ok(Ok(resp)) => break Ok(resp),
                 Ok(Err(mut e)) => {
@@ -126,19 +154,40 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                                     sender = s;
                                     continue;
                                 }
-                                Err(source) => break Err((true, ProxyError::Connect { upstream: name(), source })),
+                                Err(source) => {
+                                    break Err((
+                                        true,
+                                        ProxyError::Connect {
+                                            upstream: name(),
+                                            source,
+                                        },
+                                    ));
+                                }
                             }
                         }
                         let source = ConnectError::Io {
                             addr: backend.addr,
                             source: std::io::Error::new(std::io::ErrorKind::ConnectionReset, e.into_error()),
                         };
-                        break Err((true, ProxyError::Connect { upstream: name(), source }));
+                        break Err((
+                            true,
+                            ProxyError::Connect {
+                                upstream: name(),
+                                source,
+                            },
+                        ));
                     }
                     if let Some(f) = fault.get() {
                         return Err(ProxyError::ClientBody(*f));
                     }
-                    break Err((false, ProxyError::Closed { upstream: name(), addr: backend.addr, source: e.into_error() }));
+                    break Err((
+                        false,
+                        ProxyError::Closed {
+                            upstream: name(),
+                            addr: backend.addr,
+                            source: e.into_error(),
+                        },
+                    ));
                 }
             }
         };
@@ -163,7 +212,11 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                     tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
                 }
                 tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %err, "upstream attempt failed");
-                let may_retry = if nothing_sent { retry_on_connect } else { retry_after_send };
+                let may_retry = if nothing_sent {
+                    retry_on_connect
+                } else {
+                    retry_after_send
+                };
                 if !may_retry {
                     return Err(err);
                 }

@@ -45,7 +45,12 @@ pub struct ConnPool {
 impl ConnPool {
     /// A pool keeping at most `max_idle` idle connections to `addr`.
     pub fn new(addr: SocketAddr, max_idle: usize, connect_timeout: Duration) -> Self {
-        Self { addr, idle: Mutex::new(Vec::new()), max_idle, connect_timeout }
+        Self {
+            addr,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+            connect_timeout,
+        }
     }
 
     /// An idle connection that is still open and ready, if any.
@@ -117,7 +122,12 @@ pub struct UpstreamBodyTimeout;
 
 impl UpstreamBody {
     /// Wraps a response body read from `conn`.
-    pub fn new(inner: Incoming, read_timeout: Duration, conn: Option<(Arc<ConnPool>, Sender)>, on_done: OnDone) -> Self {
+    pub fn new(
+        inner: Incoming,
+        read_timeout: Duration,
+        conn: Option<(Arc<ConnPool>, Sender)>,
+        on_done: OnDone,
+    ) -> Self {
         let mut this = Self {
             inner,
             read_timeout,

@@ -67,7 +67,11 @@ impl UpstreamPool {
             })
             .collect::<Vec<_>>();
         let balancer = Balancer::new(config.balance, backends.len());
-        Self { config, backends, balancer }
+        Self {
+            config,
+            backends,
+            balancer,
+        }
     }
 
     /// Picks a healthy backend not in `tried`, or `None` when none is left.
@@ -77,7 +81,11 @@ impl UpstreamPool {
             .backends
             .iter()
             .zip(tried)
-            .map(|(b, &t)| PeerView { weight: b.weight, available: !t && b.health.is_available(now), in_flight: b.in_flight() })
+            .map(|(b, &t)| PeerView {
+                weight: b.weight,
+                available: !t && b.health.is_available(now),
+                in_flight: b.in_flight(),
+            })
             .collect();
         self.balancer.pick(&views)
     }
