@@ -26,10 +26,7 @@ pub struct AccessLog {
 
 impl std::fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessLog")
-            .field("on", &self.sink.is_some())
-            .field("format", &self.format)
-            .finish()
+        f.debug_struct("AccessLog").field("on", &self.sink.is_some()).field("format", &self.format).finish()
     }
 }
 
@@ -62,10 +59,7 @@ impl AccessLog {
                 Some(Box::new(OpenOptions::new().create(true).append(true).open(path)?))
             }
         };
-        Ok(Self {
-            sink: writer.map(|w| Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, w)))),
-            format,
-        })
+        Ok(Self { sink: writer.map(|w| Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, w)))), format })
     }
 
     /// Whether lines are written at all.
@@ -162,10 +156,7 @@ fn json(e: &Entry) -> String {
         o.push('"');
         o
     };
-    let time = e
-        .start
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let time = e.start.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     format!(
         "{{\"time\":{},\"remote_addr\":{},\"method\":{},\"uri\":{},\"protocol\":{},\"status\":{},\"bytes_sent\":{},\"referer\":{},\"user_agent\":{},\"duration_ms\":{:.3}}}\n",
         q(&time),

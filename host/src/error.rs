@@ -24,6 +24,9 @@ pub enum GaleError {
     /// No location of the server matches the path.
     #[error("no location matches")]
     NoLocation,
+    /// The route already has `max_tunnels` upgraded connections open: 503.
+    #[error("too many open tunnels on this route")]
+    TooManyTunnels,
     /// Forwarding to an upstream failed.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
@@ -37,10 +40,12 @@ impl GaleError {
             GaleError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             GaleError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GaleError::NoLocation => StatusCode::NOT_FOUND,
+            GaleError::TooManyTunnels => StatusCode::SERVICE_UNAVAILABLE,
             GaleError::Proxy(p) => match p {
-                ProxyError::NoLiveUpstream { .. } | ProxyError::Connect { .. } | ProxyError::Closed { .. } => {
-                    StatusCode::BAD_GATEWAY
-                }
+                ProxyError::NoLiveUpstream { .. }
+                | ProxyError::Connect { .. }
+                | ProxyError::Closed { .. }
+                | ProxyError::UnexpectedUpgrade { .. } => StatusCode::BAD_GATEWAY,
                 ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 ProxyError::ClientBody(BodyFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
                 ProxyError::ClientBody(BodyFault::Timeout) => StatusCode::REQUEST_TIMEOUT,
@@ -64,8 +69,7 @@ impl GaleError {
     pub fn to_response(&self) -> Response<ResponseBody> {
         let mut resp = error_page(self.status());
         if self.closes_connection() {
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }
@@ -85,8 +89,7 @@ pub fn error_page(status: StatusCode) -> Response<ResponseBody> {
     );
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     resp
 }
 
@@ -106,30 +109,15 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
         };
         assert_eq!(GaleError::Proxy(timeout).status(), 504);
-        assert_eq!(
-            GaleError::Proxy(ProxyError::NoLiveUpstream { upstream: "u".into() }).status(),
-            502
-        );
-        assert_eq!(
-            GaleError::Proxy(ProxyError::ClientBody(BodyFault::TooLarge)).status(),
-            413
-        );
-        assert_eq!(
-            GaleError::Proxy(ProxyError::ClientBody(BodyFault::Timeout)).status(),
-            408
-        );
+        assert_eq!(GaleError::Proxy(ProxyError::NoLiveUpstream { upstream: "u".into() }).status(), 502);
+        assert_eq!(GaleError::Proxy(ProxyError::ClientBody(BodyFault::TooLarge)).status(), 413);
+        assert_eq!(GaleError::Proxy(ProxyError::ClientBody(BodyFault::Timeout)).status(), 408);
     }
 
     #[test]
     fn framing_errors_close_the_connection() {
         let r = GaleError::Framing(FramingError::MissingHost).to_response();
         assert_eq!(r.headers()["connection"], "close");
-        assert!(
-            GaleError::NoLocation
-                .to_response()
-                .headers()
-                .get("connection")
-                .is_none()
-        );
+        assert!(GaleError::NoLocation.to_response().headers().get("connection").is_none());
     }
 }

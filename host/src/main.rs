@@ -88,14 +88,8 @@ fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
     match target {
         LogTarget::Off => {}
-        LogTarget::Stdout => builder
-            .with_ansi(std::io::stdout().is_terminal())
-            .with_writer(std::io::stdout)
-            .init(),
-        LogTarget::Stderr => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .init(),
+        LogTarget::Stdout => builder.with_ansi(std::io::stdout().is_terminal()).with_writer(std::io::stdout).init(),
+        LogTarget::Stderr => builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init(),
         LogTarget::File(path) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -124,11 +118,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         let pid_file = cfg.global.pid_file.clone();
         let site = Arc::new(Site::new(cfg, access_log));
         let listeners = gale::server::bind(&site)?;
-        let addrs: Vec<String> = listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .map(|a| a.to_string())
-            .collect();
+        let addrs: Vec<String> = listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
         if let Some(pid) = &pid_file {
             write_pid(pid)?;
         }

@@ -20,13 +20,15 @@ use http::{Request, Response, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::body::{BoxError, ClientBody, ResponseBody, UpstreamRequestBody};
 use crate::config::{Config, Handler};
 use crate::error::GaleError;
 use crate::framing::{self, sniff::Verdicts};
-use crate::proxy::{self, ProxyRequest};
+use crate::proxy::tunnel::TunnelSlots;
+use crate::proxy::{self, ProxyRequest, Upgrade};
 use crate::router::{self, ListenerRoutes};
 use crate::upstream::UpstreamPool;
 
@@ -37,29 +39,29 @@ pub struct Site {
     pub upstreams: Vec<Arc<UpstreamPool>>,
     /// Per listener, in `config.listeners` order.
     pub routes: Vec<ListenerRoutes>,
+    /// Open-tunnel counters per server, per location.
+    pub tunnels: Vec<Vec<Arc<TunnelSlots>>>,
     pub access_log: AccessLog,
 }
 
 impl Site {
     /// Builds the live state (pools, routing tables) for a validated config.
     pub fn new(config: Config, access_log: AccessLog) -> Self {
-        let upstreams = config
-            .upstreams
+        let upstreams = config.upstreams.iter().cloned().map(|u| Arc::new(UpstreamPool::new(u))).collect();
+        let routes = config.listeners.iter().map(|l| ListenerRoutes::new(l.servers.clone())).collect();
+        let tunnels = config
+            .servers
             .iter()
-            .cloned()
-            .map(|u| Arc::new(UpstreamPool::new(u)))
+            .map(|s| {
+                s.locations
+                    .iter()
+                    .map(|l| match &l.handler {
+                        Handler::Proxy(route) => TunnelSlots::new(route.max_tunnels),
+                    })
+                    .collect()
+            })
             .collect();
-        let routes = config
-            .listeners
-            .iter()
-            .map(|l| ListenerRoutes::new(l.servers.clone()))
-            .collect();
-        Self {
-            config,
-            upstreams,
-            routes,
-            access_log,
-        }
+        Self { config, upstreams, routes, tunnels, access_log }
     }
 }
 
@@ -83,10 +85,7 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         remote: conn.remote,
         start: time::OffsetDateTime::now_utc(),
         method: parts.method.to_string(),
-        target: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.to_string(), |pq| pq.to_string()),
+        target: parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), |pq| pq.to_string()),
         version: parts.version,
         status: 0,
         bytes_sent: 0,
@@ -112,16 +111,25 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         Some(mut entry) => {
             entry.status = resp.status().as_u16();
             let (head, body) = resp.into_parts();
-            let logged = Logged {
-                inner: body,
-                entry: Some(entry),
-                started,
-                log: site.access_log.clone(),
-            };
+            let logged = Logged { inner: body, entry: Some(entry), started, log: site.access_log.clone() };
             Response::from_parts(head, logged.boxed_unsync())
         }
         None => resp,
     }
+}
+
+/// An HTTP/1.1 request asking to switch protocols (`Connection: upgrade`
+/// plus `Upgrade`), such as a WebSocket handshake.
+fn wants_upgrade(parts: &http::request::Parts) -> bool {
+    parts.version == http::Version::HTTP_11
+        && parts.headers.contains_key(header::UPGRADE)
+        && parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 fn header_text(h: &http::HeaderMap, name: header::HeaderName) -> Option<String> {
@@ -131,7 +139,7 @@ fn header_text(h: &http::HeaderMap, name: header::HeaderName) -> Option<String> 
 async fn run(
     site: &Site,
     conn: &ConnInfo,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: Incoming,
 ) -> Result<Response<ResponseBody>, GaleError> {
     let http = &site.config.http;
@@ -140,9 +148,7 @@ async fn run(
     framing::check(&parts, conn.verdicts.next())?;
     let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) as u64;
     if target_len > http.max_uri_size.bytes() {
-        return Err(GaleError::UriTooLong {
-            limit: http.max_uri_size.bytes(),
-        });
+        return Err(GaleError::UriTooLong { limit: http.max_uri_size.bytes() });
     }
 
     // 2. route
@@ -152,8 +158,8 @@ async fn run(
         .map(|a| a.as_str().to_owned())
         .or_else(|| header_text(&parts.headers, header::HOST))
         .unwrap_or_default();
-    let (_, server) = site.routes[conn.listener].server(&site.config, &router::host_for_matching(&host));
-    let location = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
+    let (server_index, server) = site.routes[conn.listener].server(&site.config, &router::host_for_matching(&host));
+    let (location_index, location) = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
 
     // 3. limits
     let limit = http.client_max_body_size.bytes();
@@ -171,22 +177,25 @@ async fn run(
 
     // 4. handler
     match &location.handler {
-        Handler::Proxy { upstream } => {
+        Handler::Proxy(route) => {
+            let upgrade = if wants_upgrade(&parts) {
+                let slot = site.tunnels[server_index][location_index].try_take().ok_or(GaleError::TooManyTunnels)?;
+                parts.extensions.remove::<OnUpgrade>().map(|client| Upgrade {
+                    client,
+                    slot,
+                    idle_timeout: route.tunnel_idle_timeout,
+                })
+            } else {
+                None
+            };
             let fault = Arc::new(OnceLock::new());
             let body = if has_body {
                 UpstreamRequestBody::Client(ClientBody::new(body, limit, http.client_body_timeout, fault.clone()))
             } else {
                 UpstreamRequestBody::Empty
             };
-            let req = ProxyRequest {
-                parts,
-                body,
-                has_body,
-                remote: conn.remote,
-                scheme: conn.scheme,
-                fault,
-            };
-            Ok(proxy::forward(&site.upstreams[upstream.0], req).await?)
+            let req = ProxyRequest { parts, body, has_body, remote: conn.remote, scheme: conn.scheme, fault, upgrade };
+            Ok(proxy::forward(&site.upstreams[route.upstream.0], req).await?)
         }
     }
 }

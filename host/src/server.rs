@@ -117,21 +117,13 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let verdicts = Verdicts::default();
-    let info = Arc::new(ConnInfo {
-        remote,
-        listener,
-        scheme: "http",
-        verdicts: verdicts.clone(),
-    });
+    let info = Arc::new(ConnInfo { remote, listener, scheme: "http", verdicts: verdicts.clone() });
     let http = &site.config.http;
     let keep_alive = !http.keepalive_timeout.is_zero();
     // hyper runs one timer both for an idle keep-alive connection and for a
     // request head in progress; gale uses the smaller of the two settings.
-    let head_timeout = if keep_alive {
-        http.client_header_timeout.min(http.keepalive_timeout)
-    } else {
-        http.client_header_timeout
-    };
+    let head_timeout =
+        if keep_alive { http.client_header_timeout.min(http.keepalive_timeout) } else { http.client_header_timeout };
     let max_buf = usize::try_from(http.max_header_size.bytes()).unwrap_or(usize::MAX);
 
     let svc_site = site.clone();
@@ -142,11 +134,7 @@ async fn serve_connection(
     });
     let io = TokioIo::new(Tapped::new(stream, verdicts));
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
-        .keep_alive(keep_alive)
-        .max_header_size(max_buf);
+    builder.timer(TokioTimer::new()).header_read_timeout(head_timeout).keep_alive(keep_alive).max_header_size(max_buf);
     let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let mut draining = *shutdown.borrow();

@@ -88,17 +88,11 @@ impl<'de> Deserialize<'de> for RawBackend {
                 f.write_str("an address like \"127.0.0.1:8000\" or a table { address = \"...\", weight = N }")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawBackend, E> {
-                Ok(RawBackend {
-                    address: v.to_owned(),
-                    weight: None,
-                })
+                Ok(RawBackend { address: v.to_owned(), weight: None })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawBackend, A::Error> {
                 let t = RawBackendTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawBackend {
-                    address: t.address,
-                    weight: t.weight,
-                })
+                Ok(RawBackend { address: t.address, weight: t.weight })
             }
         }
         d.deserialize_any(V)
@@ -180,6 +174,10 @@ pub struct RawLocation {
 #[serde(deny_unknown_fields)]
 pub struct RawProxy {
     pub pass: Spanned<String>,
+    /// Cap on open upgraded connections (WebSocket tunnels) of this route.
+    pub max_tunnels: Option<Spanned<i64>>,
+    /// Idle time after which a tunnel is closed.
+    pub tunnel_idle_timeout: Option<Spanned<Scalar>>,
 }
 
 /// A value written either as a string (`"65s"`, `"100M"`) or as a bare

@@ -130,7 +130,18 @@ impl PathMatch {
 #[derive(Debug, Clone)]
 pub enum Handler {
     /// Forward to an upstream pool.
-    Proxy { upstream: UpstreamId },
+    Proxy(ProxyRoute),
+}
+
+/// `proxy = { ... }` on a location.
+#[derive(Debug, Clone)]
+pub struct ProxyRoute {
+    pub upstream: UpstreamId,
+    /// Cap on open upgraded connections (WebSocket tunnels).
+    pub max_tunnels: usize,
+    /// Idle time after which a tunnel is closed (separate from the upstream's
+    /// `read_timeout`, which is for request/response exchanges).
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// A socket to listen on and the servers reachable through it.

@@ -46,14 +46,8 @@ path = "/"
 proxy = { pass = "app" }
 "#;
     let cfg = parse("t.toml", text, Path::new("/etc/gale")).expect("valid");
-    assert_eq!(
-        cfg.global.pid_file.as_deref(),
-        Some(Path::new("/etc/gale/run/gale.pid"))
-    );
-    assert_eq!(
-        cfg.global.access_log,
-        LogTarget::File("/etc/gale/logs/access.log".into())
-    );
+    assert_eq!(cfg.global.pid_file.as_deref(), Some(Path::new("/etc/gale/run/gale.pid")));
+    assert_eq!(cfg.global.access_log, LogTarget::File("/etc/gale/logs/access.log".into()));
     assert_eq!(cfg.upstreams[0].servers[1].weight, 3);
     assert_eq!(cfg.upstreams[0].balance, Balance::LeastConn);
     assert_eq!(cfg.servers[0].names[1], ServerName::Wildcard(".example.org".into()));

@@ -29,10 +29,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
         servers.push(server(s.into_inner(), span, &names, c));
     }
     if servers.is_empty() {
-        c.error(
-            None,
-            "no [[server]] block: add one with `listen` and at least one [[server.location]]",
-        );
+        c.error(None, "no [[server]] block: add one with `listen` and at least one [[server.location]]");
     }
     let listeners = listeners(&servers);
 
@@ -178,10 +175,7 @@ fn upstream(name: String, up: Spanned<raw::RawUpstream>, c: &mut Collector<'_>) 
             ok = false;
         }
         match addr {
-            Some(addr) => servers.push(Backend {
-                addr,
-                weight: weight as u32,
-            }),
+            Some(addr) => servers.push(Backend { addr, weight: weight as u32 }),
             None => ok = false,
         }
     }
@@ -216,10 +210,7 @@ fn server(
     let mut ok = true;
     let mut listen = Vec::new();
     if s.listen.get_ref().is_empty() {
-        c.error(
-            Some(s.listen.span()),
-            "`listen` is empty: give at least one address like `127.0.0.1:8080`",
-        );
+        c.error(Some(s.listen.span()), "`listen` is empty: give at least one address like `127.0.0.1:8080`");
         ok = false;
     }
     for l in s.listen.get_ref() {
@@ -233,10 +224,7 @@ fn server(
         let text = n.get_ref().trim().to_ascii_lowercase();
         if let Some(suffix) = text.strip_prefix('*') {
             if !suffix.starts_with('.') || suffix.len() < 2 || suffix.contains('*') {
-                c.error(
-                    Some(n.span()),
-                    format!("`{text}`: a wildcard name must look like `*.example.org`"),
-                );
+                c.error(Some(n.span()), format!("`{text}`: a wildcard name must look like `*.example.org`"));
                 ok = false;
                 continue;
             }
@@ -279,31 +267,9 @@ fn server(
             ok = false;
         }
         let handler = match l.proxy {
-            Some(proxy) => {
-                let pass = proxy.get_ref().pass.get_ref();
-                match upstreams.iter().position(|u| u == pass) {
-                    Some(i) => Some(Handler::Proxy {
-                        upstream: UpstreamId(i),
-                    }),
-                    None => {
-                        let hint = match closest(pass, upstreams) {
-                            Some(best) => format!("; did you mean `{best}`?"),
-                            None if upstreams.is_empty() => "; define it with [upstream.NAME]".to_owned(),
-                            None => format!("; defined upstreams: {}", upstreams.join(", ")),
-                        };
-                        c.error(
-                            Some(proxy.get_ref().pass.span()),
-                            format!("unknown upstream `{pass}`{hint}"),
-                        );
-                        None
-                    }
-                }
-            }
+            Some(proxy) => proxy_route(proxy.into_inner(), upstreams, c),
             None => {
-                c.error(
-                    Some(lspan),
-                    format!("location `{p}` has no handler: add `proxy = {{ pass = \"UPSTREAM\" }}`"),
-                );
+                c.error(Some(lspan), format!("location `{p}` has no handler: add `proxy = {{ pass = \"UPSTREAM\" }}`"));
                 None
             }
         };
@@ -315,12 +281,7 @@ fn server(
     if !ok {
         return None;
     }
-    Some(Server {
-        names,
-        listen,
-        default_server: s.default_server,
-        locations,
-    })
+    Some(Server { names, listen, default_server: s.default_server, locations })
 }
 
 /// Groups servers by listen address; the server marked `default_server`
@@ -338,12 +299,29 @@ fn listeners(servers: &[Option<Server>]) -> Option<Vec<Listener>> {
                         l.servers.push(i);
                     }
                 }
-                None => out.push(Listener {
-                    addr: *addr,
-                    servers: vec![i],
-                }),
+                None => out.push(Listener { addr: *addr, servers: vec![i] }),
             }
         }
     }
     Some(out)
+}
+
+fn proxy_route(proxy: raw::RawProxy, upstreams: &[String], c: &mut Collector<'_>) -> Option<Handler> {
+    let max_tunnels = int_in(proxy.max_tunnels, 10_000, 0, 10_000_000, "max_tunnels", c);
+    let tunnel_idle_timeout = duration(proxy.tunnel_idle_timeout, Duration::from_secs(3600), c);
+    let pass = proxy.pass.get_ref();
+    let Some(i) = upstreams.iter().position(|u| u == pass) else {
+        let hint = match closest(pass, upstreams) {
+            Some(best) => format!("; did you mean `{best}`?"),
+            None if upstreams.is_empty() => "; define it with [upstream.NAME]".to_owned(),
+            None => format!("; defined upstreams: {}", upstreams.join(", ")),
+        };
+        c.error(Some(proxy.pass.span()), format!("unknown upstream `{pass}`{hint}"));
+        return None;
+    };
+    Some(Handler::Proxy(ProxyRoute {
+        upstream: UpstreamId(i),
+        max_tunnels: max_tunnels? as usize,
+        tunnel_idle_timeout: tunnel_idle_timeout?,
+    }))
 }

@@ -76,10 +76,7 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker that records into `verdicts`.
     pub fn new(verdicts: Verdicts) -> Self {
-        Self {
-            state: State::Head(Vec::new()),
-            verdicts,
-        }
+        Self { state: State::Head(Vec::new()), verdicts }
     }
 
     /// Feeds bytes in the order they were read.
@@ -172,11 +169,7 @@ impl Tracker {
         self.state = if upgrade || connect || (te && !chunked_last) {
             State::Off
         } else if te {
-            State::Chunked(Chunk::Size {
-                size: 0,
-                digits: 0,
-                in_ext: false,
-            })
+            State::Chunked(Chunk::Size { size: 0, digits: 0, in_ext: false })
         } else {
             match length {
                 Some(0) | None if lengths == 0 => State::Head(Vec::new()),
@@ -202,11 +195,7 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
                     if *digits == 0 {
                         return (i, Some(false));
                     }
-                    *c = if *size == 0 {
-                        Chunk::Trailer { line_len: 0 }
-                    } else {
-                        Chunk::Data(*size)
-                    };
+                    *c = if *size == 0 { Chunk::Trailer { line_len: 0 } } else { Chunk::Data(*size) };
                 } else if *in_ext || b == b'\r' {
                 } else if b == b';' || b == b' ' || b == b'\t' {
                     *in_ext = true;
@@ -232,13 +221,7 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
                 i += 1;
                 match b {
                     b'\r' if !*seen_cr => *seen_cr = true,
-                    b'\n' => {
-                        *c = Chunk::Size {
-                            size: 0,
-                            digits: 0,
-                            in_ext: false,
-                        }
-                    }
+                    b'\n' => *c = Chunk::Size { size: 0, digits: 0, in_ext: false },
                     _ => return (i, Some(false)),
                 }
             }
@@ -268,10 +251,7 @@ pin_project_lite::pin_project! {
 impl<T> Tapped<T> {
     /// Wraps `inner`, recording verdicts into `verdicts`.
     pub fn new(inner: T, verdicts: Verdicts) -> Self {
-        Self {
-            inner,
-            tracker: Tracker::new(verdicts),
-        }
+        Self { inner, tracker: Tracker::new(verdicts) }
     }
 }
 
@@ -350,9 +330,6 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r
         let s = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na";
         assert_eq!(verdicts_for(s, 100), vec![Some(FramingError::DuplicateContentLength)]);
         let s = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n";
-        assert_eq!(
-            verdicts_for(s, 100),
-            vec![Some(FramingError::ContentLengthWithTransferEncoding)]
-        );
+        assert_eq!(verdicts_for(s, 100), vec![Some(FramingError::ContentLengthWithTransferEncoding)]);
     }
 }

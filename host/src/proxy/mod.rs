@@ -5,11 +5,12 @@
 //! connection.
 
 pub mod headers;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{Method, Request, Response, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
 
 use crate::body::{BodyFault, FaultSlot, ResponseBody, UpstreamRequestBody};
@@ -27,6 +28,15 @@ pub struct ProxyRequest {
     pub scheme: &'static str,
     /// Where the client body records why it stopped, if it did.
     pub fault: FaultSlot,
+    /// Set when the client asked to upgrade the connection (WebSocket).
+    pub upgrade: Option<Upgrade>,
+}
+
+/// A client's upgrade request, admitted under its route's tunnel cap.
+pub struct Upgrade {
+    pub client: hyper::upgrade::OnUpgrade,
+    pub slot: tunnel::TunnelSlot,
+    pub idle_timeout: std::time::Duration,
 }
 
 /// Why forwarding failed; `error.rs` turns it into a status.
@@ -40,51 +50,38 @@ pub enum ProxyError {
     Connect { upstream: String, source: ConnectError },
     /// The backend closed or broke the connection before a response header: 502.
     #[error("upstream `{upstream}` {addr}: connection failed before the response header: {source}")]
-    Closed {
-        upstream: String,
-        addr: SocketAddr,
-        source: hyper::Error,
-    },
+    Closed { upstream: String, addr: SocketAddr, source: hyper::Error },
     /// No response header within `read_timeout`: 504, never retried.
     #[error("upstream `{upstream}` {addr}: no response within {timeout:?}")]
-    Timeout {
-        upstream: String,
-        addr: SocketAddr,
-        timeout: std::time::Duration,
-    },
+    Timeout { upstream: String, addr: SocketAddr, timeout: std::time::Duration },
     /// The client's body broke the limits or the client went away.
     #[error("client body: {0:?}")]
     ClientBody(BodyFault),
+    /// The backend switched protocols although nobody asked it to: 502.
+    #[error("upstream `{upstream}` {addr}: 101 Switching Protocols without an upgrade request")]
+    UnexpectedUpgrade { upstream: String, addr: SocketAddr },
 }
 
 /// Methods that may be sent twice (RFC 9110 9.2.2).
 fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
 }
 
 /// Forwards `req` to `pool` and returns the backend's response head with a
 /// streaming body.
 pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Response<ResponseBody>, ProxyError> {
-    let ProxyRequest {
-        mut parts,
-        body,
-        has_body,
-        remote,
-        scheme,
-        fault,
-    } = req;
+    let ProxyRequest { mut parts, body, has_body, remote, scheme, fault, mut upgrade } = req;
     let cfg = &pool.config;
     let name = || cfg.name.clone();
 
+    let protocol = upgrade.as_ref().and_then(|_| parts.headers.get(header::UPGRADE).cloned());
     headers::to_upstream(&mut parts.headers, remote.ip(), scheme);
+    if let Some(p) = protocol {
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, p);
+    }
     parts.version = Version::HTTP_11;
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     let retry_after_send = cfg.next_upstream == NextUpstream::Error && idempotent(&parts.method) && !has_body;
     let retry_on_connect = cfg.next_upstream != NextUpstream::Off;
 
@@ -118,10 +115,7 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                         tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
                     }
                     tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %source, "connect failed");
-                    last_error = Some(ProxyError::Connect {
-                        upstream: name(),
-                        source,
-                    });
+                    last_error = Some(ProxyError::Connect { upstream: name(), source });
                     if retry_on_connect {
                         continue;
                     }
@@ -155,13 +149,7 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                                     continue;
                                 }
                                 Err(source) => {
-                                    break Err((
-                                        true,
-                                        ProxyError::Connect {
-                                            upstream: name(),
-                                            source,
-                                        },
-                                    ));
+                                    break Err((true, ProxyError::Connect { upstream: name(), source }));
                                 }
                             }
                         }
@@ -169,32 +157,43 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                             addr: backend.addr,
                             source: std::io::Error::new(std::io::ErrorKind::ConnectionReset, e.into_error()),
                         };
-                        break Err((
-                            true,
-                            ProxyError::Connect {
-                                upstream: name(),
-                                source,
-                            },
-                        ));
+                        break Err((true, ProxyError::Connect { upstream: name(), source }));
                     }
                     if let Some(f) = fault.get() {
                         return Err(ProxyError::ClientBody(*f));
                     }
                     break Err((
                         false,
-                        ProxyError::Closed {
-                            upstream: name(),
-                            addr: backend.addr,
-                            source: e.into_error(),
-                        },
+                        ProxyError::Closed { upstream: name(), addr: backend.addr, source: e.into_error() },
                     ));
                 }
             }
         };
 
         match outcome {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 backend.health.record_success();
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    let Some(up) = upgrade.take() else {
+                        return Err(ProxyError::UnexpectedUpgrade { upstream: name(), addr: backend.addr });
+                    };
+                    let upstream_io = hyper::upgrade::on(&mut resp);
+                    let (mut head, _) = resp.into_parts();
+                    let protocol = head.headers.get(header::UPGRADE).cloned();
+                    headers::to_client(&mut head.headers);
+                    head.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    if let Some(p) = protocol {
+                        head.headers.insert(header::UPGRADE, p);
+                    }
+                    head.version = Version::HTTP_11;
+                    // The connection now belongs to the tunnel; it never returns to the pool.
+                    drop(sender);
+                    tokio::spawn(async move {
+                        tunnel::run(up.client, upstream_io, up.idle_timeout, up.slot).await;
+                        drop(in_flight);
+                    });
+                    return Ok(Response::from_parts(head, crate::body::empty()));
+                }
                 let (mut head, incoming) = resp.into_parts();
                 headers::to_client(&mut head.headers);
                 // The client's protocol version governs the client response.
@@ -212,11 +211,7 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                     tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
                 }
                 tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %err, "upstream attempt failed");
-                let may_retry = if nothing_sent {
-                    retry_on_connect
-                } else {
-                    retry_after_send
-                };
+                let may_retry = if nothing_sent { retry_on_connect } else { retry_after_send };
                 if !may_retry {
                     return Err(err);
                 }

@@ -67,11 +67,7 @@ impl UpstreamPool {
             })
             .collect::<Vec<_>>();
         let balancer = Balancer::new(config.balance, backends.len());
-        Self {
-            config,
-            backends,
-            balancer,
-        }
+        Self { config, backends, balancer }
     }
 
     /// Picks a healthy backend not in `tried`, or `None` when none is left.
