@@ -79,8 +79,7 @@ impl ConfigBuilder {
 
     /// Adds a backend with a weight.
     pub fn weighted(mut self, addr: SocketAddr, weight: u32) -> Self {
-        self.servers
-            .push(format!("{{ address = \"{addr}\", weight = {weight} }}"));
+        self.servers.push(format!("{{ address = \"{addr}\", weight = {weight} }}"));
         self
     }
 
@@ -131,10 +130,7 @@ impl ConfigBuilder {
         for location in &self.locations {
             let _ = writeln!(out, "[[server.location]]\n{}\n", location.trim());
         }
-        let _ = writeln!(
-            out,
-            "[[server.location]]\npath = \"/\"\nproxy = {{ pass = \"{POOL}\" }}"
-        );
+        let _ = writeln!(out, "[[server.location]]\npath = \"/\"\nproxy = {{ pass = \"{POOL}\" }}");
         out
     }
 

@@ -86,14 +86,7 @@ impl Gale {
                 }
             }
         };
-        Gale {
-            child,
-            addrs,
-            stdout,
-            stderr,
-            config_path,
-            dir,
-        }
+        Gale { child, addrs, stdout, stderr, config_path, dir }
     }
 
     /// The first listening address.
@@ -230,11 +223,7 @@ impl Finished {
 #[track_caller]
 pub fn run_gale(args: &[&str], dir: Option<&Path>) -> Finished {
     let mut command = gale_command();
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(dir) = dir {
         command.current_dir(dir);
     }
@@ -261,9 +250,5 @@ pub fn run_gale(args: &[&str], dir: Option<&Path>) -> Finished {
     // The readers end when the pipes close: wait for both so nothing is lost.
     while out_lines.recv_timeout(Duration::from_secs(5)).is_ok() {}
     while err_lines.recv_timeout(Duration::from_secs(5)).is_ok() {}
-    Finished {
-        status,
-        stdout: stdout.text(),
-        stderr: stderr.text(),
-    }
+    Finished { status, stdout: stdout.text(), stderr: stderr.text() }
 }

@@ -166,19 +166,12 @@ pub struct Response {
 impl Response {
     /// The first value of a header (names compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Every value of a header, in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
     }
 
     /// The body as text (lossy).
@@ -201,9 +194,7 @@ impl Response {
 
     /// Whether the server said it closes the connection after this response.
     pub fn closes(&self) -> bool {
-        self.header_all("connection")
-            .iter()
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+        self.header_all("connection").iter().any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
     }
 }
 
@@ -248,10 +239,7 @@ impl Conn {
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_write_timeout(Some(READ_TIMEOUT))?;
         stream.set_nodelay(true)?;
-        Ok(Self {
-            addr,
-            reader: BufReader::new(stream),
-        })
+        Ok(Self { addr, reader: BufReader::new(stream) })
     }
 
     /// This end's address (the port the server sees as the client's).
@@ -261,18 +249,14 @@ impl Conn {
 
     /// Changes the read timeout (the hang detector).
     pub fn set_read_timeout(&mut self, timeout: Duration) {
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(timeout))
-            .expect("set_read_timeout");
+        self.reader.get_ref().set_read_timeout(Some(timeout)).expect("set_read_timeout");
     }
 
     /// Sends a request and reads its response; panics on an I/O error.
     #[track_caller]
     pub fn send(&mut self, request: &Request) -> Response {
         let addr = self.addr;
-        self.try_send(request)
-            .unwrap_or_else(|e| panic!("{} {} to {addr}: {e}", request.method, request.target))
+        self.try_send(request).unwrap_or_else(|e| panic!("{} {} to {addr}: {e}", request.method, request.target))
     }
 
     /// Sends a request and reads its response.
@@ -311,10 +295,7 @@ impl Conn {
         match self.reader.read(&mut buf) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-            ),
+            Err(e) => matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted),
         }
     }
 }
@@ -339,10 +320,7 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Response {
     let mut conn = Conn::open(addr);
     let _ = conn.write_raw(bytes);
     conn.read_response(false).unwrap_or_else(|e| {
-        panic!(
-            "no response from {addr} to:\n{}\n({e})",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(600)])
-        )
+        panic!("no response from {addr} to:\n{}\n({e})", String::from_utf8_lossy(&bytes[..bytes.len().min(600)]))
     })
 }
 
@@ -368,34 +346,21 @@ fn read_one(reader: &mut BufReader<TcpStream>, head_request: bool) -> io::Result
         if head_len > MAX_HEAD {
             return Err(invalid("response head too large".into()));
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
         headers.push((name.to_owned(), value.trim().to_owned()));
     }
-    let mut response = Response {
-        version,
-        status,
-        reason,
-        headers,
-        body: Vec::new(),
-        chunked: false,
-    };
+    let mut response = Response { version, status, reason, headers, body: Vec::new(), chunked: false };
 
     let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
     if no_body {
         return Ok(response);
     }
-    let chunked = response
-        .header("transfer-encoding")
-        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    let chunked = response.header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
     if chunked {
         response.chunked = true;
         response.body = read_chunked(reader)?;
     } else if let Some(length) = response.header("content-length") {
-        let length: usize = length
-            .parse()
-            .map_err(|_| invalid(format!("bad Content-Length {length:?}")))?;
+        let length: usize = length.parse().map_err(|_| invalid(format!("bad Content-Length {length:?}")))?;
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
         response.body = body;
@@ -431,11 +396,8 @@ fn read_line(reader: &mut BufReader<TcpStream>, first: bool) -> io::Result<Strin
     let mut line = Vec::new();
     let n = reader.by_ref().take(MAX_HEAD as u64).read_until(b'\n', &mut line)?;
     if n == 0 {
-        let what = if first {
-            "connection closed before a response"
-        } else {
-            "connection closed in the middle of a response"
-        };
+        let what =
+            if first { "connection closed before a response" } else { "connection closed in the middle of a response" };
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, what));
     }
     while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -463,21 +425,13 @@ mod tests {
 
     #[test]
     fn encode_keeps_explicit_framing_and_can_drop_host() {
-        let bytes = Request::get("/")
-            .without_host()
-            .header("Content-Length", "0")
-            .encode("x");
-        assert_eq!(
-            String::from_utf8(bytes).expect("utf-8"),
-            "GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
-        );
+        let bytes = Request::get("/").without_host().header("Content-Length", "0").encode("x");
+        assert_eq!(String::from_utf8(bytes).expect("utf-8"), "GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
     }
 
     #[test]
     fn encode_chunked() {
-        let bytes = Request::new("PUT", "/echo")
-            .chunked(vec![b"abc".to_vec(), b"de".to_vec()])
-            .encode("h");
+        let bytes = Request::new("PUT", "/echo").chunked(vec![b"abc".to_vec(), b"de".to_vec()]).encode("h");
         assert_eq!(
             String::from_utf8(bytes).expect("utf-8"),
             "PUT /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\

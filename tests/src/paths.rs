@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The repository root (this crate lives in `<repo>/tests`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// The `gale` binary: `$GALE_BIN`, else `debug/gale` in cargo's target dir.
@@ -21,9 +18,8 @@ pub fn gale_bin() -> PathBuf {
     let path = match std::env::var_os("GALE_BIN") {
         Some(bin) => PathBuf::from(bin),
         None => {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("target"));
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
             repo_root().join(target).join("debug").join("gale")
         }
     };
@@ -41,11 +37,7 @@ pub fn python() -> PathBuf {
     let path = std::env::var_os("GALE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv").join("bin").join("python"));
-    assert!(
-        path.exists(),
-        "no Python with Tornado at {}: run scripts/setup.sh (or set GALE_PYTHON)",
-        path.display()
-    );
+    assert!(path.exists(), "no Python with Tornado at {}: run scripts/setup.sh (or set GALE_PYTHON)", path.display());
     path
 }
 

@@ -146,12 +146,7 @@ impl Starting {
             .unwrap_or_else(|e| panic!("start {} tests/tornado/app.py: {e}", python.display()));
         let (_, stdout) = drain(child.stdout.take().expect("piped stdout"));
         let (stderr, _) = drain(child.stderr.take().expect("piped stderr"));
-        Starting {
-            name: name.to_owned(),
-            child,
-            stdout,
-            stderr,
-        }
+        Starting { name: name.to_owned(), child, stdout, stderr }
     }
 
     #[track_caller]
@@ -161,11 +156,7 @@ impl Starting {
         let Some(port) = port else {
             let _ = self.child.kill();
             let _ = self.child.wait();
-            panic!(
-                "tornado {} did not print its port ({line:?}); stderr:\n{}",
-                self.name,
-                self.stderr.text()
-            );
+            panic!("tornado {} did not print its port ({line:?}); stderr:\n{}", self.name, self.stderr.text());
         };
         Tornado {
             name: self.name,
@@ -219,11 +210,7 @@ impl Whoami {
     #[track_caller]
     pub fn header(&self, name: &str) -> Option<&str> {
         let values = self.header_all(name);
-        assert!(
-            values.len() <= 1,
-            "{name} reached the backend {} times: {values:?}",
-            values.len()
-        );
+        assert!(values.len() <= 1, "{name} reached the backend {} times: {values:?}", values.len());
         values.first().copied()
     }
 }

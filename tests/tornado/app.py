@@ -244,20 +244,24 @@ async def main():
     parser.add_argument("--name", default=None)
     args = parser.parse_args()
 
+    try:
+        sockets = tornado.netutil.bind_sockets(args.port, address=args.host)
+    except OSError as e:
+        print(f"app.py: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
+        sys.exit(1)
+    port = sockets[0].getsockname()[1]
+    name = args.name or f"tornado-{port}"
+
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
-        format="%(asctime)s %(name)s %(levelname)s [pid %(process)d] %(message)s",
+        format=f"%(asctime)s {name} %(levelname)s %(message)s",
     )
-
-    sockets = tornado.netutil.bind_sockets(args.port, address=args.host)
-    port = sockets[0].getsockname()[1]
-    name = args.name or f"tornado-{port}"
     server = tornado.httpserver.HTTPServer(make_app(port, name), xheaders=True)
     server.add_sockets(sockets)
 
     print(port, flush=True)
-    logging.info("%s listening on %s:%d", name, args.host, port)
+    logging.info("listening on %s:%d (pid %d)", args.host, port, os.getpid())
 
     parent = os.getppid()
     tornado.ioloop.PeriodicCallback(lambda: exit_when_orphaned(parent), 500).start()
@@ -265,4 +269,8 @@ async def main():
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        # Ctrl-C in the demo reaches the whole process group: stop quietly.
+        pass

@@ -28,51 +28,27 @@ fn a_typo_key_points_at_file_line_col_and_suggests_the_key() {
     let text = "[global]\nthreads = 2\n\n[http]\nclient_max_body_sise = \"1M\"\n";
     let (out, path, _dir) = gale_on("check", text);
     assert_eq!(out.code(), Some(1), "{out:?}");
-    assert!(
-        out.stderr.contains(&format!("{path}:5:1:")),
-        "expected {path}:5:1: in:\n{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("did you mean `client_max_body_size`?"),
-        "no hint in:\n{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(&format!("{path}:5:1:")), "expected {path}:5:1: in:\n{}", out.stderr);
+    assert!(out.stderr.contains("did you mean `client_max_body_size`?"), "no hint in:\n{}", out.stderr);
     assert!(!out.stdout.contains("OK"), "{out:?}");
 }
 
 #[test]
 fn a_bad_value_points_at_its_line() {
-    let text = ConfigBuilder::new([dead_addr()])
-        .http("client_max_body_size", "100Q")
-        .render();
-    let line = text
-        .lines()
-        .position(|l| l.starts_with("client_max_body_size"))
-        .expect("the key is rendered")
-        + 1;
+    let text = ConfigBuilder::new([dead_addr()]).http("client_max_body_size", "100Q").render();
+    let line = text.lines().position(|l| l.starts_with("client_max_body_size")).expect("the key is rendered") + 1;
     let (out, path, _dir) = gale_on("check", &text);
     assert_eq!(out.code(), Some(1), "{out:?}");
-    assert!(
-        out.stderr.contains(&format!("{path}:{line}:")),
-        "expected {path}:{line}: in:\n{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(&format!("{path}:{line}:")), "expected {path}:{line}: in:\n{}", out.stderr);
 }
 
 #[test]
 fn an_unknown_upstream_suggests_the_right_name() {
-    let text = ConfigBuilder::new([dead_addr()])
-        .render()
-        .replace("pass = \"tornadoes\"", "pass = \"tornados\"");
+    let text = ConfigBuilder::new([dead_addr()]).render().replace("pass = \"tornadoes\"", "pass = \"tornados\"");
     let (out, path, _dir) = gale_on("check", &text);
     assert_eq!(out.code(), Some(1), "{out:?}");
     assert!(out.stderr.contains(&format!("{path}:")), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("did you mean `tornadoes`?"),
-        "no hint in:\n{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("did you mean `tornadoes`?"), "no hint in:\n{}", out.stderr);
 }
 
 #[test]

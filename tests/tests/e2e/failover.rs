@@ -18,10 +18,7 @@ fn a_dead_backend_is_skipped_without_a_client_visible_error_for_get_and_post() {
         let who: Whoami = gale.get("/whoami").expect_status(200).json();
         assert!(live.iter().any(|t| t.port() == who.port), "GET {i}: {who:?}");
         let body = format!("post number {i}");
-        let echo: serde_json::Value = gale
-            .send(&Request::post("/echo", body.clone()))
-            .expect_status(200)
-            .json();
+        let echo: serde_json::Value = gale.send(&Request::post("/echo", body.clone())).expect_status(200).json();
         assert_eq!(echo["length"], body.len(), "POST {i}: {echo}");
     }
 }
@@ -38,9 +35,7 @@ fn every_backend_down_is_502() {
 #[test]
 fn next_upstream_off_does_not_skip_a_dead_backend() {
     let live = Tornado::spawn("live");
-    let gale = ConfigBuilder::new([dead_addr(), live.addr()])
-        .upstream("next_upstream", "off")
-        .start();
+    let gale = ConfigBuilder::new([dead_addr(), live.addr()]).upstream("next_upstream", "off").start();
     // Round robin sends one of the first two requests to the dead backend.
     let statuses: Vec<u16> = (0..2).map(|_| gale.get("/whoami").status).collect();
     assert!(statuses.contains(&502), "statuses: {statuses:?}");
@@ -94,11 +89,7 @@ fn a_query_of_death_kills_only_one_backend_in_connect_mode() {
     let (tornadoes, gale) = pool(4, |c| c.upstream("next_upstream", "connect"));
     let response = gale.get("/die");
     assert_eq!(response.status, 502, "{response}");
-    assert_eq!(
-        dead_after_query_of_death(&tornadoes),
-        1,
-        "connect mode retried the query"
-    );
+    assert_eq!(dead_after_query_of_death(&tornadoes), 1, "connect mode retried the query");
     // The pool keeps serving from the three survivors.
     for _ in 0..8 {
         gale.get("/whoami").expect_status(200);
@@ -122,9 +113,5 @@ fn a_post_query_of_death_is_not_retried_even_in_error_mode() {
     let (tornadoes, gale) = pool(4, |c| c.upstream("next_upstream", "error"));
     let response = gale.send(&Request::post("/die", "payload"));
     assert_eq!(response.status, 502, "{response}");
-    assert_eq!(
-        dead_after_query_of_death(&tornadoes),
-        1,
-        "a POST is not idempotent: it must not be retried"
-    );
+    assert_eq!(dead_after_query_of_death(&tornadoes), 1, "a POST is not idempotent: it must not be retried");
 }

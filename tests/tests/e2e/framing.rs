@@ -16,11 +16,7 @@ use crate::pool;
 fn assert_refused(gale: &Gale, backend: &Tornado, raw: &str, status: u16) {
     let response = assert_answered(gale, raw, status, true);
     let stats = backend.stats();
-    assert!(
-        stats.hits.is_empty(),
-        "the backend saw a refused request {}: {stats:?}\n{response}",
-        shorten(raw)
-    );
+    assert!(stats.hits.is_empty(), "the backend saw a refused request {}: {stats:?}\n{response}", shorten(raw));
 }
 
 /// Sends `raw` bytes, asserts the status and, if `must_close`, that gale closes the connection.
@@ -28,9 +24,7 @@ fn assert_refused(gale: &Gale, backend: &Tornado, raw: &str, status: u16) {
 fn assert_answered(gale: &Gale, raw: &str, status: u16, must_close: bool) -> Response {
     let mut conn = gale.conn();
     let _ = conn.write_raw(raw.as_bytes());
-    let response = conn
-        .read_response(false)
-        .unwrap_or_else(|e| panic!("no response to {}: {e}", shorten(raw)));
+    let response = conn.read_response(false).unwrap_or_else(|e| panic!("no response to {}: {e}", shorten(raw)));
     assert_eq!(response.status, status, "request {} got:\n{response}", shorten(raw));
     if must_close {
         assert!(
@@ -44,11 +38,7 @@ fn assert_answered(gale: &Gale, raw: &str, status: u16, must_close: bool) -> Res
 
 /// A request short enough for a failure message.
 fn shorten(raw: &str) -> String {
-    if raw.len() <= 300 {
-        format!("{raw:?}")
-    } else {
-        format!("{:?}... ({} bytes)", &raw[..200], raw.len())
-    }
+    if raw.len() <= 300 { format!("{raw:?}") } else { format!("{:?}... ({} bytes)", &raw[..200], raw.len()) }
 }
 
 #[test]
@@ -72,34 +62,19 @@ fn unequal_duplicate_content_length_is_400() {
         "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde",
         400,
     );
-    assert_refused(
-        &gale,
-        &t[0],
-        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 5\r\n\r\nabcde",
-        400,
-    );
+    assert_refused(&gale, &t[0], "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 5\r\n\r\nabcde", 400);
 }
 
 #[test]
 fn transfer_encoding_other_than_chunked_is_400() {
     let (t, gale) = pool(1, |c| c);
-    assert_refused(
-        &gale,
-        &t[0],
-        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc",
-        400,
-    );
+    assert_refused(&gale, &t[0], "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400);
 }
 
 #[test]
 fn obs_fold_is_400() {
     let (t, gale) = pool(1, |c| c);
-    assert_refused(
-        &gale,
-        &t[0],
-        "GET /whoami HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n",
-        400,
-    );
+    assert_refused(&gale, &t[0], "GET /whoami HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n", 400);
 }
 
 #[test]
@@ -132,9 +107,7 @@ fn too_long_uri_is_414() {
 fn too_large_headers_are_431() {
     let (t, gale) = pool(1, |c| c);
     // The default limit is 32 KiB.
-    let headers: String = (0..40)
-        .map(|i| format!("X-Big-{i}: {}\r\n", "y".repeat(1000)))
-        .collect();
+    let headers: String = (0..40).map(|i| format!("X-Big-{i}: {}\r\n", "y".repeat(1000))).collect();
     let raw = format!("GET /whoami HTTP/1.1\r\nHost: a\r\n{headers}\r\n");
     assert_refused(&gale, &t[0], &raw, 431);
 }
@@ -144,32 +117,19 @@ fn content_length_over_the_limit_is_413_before_the_body_is_sent() {
     let (t, gale) = pool(1, |c| c.http("client_max_body_size", "1K"));
     // Only the head: a 413 proves the size was checked before reading (or waiting for) a body.
     let mut conn = gale.conn();
-    conn.write_raw(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n")
-        .expect("write head");
+    conn.write_raw(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n").expect("write head");
     let response = conn.read_response(false).expect("a response to the head alone");
     assert_eq!(response.status, 413, "{response}");
     // The unread body must not be taken for a next request: gale closes the connection.
-    let smuggled = format!(
-        "GET /smuggled/whoami HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n\r\n",
-        "p".repeat(2000)
-    );
+    let smuggled = format!("GET /smuggled/whoami HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n\r\n", "p".repeat(2000));
     let _ = conn.write_raw(&smuggled.as_bytes()[..2000]);
     let next = conn.read_response(false);
-    assert!(
-        next.is_err(),
-        "gale answered the unread body of a refused request as a new request:\n{next:?}"
-    );
+    assert!(next.is_err(), "gale answered the unread body of a refused request as a new request:\n{next:?}");
     let stats = t[0].stats();
-    assert!(
-        stats.hits.is_empty(),
-        "the backend saw the oversized request: {stats:?}"
-    );
+    assert!(stats.hits.is_empty(), "the backend saw the oversized request: {stats:?}");
 
     // At the limit exactly, the body passes.
-    let echo: serde_json::Value = gale
-        .send(&Request::post("/echo", vec![b'a'; 1024]))
-        .expect_status(200)
-        .json();
+    let echo: serde_json::Value = gale.send(&Request::post("/echo", vec![b'a'; 1024])).expect_status(200).json();
     assert_eq!(echo["length"], 1024);
 }
 
@@ -206,11 +166,8 @@ fn a_refused_request_cannot_smuggle_a_second_one() {
 fn a_stalled_request_head_is_408() {
     let (t, gale) = pool(1, |c| c.http("client_header_timeout", "1s"));
     let mut conn = Conn::open(gale.addr());
-    conn.write_raw(b"GET /whoami HTTP/1.1\r\nHost: a\r\n")
-        .expect("write half a head");
-    let response = conn
-        .read_response(false)
-        .expect("a 408 response after client_header_timeout");
+    conn.write_raw(b"GET /whoami HTTP/1.1\r\nHost: a\r\n").expect("write half a head");
+    let response = conn.read_response(false).expect("a 408 response after client_header_timeout");
     assert_eq!(response.status, 408, "{response}");
     assert!(t[0].stats().hits.is_empty());
     // A well-behaved client on another connection is not affected.

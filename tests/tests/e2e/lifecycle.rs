@@ -26,18 +26,11 @@ fn a_busy_port_is_a_one_line_error_and_exit_1() {
         .render();
     let path = dir.path().join("gale.toml");
     std::fs::write(&path, config).expect("write config");
-    let out = run_gale(
-        &["run", "--config", path.to_str().expect("utf-8 path")],
-        Some(dir.path()),
-    );
+    let out = run_gale(&["run", "--config", path.to_str().expect("utf-8 path")], Some(dir.path()));
     assert_eq!(out.code(), Some(1), "{out:?}");
     let lines = out.stderr_lines();
     assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{}", out.stderr);
-    assert!(
-        lines[0].contains(&addr.to_string()),
-        "the error should name {addr}: {}",
-        lines[0]
-    );
+    assert!(lines[0].contains(&addr.to_string()), "the error should name {addr}: {}", lines[0]);
     assert!(!out.stdout.contains("listening"), "{out:?}");
 }
 
@@ -50,17 +43,8 @@ fn a_missing_config_file_is_a_one_line_error_and_exit_1() {
         let out = run_gale(&[command, "--config", path], None);
         assert_eq!(out.code(), Some(1), "gale {command}: {out:?}");
         let lines = out.stderr_lines();
-        assert_eq!(
-            lines.len(),
-            1,
-            "gale {command}: expected one line, got:\n{}",
-            out.stderr
-        );
-        assert!(
-            lines[0].contains(path),
-            "gale {command}: the error should name the file: {}",
-            lines[0]
-        );
+        assert_eq!(lines.len(), 1, "gale {command}: expected one line, got:\n{}", out.stderr);
+        assert!(lines[0].contains(path), "gale {command}: the error should name the file: {}", lines[0]);
         assert!(!out.stderr.contains("panicked"), "{out:?}");
     }
 }
@@ -72,19 +56,12 @@ fn a_client_connection_is_kept_alive_across_requests() {
     for i in 0..3 {
         let response = conn.send(&Request::get("/whoami"));
         response.expect_status(200);
-        assert!(
-            !response.closes(),
-            "request {i}: gale closed a keep-alive connection:\n{response}"
-        );
+        assert!(!response.closes(), "request {i}: gale closed a keep-alive connection:\n{response}");
     }
     // An HTTP/1.0 client without keep-alive gets its connection closed.
     let mut old = gale.conn();
-    old.send(&Request::get("/whoami").version("HTTP/1.0"))
-        .expect_status(200);
-    assert!(
-        old.closed_by_peer(Duration::from_secs(10)),
-        "HTTP/1.0 connection left open"
-    );
+    old.send(&Request::get("/whoami").version("HTTP/1.0")).expect_status(200);
+    assert!(old.closed_by_peer(Duration::from_secs(10)), "HTTP/1.0 connection left open");
 }
 
 #[test]
@@ -99,11 +76,7 @@ fn upstream_connections_are_reused() {
         thread::sleep(Duration::from_millis(100));
     }
     ports.dedup();
-    assert_eq!(
-        ports.len(),
-        1,
-        "gale opened a new upstream connection per request: {ports:?}"
-    );
+    assert_eq!(ports.len(), 1, "gale opened a new upstream connection per request: {ports:?}");
     assert_eq!(t[0].stats().peers, 1);
 }
 
@@ -127,9 +100,7 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     let (t, mut gale) = pool(1, |c| c.global("shutdown_timeout", "10s"));
     let addr = gale.addr();
     let in_flight = thread::spawn(move || Conn::open(addr).send(&Request::get("/slow?s=1")));
-    wait_until(Duration::from_secs(10), "the request to reach the backend", || {
-        t[0].inflight("/slow") == 1
-    });
+    wait_until(Duration::from_secs(10), "the request to reach the backend", || t[0].inflight("/slow") == 1);
     gale.signal(SIGTERM);
     let response = in_flight.join().expect("client thread");
     assert_eq!(response.status, 200, "the in-flight request was cut:\n{response}");
@@ -137,10 +108,7 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     assert_eq!(body["slept"], 1.0);
     let status = gale.wait();
     assert_eq!(status.code(), Some(0), "stderr:\n{}", gale.stderr());
-    assert!(
-        Conn::try_open(addr).is_err(),
-        "gale still accepts connections after exiting"
-    );
+    assert!(Conn::try_open(addr).is_err(), "gale still accepts connections after exiting");
 }
 
 #[test]
@@ -155,21 +123,22 @@ fn sigint_and_sigquit_also_shut_down_cleanly() {
 }
 
 #[test]
-fn pid_file_holds_the_process_id() {
-    let (_t, gale) = pool(1, |c| c.global("pid_file", "gale.pid"));
+fn pid_file_holds_the_process_id_and_is_removed_on_exit() {
+    let (_t, mut gale) = pool(1, |c| c.global("pid_file", "gale.pid"));
     let path = gale.dir().join("gale.pid");
     wait_until(Duration::from_secs(5), "the pid file", || path.exists());
     let text = std::fs::read_to_string(&path).expect("read pid file");
     assert_eq!(text.trim(), gale.pid().to_string());
+    gale.signal(SIGTERM);
+    assert_eq!(gale.wait().code(), Some(0), "stderr:\n{}", gale.stderr());
+    assert!(!path.exists(), "the pid file outlived gale (docs/config.md says it is removed)");
 }
 
 #[test]
 fn access_log_uses_nginx_combined_format() {
     let (_t, mut gale) = pool(1, |c| c.global("access_log", "access.log"));
     let response = gale.send(
-        &Request::get("/whoami?x=1")
-            .header("User-Agent", "gale-e2e/1.0")
-            .header("Referer", "http://ref.example/page"),
+        &Request::get("/whoami?x=1").header("User-Agent", "gale-e2e/1.0").header("Referer", "http://ref.example/page"),
     );
     response.expect_status(200);
     gale.signal(SIGTERM);
@@ -183,11 +152,7 @@ fn access_log_uses_nginx_combined_format() {
     let (left, rest) = line.split_once(" [").expect("a [time] field");
     assert_eq!(left, "127.0.0.1 - -", "{line}");
     let (time, rest) = rest.split_once("] ").expect("a closing ]");
-    assert_eq!(
-        time.len(),
-        "29/Nov/2026:19:42:02 +0000".len(),
-        "time field {time:?} in {line}"
-    );
+    assert_eq!(time.len(), "29/Nov/2026:19:42:02 +0000".len(), "time field {time:?} in {line}");
     let expected = format!(
         "\"GET /whoami?x=1 HTTP/1.1\" 200 {} \"http://ref.example/page\" \"gale-e2e/1.0\"",
         response.body.len()

@@ -25,8 +25,5 @@ pub fn pool(n: usize, configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder) ->
 
 /// How many requests each backend port answered, in the order of `tornadoes`.
 pub fn count_by_port(tornadoes: &[Tornado], ports: &[u16]) -> Vec<usize> {
-    tornadoes
-        .iter()
-        .map(|t| ports.iter().filter(|p| **p == t.port()).count())
-        .collect()
+    tornadoes.iter().map(|t| ports.iter().filter(|p| **p == t.port()).count()).collect()
 }

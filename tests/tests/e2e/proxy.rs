@@ -11,10 +11,7 @@ fn serves_tornado_pages_with_tornados_server_header() {
     let response = gale.get("/");
     response.expect_status(200);
     let server = response.header("server").unwrap_or_default();
-    assert!(
-        server.starts_with("TornadoServer/"),
-        "the backend's Server header must pass through:\n{response}"
-    );
+    assert!(server.starts_with("TornadoServer/"), "the backend's Server header must pass through:\n{response}");
     assert_eq!(response.header_all("server").len(), 1, "{response}");
     assert!(response.text().contains("Hello from tornado-0"), "{response}");
 }
@@ -23,10 +20,7 @@ fn serves_tornado_pages_with_tornados_server_header() {
 fn host_reaches_the_backend_as_the_client_sent_it() {
     let (_tornadoes, gale) = pool(1, |c| c);
     for host in ["www.example.org", "Shop.Example.ORG:8443", "127.0.0.1:1"] {
-        let who: Whoami = gale
-            .send(&Request::get("/whoami").header("Host", host))
-            .expect_status(200)
-            .json();
+        let who: Whoami = gale.send(&Request::get("/whoami").header("Host", host)).expect_status(200).json();
         assert_eq!(who.header("host"), Some(host));
         assert_eq!(who.host, host);
     }
@@ -66,11 +60,7 @@ fn hop_by_hop_headers_stay_on_their_hop() {
         .header("X-End-To-End", "kept");
     let who: Whoami = gale.send(&request).expect_status(200).json();
     assert_eq!(who.header("x-end-to-end"), Some("kept"), "{who:#?}");
-    assert_eq!(
-        who.header("x-hop-secret"),
-        None,
-        "a header named in Connection is hop-by-hop"
-    );
+    assert_eq!(who.header("x-hop-secret"), None, "a header named in Connection is hop-by-hop");
     assert_eq!(who.header("keep-alive"), None, "{who:#?}");
     for value in who.header_all("connection") {
         assert!(!value.to_ascii_lowercase().contains("x-hop-secret"), "{who:#?}");
@@ -94,10 +84,7 @@ fn request_bodies_reach_the_backend_intact() {
     response.expect_status(200);
     assert!(response.body == body, "the 1 MiB body came back altered");
 
-    let who: Whoami = gale
-        .send(&Request::new("PUT", "/whoami").body(&b"12345"[..]))
-        .expect_status(200)
-        .json();
+    let who: Whoami = gale.send(&Request::new("PUT", "/whoami").body(&b"12345"[..])).expect_status(200).json();
     assert_eq!((who.method.as_str(), who.body_length), ("PUT", 5));
 }
 
@@ -109,11 +96,7 @@ fn large_responses_arrive_intact_with_either_framing() {
         let response = gale.get(&target);
         response.expect_status(200);
         assert_eq!(response.body.len(), n, "{target}");
-        let bad = response
-            .body
-            .iter()
-            .enumerate()
-            .position(|(i, b)| usize::from(*b) != i % 251);
+        let bad = response.body.iter().enumerate().position(|(i, b)| usize::from(*b) != i % 251);
         assert_eq!(bad, None, "{target}: first corrupted byte");
     }
 }
@@ -122,10 +105,7 @@ fn large_responses_arrive_intact_with_either_framing() {
 fn location_header_is_not_rewritten() {
     let (_tornadoes, gale) = pool(1, |c| c);
     let to = "http://127.0.0.1:1/elsewhere?x=1";
-    let response = gale.get(&format!(
-        "/redirect?to={}",
-        "http%3A%2F%2F127.0.0.1%3A1%2Felsewhere%3Fx%3D1"
-    ));
+    let response = gale.get(&format!("/redirect?to={}", "http%3A%2F%2F127.0.0.1%3A1%2Felsewhere%3Fx%3D1"));
     response.expect_status(302);
     assert_eq!(response.header("location"), Some(to), "{response}");
 }

@@ -59,11 +59,7 @@ fn server_name_picks_the_server_block_and_the_first_is_the_default() {
     assert_eq!(answered_by(addr, "deep.api.example.net:1", "/whoami"), b.port());
     // Unknown names fall to the listener's default server: the first one.
     assert_eq!(answered_by(addr, "unknown.test", "/whoami"), a.port());
-    assert_eq!(
-        answered_by(addr, "example.net", "/whoami"),
-        a.port(),
-        "*.x does not match x"
-    );
+    assert_eq!(answered_by(addr, "example.net", "/whoami"), a.port(), "*.x does not match x");
 }
 
 #[test]
@@ -112,18 +108,10 @@ proxy = {{ pass = "b" }}
     let addr = gale.addr();
     let host = "localhost";
     assert_eq!(answered_by(addr, host, "/whoami"), b.port(), "exact match");
-    assert_eq!(
-        answered_by(addr, host, "/whoami?x=1"),
-        b.port(),
-        "exact match ignores the query"
-    );
+    assert_eq!(answered_by(addr, host, "/whoami?x=1"), b.port(), "exact match ignores the query");
     assert_eq!(answered_by(addr, host, "/x/whoami"), a.port(), "prefix /");
     assert_eq!(answered_by(addr, host, "/api/whoami"), b.port(), "prefix /api/");
-    assert_eq!(
-        answered_by(addr, host, "/api/v1/whoami"),
-        a.port(),
-        "longest prefix /api/v1/"
-    );
+    assert_eq!(answered_by(addr, host, "/api/v1/whoami"), a.port(), "longest prefix /api/v1/");
     assert_eq!(answered_by(addr, host, "/api/v2/whoami"), b.port(), "prefix /api/");
 }
 
