@@ -26,4 +26,5 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 pub mod upstream;

@@ -118,7 +118,9 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         let pid_file = cfg.global.pid_file.clone();
         let site = Arc::new(Site::new(cfg, access_log));
         let listeners = gale::server::bind(&site)?;
-        let addrs: Vec<String> = listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
+        let addrs: Vec<String> =
+            listeners.iter().filter_map(|b| b.listener.local_addr().ok()).map(|a| a.to_string()).collect();
+        site.set_bound_addrs(listeners.iter().filter_map(|b| b.listener.local_addr().ok()).collect());
         if let Some(pid) = &pid_file {
             write_pid(pid)?;
         }

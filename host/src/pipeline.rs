@@ -41,6 +41,8 @@ pub struct Site {
     pub routes: Vec<ListenerRoutes>,
     /// Open-tunnel counters per server, per location.
     pub tunnels: Vec<Vec<Arc<TunnelSlots>>>,
+    /// The addresses really bound, per listener (port 0 resolved).
+    bound: OnceLock<Vec<SocketAddr>>,
     pub access_log: AccessLog,
 }
 
@@ -61,7 +63,25 @@ impl Site {
                     .collect()
             })
             .collect();
-        Self { config, upstreams, routes, tunnels, access_log }
+        Self { config, upstreams, routes, tunnels, access_log, bound: OnceLock::new() }
+    }
+}
+
+impl Site {
+    /// Records the bound addresses (once), for redirects that name a port.
+    pub fn set_bound_addrs(&self, addrs: Vec<SocketAddr>) {
+        let _ = self.bound.set(addrs);
+    }
+
+    /// The port of the first HTTPS listener, for `redirect_http`.
+    fn https_port(&self) -> u16 {
+        let bound = self.bound.get();
+        self.config
+            .listeners
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.tls)
+            .map_or(443, |(i, l)| bound.and_then(|b| b.get(i)).map_or(l.addr.port(), |a| a.port()))
     }
 }
 
@@ -118,6 +138,19 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
     }
 }
 
+/// `redirect_http`: 301 to the same host and target over https.
+fn redirect_to_https(host: &str, uri: &http::Uri, port: u16) -> Response<ResponseBody> {
+    let name = router::host_for_matching(host);
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location =
+        if port == 443 { format!("https://{name}{target}") } else { format!("https://{name}:{port}{target}") };
+    let mut resp = crate::error::error_page(http::StatusCode::MOVED_PERMANENTLY);
+    if let Ok(v) = http::HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
 /// An HTTP/1.1 request asking to switch protocols (`Connection: upgrade`
 /// plus `Upgrade`), such as a WebSocket handshake.
 fn wants_upgrade(parts: &http::request::Parts) -> bool {
@@ -159,6 +192,9 @@ async fn run(
         .or_else(|| header_text(&parts.headers, header::HOST))
         .unwrap_or_default();
     let (server_index, server) = site.routes[conn.listener].server(&site.config, &router::host_for_matching(&host));
+    if server.redirect_http {
+        return Ok(redirect_to_https(&host, &parts.uri, site.https_port()));
+    }
     let (location_index, location) = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
 
     // 3. limits

@@ -48,6 +48,9 @@ pub struct RawHttp {
     pub client_body_timeout: Option<Spanned<Scalar>>,
     pub max_header_size: Option<Spanned<Scalar>>,
     pub max_uri_size: Option<Spanned<Scalar>>,
+    /// Offer HTTP/2 by ALPN on TLS listeners.
+    pub http2: Option<bool>,
+    pub http2_max_concurrent_streams: Option<Spanned<i64>>,
 }
 
 /// `[upstream.NAME]`: a pool of backends (nginx's `upstream` block plus the
@@ -157,8 +160,21 @@ pub struct RawServer {
     pub server_name: Vec<Spanned<String>>,
     #[serde(default)]
     pub default_server: bool,
+    /// `tls = { cert = "...", key = "..." }`: this server speaks HTTPS.
+    pub tls: Option<Spanned<RawTls>>,
+    /// Answer every request with a 301 to the same URL over https.
+    #[serde(default)]
+    pub redirect_http: bool,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
+}
+
+/// PEM files of a server's certificate chain and private key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 /// `[[server.location]]`: a path and what handles it.

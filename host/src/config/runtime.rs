@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use super::raw::{AccessLogFormat, Balance, LogLevel, NextUpstream};
@@ -58,6 +59,8 @@ pub struct Http {
     pub client_body_timeout: Duration,
     pub max_header_size: ByteSize,
     pub max_uri_size: ByteSize,
+    pub http2: bool,
+    pub http2_max_concurrent_streams: u32,
 }
 
 /// `[upstream.NAME]`.
@@ -89,7 +92,17 @@ pub struct Server {
     pub names: Vec<ServerName>,
     pub listen: Vec<SocketAddr>,
     pub default_server: bool,
+    pub tls: Option<ServerTls>,
+    pub redirect_http: bool,
     pub locations: Vec<Location>,
+}
+
+/// A server's certificate, loaded and checked against its key.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub certified: Arc<rustls::sign::CertifiedKey>,
 }
 
 /// A `server_name` entry, lower-cased.
@@ -150,4 +163,6 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// Indices into [`Config::servers`]; the first is the default server.
     pub servers: Vec<usize>,
+    /// Whether connections are TLS (every server on the address has `tls`).
+    pub tls: bool,
 }

@@ -24,14 +24,16 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
     }
 
     let mut servers = Vec::new();
+    let mut spans = Vec::new();
     for s in raw.server {
         let span = s.span();
-        servers.push(server(s.into_inner(), span, &names, c));
+        spans.push(span.clone());
+        servers.push(server(s.into_inner(), span, &names, base, c));
     }
     if servers.is_empty() {
         c.error(None, "no [[server]] block: add one with `listen` and at least one [[server.location]]");
     }
-    let listeners = listeners(&servers);
+    let listeners = listeners(&servers, &spans, c);
 
     if !c.diagnostics.is_empty() {
         return None;
@@ -128,6 +130,7 @@ fn http(h: raw::RawHttp, c: &mut Collector<'_>) -> Option<Http> {
         None => Some(ByteSize(32 << 10)),
     };
     let max_uri_size = size(h.max_uri_size, ByteSize(8 << 10), c);
+    let streams = int_in(h.http2_max_concurrent_streams, 128, 1, 10_000, "http2_max_concurrent_streams", c);
     Some(Http {
         keepalive_timeout: keepalive_timeout?,
         client_max_body_size: client_max_body_size?,
@@ -135,6 +138,8 @@ fn http(h: raw::RawHttp, c: &mut Collector<'_>) -> Option<Http> {
         client_body_timeout: client_body_timeout?,
         max_header_size: max_header_size?,
         max_uri_size: max_uri_size?,
+        http2: h.http2.unwrap_or(true),
+        http2_max_concurrent_streams: streams? as u32,
     })
 }
 
@@ -205,9 +210,24 @@ fn server(
     s: raw::RawServer,
     span: std::ops::Range<usize>,
     upstreams: &[String],
+    base: &Path,
     c: &mut Collector<'_>,
 ) -> Option<Server> {
     let mut ok = true;
+    let tls = match s.tls {
+        Some(t) => match server_tls(t.into_inner(), base, c) {
+            Some(t) => Some(t),
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    if s.redirect_http && tls.is_some() {
+        c.error(Some(span.clone()), "`redirect_http` belongs on a plain server block, not on one with `tls`");
+        ok = false;
+    }
     let mut listen = Vec::new();
     if s.listen.get_ref().is_empty() {
         c.error(Some(s.listen.span()), "`listen` is empty: give at least one address like `127.0.0.1:8080`");
@@ -237,7 +257,7 @@ fn server(
         }
     }
     let mut locations = Vec::new();
-    if s.location.is_empty() {
+    if s.location.is_empty() && !s.redirect_http {
         c.error(
             Some(span),
             "this [[server]] has no [[server.location]]: add one, e.g. path = \"/\" with proxy = { pass = \"...\" }",
@@ -281,17 +301,30 @@ fn server(
     if !ok {
         return None;
     }
-    Some(Server { names, listen, default_server: s.default_server, locations })
+    Some(Server { names, listen, default_server: s.default_server, tls, redirect_http: s.redirect_http, locations })
 }
 
 /// Groups servers by listen address; the server marked `default_server`
 /// (else the first) comes first.
-fn listeners(servers: &[Option<Server>]) -> Option<Vec<Listener>> {
+fn listeners(
+    servers: &[Option<Server>],
+    spans: &[std::ops::Range<usize>],
+    c: &mut Collector<'_>,
+) -> Option<Vec<Listener>> {
     let mut out: Vec<Listener> = Vec::new();
     for (i, s) in servers.iter().enumerate() {
         let s = s.as_ref()?;
         for addr in &s.listen {
             match out.iter_mut().find(|l| l.addr == *addr && addr.port() != 0) {
+                Some(l) if l.tls != s.tls.is_some() => {
+                    c.error(
+                        Some(spans[i].clone()),
+                        format!(
+                            "{addr} is shared by a server with `tls` and one without: give them different addresses"
+                        ),
+                    );
+                    return None;
+                }
                 Some(l) => {
                     if s.default_server {
                         l.servers.insert(0, i);
@@ -299,7 +332,7 @@ fn listeners(servers: &[Option<Server>]) -> Option<Vec<Listener>> {
                         l.servers.push(i);
                     }
                 }
-                None => out.push(Listener { addr: *addr, servers: vec![i] }),
+                None => out.push(Listener { addr: *addr, servers: vec![i], tls: s.tls.is_some() }),
             }
         }
     }
@@ -324,4 +357,20 @@ fn proxy_route(proxy: raw::RawProxy, upstreams: &[String], c: &mut Collector<'_>
         max_tunnels: max_tunnels? as usize,
         tunnel_idle_timeout: tunnel_idle_timeout?,
     }))
+}
+
+fn server_tls(t: raw::RawTls, base: &Path, c: &mut Collector<'_>) -> Option<ServerTls> {
+    let cert = path_from(base, t.cert.get_ref());
+    let key = path_from(base, t.key.get_ref());
+    match crate::tls::load_certified_key(&cert, &key) {
+        Ok(certified) => Some(ServerTls { cert, key, certified }),
+        Err(e) => {
+            let span = match e {
+                crate::tls::TlsError::Key { .. } => t.key.span(),
+                _ => t.cert.span(),
+            };
+            c.error(Some(span), e.to_string());
+            None
+        }
+    }
 }

@@ -74,6 +74,12 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
     let cfg = &pool.config;
     let name = || cfg.name.clone();
 
+    // HTTP/2 clients send `:authority` instead of Host; backends speak HTTP/1.1.
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(host) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(header::HOST, host);
+    }
     let protocol = upgrade.as_ref().and_then(|_| parts.headers.get(header::UPGRADE).cloned());
     headers::to_upstream(&mut parts.headers, remote.ip(), scheme);
     if let Some(p) = protocol {
