@@ -39,6 +39,12 @@ impl Tornado {
         Starting::new(name).ready()
     }
 
+    /// Starts one backend on a given port (a backend that comes back where it was).
+    #[track_caller]
+    pub fn spawn_at(name: &str, port: u16) -> Tornado {
+        Starting::with_port(name, port).ready()
+    }
+
     /// Starts `n` backends (named `tornado-0` ...) at once, then waits for all of them.
     #[track_caller]
     pub fn spawn_pool(n: usize) -> Vec<Tornado> {
@@ -135,10 +141,15 @@ impl Drop for Tornado {
 impl Starting {
     #[track_caller]
     fn new(name: &str) -> Starting {
+        Self::with_port(name, 0)
+    }
+
+    #[track_caller]
+    fn with_port(name: &str, port: u16) -> Starting {
         let python = paths::python();
         let mut child = Command::new(&python)
             .arg(paths::tornado_app())
-            .args(["--port", "0", "--name", name])
+            .args(["--port", &port.to_string(), "--name", name])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -20,7 +20,8 @@ Handlers (every one accepts any method):
   /slow?s=N     sleeps N seconds (asynchronously) then answers JSON
   /die          os._exit(1) before answering: a "query of death"
   /echo         md5 and length of the request body; /echo?back=1 returns the body itself
-  /big?n=N      N bytes of a fixed pattern (byte i is i % 251); &chunked=1 streams it chunked
+  /big?n=N      N bytes of a fixed pattern (byte i is i % 251); &chunked=1 streams it chunked;
+                &die_after=M sends the head and M bytes, then exits (a response cut short)
   /redirect?to=URL   302 to URL (gale must not rewrite Location)
   /stats        hits and in-flight requests per path, distinct peer connections (never counted)
 """
@@ -180,6 +181,15 @@ class Big(Base):
         chunked = self.get_argument("chunked", "0") == "1"
         self.set_header("Content-Type", "application/octet-stream")
         data = pattern(n)
+        die_after = int(self.get_argument("die_after", "-1"))
+        if die_after >= 0:
+            # Send the head and part of the body, then crash: a response cut in the middle.
+            if not chunked:
+                self.set_header("Content-Length", str(n))
+            self.write(data[:die_after])
+            await self.flush()
+            await asyncio.sleep(0.2)
+            os._exit(1)
         if not chunked:
             self.finish(data)
             return

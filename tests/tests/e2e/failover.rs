@@ -115,3 +115,47 @@ fn a_post_query_of_death_is_not_retried_even_in_error_mode() {
     assert_eq!(response.status, 502, "{response}");
     assert_eq!(dead_after_query_of_death(&tornadoes), 1, "a POST is not idempotent: it must not be retried");
 }
+
+#[test]
+fn a_backend_that_comes_back_gets_traffic_again_after_fail_timeout() {
+    let steady = Tornado::spawn("steady");
+    let flaky = Tornado::spawn("flaky");
+    let port = flaky.port();
+    let gale = ConfigBuilder::new([steady.addr(), flaky.addr()])
+        .upstream("max_fails", 1u32)
+        .upstream("fail_timeout", "1s")
+        .start();
+    drop(flaky);
+    for _ in 0..4 {
+        let who: Whoami = gale.get("/whoami").expect_status(200).json();
+        assert_eq!(who.port, steady.port(), "a request reached the dead backend's port");
+    }
+    let back = Tornado::spawn_at("flaky-again", port);
+    // Once fail_timeout has passed, the backend is tried again and serves.
+    let mut seen = Vec::new();
+    gale_tests::wait_until(Duration::from_secs(15), "the backend to get traffic again", || {
+        let who: Whoami = gale.get("/whoami").expect_status(200).json();
+        seen.push(who.port);
+        who.port == back.port()
+    });
+}
+
+#[test]
+fn a_restarted_backend_is_served_despite_stale_pooled_connections() {
+    // supervisord restarts a crashed Tornado on the same port: gale's idle keep-alive
+    // connections to the old process are dead, and must not turn into client errors.
+    let first = Tornado::spawn("first");
+    let port = first.port();
+    let gale = ConfigBuilder::new([first.addr()]).start();
+    for _ in 0..3 {
+        gale.get("/whoami").expect_status(200);
+    }
+    drop(first);
+    let second = Tornado::spawn_at("second", port);
+    for i in 0..3 {
+        let response = gale.get("/whoami");
+        assert_eq!(response.status, 200, "request {i} after the restart:\n{response}");
+        assert_eq!(response.json::<Whoami>().name, "second");
+    }
+    drop(second);
+}

@@ -112,6 +112,36 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
 }
 
 #[test]
+fn shutdown_timeout_bounds_a_request_that_would_not_finish() {
+    let (t, mut gale) = pool(1, |c| c.global("shutdown_timeout", "1s"));
+    let addr = gale.addr();
+    let in_flight = thread::spawn(move || Conn::open(addr).try_send(&Request::get("/slow?s=60")));
+    wait_until(Duration::from_secs(10), "the request to reach the backend", || t[0].inflight("/slow") == 1);
+    gale.signal(SIGTERM);
+    // Bounded by shutdown_timeout (1s), far below the request's 60 s: 20 s only detects a hang.
+    let status = gale.wait_timeout(Duration::from_secs(20));
+    assert!(status.is_some(), "gale waited past shutdown_timeout:\n{}", gale.stderr());
+    let response = in_flight.join().expect("client thread");
+    assert!(
+        response.as_ref().map_or(true, |r| r.status != 200),
+        "a request cut by the shutdown came back as a 200: {response:?}"
+    );
+}
+
+#[test]
+fn idle_keep_alive_connections_do_not_hold_up_shutdown() {
+    let (_t, mut gale) = pool(1, |c| c.global("shutdown_timeout", "60s"));
+    let mut idle = gale.conn();
+    idle.send(&Request::get("/whoami")).expect_status(200);
+    gale.signal(SIGTERM);
+    // Nothing is in flight: gale must not wait out the 60 s for the idle connection.
+    let status = gale.wait_timeout(Duration::from_secs(20));
+    assert!(status.is_some(), "an idle keep-alive connection held gale after SIGTERM");
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert!(idle.closed_by_peer(Duration::from_secs(5)));
+}
+
+#[test]
 fn sigint_and_sigquit_also_shut_down_cleanly() {
     for signal in [SIGINT, SIGQUIT] {
         let (_t, mut gale) = pool(1, |c| c);

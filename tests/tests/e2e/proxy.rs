@@ -110,6 +110,38 @@ fn location_header_is_not_rewritten() {
     assert_eq!(response.header("location"), Some(to), "{response}");
 }
 
+#[test]
+fn backend_error_statuses_pass_through() {
+    let (_tornadoes, gale) = pool(1, |c| c);
+    let response = gale.get("/no/such/page");
+    assert_eq!(response.status, 404, "{response}");
+    let server = response.header("server").unwrap_or_default();
+    assert!(server.starts_with("TornadoServer/"), "the 404 must be Tornado's:\n{response}");
+    // A 404 is an answer, not a failure: the backend stays in the pool.
+    gale.get("/whoami").expect_status(200);
+}
+
+#[test]
+fn a_response_cut_by_a_dying_backend_is_never_completed() {
+    // The backend sends the head and half the body, then crashes. The client must see a
+    // broken response (never a complete-looking one: that would be lost data answered 200).
+    for chunked in [false, true] {
+        let (_tornadoes, gale) = pool(1, |c| c);
+        let target = format!("/big?n=1000000&die_after=500000&chunked={}", u8::from(chunked));
+        let mut conn = gale.conn();
+        match conn.try_send(&Request::get(&target)) {
+            Err(_) => {}
+            Ok(response) => panic!(
+                "chunked={chunked}: a cut response reached the client as complete: {} {} with \
+                 {} bytes",
+                response.status,
+                response.reason,
+                response.body.len()
+            ),
+        }
+    }
+}
+
 /// Deterministic bytes that are not a repeating short pattern.
 fn noise(n: usize) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9;
