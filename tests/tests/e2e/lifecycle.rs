@@ -189,3 +189,30 @@ fn access_log_uses_nginx_combined_format() {
     );
     assert_eq!(rest, expected, "{line}");
 }
+
+#[test]
+fn json_access_log_to_stdout_has_one_object_per_request() {
+    let (_t, gale) = pool(1, |c| c.global("access_log", "stdout").global("access_log_format", "json"));
+    gale.get("/whoami?json=1").expect_status(200);
+    // Lines are flushed every second: poll (the bound only detects a hang).
+    wait_until(Duration::from_secs(10), "the access log line on stdout", || gale.stdout().contains("json=1"));
+    let stdout = gale.stdout();
+    let line = stdout.lines().find(|l| l.contains("json=1")).expect("a line for the request");
+    let entry: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+    let object = entry.as_object().expect("a JSON object");
+    assert!(object.values().any(|v| v == 200), "no status 200 in {line}");
+    assert!(object.contains_key("duration_ms"), "no duration_ms in {line}");
+}
+
+#[test]
+fn error_log_can_go_to_a_file() {
+    let (_t, mut gale) = pool(1, |c| c.global("error_log", "error.log"));
+    let path = gale.dir().join("error.log");
+    gale.get("/whoami").expect_status(200);
+    gale.signal(SIGTERM);
+    assert_eq!(gale.wait().code(), Some(0));
+    let log = std::fs::read_to_string(&path).expect("read error.log");
+    assert!(!log.trim().is_empty(), "error.log is empty");
+    assert!(!gale.stderr().contains(log.lines().next().unwrap_or("-")), "logs went to stderr as well as error.log");
+}
