@@ -192,6 +192,18 @@ async fn run(
         .or_else(|| header_text(&parts.headers, header::HOST))
         .unwrap_or_default();
     let (server_index, server) = site.routes[conn.listener].server(&site.config, &router::host_for_matching(&host));
+    if host.is_empty() {
+        // An HTTP/1.0 request without Host: the backend speaks HTTP/1.1,
+        // which requires one; use the server's name (nginx's `$host`).
+        let name = server.names.iter().find_map(|n| match n {
+            crate::config::ServerName::Exact(name) => Some(name.clone()),
+            crate::config::ServerName::Wildcard(_) => None,
+        });
+        let fallback = name.unwrap_or_else(|| site.config.listeners[conn.listener].addr.to_string());
+        if let Ok(v) = http::HeaderValue::from_str(&fallback) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
     if server.redirect_http {
         return Ok(redirect_to_https(&host, &parts.uri, site.https_port()));
     }

@@ -200,16 +200,17 @@ async fn serve_http1<I>(
     let info = Arc::new(ConnInfo { remote, listener, scheme, verdicts: verdicts.clone() });
     let http = &site.config.http;
     let keep_alive = !http.keepalive_timeout.is_zero();
-    // hyper runs one timer both for an idle keep-alive connection and for a
-    // request head in progress; gale uses the smaller of the two settings.
-    let head_timeout =
-        if keep_alive { http.client_header_timeout.min(http.keepalive_timeout) } else { http.client_header_timeout };
+    // hyper's header timer runs from the moment it waits for a head, so it
+    // is the idle keep-alive timeout (a silent close, like nginx); a head
+    // that has started to arrive is held to client_header_timeout by
+    // `Tapped`, which answers 408.
+    let idle_timeout = if keep_alive { http.keepalive_timeout } else { http.client_header_timeout };
     let max_header = usize::try_from(http.max_header_size.bytes()).unwrap_or(usize::MAX);
-    let io = TokioIo::new(Tapped::new(stream, verdicts));
+    let io = TokioIo::new(Tapped::new(stream, verdicts, http.client_header_timeout));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
+        .header_read_timeout(idle_timeout)
         .keep_alive(keep_alive)
         .max_header_size(max_header);
     let conn = builder.serve_connection(io, service(site.clone(), info)).with_upgrades();
