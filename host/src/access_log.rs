@@ -85,17 +85,17 @@ impl AccessLog {
         }
     }
 
-    /// Flushes every `every` until the process ends.
+    /// Flushes every `every` while this log is in use (the task ends once
+    /// every clone is dropped, e.g. after a reload opened another log).
     pub fn spawn_flusher(&self, every: Duration) {
-        if self.sink.is_none() {
-            return;
-        }
-        let me = self.clone();
+        let Some(sink) = &self.sink else { return };
+        let weak = Arc::downgrade(sink);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                me.flush();
+                let Some(sink) = weak.upgrade() else { return };
+                let _ = sink.lock().unwrap_or_else(|p| p.into_inner()).flush();
             }
         });
     }

@@ -24,6 +24,10 @@ pub enum GaleError {
     /// No location of the server matches the path.
     #[error("no location matches")]
     NoLocation,
+    /// A keep-alive connection outlived its listener across a reload: 503,
+    /// and the client reconnects.
+    #[error("the listener of this connection was removed by a reload")]
+    ListenerGone,
     /// The route already has `max_tunnels` upgraded connections open: 503.
     #[error("too many open tunnels on this route")]
     TooManyTunnels,
@@ -40,7 +44,7 @@ impl GaleError {
             GaleError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             GaleError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GaleError::NoLocation => StatusCode::NOT_FOUND,
-            GaleError::TooManyTunnels => StatusCode::SERVICE_UNAVAILABLE,
+            GaleError::TooManyTunnels | GaleError::ListenerGone => StatusCode::SERVICE_UNAVAILABLE,
             GaleError::Proxy(p) => match p {
                 ProxyError::NoLiveUpstream { .. }
                 | ProxyError::Connect { .. }
@@ -61,7 +65,10 @@ impl GaleError {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            GaleError::Framing(_) | GaleError::BodyTooLarge { .. } | GaleError::Proxy(ProxyError::ClientBody(_))
+            GaleError::Framing(_)
+                | GaleError::BodyTooLarge { .. }
+                | GaleError::ListenerGone
+                | GaleError::Proxy(ProxyError::ClientBody(_))
         )
     }
 

@@ -17,14 +17,17 @@
 //! Only `pipeline` knows that order; the other modules are leaves.
 
 pub mod access_log;
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod error;
 pub mod framing;
+pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod router;
 pub mod server;
-pub mod shutdown;
+pub mod signals;
+pub mod site;
 pub mod tls;
 pub mod upstream;

@@ -3,14 +3,14 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use gale::access_log::AccessLog;
 use gale::config::{self, Config, LogLevel, LogTarget};
-use gale::pipeline::Site;
+use gale::server::Running;
+use gale::site::Site;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +36,12 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Validate a config file, then tell the running gale (pid_file) to
+    /// reload it (SIGHUP). The running gale keeps its old config on any error.
+    Reload {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +57,29 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Reload { config } => {
+            let cfg = match load(Some(&config)) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let Some(pid_file) = cfg.global.pid_file else {
+                eprintln!("gale: error: {}: reload needs [global] pid_file to find the running gale", config.display());
+                return ExitCode::FAILURE;
+            };
+            match gale::signals::send_reload(&pid_file) {
+                Ok(pid) => {
+                    println!("sent SIGHUP to gale (pid {pid})");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gale: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             let cfg = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -59,7 +88,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match run(cfg) {
+            match run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("gale: error: {e:#}");
@@ -105,7 +134,7 @@ fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(cfg: Config) -> anyhow::Result<()> {
+fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     init_logging(&cfg.global.error_log, cfg.global.log_level)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.global.threads)
@@ -113,27 +142,32 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let access_log = AccessLog::open(&cfg.global.access_log, cfg.global.access_log_format)
-            .with_context(|| format!("cannot open access_log {:?}", cfg.global.access_log))?;
+        let mut signals = gale::signals::watch().context("cannot install signal handlers")?;
         let pid_file = cfg.global.pid_file.clone();
-        let site = Arc::new(Site::new(cfg, access_log));
-        let listeners = gale::server::bind(&site)?;
-        let addrs: Vec<String> =
-            listeners.iter().filter_map(|b| b.listener.local_addr().ok()).map(|a| a.to_string()).collect();
-        site.set_bound_addrs(listeners.iter().filter_map(|b| b.listener.local_addr().ok()).collect());
+        let admin = cfg.admin;
+        let site = Site::new(cfg, None)?;
+        let running = Running::start(site, signals.shutdown.clone())?;
+        if let Some(addr) = admin {
+            let listener = gale::admin::bind(addr).await.with_context(|| format!("cannot listen on {addr} (admin)"))?;
+            let bound = listener.local_addr()?;
+            tokio::spawn(gale::admin::serve(listener, running.clone()));
+            tracing::info!("admin endpoints on http://{bound}/metrics and /status");
+            announce(&format!("gale: admin on {bound}"))?;
+        }
         if let Some(pid) = &pid_file {
             write_pid(pid)?;
         }
-        let shutdown = gale::shutdown::watch_signals().context("cannot install signal handlers")?;
-        site.access_log.spawn_flusher(std::time::Duration::from_secs(1));
-        {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "gale: listening on {}", addrs.join(" "))?;
-            out.flush()?;
-        }
+        let addrs: Vec<String> = running.bound_addrs().iter().map(|a| a.to_string()).collect();
+        announce(&format!("gale: listening on {}", addrs.join(" ")))?;
         tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
-        gale::server::serve(site, listeners, shutdown).await;
+
+        let reloader = running.clone();
+        tokio::spawn(async move {
+            while signals.reload.recv().await.is_some() {
+                reload(&reloader, path.as_deref());
+            }
+        });
+        running.wait().await;
         if let Some(pid) = &pid_file {
             let _ = std::fs::remove_file(pid);
         }
@@ -142,6 +176,42 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     // Connections still open after shutdown_timeout are dropped here.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
+}
+
+/// One line on stdout for whoever started gale (tests read the ports here).
+fn announce(line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+/// Re-reads the config and swaps it in; on any error the old one stays.
+fn reload(running: &std::sync::Arc<Running>, path: Option<&Path>) {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the old config:\n{e}");
+            return;
+        }
+    };
+    let old = running.current();
+    let site = match Site::new(cfg, Some(&old)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the old config: {e}");
+            return;
+        }
+    };
+    match running.reload(site) {
+        Ok(()) => {
+            tracing::info!(
+                "reloaded; listening on {}",
+                running.bound_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ")
+            );
+        }
+        Err(e) => tracing::error!("reload failed, keeping the old config: {e}"),
+    }
 }
 
 fn write_pid(path: &Path) -> anyhow::Result<()> {

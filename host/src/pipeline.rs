@@ -24,73 +24,19 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::body::{BoxError, ClientBody, ResponseBody, UpstreamRequestBody};
-use crate::config::{Config, Handler};
+use crate::config::Handler;
 use crate::error::GaleError;
 use crate::framing::{self, sniff::Verdicts};
-use crate::proxy::tunnel::TunnelSlots;
 use crate::proxy::{self, ProxyRequest, Upgrade};
-use crate::router::{self, ListenerRoutes};
-use crate::upstream::UpstreamPool;
-
-/// Everything a request needs that lives as long as one config.
-#[derive(Debug)]
-pub struct Site {
-    pub config: Config,
-    pub upstreams: Vec<Arc<UpstreamPool>>,
-    /// Per listener, in `config.listeners` order.
-    pub routes: Vec<ListenerRoutes>,
-    /// Open-tunnel counters per server, per location.
-    pub tunnels: Vec<Vec<Arc<TunnelSlots>>>,
-    /// The addresses really bound, per listener (port 0 resolved).
-    bound: OnceLock<Vec<SocketAddr>>,
-    pub access_log: AccessLog,
-}
-
-impl Site {
-    /// Builds the live state (pools, routing tables) for a validated config.
-    pub fn new(config: Config, access_log: AccessLog) -> Self {
-        let upstreams = config.upstreams.iter().cloned().map(|u| Arc::new(UpstreamPool::new(u))).collect();
-        let routes = config.listeners.iter().map(|l| ListenerRoutes::new(l.servers.clone())).collect();
-        let tunnels = config
-            .servers
-            .iter()
-            .map(|s| {
-                s.locations
-                    .iter()
-                    .map(|l| match &l.handler {
-                        Handler::Proxy(route) => TunnelSlots::new(route.max_tunnels),
-                    })
-                    .collect()
-            })
-            .collect();
-        Self { config, upstreams, routes, tunnels, access_log, bound: OnceLock::new() }
-    }
-}
-
-impl Site {
-    /// Records the bound addresses (once), for redirects that name a port.
-    pub fn set_bound_addrs(&self, addrs: Vec<SocketAddr>) {
-        let _ = self.bound.set(addrs);
-    }
-
-    /// The port of the first HTTPS listener, for `redirect_http`.
-    fn https_port(&self) -> u16 {
-        let bound = self.bound.get();
-        self.config
-            .listeners
-            .iter()
-            .enumerate()
-            .find(|(_, l)| l.tls)
-            .map_or(443, |(i, l)| bound.and_then(|b| b.get(i)).map_or(l.addr.port(), |a| a.port()))
-    }
-}
+use crate::router;
+use crate::site::{ListenerKey, Site};
 
 /// What gale knows about the client connection a request came in on.
 #[derive(Debug)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
-    /// Index into `config.listeners`.
-    pub listener: usize,
+    /// The listener the connection came in on.
+    pub listener: ListenerKey,
     pub scheme: &'static str,
     /// Raw-framing verdicts for this connection's requests, in order.
     pub verdicts: Verdicts,
@@ -114,7 +60,8 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         duration: Default::default(),
     });
 
-    let resp = match run(&site, &conn, parts, body).await {
+    let mut server = None;
+    let resp = match run(&site, &conn, parts, body, &mut server).await {
         Ok(resp) => resp,
         Err(e) => {
             let status = e.status();
@@ -127,6 +74,9 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         }
     };
 
+    if let Some(i) = server {
+        site.server_metrics[i].response(resp.status().as_u16());
+    }
     match entry {
         Some(mut entry) => {
             entry.status = resp.status().as_u16();
@@ -174,8 +124,10 @@ async fn run(
     conn: &ConnInfo,
     mut parts: http::request::Parts,
     body: Incoming,
+    server_out: &mut Option<usize>,
 ) -> Result<Response<ResponseBody>, GaleError> {
     let http = &site.config.http;
+    let listener = site.listener_index(conn.listener).ok_or(GaleError::ListenerGone)?;
 
     // 1. framing
     framing::check(&parts, conn.verdicts.next())?;
@@ -191,7 +143,8 @@ async fn run(
         .map(|a| a.as_str().to_owned())
         .or_else(|| header_text(&parts.headers, header::HOST))
         .unwrap_or_default();
-    let (server_index, server) = site.routes[conn.listener].server(&site.config, &router::host_for_matching(&host));
+    let (server_index, server) = site.routes[listener].server(&site.config, &router::host_for_matching(&host));
+    *server_out = Some(server_index);
     if host.is_empty() {
         // An HTTP/1.0 request without Host: the backend speaks HTTP/1.1,
         // which requires one; use the server's name (nginx's `$host`).
@@ -199,7 +152,7 @@ async fn run(
             crate::config::ServerName::Exact(name) => Some(name.clone()),
             crate::config::ServerName::Wildcard(_) => None,
         });
-        let fallback = name.unwrap_or_else(|| site.config.listeners[conn.listener].addr.to_string());
+        let fallback = name.unwrap_or_else(|| site.config.listeners[listener].addr.to_string());
         if let Ok(v) = http::HeaderValue::from_str(&fallback) {
             parts.headers.insert(header::HOST, v);
         }

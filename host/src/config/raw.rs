@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub global: RawGlobal,
     #[serde(default)]
     pub http: RawHttp,
+    pub admin: Option<Spanned<RawAdmin>>,
     #[serde(default)]
     pub upstream: BTreeMap<String, Spanned<RawUpstream>>,
     #[serde(default)]
@@ -51,6 +52,16 @@ pub struct RawHttp {
     /// Offer HTTP/2 by ALPN on TLS listeners.
     pub http2: Option<bool>,
     pub http2_max_concurrent_streams: Option<Spanned<i64>>,
+}
+
+/// `[admin]`: the operator's listener (`/metrics`, `/status`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Spanned<String>,
+    /// Allow a non-loopback address (the endpoints have no authentication).
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 /// `[upstream.NAME]`: a pool of backends (nginx's `upstream` block plus the

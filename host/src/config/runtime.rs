@@ -15,6 +15,8 @@ use super::units::ByteSize;
 pub struct Config {
     pub global: Global,
     pub http: Http,
+    /// The admin listener, if configured.
+    pub admin: Option<SocketAddr>,
     /// Pools, indexed by [`UpstreamId`].
     pub upstreams: Vec<Upstream>,
     /// Virtual hosts in file order.
@@ -64,7 +66,7 @@ pub struct Http {
 }
 
 /// `[upstream.NAME]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     pub name: String,
     pub servers: Vec<Backend>,

@@ -16,6 +16,7 @@ use super::units::{ByteSize, parse_duration};
 pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Option<Config> {
     let global = global(raw.global, base, c);
     let http = http(raw.http, c);
+    let admin = raw.admin.and_then(|a| admin(a.into_inner(), c));
 
     let names: Vec<String> = raw.upstream.keys().cloned().collect();
     let mut upstreams = Vec::new();
@@ -41,6 +42,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
     Some(Config {
         global: global?,
         http: http?,
+        admin,
         upstreams: upstreams.into_iter().collect::<Option<_>>()?,
         servers: servers.into_iter().collect::<Option<_>>()?,
         listeners: listeners?,
@@ -373,4 +375,16 @@ fn server_tls(t: raw::RawTls, base: &Path, c: &mut Collector<'_>) -> Option<Serv
             None
         }
     }
+}
+
+fn admin(a: raw::RawAdmin, c: &mut Collector<'_>) -> Option<SocketAddr> {
+    let addr = socket_addr(&a.listen, "admin listen", c)?;
+    if !addr.ip().is_loopback() && !a.allow_remote {
+        c.error(
+            Some(a.listen.span()),
+            format!("admin listener {addr} is not on loopback: its endpoints have no authentication; use 127.0.0.1, or set allow_remote = true"),
+        );
+        return None;
+    }
+    Some(addr)
 }

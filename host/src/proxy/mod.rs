@@ -15,8 +15,9 @@ use http_body_util::BodyExt;
 
 use crate::body::{BodyFault, FaultSlot, ResponseBody, UpstreamRequestBody};
 use crate::config::NextUpstream;
-use crate::upstream::UpstreamPool;
+use crate::metrics::Outcome;
 use crate::upstream::client::{ConnectError, Sender, UpstreamBody};
+use crate::upstream::{Backend, UpstreamPool};
 
 /// A request ready to forward.
 pub struct ProxyRequest {
@@ -117,11 +118,9 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                     reused = false;
                 }
                 Err(source) => {
-                    if backend.health.record_failure(std::time::Instant::now()) {
-                        tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
-                    }
-                    tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %source, "connect failed");
-                    last_error = Some(ProxyError::Connect { upstream: name(), source });
+                    let err = ProxyError::Connect { upstream: name(), source };
+                    note_failure(pool, &backend, Outcome::ConnectError, &err);
+                    last_error = Some(err);
                     if retry_on_connect {
                         continue;
                     }
@@ -130,11 +129,15 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
             },
         }
 
+        let sent_at = std::time::Instant::now();
         let outcome = loop {
             let mut request = Request::from_parts(parts.clone(), body.take().unwrap_or(UpstreamRequestBody::Empty));
             *request.version_mut() = Version::HTTP_11;
             match tokio::time::timeout(cfg.read_timeout, sender.try_send_request(request)).await {
                 Err(_) => {
+                    // Not a health failure (nginx counts timeouts only when it
+                    // would retry them) and never retried.
+                    backend.metrics.outcome(Outcome::Timeout);
                     tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "upstream timed out ({:?}) waiting for the response header", cfg.read_timeout);
                     return Err(ProxyError::Timeout {
                         upstream: name(),
@@ -179,6 +182,8 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
         match outcome {
             Ok(mut resp) => {
                 backend.health.record_success();
+                backend.metrics.outcome(Outcome::Response);
+                backend.metrics.latency.observe(sent_at.elapsed());
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     let Some(up) = upgrade.take() else {
                         return Err(ProxyError::UnexpectedUpgrade { upstream: name(), addr: backend.addr });
@@ -213,10 +218,8 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                 return Ok(Response::from_parts(head, body.boxed_unsync()));
             }
             Err((nothing_sent, err)) => {
-                if backend.health.record_failure(std::time::Instant::now()) {
-                    tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
-                }
-                tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %err, "upstream attempt failed");
+                let outcome = if nothing_sent { Outcome::ConnectError } else { Outcome::Closed };
+                note_failure(pool, &backend, outcome, &err);
                 let may_retry = if nothing_sent { retry_on_connect } else { retry_after_send };
                 if !may_retry {
                     return Err(err);
@@ -225,4 +228,14 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
             }
         }
     }
+}
+
+/// Books a failed attempt: metrics, passive health, the error log.
+fn note_failure(pool: &UpstreamPool, backend: &Backend, outcome: Outcome, err: &ProxyError) {
+    let cfg = &pool.config;
+    backend.metrics.outcome(outcome);
+    if backend.health.record_failure(std::time::Instant::now()) {
+        tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
+    }
+    tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %err, "upstream attempt failed");
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::config;
+use crate::metrics::BackendMetrics;
 use balancer::{Balancer, PeerView};
 use client::ConnPool;
 use health::Health;
@@ -22,6 +23,7 @@ pub struct Backend {
     pub weight: u32,
     pub health: Health,
     pub conns: Arc<ConnPool>,
+    pub metrics: Arc<BackendMetrics>,
     in_flight: AtomicUsize,
 }
 
@@ -62,6 +64,7 @@ impl UpstreamPool {
                     weight: b.weight,
                     health: Health::new(config.max_fails, config.fail_timeout),
                     conns: Arc::new(ConnPool::new(b.addr, config.keepalive, config.connect_timeout)),
+                    metrics: crate::metrics::backend(&config.name, &b.addr.to_string()),
                     in_flight: AtomicUsize::new(0),
                 })
             })
