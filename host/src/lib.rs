@@ -3,4 +3,6 @@
 //!
 //! The architecture and the request flow are described in `docs/architecture.md`.
 
+pub mod compress;
 pub mod error;
+pub mod static_files;
