@@ -19,6 +19,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod body;
+pub mod compress;
 pub mod config;
 pub mod error;
 pub mod framing;
@@ -29,5 +30,6 @@ pub mod router;
 pub mod server;
 pub mod signals;
 pub mod site;
+pub mod static_files;
 pub mod tls;
 pub mod upstream;
