@@ -8,6 +8,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 use crate::body::{BodyFault, ResponseBody, full};
 use crate::framing::FramingError;
 use crate::proxy::ProxyError;
+use crate::static_files::path::PathError;
+use crate::static_files::{ALLOWED_METHODS, StaticError};
 
 /// Any failure while handling a request.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,9 @@ pub enum GaleError {
     /// The route already has `max_tunnels` upgraded connections open: 503.
     #[error("too many open tunnels on this route")]
     TooManyTunnels,
+    /// Serving a static file failed.
+    #[error(transparent)]
+    Static(#[from] StaticError),
     /// Forwarding to an upstream failed.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
@@ -44,6 +49,13 @@ impl GaleError {
             GaleError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             GaleError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GaleError::NoLocation => StatusCode::NOT_FOUND,
+            GaleError::Static(e) => match e {
+                StaticError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+                StaticError::Path(PathError::Refused(_)) | StaticError::NotFound => StatusCode::NOT_FOUND,
+                StaticError::Path(_) => StatusCode::BAD_REQUEST,
+                StaticError::DirectoryIndex | StaticError::Forbidden => StatusCode::FORBIDDEN,
+                StaticError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             GaleError::TooManyTunnels | GaleError::ListenerGone => StatusCode::SERVICE_UNAVAILABLE,
             GaleError::Proxy(p) => match p {
                 ProxyError::NoLiveUpstream { .. }
@@ -77,6 +89,9 @@ impl GaleError {
         let mut resp = error_page(self.status());
         if self.closes_connection() {
             resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let GaleError::Static(StaticError::MethodNotAllowed) = self {
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
         }
         resp
     }

@@ -24,12 +24,14 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::body::{BoxError, ClientBody, ResponseBody, UpstreamRequestBody};
+use crate::compress;
 use crate::config::Handler;
 use crate::error::GaleError;
 use crate::framing::{self, sniff::Verdicts};
 use crate::proxy::{self, ProxyRequest, Upgrade};
 use crate::router;
 use crate::site::{ListenerKey, Site};
+use crate::static_files;
 
 /// What gale knows about the client connection a request came in on.
 #[derive(Debug)]
@@ -60,6 +62,16 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         duration: Default::default(),
     });
 
+    // What gzip needs to know about the request, kept before `run` takes it.
+    let gzip_request = site.config.http.gzip.as_ref().map(|_| {
+        let mut h = http::HeaderMap::new();
+        for name in [header::ACCEPT_ENCODING, header::VIA] {
+            for v in parts.headers.get_all(&name) {
+                h.append(name.clone(), v.clone());
+            }
+        }
+        (parts.method.clone(), parts.version, h)
+    });
     let mut server = None;
     let resp = match run(&site, &conn, parts, body, &mut server).await {
         Ok(resp) => resp,
@@ -74,6 +86,14 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         }
     };
 
+    // 5. finish: gzip, metrics, access log.
+    let resp = match (&site.config.http.gzip, gzip_request) {
+        (Some(cfg), Some((method, version, req_headers))) => {
+            let decision = compress::decide(cfg, &method, version, &req_headers, resp.status(), resp.headers());
+            compress::apply(cfg, decision, resp).map(|b| b.boxed_unsync())
+        }
+        _ => resp,
+    };
     if let Some(i) = server {
         site.server_metrics[i].response(resp.status().as_u16());
     }
@@ -197,6 +217,10 @@ async fn run(
             };
             let req = ProxyRequest { parts, body, has_body, remote: conn.remote, scheme: conn.scheme, fault, upgrade };
             Ok(proxy::forward(&site.upstreams[route.upstream.0], req).await?)
+        }
+        Handler::Static(cfg) => {
+            let served = static_files::serve(cfg, location.matcher.path(), &parts).await?;
+            Ok(served.response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
         }
     }
 }

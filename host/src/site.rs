@@ -107,6 +107,7 @@ impl Site {
                     .iter()
                     .map(|l| match &l.handler {
                         Handler::Proxy(route) => TunnelSlots::new(route.max_tunnels),
+                        Handler::Static(_) => TunnelSlots::new(0),
                     })
                     .collect()
             })

@@ -23,7 +23,10 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 /// against the file's directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // Relative paths in the file are relative to its directory, made
+    // absolute so they mean the same after a chdir.
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let base = absolute.parent().unwrap_or(Path::new("/"));
     parse(&path.display().to_string(), &text, base)
 }
 

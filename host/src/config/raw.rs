@@ -49,6 +49,8 @@ pub struct RawHttp {
     pub client_body_timeout: Option<Spanned<Scalar>>,
     pub max_header_size: Option<Spanned<Scalar>>,
     pub max_uri_size: Option<Spanned<Scalar>>,
+    /// nginx's `gzip on` with its settings.
+    pub gzip: Option<Spanned<crate::compress::GzipOptions>>,
     /// Offer HTTP/2 by ALPN on TLS listeners.
     pub http2: Option<bool>,
     pub http2_max_concurrent_streams: Option<Spanned<i64>>,
@@ -194,6 +196,9 @@ pub struct RawTls {
 pub struct RawLocation {
     pub path: Spanned<String>,
     pub proxy: Option<Spanned<RawProxy>>,
+    /// `static = { root = "..." }`: serve files (nginx `root` / `alias`).
+    #[serde(rename = "static")]
+    pub static_files: Option<Spanned<crate::static_files::StaticOptions>>,
 }
 
 /// `proxy = { pass = "UPSTREAM" }`: nginx's `proxy_pass http://UPSTREAM`.

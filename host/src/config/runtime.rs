@@ -63,6 +63,8 @@ pub struct Http {
     pub max_uri_size: ByteSize,
     pub http2: bool,
     pub http2_max_concurrent_streams: u32,
+    /// `None`: gzip off.
+    pub gzip: Option<crate::compress::GzipConfig>,
 }
 
 /// `[upstream.NAME]`.
@@ -146,6 +148,8 @@ impl PathMatch {
 pub enum Handler {
     /// Forward to an upstream pool.
     Proxy(ProxyRoute),
+    /// Serve files from disk.
+    Static(crate::static_files::StaticConfig),
 }
 
 /// `proxy = { ... }` on a location.

@@ -140,6 +140,19 @@ fn http(h: raw::RawHttp, c: &mut Collector<'_>) -> Option<Http> {
         client_body_timeout: client_body_timeout?,
         max_header_size: max_header_size?,
         max_uri_size: max_uri_size?,
+        gzip: match h.gzip {
+            None => None,
+            Some(g) => {
+                let span = g.span();
+                match crate::compress::GzipConfig::from_options(g.into_inner()) {
+                    Ok(cfg) => Some(cfg),
+                    Err(e) => {
+                        c.error(Some(span), format!("gzip: {e}"));
+                        return None;
+                    }
+                }
+            }
+        },
         http2: h.http2.unwrap_or(true),
         http2_max_concurrent_streams: streams? as u32,
     })
@@ -288,10 +301,20 @@ fn server(
             c.error(Some(l.path.span()), format!("duplicate location `{p}` in this server"));
             ok = false;
         }
-        let handler = match l.proxy {
-            Some(proxy) => proxy_route(proxy.into_inner(), upstreams, c),
-            None => {
-                c.error(Some(lspan), format!("location `{p}` has no handler: add `proxy = {{ pass = \"UPSTREAM\" }}`"));
+        let handler = match (l.proxy, l.static_files) {
+            (Some(proxy), None) => proxy_route(proxy.into_inner(), upstreams, c),
+            (None, Some(st)) => static_route(st, base, c),
+            (Some(_), Some(_)) => {
+                c.error(Some(lspan), format!("location `{p}` has both `proxy` and `static`: choose one"));
+                None
+            }
+            (None, None) => {
+                c.error(
+                    Some(lspan),
+                    format!(
+                        "location `{p}` has no handler: add `proxy = {{ pass = \"UPSTREAM\" }}` or `static = {{ root = \"DIR\" }}`"
+                    ),
+                );
                 None
             }
         };
@@ -387,4 +410,23 @@ fn admin(a: raw::RawAdmin, c: &mut Collector<'_>) -> Option<SocketAddr> {
         return None;
     }
     Some(addr)
+}
+
+fn static_route(
+    st: Spanned<crate::static_files::StaticOptions>,
+    base: &Path,
+    c: &mut Collector<'_>,
+) -> Option<Handler> {
+    let span = st.span();
+    let mut options = st.into_inner();
+    // Relative directories are relative to the config file, like every path.
+    options.root = options.root.map(|p| base.join(p));
+    options.alias = options.alias.map(|p| base.join(p));
+    match crate::static_files::StaticConfig::from_options(options) {
+        Ok(cfg) => Some(Handler::Static(cfg)),
+        Err(e) => {
+            c.error(Some(span), format!("static: {e}"));
+            None
+        }
+    }
 }
