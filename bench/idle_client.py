@@ -49,13 +49,13 @@ class Pool:
         self.writers = []
 
 
-async def one(pool, host, port, path, gate):
+async def one(pool, host, port, path, gate, timeout):
     async with gate:
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
             writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
             await writer.drain()
-            status = await read_response(reader)
+            status = await asyncio.wait_for(read_response(reader), timeout)
             if status >= 400:
                 raise RuntimeError(f"status {status}")
         except Exception as exc:  # noqa: BLE001 - any failure counts as a failed connection
@@ -85,12 +85,13 @@ async def main():
     parser.add_argument("-n", "--connections", type=int, default=10000)
     parser.add_argument("--parallel", type=int, default=200, help="connection attempts in flight")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds idle before ALIVE")
+    parser.add_argument("--timeout", type=float, default=10.0, help="per connect and per response")
     args = parser.parse_args()
 
     pool = Pool()
     gate = asyncio.Semaphore(args.parallel)
     readers = await asyncio.gather(
-        *(one(pool, args.host, args.port, args.path, gate) for _ in range(args.connections))
+        *(one(pool, args.host, args.port, args.path, gate, args.timeout) for _ in range(args.connections))
     )
     watchers = [asyncio.create_task(watch(pool, r)) for r in readers if r is not None]
     print(f"READY opened={pool.alive} failed={pool.failed}", flush=True)

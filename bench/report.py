@@ -94,13 +94,15 @@ def http_table(records, notes):
     return lines
 
 
-def idle_table(records):
+def idle_table(records, notes):
     groups = group(records, "idle")
     lines = []
     for scenario, by_target in groups.items():
         n = next(iter(by_target.values()))[0]["connections"]
+        note = f" Note: {notes[scenario]}." if scenario in notes else ""
         lines += [
-            f"Scenario `{scenario}`: {n} idle keep-alive connections; VmRSS of the serving process.",
+            f"Scenario `{scenario}`: {n} idle keep-alive connections (one request each, then idle); "
+            f"VmRSS of the serving process (nginx: its worker); growth per connection actually open.{note}",
             "",
             "| proxy | RSS before | RSS with connections open | growth per connection | RSS vs nginx | open / still open / failed |",
             "|---|---:|---:|---:|---:|---:|",
@@ -117,7 +119,7 @@ def idle_table(records):
         base = med.get("nginx")
         for target in ordered(list(med)):
             m = med[target]
-            per = (m["after"] - m["before"]) * 1024 / n if n else 0
+            per = (m["after"] - m["before"]) * 1024 / m["opened"] if m["opened"] else 0
             lines.append(
                 f"| {target} | {m['before'] / 1024:.1f} MiB | {m['after'] / 1024:.1f} MiB "
                 f"| {per:,.0f} B | {ratio(m['after'], base['after']) if base else '—'} "
@@ -127,14 +129,15 @@ def idle_table(records):
     return lines
 
 
-def upload_table(records):
+def upload_table(records, notes):
     groups = group(records, "upload")
     lines = []
     for scenario, by_target in groups.items():
         size = next(iter(by_target.values()))[0]["bytes"]
+        note = f" Note: {notes[scenario]}." if scenario in notes else ""
         lines += [
             f"Scenario `{scenario}`: {size / 2**20:,.0f} MiB, gale (multipart POST to /upload) versus "
-            "`md5sum` of the same file (page cache warm).",
+            f"`md5sum` of the same file (page cache warm).{note}",
             "",
             "| what | MiB/s (median) | vs md5sum | peak RSS growth | statuses |",
             "|---|---:|---:|---:|---|",
@@ -177,8 +180,8 @@ def render(meta, records):
     table = http_table(records, notes)
     if table:
         out += table + [""]
-    out += idle_table(records)
-    out += upload_table(records)
+    out += idle_table(records, notes)
+    out += upload_table(records, notes)
     skips = [r for r in records if r.get("kind") == "skip"]
     if skips:
         out.append("Skipped:")

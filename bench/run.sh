@@ -24,6 +24,7 @@
 #   GALE_PLUGINS='[...]' TOML array for the route in proxy-plugins (default: see choose_plugins)
 #   TORNADO_APP=...      the Tornado backend (default: <repo>/tests/tornado/app.py)
 #   TORNADO_PYTHON=...   a python with tornado (default: <repo>/.venv, else bench/out/venv is made)
+#   TARGETS="gale nginx haproxy"   which proxies to run (e.g. TARGETS=gale while profiling)
 #
 # Output: bench/out/<date>/ (configs, logs, raw wrk output, results.jsonl, report.md); the report is
 # printed at the end. Everything the script starts is stopped on exit, whatever the exit.
@@ -51,6 +52,7 @@ BUILD="${BUILD:-1}"
 PLUGIN_DIR="${PLUGIN_DIR:-$repo/target/plugins}"
 TORNADO_APP="${TORNADO_APP:-$repo/tests/tornado/app.py}"
 TORNADO_PYTHON="${TORNADO_PYTHON:-}"
+TARGETS="${TARGETS:-gale nginx haproxy}"
 
 ALL_SCENARIOS=(proxy-small proxy-plugins static-small static-1m gzip-50k idle-10k upload-1g proxy-tornado)
 
@@ -173,7 +175,7 @@ build_gale() {
     local target_dir="${CARGO_TARGET_DIR:-$repo/target}"
     case "$target_dir" in /*) ;; *) target_dir="$repo/$target_dir" ;; esac
     GALE_BIN="${GALE_BIN:-$target_dir/release/gale}"
-    if [ "$BUILD" = 1 ]; then
+    if [ "$BUILD" = 1 ] && wanted gale; then
         say "building gale (cargo build --release -p gale)"
         (cd "$repo" && cargo build --release -p gale) >&2
         if [ ! -e "$PLUGIN_DIR/header_policy.wasm" ] && [ ! -e "$PLUGIN_DIR/header-policy.wasm" ] \
@@ -182,6 +184,7 @@ build_gale() {
             "$repo/scripts/build-plugins.sh" >&2 || say "the plugins did not build: proxy-plugins will be skipped"
         fi
     fi
+    wanted gale || return 0
     [ -x "$GALE_BIN" ] || die "no gale binary at $GALE_BIN"
 }
 
@@ -301,9 +304,21 @@ haproxy_config() { # OUT VARIANT(plain|gzip|idle)
         printf '  compression algo gzip\n  compression type %s\n' "$SEED_GZIP_TYPES" >>"$out"
         ;;
     idle)
-        sed -i "s|maxconn 8192|maxconn $((IDLE_CONNECTIONS + 500))|" "$out"
+        sed -i "s|maxconn 8192|maxconn $(haproxy_idle_maxconn)|" "$out"
         ;;
     esac
+}
+
+# HAProxy reserves two descriptors per connection (client and server side) and refuses to start
+# when twice maxconn exceeds the open-files hard limit (even with ulimit-n set). With a limit of
+# 20000 it cannot take 10,000 connections: cap maxconn, and the report says so.
+haproxy_idle_maxconn() {
+    local want=$((IDLE_CONNECTIONS + 500)) hard
+    hard="$(ulimit -Hn)"
+    if [ "$hard" != unlimited ] && [ $((want * 2 + 100)) -gt "$hard" ]; then
+        want=$(((hard - 100) / 2))
+    fi
+    echo "$want"
 }
 
 upstream_config() { # OUT: the reference upstream plus the 50 KB page for gzip-50k
@@ -565,28 +580,95 @@ bench_http() {
 # ---------------------------------------------------------------------------------------------
 # Scenarios.
 
+wanted() { # TARGET: in TARGETS? (gale-noplugins comes with gale)
+    case " $TARGETS " in *" $1 "*) return 0 ;; esac
+    [ "$1" = gale-noplugins ] && wanted gale
+}
+
+# proxy_scenario SCENARIO PATH "WRK ARGS" PEER_VARIANT VERIFY TARGET...: starts the wanted targets
+# (gale with the features in the array gale_features, nginx and HAProxy with PEER_VARIANT), checks
+# each with the function VERIFY, runs the rounds, stops them.
+gale_features=()
+proxy_scenario() {
+    local scenario=$1 path=$2 extra=$3 variant=$4 verify=$5
+    shift 5
+    local ts=() t
+    for t in "$@"; do
+        if wanted "$t"; then ts+=("$t"); fi
+    done
+    if [ ${#ts[@]} -eq 0 ]; then
+        skip "$scenario" "none of $* in TARGETS"
+        return
+    fi
+    for t in "${ts[@]}"; do
+        case "$t" in
+        gale) start_gale gale "$GALE_PORT" "${gale_features[@]+"${gale_features[@]}"}" ;;
+        gale-noplugins) start_gale gale-noplugins "$GALE2_PORT" ;;
+        nginx) start_nginx "$variant" ;;
+        haproxy) start_haproxy "$variant" ;;
+        esac
+    done
+    for t in "${ts[@]}"; do
+        "$verify" "$t" || die "$scenario: $t answers wrongly"
+    done
+    bench_http "$scenario" "$path" "$extra" "${ts[@]}"
+    stop_proxies
+}
+
+verify_upstream_body() {
+    check "$1" / 200 && grep -q 'hello from upstream' "$run/check-$1-_.body"
+}
+
+verify_tornado_body() {
+    check "$1" / 200 && grep -q 'Hello from tornado' "$run/check-$1-_.body"
+}
+
+verify_plugins() {
+    verify_upstream_body "$1" || return 1
+    if [ "$1" = gale ] && [ -z "${GALE_PLUGINS:-}" ] && ! grep -qi '^x-frame-options:' "$run/check-gale-_.head"; then
+        say "proxy-plugins: gale accepted the plugins but X-Frame-Options is missing: do they run?"
+        return 1
+    fi
+}
+
+verify_static_small() { verify_file "$1" small.css; }
+verify_static_1m() { verify_file "$1" 1m.bin; }
+verify_file() { # TARGET FILE: the exact bytes of www/static/FILE
+    check "$1" "/static/$2" 200 || return 1
+    cmp -s "$run/check-$1-_static_$(echo "$2" | tr -c 'a-zA-Z0-9\n' '_').body" "$run/www/static/$2" \
+        || { say "$1 did not send the bytes of /static/$2"; return 1; }
+}
+
+verify_gzip() { # gzip-encoded, and decompresses to the page
+    local base="$run/check-$1-_page_50k_html"
+    check "$1" /page-50k.html 200 -H 'Accept-Encoding: gzip' || return 1
+    grep -qi '^content-encoding: *gzip' "$base.head" || { say "$1 did not compress (see $base.head)"; return 1; }
+    gunzip -c <"$base.body" | cmp -s - "$run/upstream-www/page-50k.html" \
+        || { say "$1: the body does not decompress to the page"; return 1; }
+    say "gzip-50k: $1 sends $(wc -c <"$base.body") bytes for 51200"
+}
+
 scenario_proxy_small() {
     use_upstreams fast
-    start_gale gale "$GALE_PORT"
-    start_nginx plain
-    start_haproxy plain
-    local t
-    for t in gale nginx haproxy; do check "$t" / 200 || die "proxy-small: $t answers wrongly"; done
-    bench_http proxy-small / "" gale nginx haproxy
-    stop_proxies
+    gale_features=()
+    proxy_scenario proxy-small / "" plain verify_upstream_body gale nginx haproxy
 }
 
 # The plugins on the route. gale bundles header-policy (issue 3) for proxied routes; static-cache
 # and upload-fields belong to static and upload locations. "The three bundled plugins on the route"
 # is therefore taken as three header-policy attachments doing the three kinds of work a header
 # policy does (response headers, request headers, a deny rule that does not match), falling back to
-# one attachment when gale does not accept the same plugin twice. GALE_PLUGINS overrides.
+# one attachment when gale does not accept the same plugin twice. GALE_PLUGINS overrides. nginx and
+# HAProxy run their plain reference configs: the target compares gale with plugins to nginx without.
 PLUGINS_THREE='[{ name = "header-policy", config = { response = { set = { "X-Frame-Options" = "SAMEORIGIN", "X-Content-Type-Options" = "nosniff", "Referrer-Policy" = "same-origin" } } } }, { name = "header-policy", config = { request = { set = { "X-Request-Host" = "$host" }, remove = ["X-Debug"] } } }, { name = "header-policy", config = { deny = [{ path_prefix = "/admin", status = 403 }] } }]'
 PLUGINS_ONE='[{ name = "header-policy", config = { response = { set = { "X-Frame-Options" = "SAMEORIGIN", "X-Content-Type-Options" = "nosniff" } }, request = { set = { "X-Request-Host" = "$host" } }, deny = [{ path_prefix = "/admin", status = 403 }] } }]'
 
 scenario_proxy_plugins() {
     local plugins="" label=""
-    if [ -n "${GALE_PLUGINS:-}" ]; then
+    if ! wanted gale; then
+        skip proxy-plugins "gale is not in TARGETS"
+        return
+    elif [ -n "${GALE_PLUGINS:-}" ]; then
         gale_supports plugins "plugins=$GALE_PLUGINS" || { skip proxy-plugins "GALE_PLUGINS not accepted: $probe_error"; return; }
         plugins=$GALE_PLUGINS label="GALE_PLUGINS"
     elif gale_supports plugins "plugins=$PLUGINS_THREE"; then
@@ -599,60 +681,31 @@ scenario_proxy_plugins() {
     fi
     note proxy-plugins "$label"
     use_upstreams fast
-    start_gale gale "$GALE_PORT" "plugins=$plugins"
-    start_gale gale-noplugins "$GALE2_PORT"
-    start_nginx plain
-    start_haproxy plain
-    local t
-    for t in gale gale-noplugins nginx haproxy; do check "$t" / 200 || die "proxy-plugins: $t answers wrongly"; done
-    if [ -z "${GALE_PLUGINS:-}" ] && ! grep -qi '^x-frame-options:' "$run/check-gale-_.head"; then
-        say "proxy-plugins: gale accepted the plugins but X-Frame-Options is missing: are they running?"
-    fi
-    bench_http proxy-plugins / "" gale gale-noplugins nginx haproxy
-    stop_proxies
+    gale_features=("plugins=$plugins")
+    proxy_scenario proxy-plugins / "" plain verify_plugins gale gale-noplugins nginx haproxy
 }
 
-scenario_static() { # SCENARIO FILE SIZE
-    local scenario=$1 file=$2 size=$3
-    if ! gale_supports static static; then
+scenario_static() { # SCENARIO FILE
+    local scenario=$1 file=$2
+    if wanted gale && ! gale_supports static static; then
         skip "$scenario" "static files not available (gale check: $probe_error)"
         return
     fi
-    note "$scenario" "GET /static/$file, $size bytes; HAProxy serves no files"
+    note "$scenario" "GET /static/$file, $(stat -c %s "$run/www/static/$file") bytes; HAProxy serves no files"
     use_upstreams fast
-    start_gale gale "$GALE_PORT" static
-    start_nginx plain
-    local t got
-    for t in gale nginx; do
-        check "$t" "/static/$file" 200 || die "$scenario: $t answers wrongly"
-        got="$(wc -c <"$run/check-$t-_static_$(echo "$file" | tr -c 'a-zA-Z0-9\n' '_').body")"
-        [ "$got" = "$size" ] || die "$scenario: $t sent $got bytes, expected $size"
-    done
-    bench_http "$scenario" "/static/$file" "" gale nginx
-    stop_proxies
+    gale_features=(static)
+    proxy_scenario "$scenario" "/static/$file" "" plain "verify_${scenario//-/_}" gale nginx
 }
 
 scenario_gzip() {
-    if ! gale_supports gzip gzip; then
+    if wanted gale && ! gale_supports gzip gzip; then
         skip gzip-50k "gzip not available (gale check: $probe_error)"
         return
     fi
     note gzip-50k "proxied text/html, 51200 bytes, Accept-Encoding: gzip, level 1"
     use_upstreams fast
-    start_gale gale "$GALE_PORT" gzip
-    start_nginx gzip
-    start_haproxy gzip
-    local t body
-    for t in gale nginx haproxy; do
-        check "$t" /page-50k.html 200 -H 'Accept-Encoding: gzip' || die "gzip-50k: $t answers wrongly"
-        body="$run/check-$t-_page_50k_html"
-        grep -qi '^content-encoding: *gzip' "$body.head" || die "gzip-50k: $t did not compress (see $body.head)"
-        gunzip -c <"$body.body" | cmp -s - "$run/upstream-www/page-50k.html" \
-            || die "gzip-50k: $t's body does not decompress to the page"
-        say "gzip-50k: $t sends $(wc -c <"$body.body") bytes for 51200"
-    done
-    bench_http gzip-50k /page-50k.html "-H Accept-Encoding:gzip" gale nginx haproxy
-    stop_proxies
+    gale_features=(gzip)
+    proxy_scenario gzip-50k /page-50k.html "-H Accept-Encoding:gzip" gzip verify_gzip gale nginx haproxy
 }
 
 scenario_idle() {
@@ -662,33 +715,38 @@ scenario_idle() {
         skip idle-10k "the open-files limit ($hard) is below IDLE_CONNECTIONS=$IDLE_CONNECTIONS"
         return
     fi
+    if wanted haproxy && [ "$(haproxy_idle_maxconn)" -lt "$IDLE_CONNECTIONS" ]; then
+        note idle-10k "HAProxy capped at maxconn $(haproxy_idle_maxconn) by the open-files limit $hard: it cannot hold them all"
+    fi
     use_upstreams fast
-    local round target pid serving before after line ready alive client
+    local round target pid serving before after line ready alive client out
     for round in $(seq "$ROUNDS"); do
         for target in gale nginx haproxy; do
+            wanted "$target" || continue
             case "$target" in
             gale) start_gale gale "$GALE_PORT" idle ;;
             nginx) start_nginx idle ;;
             haproxy) start_haproxy idle ;;
             esac
             pid=$last_pid
-            check "$target" / 200 || die "idle-10k: $target answers wrongly"
+            verify_upstream_body "$target" || die "idle-10k: $target answers wrongly"
             sleep 0.5
             serving="$(serving_pid "$pid")"
             before="$(rss_kb "$serving")"
             spawn "idle-client-$target-$round" "$LOAD_CPU" python3 "$bench/idle_client.py" \
-                --port "$(port_of "$target")" -n "$IDLE_CONNECTIONS" --settle 2
+                --port "$(port_of "$target")" -n "$IDLE_CONNECTIONS" --settle 2 --timeout 10
             client=$last_pid
+            out="$run/idle-client-$target-$round.out"
             ready="" alive=""
             for _ in $(seq 1200); do # up to 120 s
-                ready="$(sed -n 's/^READY //p' "$run/idle-client-$target-$round.out")"
-                alive="$(sed -n 's/^ALIVE //p' "$run/idle-client-$target-$round.out")"
+                ready="$(sed -n 's/^READY //p' "$out")"
+                alive="$(sed -n 's/^ALIVE //p' "$out")"
                 [ -n "$alive" ] && break
                 kill -0 "$client" 2>/dev/null || break
                 sleep 0.1
             done
             if [ -z "$alive" ]; then
-                say "idle-10k: the client did not finish against $target (see $run/idle-client-$target-$round.err)"
+                say "idle-10k: the client did not finish against $target (see ${out%.out}.err)"
                 stop_pid "$client"
                 stop_proxies
                 continue
@@ -697,7 +755,7 @@ scenario_idle() {
             line="$(python3 -c 'import json,sys; a=dict(kv.split("=") for kv in sys.argv[1].split()); print(json.dumps({"kind":"idle","scenario":"idle-10k","target":sys.argv[2],"round":int(sys.argv[3]),"connections":int(sys.argv[4]),"rss_before_kb":int(sys.argv[5]),"rss_after_kb":int(sys.argv[6]),"opened":int(a["opened"]),"failed":int(a["failed"]),"alive":int(sys.argv[7])}))' \
                 "$ready" "$target" "$round" "$IDLE_CONNECTIONS" "$before" "$after" "$alive")"
             record "$line"
-            say "idle-10k round $round $target: RSS $before kB -> $after kB ($ready, alive $alive)"
+            say "idle-10k round $round $target: VmRSS $before kB -> $after kB ($ready, still open $alive)"
             stop_pid "$client"
             stop_proxies
         done
@@ -706,7 +764,10 @@ scenario_idle() {
 
 scenario_upload() {
     local with=upload
-    if gale_supports upload upload-plugins; then
+    if ! wanted gale; then
+        skip upload-1g "gale is not in TARGETS"
+        return
+    elif gale_supports upload upload-plugins; then
         with=upload-plugins
         note upload-1g "with the upload-fields plugin"
     elif gale_supports upload upload; then
@@ -743,7 +804,8 @@ scenario_upload() {
         status="${out%% *}" secs="${out##* }"
         hwm="$(hwm_kb "$pid")"
         record "{\"kind\":\"upload\",\"scenario\":\"upload-1g\",\"target\":\"gale\",\"round\":$round,\"bytes\":$bytes,\"seconds\":$secs,\"status\":$status,\"rss_before_kb\":$before,\"hwm_kb\":$hwm}"
-        say "upload-1g round $round: gale $status in $secs s, RSS $before kB, peak $hwm kB"
+        say "upload-1g round $round: gale answered $status in $secs s, VmRSS $before kB, peak $hwm kB"
+        [ "$status" = 200 ] || say "upload-1g: expected 200 (see $run/upload-response-$round.txt)"
     done
     stop_proxies
     rm -f "$file"
@@ -756,13 +818,8 @@ scenario_tornado() {
     fi
     note proxy-tornado "four Tornado processes on CPU $LOAD_CPU"
     use_upstreams tornado
-    start_gale gale "$GALE_PORT"
-    start_nginx plain
-    start_haproxy plain
-    local t
-    for t in gale nginx haproxy; do check "$t" / 200 || die "proxy-tornado: $t answers wrongly"; done
-    bench_http proxy-tornado / "" gale nginx haproxy
-    stop_proxies
+    gale_features=()
+    proxy_scenario proxy-tornado / "" plain verify_tornado_body gale nginx haproxy
     stop_upstreams
 }
 
@@ -789,8 +846,8 @@ main() {
         case "$s" in
         proxy-small) scenario_proxy_small ;;
         proxy-plugins) scenario_proxy_plugins ;;
-        static-small) scenario_static static-small small.css 1024 ;;
-        static-1m) scenario_static static-1m 1m.bin 1048576 ;;
+        static-small) scenario_static static-small small.css ;;
+        static-1m) scenario_static static-1m 1m.bin ;;
         gzip-50k) scenario_gzip ;;
         idle-10k) scenario_idle ;;
         upload-1g) scenario_upload ;;
