@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 # Row order inside a scenario; anything else follows in the order it was recorded.
-TARGET_ORDER = ["gale", "gale-noplugins", "nginx", "haproxy", "md5sum"]
+TARGET_ORDER = ["gale", "gale-noplugins", "gale-idle", "gale-uploading", "nginx", "haproxy", "md5sum"]
 
 
 def load(run_dir):
@@ -61,8 +61,8 @@ def http_table(records, notes):
     if not groups:
         return []
     lines = [
-        "| scenario | proxy | req/s (median) | req/s min–max | p50 | p99 | req/s vs nginx | p99 vs nginx | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | proxy | req/s (median) | req/s min–max | MiB/s | p50 | p99 | req/s ratio | p99 ratio | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario, by_target in groups.items():
         med = {}
@@ -72,6 +72,7 @@ def http_table(records, notes):
                 "rps": statistics.median(rps),
                 "min": min(rps),
                 "max": max(rps),
+                "mibps": statistics.median(r["bytes"] / (r["duration_us"] / 1e6) / 2**20 for r in rs),
                 "p50": statistics.median(r["p50_us"] for r in rs),
                 "p99": statistics.median(r["p99_us"] for r in rs),
                 "errors": sum(
@@ -79,18 +80,24 @@ def http_table(records, notes):
                     + r["status_errors"] + r["timeouts"]
                     for r in rs
                 ),
-                "rounds": len(rs),
             }
-        base = med.get("nginx")
+        # Ratios are to nginx; a scenario without nginx (upload-p99) compares to its first row.
+        base = med.get("nginx") or med.get("gale-idle")
         label = scenario + (f" ({notes[scenario]})" if scenario in notes else "")
         for target in ordered(list(med)):
             m = med[target]
             lines.append(
                 f"| {label} | {target} | {m['rps']:,.0f} | {m['min']:,.0f}–{m['max']:,.0f} "
-                f"| {ms(m['p50'])} | {ms(m['p99'])} "
+                f"| {m['mibps']:,.1f} | {ms(m['p50'])} | {ms(m['p99'])} "
                 f"| {ratio(m['rps'], base['rps']) if base else '—'} "
                 f"| {ratio(m['p99'], base['p99']) if base else '—'} | {m['errors']} |"
             )
+    lines += [
+        "",
+        "Ratios are to nginx in the same run (to `gale-idle` in upload-p99); a p99 ratio below 1 is "
+        "better than nginx. MiB/s counts response bytes including headers. Errors: wrk's connect, "
+        "read, write and timeout errors plus non-2xx/3xx answers, over all rounds.",
+    ]
     return lines
 
 
@@ -144,8 +151,10 @@ def upload_table(records, notes):
         ]
         med = {}
         for target, rs in by_target.items():
+            # Only uploads gale accepted count: a quick 413 or 400 is not a throughput.
+            ok = [r for r in rs if target == "md5sum" or 200 <= r.get("status", 0) < 300]
             med[target] = {
-                "mibps": statistics.median(r["bytes"] / r["seconds"] / 2**20 for r in rs),
+                "mibps": statistics.median(r["bytes"] / r["seconds"] / 2**20 for r in ok) if ok else None,
                 "growth": max((r.get("hwm_kb", 0) - r.get("rss_before_kb", 0)) for r in rs),
                 "statuses": ",".join(sorted({str(r.get("status", "")) for r in rs})),
             }
@@ -153,8 +162,11 @@ def upload_table(records, notes):
         for target in ordered(list(med)):
             m = med[target]
             growth = f"{m['growth'] / 1024:.1f} MiB" if target != "md5sum" else "—"
+            if m["mibps"] is None:
+                lines.append(f"| {target} | no successful upload | — | {growth} | {m['statuses']} |")
+                continue
             lines.append(
-                f"| {target} | {m['mibps']:,.0f} | {ratio(m['mibps'], base['mibps']) if base else '—'} "
+                f"| {target} | {m['mibps']:,.0f} | {ratio(m['mibps'], base['mibps']) if base and base['mibps'] else '—'} "
                 f"| {growth} | {m['statuses'] if target != 'md5sum' else '—'} |"
             )
         lines.append("")

@@ -5,7 +5,8 @@
 #   bench/run.sh proxy-small gzip-50k  only these
 #   ROUNDS=5 DURATION=10s CONNECTIONS=50 bench/run.sh proxy-small
 #
-# Scenarios: proxy-small proxy-plugins static-small static-1m gzip-50k idle-10k upload-1g proxy-tornado
+# Scenarios: proxy-small proxy-plugins static-small static-1m static-100m gzip-50k idle-10k upload-1g
+# upload-p99 proxy-tornado
 # (docs/performance.md says what each measures). Rounds are interleaved (gale nginx haproxy gale
 # nginx haproxy ...) and the report shows medians; compare ratios from one run only.
 #
@@ -54,7 +55,7 @@ TORNADO_APP="${TORNADO_APP:-$repo/tests/tornado/app.py}"
 TORNADO_PYTHON="${TORNADO_PYTHON:-}"
 TARGETS="${TARGETS:-gale nginx haproxy}"
 
-ALL_SCENARIOS=(proxy-small proxy-plugins static-small static-1m gzip-50k idle-10k upload-1g proxy-tornado)
+ALL_SCENARIOS=(proxy-small proxy-plugins static-small static-1m static-100m gzip-50k idle-10k upload-1g upload-p99 proxy-tornado)
 
 # Ports: fixed, as in the reference configs (bench/conf/).
 NGINX_PORT=18080
@@ -528,6 +529,7 @@ port_of() { # TARGET
     case "$1" in
     gale) echo "$GALE_PORT" ;;
     gale-noplugins) echo "$GALE2_PORT" ;;
+    gale-idle | gale-uploading) echo "$GALE_PORT" ;;
     nginx) echo "$NGINX_PORT" ;;
     haproxy) echo "$HAPROXY_PORT" ;;
     *) die "unknown target $1" ;;
@@ -554,18 +556,21 @@ bench_http() {
     local scenario=$1 path=$2 extra=$3
     shift 3
     local targets=("$@") target round raw json
+    local conns="${BENCH_CONNECTIONS:-$CONNECTIONS}" timeout="${BENCH_TIMEOUT:-5s}"
     for target in "${targets[@]}"; do
         # shellcheck disable=SC2086 # extra holds several wrk arguments
-        taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" $extra \
+        taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"$WARMUP" --timeout "$timeout" $extra \
             "http://127.0.0.1:$(port_of "$target")$path" >/dev/null 2>&1 || true
     done
     for round in $(seq "$ROUNDS"); do
         for target in "${targets[@]}"; do
             raw="$run/wrk-$scenario-$target-$round.txt"
+            [ -z "$round_hook" ] || "$round_hook" start "$target"
             # shellcheck disable=SC2086
-            taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 5s \
+            taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"$DURATION" --timeout "$timeout" \
                 --latency -s "$bench/wrk-report.lua" $extra \
                 "http://127.0.0.1:$(port_of "$target")$path" >"$raw" 2>&1 || true
+            [ -z "$round_hook" ] || "$round_hook" stop "$target"
             json="$(sed -n 's/^WRK_JSON //p' "$raw")"
             if [ -z "$json" ]; then
                 say "$scenario $target round $round: wrk gave no result (see $raw)"
@@ -576,6 +581,7 @@ bench_http() {
         done
     done
 }
+round_hook=""   # a function called as HOOK start|stop TARGET around each measured round
 
 # ---------------------------------------------------------------------------------------------
 # Scenarios.
@@ -633,6 +639,7 @@ verify_plugins() {
 
 verify_static_small() { verify_file "$1" small.css; }
 verify_static_1m() { verify_file "$1" 1m.bin; }
+verify_static_100m() { verify_file "$1" 100m.bin; }
 verify_file() { # TARGET FILE: the exact bytes of www/static/FILE
     check "$1" "/static/$2" 200 || return 1
     cmp -s "$run/check-$1-_static_$(echo "$2" | tr -c 'a-zA-Z0-9\n' '_').body" "$run/www/static/$2" \
@@ -691,10 +698,19 @@ scenario_static() { # SCENARIO FILE
         skip "$scenario" "static files not available (gale check: $probe_error)"
         return
     fi
-    note "$scenario" "GET /static/$file, $(stat -c %s "$run/www/static/$file") bytes; HAProxy serves no files"
+    if [ "$file" = 100m.bin ] && [ ! -e "$run/www/static/100m.bin" ]; then
+        head -c $((100 * 1024 * 1024)) /dev/urandom >"$run/www/static/100m.bin"
+        chmod 644 "$run/www/static/100m.bin"
+    fi
+    if [ "$file" = 100m.bin ]; then
+        # 50 parallel 100 MB downloads would only measure wrk's timeouts: a few, with time.
+        BENCH_CONNECTIONS=4 BENCH_TIMEOUT=60s
+    fi
+    note "$scenario" "GET /static/$file, $(stat -c %s "$run/www/static/$file") bytes${BENCH_CONNECTIONS:+, $BENCH_CONNECTIONS connections}; HAProxy serves no files"
     use_upstreams fast
     gale_features=(static)
     proxy_scenario "$scenario" "/static/$file" "" plain "verify_${scenario//-/_}" gale nginx
+    BENCH_CONNECTIONS="" BENCH_TIMEOUT=""
 }
 
 scenario_gzip() {
@@ -762,20 +778,25 @@ scenario_idle() {
     done
 }
 
-scenario_upload() {
-    local with=upload
+upload_with=""
+choose_upload() { # SCENARIO: sets upload_with (gale feature), or records a skip and returns 1
     if ! wanted gale; then
-        skip upload-1g "gale is not in TARGETS"
-        return
+        skip "$1" "gale is not in TARGETS"
+        return 1
     elif gale_supports upload upload-plugins; then
-        with=upload-plugins
-        note upload-1g "with the upload-fields plugin"
+        upload_with=upload-plugins
+        note "$1" "with the upload-fields plugin"
     elif gale_supports upload upload; then
-        note upload-1g "without plugins (upload-fields not accepted)"
+        upload_with=upload
+        note "$1" "without plugins (upload-fields not accepted)"
     else
-        skip upload-1g "uploads not available (gale check: $probe_error)"
-        return
+        skip "$1" "uploads not available (gale check: $probe_error)"
+        return 1
     fi
+}
+
+scenario_upload() {
+    choose_upload upload-1g || return 0
     local free_mb
     free_mb="$(df -Pm "$run" | awk 'NR==2 {print $4}')"
     if [ "$free_mb" -lt $((UPLOAD_MB * 3)) ]; then
@@ -787,7 +808,7 @@ scenario_upload() {
     head -c "$((UPLOAD_MB * 1024 * 1024))" /dev/urandom >"$file"
     cat "$file" >/dev/null # page cache warm for both
     use_upstreams fast
-    start_gale gale "$GALE_PORT" "$with"
+    start_gale gale "$GALE_PORT" "$upload_with"
     local pid=$last_pid round t0 t1 out status secs before hwm bytes
     bytes="$(stat -c %s "$file")"
     for round in $(seq "$ROUNDS"); do
@@ -801,7 +822,7 @@ scenario_upload() {
         out="$(taskset -c "$LOAD_CPU" curl -s -o "$run/upload-response-$round.txt" -H 'Expect:' \
             -w '%{http_code} %{time_total}' -F "file=@$file;type=application/octet-stream" \
             "http://127.0.0.1:$GALE_PORT/upload")" || out="000 0"
-        status="${out%% *}" secs="${out##* }"
+        status="$((10#${out%% *}))" secs="${out##* }"
         hwm="$(hwm_kb "$pid")"
         record "{\"kind\":\"upload\",\"scenario\":\"upload-1g\",\"target\":\"gale\",\"round\":$round,\"bytes\":$bytes,\"seconds\":$secs,\"status\":$status,\"rss_before_kb\":$before,\"hwm_kb\":$hwm}"
         say "upload-1g round $round: gale answered $status in $secs s, VmRSS $before kB, peak $hwm kB"
@@ -809,6 +830,45 @@ scenario_upload() {
     done
     stop_proxies
     rm -f "$file"
+}
+
+# upload-p99 (issue 5): p99 of GET / through gale, idle versus while four 100 MiB uploads stream
+# through the same gale (one thread) without pause. Rounds alternate gale-idle, gale-uploading.
+uploader_pids=()
+uploads_hook() { # start|stop TARGET
+    [ "$2" = gale-uploading ] || return 0
+    local i
+    if [ "$1" = start ]; then
+        for i in 1 2 3 4; do
+            # shellcheck disable=SC2016 # expanded by the inner shell
+            spawn "uploader-$i" "$LOAD_CPU" bash -c 'trap "kill \$c 2>/dev/null; exit 0" TERM
+                while :; do
+                    curl -s -o /dev/null -H "Expect:" -F "file=@$0;type=application/octet-stream" \
+                        "http://127.0.0.1:$1/upload" & c=$!
+                    wait $c
+                done' "$run/upload-100m.bin" "$GALE_PORT"
+            uploader_pids+=("$last_pid")
+        done
+        sleep 0.5 # the uploads are streaming when the load starts
+    else
+        for i in "${uploader_pids[@]}"; do
+            stop_pid "$i"
+        done
+        uploader_pids=()
+    fi
+}
+
+scenario_upload_p99() {
+    choose_upload upload-p99 || return 0
+    head -c $((100 * 1024 * 1024)) /dev/urandom >"$run/upload-100m.bin"
+    use_upstreams fast
+    start_gale gale "$GALE_PORT" "$upload_with"
+    verify_upstream_body gale || die "upload-p99: gale answers wrongly"
+    round_hook=uploads_hook
+    bench_http upload-p99 / "" gale-idle gale-uploading
+    round_hook=""
+    stop_proxies
+    rm -f "$run/upload-100m.bin"
 }
 
 scenario_tornado() {
@@ -848,9 +908,11 @@ main() {
         proxy-plugins) scenario_proxy_plugins ;;
         static-small) scenario_static static-small small.css ;;
         static-1m) scenario_static static-1m 1m.bin ;;
+        static-100m) scenario_static static-100m 100m.bin ;;
         gzip-50k) scenario_gzip ;;
         idle-10k) scenario_idle ;;
         upload-1g) scenario_upload ;;
+        upload-p99) scenario_upload_p99 ;;
         proxy-tornado) scenario_tornado ;;
         esac
     done
