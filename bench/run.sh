@@ -365,6 +365,7 @@ gale_config() {
         echo "client_max_body_size = \"$body\""
         if [ "$gzip" = 1 ]; then
             local types
+            # shellcheck disable=SC2086 # one argument per type
             types="$(printf '"%s", ' $SEED_GZIP_TYPES)"
             echo "gzip = { min_length = 1000, proxied = \"any\", level = 1, types = [${types%, }] }"
         fi
@@ -541,8 +542,8 @@ port_of() { # TARGET
 check() {
     local target=$1 path=$2 want=$3
     shift 3
-    local base="$run/check-$target-$(echo "$path" | tr -c 'a-zA-Z0-9\n' '_')"
-    local status
+    local base status
+    base="$run/check-$target-$(echo "$path" | tr -c 'a-zA-Z0-9\n' '_')"
     status="$(curl -s -o "$base.body" -D "$base.head" -w '%{http_code}' "$@" \
         "http://127.0.0.1:$(port_of "$target")$path")" || status="curl-failed"
     if [ "$status" != "$want" ]; then
@@ -581,6 +582,8 @@ bench_http() {
         done
     done
 }
+BENCH_CONNECTIONS="" # per-scenario overrides of CONNECTIONS and of wrk --timeout (5s)
+BENCH_TIMEOUT=""
 round_hook=""   # a function called as HOOK start|stop TARGET around each measured round
 
 # ---------------------------------------------------------------------------------------------
@@ -667,7 +670,9 @@ scenario_proxy_small() {
 # policy does (response headers, request headers, a deny rule that does not match), falling back to
 # one attachment when gale does not accept the same plugin twice. GALE_PLUGINS overrides. nginx and
 # HAProxy run their plain reference configs: the target compares gale with plugins to nginx without.
+# shellcheck disable=SC2016 # $host is for the plugin, not for bash
 PLUGINS_THREE='[{ name = "header-policy", config = { response = { set = { "X-Frame-Options" = "SAMEORIGIN", "X-Content-Type-Options" = "nosniff", "Referrer-Policy" = "same-origin" } } } }, { name = "header-policy", config = { request = { set = { "X-Request-Host" = "$host" }, remove = ["X-Debug"] } } }, { name = "header-policy", config = { deny = [{ path_prefix = "/admin", status = 403 }] } }]'
+# shellcheck disable=SC2016
 PLUGINS_ONE='[{ name = "header-policy", config = { response = { set = { "X-Frame-Options" = "SAMEORIGIN", "X-Content-Type-Options" = "nosniff" } }, request = { set = { "X-Request-Host" = "$host" } }, deny = [{ path_prefix = "/admin", status = 403 }] } }]'
 
 scenario_proxy_plugins() {
@@ -784,7 +789,7 @@ choose_upload() { # SCENARIO: sets upload_with (gale feature), or records a skip
         skip "$1" "gale is not in TARGETS"
         return 1
     elif gale_supports upload upload-plugins; then
-        upload_with=upload-plugins
+        upload_with="upload-plugins"
         note "$1" "with the upload-fields plugin"
     elif gale_supports upload upload; then
         upload_with=upload
