@@ -136,7 +136,7 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
             // it; an unsent request comes back whole from hyper.
             let head = match &head_slot {
                 Some(h) if retry_after_send => h.clone(),
-                _ => head_slot.take().unwrap_or_else(|| unreachable_head()),
+                _ => head_slot.take().unwrap_or_else(unreachable_head),
             };
             let request = Request::from_parts(head, body.take().unwrap_or(UpstreamRequestBody::Empty));
             match tokio::time::timeout(cfg.read_timeout, sender.try_send_request(request)).await {
