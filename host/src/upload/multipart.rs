@@ -301,3 +301,137 @@ enum Line {
     Consumed,
     End(PartHead),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ParserLimits = ParserLimits {
+        max_header_line: 511,
+        max_header_bytes: 8192,
+        max_parts: 100,
+    };
+
+    /// Parses `data` cut at the given sizes (cycled); adjacent Data events are merged so runs
+    /// with different chunkings compare equal.
+    fn parse(data: &[u8], sizes: &[usize]) -> Result<Vec<Event>, MultipartError> {
+        let boundary = Boundary::new(b"XbOuNdArY123").expect("boundary");
+        let mut p = Parser::new(&boundary, LIMITS);
+        let mut events: Vec<Event> = Vec::new();
+        let mut rest = data;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = sizes[i % sizes.len()].clamp(1, rest.len());
+            i += 1;
+            p.push(&rest[..n]);
+            rest = &rest[n..];
+            while let Some(ev) = p.next_event()? {
+                match (events.last_mut(), ev) {
+                    (Some(Event::Data(prev)), Event::Data(more)) => {
+                        assert!(!more.is_empty());
+                        *prev = [&prev[..], &more[..]].concat().into();
+                    }
+                    (_, ev) => events.push(ev),
+                }
+            }
+        }
+        p.finish().map(|()| events)
+    }
+
+    /// A small deterministic generator for chunk sizes (no dependency needed).
+    fn lcg_sizes(seed: u64, max: usize) -> Vec<usize> {
+        let mut x = seed;
+        (0..64)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                1 + (x >> 33) as usize % max
+            })
+            .collect()
+    }
+
+    fn bodies() -> Vec<Vec<u8>> {
+        let b = "XbOuNdArY123";
+        vec![
+            format!(
+                "--{b}\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue\r\n--{b}--\r\n"
+            ),
+            format!(
+                "preamble\r\n--{b}\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n\r\n--{b}--"
+            ),
+            format!("--{b}\nContent-Disposition: form-data; name=\"a\"\n\nlf\n--{b}--\n"),
+            format!(
+                "--{b}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n\
+                 near\r\n--XbOuNdArY12\r\n\r\r\n\n--X\r\n-{b}\r\n--{b}--\r\nepilogue"
+            ),
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--{b}junk"),
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\ntruncated"),
+            "no delimiter here".into(),
+            String::new(),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .collect()
+    }
+
+    #[test]
+    fn every_chunking_gives_the_same_events() {
+        for body in bodies() {
+            let whole = parse(&body, &[usize::MAX]);
+            for seed in 0..50 {
+                for max in [1, 2, 3, 7, 16, 40] {
+                    let got = parse(&body, &lcg_sizes(seed, max));
+                    assert_eq!(
+                        got,
+                        whole,
+                        "{:?} seed {seed} max {max}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn near_misses_are_data() {
+        // Partial delimiters, a bare CR and `\r\n-B` (one dash) are all data.
+        let events = parse(&bodies()[3], &[usize::MAX]).expect("valid");
+        assert_eq!(
+            events[1],
+            Event::Data(Bytes::from_static(
+                b"near\r\n--XbOuNdArY12\r\n\r\r\n\n--X\r\n-XbOuNdArY123"
+            ))
+        );
+        assert_eq!(events.len(), 4);
+        assert_eq!(events[3], Event::End);
+    }
+
+    #[test]
+    fn strict_errors() {
+        let b = bodies();
+        assert_eq!(parse(&b[4], &[5]), Err(MultipartError::JunkAfterDelimiter));
+        assert_eq!(parse(&b[5], &[5]), Err(MultipartError::Truncated));
+        assert_eq!(parse(&b[6], &[5]), Err(MultipartError::NoDelimiter));
+        assert_eq!(parse(&b[7], &[5]), Err(MultipartError::NoDelimiter));
+    }
+
+    #[test]
+    fn limits() {
+        let b = "XbOuNdArY123";
+        let many: String = (0..101)
+            .map(|_| format!("--{b}\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n\r\n"))
+            .collect::<String>()
+            + &format!("--{b}--\r\n");
+        assert_eq!(
+            parse(many.as_bytes(), &[usize::MAX]),
+            Err(MultipartError::TooManyParts(100))
+        );
+        // A header line that never ends is refused once it passes the limit, not buffered.
+        let endless = format!("--{b}\r\nX-Long: {}", "a".repeat(600));
+        assert_eq!(
+            parse(endless.as_bytes(), &[1]),
+            Err(MultipartError::HeaderLineTooLong(511))
+        );
+    }
+}

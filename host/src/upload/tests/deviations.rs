@@ -340,3 +340,31 @@ async fn policy_failure_is_500_and_unlinks() {
         .map(|_| ());
     assert_eq!(got.expect_err("must fail").0, 500);
 }
+
+#[tokio::test]
+async fn large_file_streams_through_many_batches() {
+    // 5 MiB in 16 KiB frames: twenty write batches, one in flight while the next fills.
+    let (_dir, cfg) = config();
+    let mut x: u32 = 1;
+    let payload: Vec<u8> = (0..5 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let data = body(&[file("big", "big.bin", "application/octet-stream", &payload)]);
+    let up = receive(
+        stream::iter(chunks(&data, 16 * 1024)),
+        &request(B),
+        &cfg,
+        &NativeFieldPolicy::seed(),
+    )
+    .await
+    .expect("upload");
+    let f = &up.files.files()[0];
+    assert_eq!(f.size, payload.len() as u64);
+    assert_eq!(f.md5, super::super::store::hex(&md5_of(&payload)));
+    assert_eq!(std::fs::read(&f.path).expect("read"), payload);
+}
