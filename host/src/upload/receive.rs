@@ -32,7 +32,8 @@ pub struct ReceivedUpload {
 /// `http_body_util::BodyDataStream`); Content-Length or chunked framing does not matter (D8).
 /// Results do not depend on the chunking (D6). On any error, and if this future is dropped
 /// before it completes, every file it created is unlinked. After the close delimiter the rest of
-/// the body is read and discarded (within the body cap) so the connection stays usable.
+/// the body is read and discarded (within the body cap) so the connection stays usable; after an
+/// error it is not read, so the caller answers and then closes the connection (D7).
 pub async fn receive<S, E>(
     body: S,
     request: &UploadRequest,

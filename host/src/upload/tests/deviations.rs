@@ -368,3 +368,15 @@ async fn large_file_streams_through_many_batches() {
     assert_eq!(f.md5, super::super::store::hex(&md5_of(&payload)));
     assert_eq!(std::fs::read(&f.path).expect("read"), payload);
 }
+
+#[test]
+fn receive_future_is_send() {
+    // hyper services run on a multi-threaded runtime: the pipeline needs a Send future.
+    fn is_send<T: Send>(_: &T) {}
+    let (_dir, cfg) = config();
+    let req = request(B);
+    let policy = NativeFieldPolicy::seed();
+    let body = stream::iter(Vec::<Result<Bytes, std::io::Error>>::new());
+    let fut = receive(body, &req, &cfg, &policy);
+    is_send(&fut);
+}
