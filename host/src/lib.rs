@@ -32,4 +32,5 @@ pub mod signals;
 pub mod site;
 pub mod static_files;
 pub mod tls;
+pub mod upload;
 pub mod upstream;
