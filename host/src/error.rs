@@ -36,6 +36,9 @@ pub enum GaleError {
     /// Serving a static file failed.
     #[error(transparent)]
     Static(#[from] StaticError),
+    /// An upload was refused or could not be stored.
+    #[error(transparent)]
+    Upload(#[from] crate::upload::UploadError),
     /// Forwarding to an upstream failed.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
@@ -49,6 +52,9 @@ impl GaleError {
             GaleError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             GaleError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GaleError::NoLocation => StatusCode::NOT_FOUND,
+            // The upload leaf classifies its own failures (multipart syntax,
+            // limits, store I/O) in `UploadError::status`; see docs/uploads.md.
+            GaleError::Upload(e) => e.status(),
             GaleError::Static(e) => match e {
                 StaticError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
                 StaticError::Path(PathError::Refused(_)) | StaticError::NotFound => StatusCode::NOT_FOUND,
@@ -80,6 +86,7 @@ impl GaleError {
             GaleError::Framing(_)
                 | GaleError::BodyTooLarge { .. }
                 | GaleError::ListenerGone
+                | GaleError::Upload(_)
                 | GaleError::Proxy(ProxyError::ClientBody(_))
         )
     }

@@ -18,20 +18,22 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http_body_util::{BodyDataStream, BodyExt};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::body::{BoxError, ClientBody, ResponseBody, UpstreamRequestBody};
 use crate::compress;
-use crate::config::Handler;
+use crate::config::{Handler, UploadRoute};
 use crate::error::GaleError;
 use crate::framing::{self, sniff::Verdicts};
+use crate::proxy::ProxyError;
 use crate::proxy::{self, ProxyRequest, Upgrade};
 use crate::router;
 use crate::site::{ListenerKey, Site};
 use crate::static_files;
+use crate::upload::{self, FieldPolicy, NativeFieldPolicy, RequestCheck};
 
 /// What gale knows about the client connection a request came in on.
 #[derive(Debug)]
@@ -200,7 +202,8 @@ async fn run(
     match &location.handler {
         Handler::Proxy(route) => {
             let upgrade = if wants_upgrade(&parts) {
-                let slot = site.tunnels[server_index][location_index].try_take().ok_or(GaleError::TooManyTunnels)?;
+                let slot =
+                    site.locations[server_index][location_index].tunnels.try_take().ok_or(GaleError::TooManyTunnels)?;
                 parts.extensions.remove::<OnUpgrade>().map(|client| Upgrade {
                     client,
                     slot,
@@ -218,11 +221,74 @@ async fn run(
             let req = ProxyRequest { parts, body, has_body, remote: conn.remote, scheme: conn.scheme, fault, upgrade };
             Ok(proxy::forward(&site.upstreams[route.upstream.0], req).await?)
         }
+        Handler::Upload(route) => {
+            let policy = site.locations[server_index][location_index].field_policy.clone();
+            upload(site, conn, route, policy, parts, body).await
+        }
         Handler::Static(cfg) => {
             let served = static_files::serve(cfg, location.matcher.path(), &parts).await?;
             Ok(served.response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
         }
     }
+}
+
+/// Phase 4 for an upload location: take the multipart body, store its files,
+/// send the upstream the rewritten form, then clean up by the final status
+/// (nginx-upload-module's `upload_pass` + `upload_cleanup`).
+async fn upload(
+    site: &Site,
+    conn: &ConnInfo,
+    route: &UploadRoute,
+    policy: Option<Arc<dyn FieldPolicy>>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Response<ResponseBody>, GaleError> {
+    let request = match upload::check_request(&parts, &route.config.limits)? {
+        RequestCheck::Options => {
+            let mut resp = Response::new(crate::body::empty());
+            resp.headers_mut().insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+            return Ok(resp);
+        }
+        RequestCheck::Upload(r) => r,
+    };
+    let policy = policy.unwrap_or_else(|| Arc::new(NativeFieldPolicy::seed()));
+    let http = &site.config.http;
+    let fault = Arc::new(OnceLock::new());
+    let stream = BodyDataStream::new(ClientBody::new(
+        body,
+        route.config.limits.max_body_bytes,
+        http.client_body_timeout,
+        fault.clone(),
+    ));
+    let received = match upload::receive(stream, &request, &route.config, policy.as_ref()).await {
+        Ok(r) => r,
+        // The body's own fault (too large, too slow, client gone) says more
+        // than the parser's "body error".
+        Err(e) => {
+            return Err(fault.get().map_or(GaleError::Upload(e), |f| GaleError::Proxy(ProxyError::ClientBody(*f))));
+        }
+    };
+    // Declared first, so a client that leaves mid-exchange drops the
+    // upstream exchange before the files (the 499 rule).
+    let files = received.files;
+    parts.headers.insert(header::CONTENT_TYPE, received.content_type);
+    parts.headers.remove(header::EXPECT);
+    let req = ProxyRequest {
+        parts,
+        body: UpstreamRequestBody::Full(Some(received.body)),
+        has_body: true,
+        remote: conn.remote,
+        scheme: conn.scheme,
+        fault: Arc::new(OnceLock::new()),
+        upgrade: None,
+    };
+    let result = proxy::forward(&site.upstreams[route.upstream.0], req).await.map_err(GaleError::from);
+    let status = match &result {
+        Ok(resp) => resp.status().as_u16(),
+        Err(e) => e.status().as_u16(),
+    };
+    files.finish(status);
+    result
 }
 
 /// Phase 5, finish: counts the bytes sent and writes the access log line

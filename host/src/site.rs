@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::AccessLog;
@@ -15,6 +16,7 @@ use crate::metrics::{self, ServerMetrics};
 use crate::proxy::tunnel::TunnelSlots;
 use crate::router::ListenerRoutes;
 use crate::tls;
+use crate::upload::{self, FieldPolicy, NativeFieldPolicy};
 use crate::upstream::UpstreamPool;
 
 /// Identifies a listener across reloads: its configured address, and which
@@ -38,14 +40,47 @@ pub struct Site {
     pub routes: Vec<ListenerRoutes>,
     /// Per listener: the TLS acceptor of an HTTPS listener.
     pub tls: Vec<Option<TlsAcceptor>>,
-    /// Open-tunnel counters per server, per location.
-    pub tunnels: Vec<Vec<Arc<TunnelSlots>>>,
+    /// Live state per server, per location.
+    pub locations: Vec<Vec<LocationState>>,
     /// Response counters per server.
     pub server_metrics: Vec<Arc<ServerMetrics>>,
     pub access_log: AccessLog,
     keys: Vec<ListenerKey>,
     /// The addresses really bound, per listener (port 0 resolved).
     bound: OnceLock<Vec<SocketAddr>>,
+    /// Upload store sweepers; stopped when the site is dropped.
+    sweepers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        for s in &self.sweepers {
+            s.abort();
+        }
+    }
+}
+
+/// What a location needs at request time besides its config.
+pub struct LocationState {
+    /// Open upgraded connections, under the route's cap.
+    pub tunnels: Arc<TunnelSlots>,
+    /// Decides the fields of an upload location's rewritten form.
+    pub field_policy: Option<Arc<dyn FieldPolicy>>,
+}
+
+impl LocationState {
+    fn new(handler: &Handler, sweepers: &mut Vec<JoinHandle<()>>) -> Self {
+        match handler {
+            Handler::Proxy(route) => Self { tunnels: TunnelSlots::new(route.max_tunnels), field_policy: None },
+            Handler::Static(_) => Self { tunnels: TunnelSlots::new(0), field_policy: None },
+            Handler::Upload(route) => {
+                if let Some(ttl) = route.config.sweep_ttl {
+                    sweepers.push(upload::spawn_sweeper(route.config.store.clone(), ttl));
+                }
+                Self { tunnels: TunnelSlots::new(0), field_policy: Some(Arc::new(NativeFieldPolicy::seed())) }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Site {
@@ -99,18 +134,11 @@ impl Site {
                 None
             });
         }
-        let tunnels = config
+        let mut sweepers = Vec::new();
+        let locations = config
             .servers
             .iter()
-            .map(|s| {
-                s.locations
-                    .iter()
-                    .map(|l| match &l.handler {
-                        Handler::Proxy(route) => TunnelSlots::new(route.max_tunnels),
-                        Handler::Static(_) => TunnelSlots::new(0),
-                    })
-                    .collect()
-            })
+            .map(|s| s.locations.iter().map(|l| LocationState::new(&l.handler, &mut sweepers)).collect())
             .collect();
         let server_metrics = config.servers.iter().map(|s| metrics::server(&server_label(s))).collect();
         let mut keys: Vec<ListenerKey> = Vec::new();
@@ -118,7 +146,18 @@ impl Site {
             let nth = keys.iter().filter(|(a, _)| *a == l.addr).count();
             keys.push((l.addr, nth));
         }
-        Ok(Self { config, upstreams, routes, tls, tunnels, server_metrics, access_log, keys, bound: OnceLock::new() })
+        Ok(Self {
+            config,
+            upstreams,
+            routes,
+            tls,
+            locations,
+            server_metrics,
+            access_log,
+            keys,
+            bound: OnceLock::new(),
+            sweepers,
+        })
     }
 
     /// The listeners, in `config.listeners` order.

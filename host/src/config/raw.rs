@@ -199,6 +199,29 @@ pub struct RawLocation {
     /// `static = { root = "..." }`: serve files (nginx `root` / `alias`).
     #[serde(rename = "static")]
     pub static_files: Option<Spanned<crate::static_files::StaticOptions>>,
+    /// `upload = { store = "...", pass = "UPSTREAM" }`: nginx-upload-module.
+    pub upload: Option<Spanned<RawUpload>>,
+}
+
+/// `upload = { ... }`: store the files of a multipart form, send the
+/// backend a rewritten form that says where they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpload {
+    pub store: Spanned<String>,
+    pub pass: Spanned<String>,
+    #[serde(default)]
+    pub create: bool,
+    pub access: Option<Spanned<String>>,
+    /// Statuses (`200`) or ranges (`"500-505"`).
+    pub cleanup: Option<Spanned<Vec<Scalar>>>,
+    /// `"1h"`, or `"off"` for no sweeper.
+    pub sweep_ttl: Option<Spanned<Scalar>>,
+    pub max_parts: Option<Spanned<i64>>,
+    pub max_files: Option<Spanned<i64>>,
+    pub max_part_header_bytes: Option<Spanned<i64>>,
+    pub max_header_line: Option<Spanned<i64>>,
+    pub max_form_bytes: Option<Spanned<Scalar>>,
 }
 
 /// `proxy = { pass = "UPSTREAM" }`: nginx's `proxy_pass http://UPSTREAM`.

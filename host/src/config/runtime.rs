@@ -150,6 +150,16 @@ pub enum Handler {
     Proxy(ProxyRoute),
     /// Serve files from disk.
     Static(crate::static_files::StaticConfig),
+    /// Store uploaded files, forward the rewritten form.
+    Upload(UploadRoute),
+}
+
+/// `upload = { ... }` on a location.
+#[derive(Debug, Clone)]
+pub struct UploadRoute {
+    pub config: crate::upload::UploadConfig,
+    /// Where the rewritten form goes (the seed's `@after_upload`).
+    pub upstream: UpstreamId,
 }
 
 /// `proxy = { ... }` on a location.

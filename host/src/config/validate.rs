@@ -29,7 +29,8 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
     for s in raw.server {
         let span = s.span();
         spans.push(span.clone());
-        servers.push(server(s.into_inner(), span, &names, base, c));
+        let body_limit = http.as_ref().map_or(1 << 20, |h| h.client_max_body_size.bytes());
+        servers.push(server(s.into_inner(), span, &names, base, body_limit, c));
     }
     if servers.is_empty() {
         c.error(None, "no [[server]] block: add one with `listen` and at least one [[server.location]]");
@@ -226,6 +227,7 @@ fn server(
     span: std::ops::Range<usize>,
     upstreams: &[String],
     base: &Path,
+    body_limit: u64,
     c: &mut Collector<'_>,
 ) -> Option<Server> {
     let mut ok = true;
@@ -301,19 +303,23 @@ fn server(
             c.error(Some(l.path.span()), format!("duplicate location `{p}` in this server"));
             ok = false;
         }
-        let handler = match (l.proxy, l.static_files) {
-            (Some(proxy), None) => proxy_route(proxy.into_inner(), upstreams, c),
-            (None, Some(st)) => static_route(st, base, c),
-            (Some(_), Some(_)) => {
-                c.error(Some(lspan), format!("location `{p}` has both `proxy` and `static`: choose one"));
-                None
-            }
-            (None, None) => {
+        let handler = match (l.proxy, l.static_files, l.upload) {
+            (Some(proxy), None, None) => proxy_route(proxy.into_inner(), upstreams, c),
+            (None, Some(st), None) => static_route(st, base, c),
+            (None, None, Some(up)) => upload_route(up, upstreams, body_limit, base, c),
+            (None, None, None) => {
                 c.error(
                     Some(lspan),
                     format!(
                         "location `{p}` has no handler: add `proxy = {{ pass = \"UPSTREAM\" }}` or `static = {{ root = \"DIR\" }}`"
                     ),
+                );
+                None
+            }
+            _ => {
+                c.error(
+                    Some(lspan),
+                    format!("location `{p}` has more than one of `proxy`, `static`, `upload`: choose one"),
                 );
                 None
             }
@@ -364,21 +370,27 @@ fn listeners(
     Some(out)
 }
 
+/// Resolves `pass = "NAME"` to an upstream, with a hint when it is unknown.
+fn upstream_ref(pass: &Spanned<String>, upstreams: &[String], c: &mut Collector<'_>) -> Option<UpstreamId> {
+    let name = pass.get_ref();
+    if let Some(i) = upstreams.iter().position(|u| u == name) {
+        return Some(UpstreamId(i));
+    }
+    let hint = match closest(name, upstreams) {
+        Some(best) => format!("; did you mean `{best}`?"),
+        None if upstreams.is_empty() => "; define it with [upstream.NAME]".to_owned(),
+        None => format!("; defined upstreams: {}", upstreams.join(", ")),
+    };
+    c.error(Some(pass.span()), format!("unknown upstream `{name}`{hint}"));
+    None
+}
+
 fn proxy_route(proxy: raw::RawProxy, upstreams: &[String], c: &mut Collector<'_>) -> Option<Handler> {
     let max_tunnels = int_in(proxy.max_tunnels, 10_000, 0, 10_000_000, "max_tunnels", c);
     let tunnel_idle_timeout = duration(proxy.tunnel_idle_timeout, Duration::from_secs(3600), c);
-    let pass = proxy.pass.get_ref();
-    let Some(i) = upstreams.iter().position(|u| u == pass) else {
-        let hint = match closest(pass, upstreams) {
-            Some(best) => format!("; did you mean `{best}`?"),
-            None if upstreams.is_empty() => "; define it with [upstream.NAME]".to_owned(),
-            None => format!("; defined upstreams: {}", upstreams.join(", ")),
-        };
-        c.error(Some(proxy.pass.span()), format!("unknown upstream `{pass}`{hint}"));
-        return None;
-    };
+    let upstream = upstream_ref(&proxy.pass, upstreams, c)?;
     Some(Handler::Proxy(ProxyRoute {
-        upstream: UpstreamId(i),
+        upstream,
         max_tunnels: max_tunnels? as usize,
         tunnel_idle_timeout: tunnel_idle_timeout?,
     }))
@@ -426,6 +438,93 @@ fn static_route(
         Ok(cfg) => Some(Handler::Static(cfg)),
         Err(e) => {
             c.error(Some(span), format!("static: {e}"));
+            None
+        }
+    }
+}
+
+fn upload_route(
+    up: Spanned<raw::RawUpload>,
+    upstreams: &[String],
+    body_limit: u64,
+    base: &Path,
+    c: &mut Collector<'_>,
+) -> Option<Handler> {
+    use crate::upload::{UploadConfig, UploadSettings, parse_mode};
+    let span = up.span();
+    let up = up.into_inner();
+    let upstream = upstream_ref(&up.pass, upstreams, c);
+    let mut settings = UploadSettings::seed(path_from(base, up.store.get_ref()));
+    settings.create_store = up.create;
+    settings.limits.max_body_bytes = body_limit;
+    let mut ok = upstream.is_some();
+    if let Some(access) = &up.access {
+        match parse_mode(access.get_ref()) {
+            Ok(mode) => settings.mode = mode,
+            Err(e) => {
+                c.error(Some(access.span()), e.to_string());
+                ok = false;
+            }
+        }
+    }
+    if let Some(list) = &up.cleanup {
+        settings.cleanup.clear();
+        for item in list.get_ref() {
+            let text = &item.0;
+            let range = match text.split_once('-') {
+                Some((a, b)) => a.trim().parse::<u16>().ok().zip(b.trim().parse::<u16>().ok()).map(|(a, b)| a..=b),
+                None => text.trim().parse::<u16>().ok().map(|s| s..=s),
+            };
+            match range {
+                Some(r) => settings.cleanup.push(r),
+                None => {
+                    c.error(
+                        Some(list.span()),
+                        format!("cleanup: `{text}` is not a status or a range like \"500-505\""),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    match &up.sweep_ttl {
+        Some(v) if v.get_ref().0 == "off" => settings.sweep_ttl = None,
+        Some(v) => match parse_duration(&v.get_ref().0) {
+            Ok(d) => settings.sweep_ttl = Some(d),
+            Err(e) => {
+                c.error(Some(v.span()), e);
+                ok = false;
+            }
+        },
+        None => {}
+    }
+    let limits = &mut settings.limits;
+    for (value, slot, name) in [
+        (&up.max_parts, &mut limits.max_parts, "max_parts"),
+        (&up.max_files, &mut limits.max_files, "max_files"),
+        (&up.max_part_header_bytes, &mut limits.max_part_header_bytes, "max_part_header_bytes"),
+        (&up.max_header_line, &mut limits.max_header_line, "max_header_line"),
+    ] {
+        if let Some(v) = value {
+            match int_in(Some(v.clone()), 0, 1, 1 << 30, name, c) {
+                Some(n) => *slot = n as usize,
+                None => ok = false,
+            }
+        }
+    }
+    if let Some(v) = up.max_form_bytes.clone() {
+        match size(Some(v), ByteSize(0), c) {
+            Some(s) => limits.max_form_bytes = s.bytes() as usize,
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    match UploadConfig::from_settings(&settings) {
+        Ok(config) => Some(Handler::Upload(UploadRoute { config, upstream: upstream? })),
+        Err(e) => {
+            c.error(Some(span), format!("upload: {e}"));
             None
         }
     }
