@@ -4,3 +4,4 @@
 //! The architecture and the request flow are described in `docs/architecture.md`.
 
 pub mod error;
+pub mod plugin;
