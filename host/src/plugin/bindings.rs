@@ -79,6 +79,8 @@ impl World for HeaderPolicyBindings {
         store: &mut Store<Ctx>,
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.gale_plugin_header_hooks().call_configure(store, config).await
+        self.gale_plugin_header_hooks()
+            .call_configure(store, config)
+            .await
     }
 }

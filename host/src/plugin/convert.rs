@@ -34,7 +34,10 @@ pub(crate) fn request_head(req: &RequestView<'_>) -> RequestHead {
 
 /// The WIT response head for a status and headers.
 pub(crate) fn response_head(status: StatusCode, map: &HeaderMap) -> ResponseHead {
-    ResponseHead { status: status.as_u16(), headers: headers(map) }
+    ResponseHead {
+        status: status.as_u16(),
+        headers: headers(map),
+    }
 }
 
 fn headers(map: &HeaderMap) -> Vec<Header> {
@@ -77,7 +80,10 @@ pub(crate) fn edits(ops: Vec<HeaderOp>) -> Result<HeaderEdits, String> {
 /// Validates a local response; gale frames it (hyper adds `content-length`).
 fn local_response(local: LocalResponse) -> Result<Response<Bytes>, String> {
     if !(200..=599).contains(&local.status) {
-        return Err(format!("local response status {} is not between 200 and 599", local.status));
+        return Err(format!(
+            "local response status {} is not between 200 and 599",
+            local.status
+        ));
     }
     let status = StatusCode::from_u16(local.status).map_err(|e| e.to_string())?;
     let mut response = Response::new(Bytes::from(local.body));
@@ -93,7 +99,10 @@ fn local_response(local: LocalResponse) -> Result<Response<Bytes>, String> {
 fn header(h: Header) -> Result<(HeaderName, HeaderValue), String> {
     let name = header_name(&h.name)?;
     let value = HeaderValue::from_bytes(&h.value).map_err(|_| {
-        format!("header `{name}` has an invalid value {:?}", String::from_utf8_lossy(&h.value))
+        format!(
+            "header `{name}` has an invalid value {:?}",
+            String::from_utf8_lossy(&h.value)
+        )
     })?;
     Ok((name, value))
 }
@@ -102,7 +111,9 @@ fn header_name(name: &str) -> Result<HeaderName, String> {
     let parsed = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{name:?} is not a valid header name"))?;
     if FRAMING_HEADERS.contains(&parsed.as_str()) {
-        return Err(format!("header `{parsed}` is managed by gale and cannot be edited"));
+        return Err(format!(
+            "header `{parsed}` is managed by gale and cannot be edited"
+        ));
     }
     Ok(parsed)
 }
@@ -116,7 +127,10 @@ mod tests {
     use super::*;
 
     fn hdr(name: &str, value: &[u8]) -> Header {
-        Header { name: name.into(), value: value.to_vec() }
+        Header {
+            name: name.into(),
+            value: value.to_vec(),
+        }
     }
 
     #[test]
@@ -124,7 +138,10 @@ mod tests {
         let mut map = HeaderMap::new();
         map.append("X-Forwarded-For", HeaderValue::from_static("10.0.0.1"));
         map.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
-        map.append("x-bin", HeaderValue::from_bytes(b"caf\xe9").expect("obs-text is valid"));
+        map.append(
+            "x-bin",
+            HeaderValue::from_bytes(b"caf\xe9").expect("obs-text is valid"),
+        );
         let uri: Uri = "/a%20b/c?x=1&y".parse().expect("uri");
         let addr: SocketAddr = "[2001:db8::1]:4321".parse().expect("addr");
         let view = RequestView {
@@ -141,7 +158,10 @@ mod tests {
         assert_eq!(head.query.as_deref(), Some("x=1&y"));
         assert_eq!(head.remote_addr, "2001:db8::1");
         assert_eq!(head.remote_port, 4321);
-        assert_eq!((head.scheme.as_str(), head.host.as_str()), ("https", "example.org"));
+        assert_eq!(
+            (head.scheme.as_str(), head.host.as_str()),
+            ("https", "example.org")
+        );
         let names: Vec<_> = head.headers.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["x-forwarded-for", "x-forwarded-for", "x-bin"]);
         assert_eq!(head.headers[2].value, b"caf\xe9");
@@ -222,7 +242,11 @@ mod tests {
         assert_eq!(ok.headers()["content-type"], "text/plain");
         assert_eq!(ok.body().as_ref(), b"no");
         for status in [0, 101, 199, 600, 1000] {
-            let bad = LocalResponse { status, headers: vec![], body: vec![] };
+            let bad = LocalResponse {
+                status,
+                headers: vec![],
+                body: vec![],
+            };
             assert!(local_response(bad).is_err(), "{status}");
         }
         let framed = LocalResponse {

@@ -53,7 +53,9 @@ pub struct HeaderPolicy {
 
 impl std::fmt::Debug for HeaderPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeaderPolicy").field("plugin", &self.name()).finish()
+        f.debug_struct("HeaderPolicy")
+            .field("plugin", &self.name())
+            .finish()
     }
 }
 
@@ -73,7 +75,9 @@ impl PluginRuntime {
         config: &toml::Table,
         limits: Limits,
     ) -> Result<HeaderPolicy, PluginError> {
-        let pool = self.load::<HeaderPolicyBindings>(dir, name, config, limits).await?;
+        let pool = self
+            .load::<HeaderPolicyBindings>(dir, name, config, limits)
+            .await?;
         Ok(HeaderPolicy { pool })
     }
 }
@@ -118,11 +122,10 @@ impl HeaderPolicy {
         let mut instance = self.pool.take().await?;
         let limit = self.pool.timeout();
         self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.gale_plugin_header_hooks().call_on_response(
-            &mut instance.store,
-            &head,
-            &response,
-        );
+        let call = instance
+            .bindings
+            .gale_plugin_header_hooks()
+            .call_on_response(&mut instance.store, &head, &response);
         let result = self.pool.run(limit, call).await;
         let ops = self.pool.finish(instance, HOOK, result)?;
         let edits = convert::edits(ops).map_err(|message| self.invalid(HOOK, message))?;
@@ -136,7 +139,11 @@ impl HeaderPolicy {
     }
 
     fn invalid(&self, hook: &'static str, message: String) -> PluginError {
-        PluginError::InvalidOutput { plugin: self.name().to_owned(), hook, message }
+        PluginError::InvalidOutput {
+            plugin: self.name().to_owned(),
+            hook,
+            message,
+        }
     }
 
     #[cfg(test)]

@@ -89,7 +89,10 @@ mod tests {
         ]);
         edits.apply(&mut headers);
         assert_eq!(headers.get_all("x-a").iter().collect::<Vec<_>>(), vec!["3"]);
-        assert_eq!(headers.get_all("x-c").iter().collect::<Vec<_>>(), vec!["c1", "c2"]);
+        assert_eq!(
+            headers.get_all("x-c").iter().collect::<Vec<_>>(),
+            vec!["c1", "c2"]
+        );
         assert!(!headers.contains_key("x-b"));
         assert_eq!(headers.len(), 3);
     }

@@ -43,7 +43,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(name: &str) -> Self {
-        Self { name: name.into(), counters: Mutex::new(HashMap::new()) }
+        Self {
+            name: name.into(),
+            counters: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A snapshot of the counters, sorted by name.
@@ -83,7 +86,10 @@ impl Ctx {
 
 impl WasiView for Ctx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -189,7 +195,11 @@ impl OutputStream for StderrTail {
 }
 
 impl tokio::io::AsyncWrite for StderrTail {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

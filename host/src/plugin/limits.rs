@@ -67,7 +67,11 @@ impl MemoryLimiter {
     const MAX_TABLE_ELEMENTS: usize = 65_536;
 
     pub(crate) fn new(max_memory: usize) -> Self {
-        Self { max_memory, max_table_elements: Self::MAX_TABLE_ELEMENTS, hit: false }
+        Self {
+            max_memory,
+            max_table_elements: Self::MAX_TABLE_ELEMENTS,
+            hit: false,
+        }
     }
 
     /// Whether a growth was refused since the last [`Self::reset`].
@@ -90,7 +94,10 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
             self.hit = true;
-            wasmtime::bail!("memory limit of {} bytes reached (wanted {desired})", self.max_memory);
+            wasmtime::bail!(
+                "memory limit of {} bytes reached (wanted {desired})",
+                self.max_memory
+            );
         }
         Ok(maximum.is_none_or(|max| desired <= max))
     }
@@ -103,7 +110,10 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         if desired > self.max_table_elements {
             self.hit = true;
-            wasmtime::bail!("table limit of {} elements reached", self.max_table_elements);
+            wasmtime::bail!(
+                "table limit of {} elements reached",
+                self.max_table_elements
+            );
         }
         Ok(maximum.is_none_or(|max| desired <= max))
     }
@@ -128,10 +138,18 @@ mod tests {
         let mut limiter = MemoryLimiter::new(1 << 20);
         assert!(limiter.memory_growing(0, 1 << 16, None).expect("allowed"));
         assert!(!limiter.hit());
-        assert!(limiter.memory_growing(1 << 16, (1 << 20) + 1, None).is_err());
+        assert!(
+            limiter
+                .memory_growing(1 << 16, (1 << 20) + 1, None)
+                .is_err()
+        );
         assert!(limiter.hit());
         limiter.reset();
         assert!(!limiter.hit());
-        assert!(!limiter.memory_growing(0, 1 << 17, Some(1 << 16)).expect("declined"));
+        assert!(
+            !limiter
+                .memory_growing(0, 1 << 17, Some(1 << 16))
+                .expect("declined")
+        );
     }
 }

@@ -28,3 +28,6 @@ pub use header_policy::{HeaderPolicy, RequestAction, RequestView};
 pub use headers::{HeaderEdit, HeaderEdits};
 pub use limits::Limits;
 pub use runtime::{PluginRuntime, RuntimeOptions};
+
+#[cfg(test)]
+mod tests;

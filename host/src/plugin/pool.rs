@@ -80,7 +80,11 @@ impl<W: World> Pool<W> {
 
     /// A warm instance, or a fresh one when none is idle.
     pub(crate) async fn take(&self) -> Result<Instance<W>, PluginError> {
-        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
         match idle {
             Some(instance) => Ok(instance),
             None => self.fresh().await,
@@ -160,12 +164,15 @@ impl<W: World> Pool<W> {
             Ok(bindings) => bindings,
             Err(e) => return Err(self.classify("instantiate", &e, &store, limit)),
         };
-        let configured = self.run(limit, bindings.configure(&mut store, &self.config)).await;
+        let configured = self
+            .run(limit, bindings.configure(&mut store, &self.config))
+            .await;
         match configured {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
-            Ok(Err(message)) => {
-                Err(PluginError::Config { plugin: self.name().to_owned(), message })
-            }
+            Ok(Err(message)) => Err(PluginError::Config {
+                plugin: self.name().to_owned(),
+                message,
+            }),
             Err(e) => Err(self.classify("configure", &e, &store, limit)),
         }
     }
@@ -181,12 +188,19 @@ impl<W: World> Pool<W> {
     ) -> PluginError {
         let plugin = self.name().to_owned();
         if store.data().limiter.hit() {
-            return PluginError::MemoryLimit { plugin, hook, limit: self.limits.memory };
+            return PluginError::MemoryLimit {
+                plugin,
+                hook,
+                limit: self.limits.memory,
+            };
         }
         let trap = error.downcast_ref::<Trap>();
-        if matches!(trap, Some(Trap::Interrupt)) || error.downcast_ref::<HostDeadline>().is_some()
-        {
-            return PluginError::Timeout { plugin, hook, limit };
+        if matches!(trap, Some(Trap::Interrupt)) || error.downcast_ref::<HostDeadline>().is_some() {
+            return PluginError::Timeout {
+                plugin,
+                hook,
+                limit,
+            };
         }
         let mut description = match trap {
             Some(trap) => trap.to_string(),
@@ -197,12 +211,19 @@ impl<W: World> Pool<W> {
             description.push_str("; guest stderr: ");
             description.push_str(&stderr);
         }
-        PluginError::Trap { plugin, hook, trap: description }
+        PluginError::Trap {
+            plugin,
+            hook,
+            trap: description,
+        }
     }
 
     /// Number of idle instances (for tests).
     #[cfg(test)]
     pub(crate) fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }

@@ -43,7 +43,11 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { cache_dir: None, epoch_tick: Duration::from_millis(1), max_idle_instances: 32 }
+        Self {
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(1),
+            max_idle_instances: 32,
+        }
     }
 }
 
@@ -57,7 +61,9 @@ pub struct PluginRuntime {
 
 impl std::fmt::Debug for PluginRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginRuntime").field("options", &self.inner.options).finish()
+        f.debug_struct("PluginRuntime")
+            .field("options", &self.inner.options)
+            .finish()
     }
 }
 
@@ -77,7 +83,9 @@ impl PluginRuntime {
     /// Creates the engine, starts the epoch ticker and prepares the linker
     /// (deny-everything WASI plus gale's `host` interface).
     pub fn new(options: RuntimeOptions) -> Result<Self, PluginError> {
-        let engine_error = |e: wasmtime::Error| PluginError::Engine { message: format!("{e:#}") };
+        let engine_error = |e: wasmtime::Error| PluginError::Engine {
+            message: format!("{e:#}"),
+        };
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -85,19 +93,25 @@ impl PluginRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         bindings::add_imports(&mut linker).map_err(engine_error)?;
-        let cache_dir = options.cache_dir.as_deref().and_then(|dir| match prepare_cache_dir(dir) {
-            Ok(()) => Some(dir.to_owned()),
-            Err(reason) => {
-                tracing::warn!(dir = %dir.display(), "plugin compile cache disabled: {reason}");
-                None
-            }
-        });
+        let cache_dir = options
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| match prepare_cache_dir(dir) {
+                Ok(()) => Some(dir.to_owned()),
+                Err(reason) => {
+                    tracing::warn!(dir = %dir.display(), "plugin compile cache disabled: {reason}");
+                    None
+                }
+            });
         if options.epoch_tick.is_zero() {
-            return Err(PluginError::Engine { message: "epoch_tick must not be zero".into() });
+            return Err(PluginError::Engine {
+                message: "epoch_tick must not be zero".into(),
+            });
         }
-        let ticker = Ticker::start(engine.clone(), options.epoch_tick).map_err(|e| {
-            PluginError::Engine { message: format!("cannot start the epoch ticker thread: {e}") }
-        })?;
+        let ticker =
+            Ticker::start(engine.clone(), options.epoch_tick).map_err(|e| PluginError::Engine {
+                message: format!("cannot start the epoch ticker thread: {e}"),
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
@@ -129,9 +143,19 @@ impl PluginRuntime {
             world: W::NAME,
             message: format!("{e:#}"),
         };
-        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
         let pre = W::pre(instance_pre).map_err(wrong_world)?;
-        let pool = Arc::new(Pool::new(self.inner.clone(), name, pre, json.into(), limits));
+        let pool = Arc::new(Pool::new(
+            self.inner.clone(),
+            name,
+            pre,
+            json.into(),
+            limits,
+        ));
         pool.warm_up().await?;
         Ok(pool)
     }
@@ -145,12 +169,19 @@ impl PluginRuntime {
             source,
         })?;
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
-        let mut components =
-            self.inner.components.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut components = self
+            .inner
+            .components
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(component) = components.get(&hash) {
             return Ok(component.clone());
         }
-        let cached = self.inner.cache_dir.as_ref().map(|dir| dir.join(self.cache_name(&hash)));
+        let cached = self
+            .inner
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(self.cache_name(&hash)));
         if let Some(file) = cached.as_deref().filter(|f| f.is_file()) {
             // SAFETY: the file is in our private cache folder (checked at
             // startup to be ours and not writable by others) and was written
@@ -167,17 +198,16 @@ impl PluginRuntime {
                 Err(e) => tracing::warn!(file = %file.display(), "ignoring cached plugin: {e:#}"),
             }
         }
-        let component = Component::new(&self.inner.engine, &bytes).map_err(|e| {
-            PluginError::Compile {
+        let component =
+            Component::new(&self.inner.engine, &bytes).map_err(|e| PluginError::Compile {
                 plugin: plugin.to_owned(),
                 path: path.to_owned(),
                 message: format!("{e:#}"),
-            }
-        })?;
-        if let Some(file) = cached.as_deref() {
-            if let Err(e) = write_cache(&component, file) {
-                tracing::warn!(file = %file.display(), "cannot cache compiled plugin: {e}");
-            }
+            })?;
+        if let Some(file) = cached.as_deref()
+            && let Err(e) = write_cache(&component, file)
+        {
+            tracing::warn!(file = %file.display(), "cannot cache compiled plugin: {e}");
         }
         components.insert(hash, component.clone());
         Ok(component)
@@ -187,7 +217,10 @@ impl PluginRuntime {
     /// file is only ever loaded by an engine that could have written it.
     fn cache_name(&self, wasm_hash: &[u8; 32]) -> String {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.inner.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         format!("{}-{:016x}.cwasm", hex(wasm_hash), hasher.finish())
     }
 
@@ -218,10 +251,16 @@ fn prepare_cache_dir(dir: &Path) -> Result<(), String> {
     #[allow(unsafe_code)]
     let uid = unsafe { libc::geteuid() };
     if meta.uid() != uid {
-        return Err(format!("it belongs to uid {}, not to us ({uid})", meta.uid()));
+        return Err(format!(
+            "it belongs to uid {}, not to us ({uid})",
+            meta.uid()
+        ));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(format!("it is writable by others (mode {:o})", meta.mode() & 0o777));
+        return Err(format!(
+            "it is writable by others (mode {:o})",
+            meta.mode() & 0o777
+        ));
     }
     Ok(())
 }
@@ -270,7 +309,10 @@ impl Ticker {
                     engine.increment_epoch();
                 }
             })?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -19,21 +19,40 @@ pub(crate) struct PluginFiles {
 /// writes `header_policy.wasm` for the crate `header-policy`). The first
 /// spelling tried is the name as written.
 pub(crate) fn find(dir: &Path, name: &str) -> Result<PluginFiles, PluginError> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err(PluginError::InvalidName { name: name.to_owned() });
+        return Err(PluginError::InvalidName {
+            name: name.to_owned(),
+        });
     }
     let mut stems: Vec<String> = Vec::with_capacity(3);
-    for stem in [name.to_owned(), name.replace('-', "_"), name.replace('_', "-")] {
+    for stem in [
+        name.to_owned(),
+        name.replace('-', "_"),
+        name.replace('_', "-"),
+    ] {
         if !stems.contains(&stem) {
             stems.push(stem);
         }
     }
-    let tried: Vec<PathBuf> = stems.iter().map(|s| dir.join(format!("{s}.wasm"))).collect();
+    let tried: Vec<PathBuf> = stems
+        .iter()
+        .map(|s| dir.join(format!("{s}.wasm")))
+        .collect();
     let Some(wasm) = tried.iter().find(|p| p.is_file()).cloned() else {
-        return Err(PluginError::NotFound { plugin: name.to_owned(), dir: dir.to_owned(), tried });
+        return Err(PluginError::NotFound {
+            plugin: name.to_owned(),
+            dir: dir.to_owned(),
+            tried,
+        });
     };
-    let defaults = stems.iter().map(|s| dir.join(format!("{s}.toml"))).find(|p| p.is_file());
+    let defaults = stems
+        .iter()
+        .map(|s| dir.join(format!("{s}.toml")))
+        .find(|p| p.is_file());
     Ok(PluginFiles { wasm, defaults })
 }
 
@@ -52,10 +71,11 @@ pub(crate) fn config_json(
                 path: path.to_owned(),
                 source,
             })?;
-            text.parse::<toml::Table>().map_err(|e| PluginError::Defaults {
-                plugin: plugin.to_owned(),
-                message: format!("invalid defaults file {}: {e}", path.display()),
-            })?
+            text.parse::<toml::Table>()
+                .map_err(|e| PluginError::Defaults {
+                    plugin: plugin.to_owned(),
+                    message: format!("invalid defaults file {}: {e}", path.display()),
+                })?
         }
         None => toml::Table::new(),
     };
@@ -83,7 +103,11 @@ fn merge(base: &mut toml::Table, over: &toml::Table) {
 fn table_to_json(table: &toml::Table) -> Result<serde_json::Value, String> {
     table
         .iter()
-        .map(|(k, v)| to_json(v).map(|v| (k.clone(), v)).map_err(|e| format!("{k}: {e}")))
+        .map(|(k, v)| {
+            to_json(v)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| format!("{k}: {e}"))
+        })
         .collect::<Result<serde_json::Map<_, _>, _>>()
         .map(serde_json::Value::Object)
 }
@@ -140,7 +164,10 @@ mod tests {
     fn names_cannot_leave_the_directory() {
         for name in ["", "../x", "a/b", "a.b", "x y"] {
             let dir = tempfile::tempdir().expect("tempdir");
-            assert!(matches!(find(dir.path(), name), Err(PluginError::InvalidName { .. })));
+            assert!(matches!(
+                find(dir.path(), name),
+                Err(PluginError::InvalidName { .. })
+            ));
         }
     }
 
@@ -172,7 +199,10 @@ mod tests {
 
     #[test]
     fn no_config_is_an_empty_object() {
-        assert_eq!(config_json("p", None, &toml::Table::new()).expect("valid"), "{}");
+        assert_eq!(
+            config_json("p", None, &toml::Table::new()).expect("valid"),
+            "{}"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub(crate) mod bindings {
 }
 
 use bindings::exports::gale::plugin::header_hooks::{Guest, RequestDecision};
+use bindings::gale::plugin::host::{self, LogLevel};
 use bindings::gale::plugin::types::{HeaderOp, RequestHead, ResponseHead};
 use policy::Policy;
 
@@ -46,7 +47,16 @@ impl Guest for HeaderPolicy {
     }
 
     fn on_request(head: RequestHead) -> RequestDecision {
-        POLICY.with(|p| p.borrow().on_request(&head))
+        let decision = POLICY.with(|p| p.borrow().on_request(&head));
+        if let RequestDecision::Respond(response) = &decision {
+            // Shown in gale's metrics: how many requests the policy denied.
+            host::counter_add("denied", 1);
+            host::log(
+                LogLevel::Debug,
+                &format!("denied {} {} with {}", head.method, head.path, response.status),
+            );
+        }
+        decision
     }
 
     fn on_response(head: RequestHead, response: ResponseHead) -> Vec<HeaderOp> {
