@@ -198,12 +198,16 @@ impl PluginRuntime {
                 Err(e) => tracing::warn!(file = %file.display(), "ignoring cached plugin: {e:#}"),
             }
         }
-        let component =
-            Component::new(&self.inner.engine, &bytes).map_err(|e| PluginError::Compile {
-                plugin: plugin.to_owned(),
-                path: path.to_owned(),
-                message: format!("{e:#}"),
-            })?;
+        let compile_error = |message: String| PluginError::Compile {
+            plugin: plugin.to_owned(),
+            path: path.to_owned(),
+            message,
+        };
+        if let Some(message) = not_a_component(&bytes) {
+            return Err(compile_error(message));
+        }
+        let component = Component::new(&self.inner.engine, &bytes)
+            .map_err(|e| compile_error(format!("{e:#}")))?;
         if let Some(file) = cached.as_deref()
             && let Err(e) = write_cache(&component, file)
         {
@@ -230,6 +234,18 @@ impl PluginRuntime {
         let dir = self.inner.cache_dir.as_ref()?;
         let bytes = std::fs::read(path).ok()?;
         Some(dir.join(self.cache_name(&Sha256::digest(&bytes).into())))
+    }
+}
+
+/// A plain-words reason when `bytes` is clearly not a component: wasmtime's
+/// own parser errors are precise but cryptic for these common mistakes.
+fn not_a_component(bytes: &[u8]) -> Option<String> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 0x0d, 0, 1, 0]) => None,
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Some(
+            "it is a core WebAssembly module, not a component (build it for wasm32-wasip2)".into(),
+        ),
+        _ => Some("it is not a WebAssembly file".into()),
     }
 }
 
@@ -322,5 +338,20 @@ impl Drop for Ticker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_mistakes_are_named() {
+        assert_eq!(not_a_component(b"\0asm\x0d\0\x01\0rest"), None);
+        let core = not_a_component(b"\0asm\x01\0\0\0").expect("core module");
+        assert!(core.contains("core WebAssembly module"), "{core}");
+        let elf = not_a_component(b"\x7fELF\x02\x01\x01\0").expect("not wasm");
+        assert!(elf.contains("not a WebAssembly file"), "{elf}");
+        assert!(not_a_component(b"").is_some());
     }
 }

@@ -427,6 +427,10 @@ async fn files_that_are_not_header_policies_are_refused_clearly() {
     );
     let junk = load("junk").await;
     assert!(matches!(junk, PluginError::Compile { .. }), "{junk:?}");
+    assert!(
+        junk.to_string().contains("not a WebAssembly file"),
+        "{junk}"
+    );
     let empty = load("empty").await;
     assert!(
         matches!(
