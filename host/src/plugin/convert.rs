@@ -25,7 +25,9 @@ pub(crate) fn request_head(req: &RequestView<'_>) -> RequestHead {
         path: req.uri.path().to_owned(),
         query: req.uri.query().map(str::to_owned),
         headers: headers(req.headers),
-        remote_addr: req.remote_addr.ip().to_string(),
+        // `::ffff:192.0.2.7` (a v4 client on a dual-stack listener) is
+        // shown as `192.0.2.7`, as backends expect in X-Real-IP.
+        remote_addr: req.remote_addr.ip().to_canonical().to_string(),
         remote_port: req.remote_addr.port(),
         scheme: req.scheme.to_owned(),
         host: req.host.to_owned(),
@@ -185,6 +187,22 @@ mod tests {
         };
         assert_eq!(query("/p"), None);
         assert_eq!(query("/p?"), Some(String::new()));
+    }
+
+    #[test]
+    fn v4_mapped_clients_show_as_v4() {
+        let map = HeaderMap::new();
+        let uri: Uri = "/".parse().expect("uri");
+        let addr: SocketAddr = "[::ffff:192.0.2.9]:80".parse().expect("addr");
+        let view = RequestView {
+            method: &Method::GET,
+            uri: &uri,
+            headers: &map,
+            remote_addr: addr,
+            scheme: "http",
+            host: "h",
+        };
+        assert_eq!(request_head(&view).remote_addr, "192.0.2.9");
     }
 
     #[test]

@@ -73,7 +73,14 @@ impl Ctx {
     /// that a trap can be reported with the guest's panic message.
     pub(crate) fn new(shared: Arc<Shared>, max_memory: usize) -> Self {
         let stderr = StderrTail::default();
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        // The builder's defaults already deny files, env, args and socket
+        // addresses; networking is switched off explicitly as well.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .stderr(stderr.clone())
+            .build();
         Self {
             wasi,
             table: ResourceTable::new(),
