@@ -46,6 +46,9 @@ pub enum RequestAction {
 
 /// A loaded header policy: one attachment of a `header-policy` plugin, with
 /// its own config, limits and warm instances. Cheap to clone; `Send + Sync`.
+///
+/// Hooks must run inside a tokio runtime with timers enabled: a host timer
+/// backs up the epoch deadline while a guest is parked in a host call.
 #[derive(Clone)]
 pub struct HeaderPolicy {
     pool: Arc<Pool<HeaderPolicyBindings>>,

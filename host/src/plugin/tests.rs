@@ -90,6 +90,15 @@ fn continued(action: RequestAction) -> HeaderEdits {
     }
 }
 
+#[test]
+fn handles_can_be_shared_across_tasks() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<PluginRuntime>();
+    shareable::<HeaderPolicy>();
+    fn sendable<T: Send + Sync + 'static>() {}
+    sendable::<PluginError>();
+}
+
 const POLICY: &str = r#"
 [request]
 set = { x-real-ip = "$remote_addr", x-scheme = "$scheme", x-target = "$host$request_uri", x-ua = "$http_user_agent" }
