@@ -17,8 +17,10 @@ mod header_policy {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "gale:plugin/header-policy",
-        // Hooks run on a fiber so that epoch deadlines can interrupt them
-        // without blocking; imports (log, counters) are plain functions.
+        // Exports are async (they run on a fiber): WASI is linked in its
+        // async flavour, so a guest parked in a host call (sleep, poll)
+        // yields its tokio worker instead of blocking it. Imports (log,
+        // counters) are plain functions.
         exports: { default: async },
         // Conversion tests compare WIT values.
         additional_derives: [PartialEq, Eq],
