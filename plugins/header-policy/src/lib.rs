@@ -53,7 +53,10 @@ impl Guest for HeaderPolicy {
             host::counter_add("denied", 1);
             host::log(
                 LogLevel::Debug,
-                &format!("denied {} {} with {}", head.method, head.path, response.status),
+                &format!(
+                    "denied {} {} with {}",
+                    head.method, head.path, response.status
+                ),
             );
         }
         decision
