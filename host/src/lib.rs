@@ -25,6 +25,7 @@ pub mod error;
 pub mod framing;
 pub mod metrics;
 pub mod pipeline;
+pub mod plugin;
 pub mod proxy;
 pub mod router;
 pub mod server;

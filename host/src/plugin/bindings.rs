@@ -1,0 +1,79 @@
+//! The only place that runs `bindgen!`: Rust types for the WIT package in
+//! `wit/`, one module per world. Nothing outside `plugin/` sees them.
+//!
+//! Worlds added later (cache-policy, upload-fields) get their own module here
+//! and reuse `types` and `host` through bindgen's `with`, so that every world
+//! shares one `Host` implementation and one set of request types.
+
+use std::future::Future;
+
+use wasmtime::Store;
+use wasmtime::component::{HasSelf, InstancePre, Linker};
+
+use super::host::Ctx;
+
+/// Bindings of the `header-policy` world.
+mod header_policy {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "gale:plugin/header-policy",
+        // Exports are async (they run on a fiber): WASI is linked in its
+        // async flavour, so a guest parked in a host call (sleep, poll)
+        // yields its tokio worker instead of blocking it. Imports (log,
+        // counters) are plain functions.
+        exports: { default: async },
+        // Conversion tests compare WIT values.
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+pub(crate) use header_policy::HeaderPolicy as HeaderPolicyBindings;
+pub(crate) use header_policy::exports::gale::plugin::header_hooks;
+pub(crate) use header_policy::gale::plugin::{host, types};
+
+/// Adds gale's imports (the `host` and `types` interfaces) to `linker`.
+/// Every world imports the same ones, so one linker serves all worlds.
+pub(crate) fn add_imports(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
+    HeaderPolicyBindings::add_to_linker::<Ctx, HasSelf<Ctx>>(linker, |ctx| ctx)
+}
+
+/// What the runtime needs to know about a world: how to prepare, instantiate
+/// and configure it. Implemented once per world, here, next to its bindings.
+pub(crate) trait World: Sized + Send + Sync + 'static {
+    /// The pre-instantiated component of this world (`Clone + Send + Sync`).
+    type Pre: Clone + Send + Sync + 'static;
+
+    /// The world's name, as in `wit/`, for error messages.
+    const NAME: &'static str;
+
+    /// Checks that `pre` exports what this world needs.
+    fn pre(pre: InstancePre<Ctx>) -> wasmtime::Result<Self::Pre>;
+
+    /// A fresh instance.
+    fn instantiate(pre: &Self::Pre, store: &mut Store<Ctx>) -> impl Future<Output = wasmtime::Result<Self>> + Send;
+
+    /// Calls the world's `configure` export.
+    fn configure(
+        &self,
+        store: &mut Store<Ctx>,
+        config: &str,
+    ) -> impl Future<Output = wasmtime::Result<Result<(), String>>> + Send;
+}
+
+impl World for HeaderPolicyBindings {
+    type Pre = header_policy::HeaderPolicyPre<Ctx>;
+
+    const NAME: &'static str = "header-policy";
+
+    fn pre(pre: InstancePre<Ctx>) -> wasmtime::Result<Self::Pre> {
+        header_policy::HeaderPolicyPre::new(pre)
+    }
+
+    async fn instantiate(pre: &Self::Pre, store: &mut Store<Ctx>) -> wasmtime::Result<Self> {
+        pre.instantiate_async(store).await
+    }
+
+    async fn configure(&self, store: &mut Store<Ctx>, config: &str) -> wasmtime::Result<Result<(), String>> {
+        self.gale_plugin_header_hooks().call_configure(store, config).await
+    }
+}

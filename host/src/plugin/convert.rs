@@ -1,0 +1,238 @@
+//! The only place that converts between HTTP types (`http`, `bytes`,
+//! `std::net`) and the WIT types of `bindings`. Everything a guest returns
+//! is validated here, so a bad answer becomes an error message, never a
+//! malformed message on the wire.
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+
+use super::RequestView;
+use super::bindings::header_hooks::RequestDecision;
+use super::bindings::types::{Header, HeaderOp, LocalResponse, RequestHead, ResponseHead};
+use super::headers::{FRAMING_HEADERS, HeaderEdit, HeaderEdits};
+
+/// What a header-policy `on-request` decided, in HTTP terms.
+pub(crate) enum Decision {
+    Continue(HeaderEdits),
+    Respond(Response<Bytes>),
+}
+
+/// The WIT request head for a request.
+pub(crate) fn request_head(req: &RequestView<'_>) -> RequestHead {
+    RequestHead {
+        method: req.method.as_str().to_owned(),
+        path: req.uri.path().to_owned(),
+        query: req.uri.query().map(str::to_owned),
+        headers: headers(req.headers),
+        // `::ffff:192.0.2.7` (a v4 client on a dual-stack listener) is
+        // shown as `192.0.2.7`, as backends expect in X-Real-IP.
+        remote_addr: req.remote_addr.ip().to_canonical().to_string(),
+        remote_port: req.remote_addr.port(),
+        scheme: req.scheme.to_owned(),
+        host: req.host.to_owned(),
+    }
+}
+
+/// The WIT response head for a status and headers.
+pub(crate) fn response_head(status: StatusCode, map: &HeaderMap) -> ResponseHead {
+    ResponseHead { status: status.as_u16(), headers: headers(map) }
+}
+
+fn headers(map: &HeaderMap) -> Vec<Header> {
+    map.iter()
+        .map(|(name, value)| Header { name: name.as_str().to_owned(), value: value.as_bytes().to_vec() })
+        .collect()
+}
+
+/// Validates the guest's `request-decision`.
+pub(crate) fn decision(decision: RequestDecision) -> Result<Decision, String> {
+    Ok(match decision {
+        RequestDecision::Continue(ops) => Decision::Continue(edits(ops)?),
+        RequestDecision::Respond(response) => Decision::Respond(local_response(response)?),
+    })
+}
+
+/// Validates a list of header ops.
+pub(crate) fn edits(ops: Vec<HeaderOp>) -> Result<HeaderEdits, String> {
+    ops.into_iter()
+        .map(|op| {
+            Ok(match op {
+                HeaderOp::Set(h) => {
+                    let (name, value) = header(h)?;
+                    HeaderEdit::Set(name, value)
+                }
+                HeaderOp::Append(h) => {
+                    let (name, value) = header(h)?;
+                    HeaderEdit::Append(name, value)
+                }
+                HeaderOp::Remove(name) => HeaderEdit::Remove(header_name(&name)?),
+            })
+        })
+        .collect::<Result<_, String>>()
+        .map(HeaderEdits)
+}
+
+/// Validates a local response; gale frames it (hyper adds `content-length`).
+fn local_response(local: LocalResponse) -> Result<Response<Bytes>, String> {
+    if !(200..=599).contains(&local.status) {
+        return Err(format!("local response status {} is not between 200 and 599", local.status));
+    }
+    let status = StatusCode::from_u16(local.status).map_err(|e| e.to_string())?;
+    let mut response = Response::new(Bytes::from(local.body));
+    *response.status_mut() = status;
+    let map = response.headers_mut();
+    for h in local.headers {
+        let (name, value) = header(h)?;
+        map.append(name, value);
+    }
+    Ok(response)
+}
+
+fn header(h: Header) -> Result<(HeaderName, HeaderValue), String> {
+    let name = header_name(&h.name)?;
+    let value = HeaderValue::from_bytes(&h.value)
+        .map_err(|_| format!("header `{name}` has an invalid value {:?}", String::from_utf8_lossy(&h.value)))?;
+    Ok((name, value))
+}
+
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a valid header name"))?;
+    if FRAMING_HEADERS.contains(&parsed.as_str()) {
+        return Err(format!("header `{parsed}` is managed by gale and cannot be edited"));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use http::{Method, Uri};
+
+    use super::*;
+
+    fn hdr(name: &str, value: &[u8]) -> Header {
+        Header { name: name.into(), value: value.to_vec() }
+    }
+
+    #[test]
+    fn request_head_carries_every_part() {
+        let mut map = HeaderMap::new();
+        map.append("X-Forwarded-For", HeaderValue::from_static("10.0.0.1"));
+        map.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        map.append("x-bin", HeaderValue::from_bytes(b"caf\xe9").expect("obs-text is valid"));
+        let uri: Uri = "/a%20b/c?x=1&y".parse().expect("uri");
+        let addr: SocketAddr = "[2001:db8::1]:4321".parse().expect("addr");
+        let view = RequestView {
+            method: &Method::PATCH,
+            uri: &uri,
+            headers: &map,
+            remote_addr: addr,
+            scheme: "https",
+            host: "example.org",
+        };
+        let head = request_head(&view);
+        assert_eq!(head.method, "PATCH");
+        assert_eq!(head.path, "/a%20b/c");
+        assert_eq!(head.query.as_deref(), Some("x=1&y"));
+        assert_eq!(head.remote_addr, "2001:db8::1");
+        assert_eq!(head.remote_port, 4321);
+        assert_eq!((head.scheme.as_str(), head.host.as_str()), ("https", "example.org"));
+        let names: Vec<_> = head.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["x-forwarded-for", "x-forwarded-for", "x-bin"]);
+        assert_eq!(head.headers[2].value, b"caf\xe9");
+    }
+
+    #[test]
+    fn query_absent_and_empty_differ() {
+        let addr: SocketAddr = "192.0.2.1:80".parse().expect("addr");
+        let map = HeaderMap::new();
+        let query = |target: &str| {
+            let uri: Uri = target.parse().expect("uri");
+            let view = RequestView {
+                method: &Method::GET,
+                uri: &uri,
+                headers: &map,
+                remote_addr: addr,
+                scheme: "http",
+                host: "h",
+            };
+            request_head(&view).query
+        };
+        assert_eq!(query("/p"), None);
+        assert_eq!(query("/p?"), Some(String::new()));
+    }
+
+    #[test]
+    fn v4_mapped_clients_show_as_v4() {
+        let map = HeaderMap::new();
+        let uri: Uri = "/".parse().expect("uri");
+        let addr: SocketAddr = "[::ffff:192.0.2.9]:80".parse().expect("addr");
+        let view = RequestView {
+            method: &Method::GET,
+            uri: &uri,
+            headers: &map,
+            remote_addr: addr,
+            scheme: "http",
+            host: "h",
+        };
+        assert_eq!(request_head(&view).remote_addr, "192.0.2.9");
+    }
+
+    #[test]
+    fn response_head_keeps_status_and_headers() {
+        let mut map = HeaderMap::new();
+        map.append("server", HeaderValue::from_static("TornadoServer/6.4"));
+        let head = response_head(StatusCode::NOT_FOUND, &map);
+        assert_eq!(head.status, 404);
+        assert_eq!(head.headers, vec![hdr("server", b"TornadoServer/6.4")]);
+    }
+
+    #[test]
+    fn ops_become_edits() {
+        let edits = edits(vec![
+            HeaderOp::Set(hdr("X-Real-IP", b"192.0.2.1")),
+            HeaderOp::Append(hdr("vary", b"accept-encoding")),
+            HeaderOp::Remove("server".into()),
+        ])
+        .expect("valid");
+        let all: Vec<_> = edits.iter().cloned().collect();
+        assert_eq!(
+            all,
+            vec![
+                HeaderEdit::Set(HeaderName::from_static("x-real-ip"), HeaderValue::from_static("192.0.2.1")),
+                HeaderEdit::Append(HeaderName::from_static("vary"), HeaderValue::from_static("accept-encoding")),
+                HeaderEdit::Remove(HeaderName::from_static("server")),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_ops_are_refused() {
+        let err = |op| edits(vec![op]).expect_err("invalid");
+        assert!(err(HeaderOp::Set(hdr("bad name", b"x"))).contains("not a valid header name"));
+        assert!(err(HeaderOp::Set(hdr("x-a", b"a\r\nb: c"))).contains("invalid value"));
+        assert!(err(HeaderOp::Set(hdr("Content-Length", b"5"))).contains("managed by gale"));
+        assert!(err(HeaderOp::Remove("transfer-encoding".into())).contains("managed by gale"));
+    }
+
+    #[test]
+    fn local_responses_are_validated() {
+        let ok = local_response(LocalResponse {
+            status: 403,
+            headers: vec![hdr("content-type", b"text/plain")],
+            body: b"no".to_vec(),
+        })
+        .expect("valid");
+        assert_eq!(ok.status(), StatusCode::FORBIDDEN);
+        assert_eq!(ok.headers()["content-type"], "text/plain");
+        assert_eq!(ok.body().as_ref(), b"no");
+        for status in [0, 101, 199, 600, 1000] {
+            let bad = LocalResponse { status, headers: vec![], body: vec![] };
+            assert!(local_response(bad).is_err(), "{status}");
+        }
+        let framed = LocalResponse { status: 200, headers: vec![hdr("transfer-encoding", b"chunked")], body: vec![] };
+        assert!(local_response(framed).is_err());
+    }
+}

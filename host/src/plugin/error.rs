@@ -1,0 +1,179 @@
+//! The plugin module's error type: what went wrong, with which plugin, in
+//! which hook.
+//!
+//! Load errors (a missing file, a component of the wrong world, a rejected
+//! config) stop `gale check` and startup. Call errors (trap, timeout, memory
+//! limit, invalid output) happen per request; the pipeline applies the
+//! attachment's failure policy to them (fail-closed 503 or fail-open skip).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a plugin could not be loaded or a hook call failed.
+///
+/// Every variant names the plugin; call errors also name the hook
+/// (`instantiate`, `configure`, `on-request`, `on-response`), so a log line
+/// alone says where to look.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The plugin name has characters other than ASCII letters, digits, `-`
+    /// and `_` (it would not name a file inside the plugin directory).
+    #[error("plugin name {name:?} is invalid: use only ASCII letters, digits, `-` and `_`")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+    },
+
+    /// No `<name>.wasm` (with `-` or `_`) in the plugin directory.
+    #[error("plugin `{plugin}`: no {} in {} (build the plugins with scripts/build-plugins.sh?)",
+        tried.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" or "),
+        dir.display())]
+    NotFound {
+        /// The plugin's name as configured.
+        plugin: String,
+        /// The plugin directory.
+        dir: PathBuf,
+        /// The file names looked for.
+        tried: Vec<PathBuf>,
+    },
+
+    /// Reading the component or its defaults file failed.
+    #[error("plugin `{plugin}`: cannot read {}: {source}", path.display())]
+    Read {
+        /// The plugin's name.
+        plugin: String,
+        /// The file that could not be read.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The defaults file `<name>.toml` is not valid TOML, or the config
+    /// cannot be handed over as JSON.
+    #[error("plugin `{plugin}`: {message}")]
+    Defaults {
+        /// The plugin's name.
+        plugin: String,
+        /// What is wrong, with the file name.
+        message: String,
+    },
+
+    /// The file is not a WebAssembly component wasmtime can compile (e.g. a
+    /// core module, or garbage).
+    #[error("plugin `{plugin}`: {} is not a valid WebAssembly component: {message}", path.display())]
+    Compile {
+        /// The plugin's name.
+        plugin: String,
+        /// The `.wasm` file.
+        path: PathBuf,
+        /// wasmtime's explanation.
+        message: String,
+    },
+
+    /// The component does not implement the world it is attached as (it
+    /// lacks the expected export, or imports something gale does not offer).
+    #[error("plugin `{plugin}`: not a `{world}` plugin: {message}")]
+    WrongWorld {
+        /// The plugin's name.
+        plugin: String,
+        /// The world expected, e.g. `header-policy`.
+        world: &'static str,
+        /// What does not match.
+        message: String,
+    },
+
+    /// The plugin rejected its configuration; `message` is the plugin's own.
+    #[error("plugin `{plugin}` rejected its config: {message}")]
+    Config {
+        /// The plugin's name.
+        plugin: String,
+        /// The plugin's explanation.
+        message: String,
+    },
+
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access).
+    /// The instance was discarded.
+    #[error("plugin `{plugin}` trapped in {hook}: {trap}")]
+    Trap {
+        /// The plugin's name.
+        plugin: String,
+        /// The hook that was running.
+        hook: &'static str,
+        /// The trap, with the guest's last stderr output (its panic message)
+        /// when there is one.
+        trap: String,
+    },
+
+    /// The hook ran past its time limit and was interrupted. The instance
+    /// was discarded.
+    #[error("plugin `{plugin}` exceeded its time limit of {limit:?} in {hook}")]
+    Timeout {
+        /// The plugin's name.
+        plugin: String,
+        /// The hook that was running.
+        hook: &'static str,
+        /// The limit that was hit.
+        limit: Duration,
+    },
+
+    /// The guest tried to grow its memory past the limit. The instance was
+    /// discarded.
+    #[error("plugin `{plugin}` exceeded its memory limit of {limit} bytes in {hook}")]
+    MemoryLimit {
+        /// The plugin's name.
+        plugin: String,
+        /// The hook that was running.
+        hook: &'static str,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
+    /// The hook returned something gale cannot use (an invalid header name
+    /// or value, a framing header, a bad status). The instance is kept: it
+    /// did not misbehave as a program, only its answer is refused.
+    #[error("plugin `{plugin}` returned an invalid result from {hook}: {message}")]
+    InvalidOutput {
+        /// The plugin's name.
+        plugin: String,
+        /// The hook that returned it.
+        hook: &'static str,
+        /// What is invalid.
+        message: String,
+    },
+
+    /// The wasmtime engine could not be created (bad runtime options).
+    #[error("cannot start the plugin runtime: {message}")]
+    Engine {
+        /// wasmtime's explanation.
+        message: String,
+    },
+}
+
+impl PluginError {
+    /// True for errors of a single hook call (trap, timeout, memory limit,
+    /// invalid output): the ones the attachment's failure policy decides
+    /// about. Everything else is a load error and stops `gale check`.
+    pub fn is_call_error(&self) -> bool {
+        matches!(self, Self::Trap { .. } | Self::Timeout { .. } | Self::MemoryLimit { .. } | Self::InvalidOutput { .. })
+    }
+
+    /// The plugin the error is about, when there is one.
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            Self::InvalidName { name } => Some(name),
+            Self::NotFound { plugin, .. }
+            | Self::Read { plugin, .. }
+            | Self::Defaults { plugin, .. }
+            | Self::Compile { plugin, .. }
+            | Self::WrongWorld { plugin, .. }
+            | Self::Config { plugin, .. }
+            | Self::Trap { plugin, .. }
+            | Self::Timeout { plugin, .. }
+            | Self::MemoryLimit { plugin, .. }
+            | Self::InvalidOutput { plugin, .. } => Some(plugin),
+            Self::Engine { .. } => None,
+        }
+    }
+}

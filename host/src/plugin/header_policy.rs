@@ -1,0 +1,142 @@
+//! The `header-policy` world in HTTP terms: load a policy, run its hooks.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode, Uri};
+
+use super::bindings::HeaderPolicyBindings;
+use super::convert::{self, Decision};
+use super::error::PluginError;
+use super::headers::HeaderEdits;
+use super::limits::Limits;
+use super::pool::Pool;
+use super::runtime::PluginRuntime;
+
+/// The request as a hook sees it. Borrowed, so building one per hook costs
+/// nothing; the pipeline builds it from the request it owns.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request target (path and query are taken from it).
+    pub uri: &'a Uri,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The client's address (`$remote_addr`, `$remote_port`).
+    pub remote_addr: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    /// The request's host without port (`$host`).
+    pub host: &'a str,
+}
+
+/// What a header policy decided about a request.
+#[derive(Debug)]
+pub enum RequestAction {
+    /// Go on to the handler after applying these edits to the request
+    /// headers.
+    Continue(HeaderEdits),
+    /// Answer with this response instead of running the handler (response
+    /// hooks still apply to it).
+    Respond(Response<Bytes>),
+}
+
+/// A loaded header policy: one attachment of a `header-policy` plugin, with
+/// its own config, limits and warm instances. Cheap to clone; `Send + Sync`.
+///
+/// Hooks must run inside a tokio runtime with timers enabled: a host timer
+/// backs up the epoch deadline while a guest is parked in a host call.
+#[derive(Clone)]
+pub struct HeaderPolicy {
+    pool: Arc<Pool<HeaderPolicyBindings>>,
+}
+
+impl std::fmt::Debug for HeaderPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeaderPolicy").field("plugin", &self.name()).finish()
+    }
+}
+
+impl PluginRuntime {
+    /// Loads the header policy `name` from `dir`: resolves `<dir>/<name>.wasm`
+    /// (`-` and `_` alike), merges the optional `<dir>/<name>.toml` defaults
+    /// with `config`, compiles the component (or loads it from the cache),
+    /// checks that it is a `header-policy` plugin and calls its `configure`,
+    /// whose rejection comes back as [`PluginError::Config`].
+    ///
+    /// Compilation blocks the calling thread (tens of milliseconds per new
+    /// plugin): call this at startup or reload, not per request.
+    pub async fn load_header_policy(
+        &self,
+        dir: &Path,
+        name: &str,
+        config: &toml::Table,
+        limits: Limits,
+    ) -> Result<HeaderPolicy, PluginError> {
+        let pool = self.load::<HeaderPolicyBindings>(dir, name, config, limits).await?;
+        Ok(HeaderPolicy { pool })
+    }
+}
+
+impl HeaderPolicy {
+    /// The plugin's name, as attached.
+    pub fn name(&self) -> &str {
+        self.pool.name()
+    }
+
+    /// Runs `on-request`. On error the instance is discarded and the
+    /// caller applies the attachment's failure policy.
+    pub async fn on_request(&self, req: &RequestView<'_>) -> Result<RequestAction, PluginError> {
+        const HOOK: &str = "on-request";
+        let head = convert::request_head(req);
+        let mut instance = self.pool.take().await?;
+        let limit = self.pool.timeout();
+        self.pool.arm(&mut instance, limit);
+        let call = instance.bindings.gale_plugin_header_hooks().call_on_request(&mut instance.store, &head);
+        let result = self.pool.run(limit, call).await;
+        let decision = self.pool.finish(instance, HOOK, result)?;
+        match convert::decision(decision).map_err(|message| self.invalid(HOOK, message))? {
+            Decision::Continue(edits) => Ok(RequestAction::Continue(edits)),
+            Decision::Respond(response) => Ok(RequestAction::Respond(response)),
+        }
+    }
+
+    /// Runs `on-response` and applies its edits to `headers` (which the
+    /// hook also sees, with `status`). On error `headers` is untouched.
+    pub async fn on_response(
+        &self,
+        req: &RequestView<'_>,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Result<(), PluginError> {
+        const HOOK: &str = "on-response";
+        let head = convert::request_head(req);
+        let response = convert::response_head(status, headers);
+        let mut instance = self.pool.take().await?;
+        let limit = self.pool.timeout();
+        self.pool.arm(&mut instance, limit);
+        let call = instance.bindings.gale_plugin_header_hooks().call_on_response(&mut instance.store, &head, &response);
+        let result = self.pool.run(limit, call).await;
+        let ops = self.pool.finish(instance, HOOK, result)?;
+        let edits = convert::edits(ops).map_err(|message| self.invalid(HOOK, message))?;
+        edits.apply(headers);
+        Ok(())
+    }
+
+    /// The plugin's counters (from `host.counter-add`), sorted by name.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        self.pool.shared.counters()
+    }
+
+    fn invalid(&self, hook: &'static str, message: String) -> PluginError {
+        PluginError::InvalidOutput { plugin: self.name().to_owned(), hook, message }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn idle_instances(&self) -> usize {
+        self.pool.idle_count()
+    }
+}

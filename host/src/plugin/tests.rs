@@ -1,0 +1,377 @@
+//! Runtime tests against the real guest plugins built by
+//! `scripts/build-plugins.sh` into `<repo>/target/plugins/`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+
+use super::*;
+
+/// `<repo>/target/plugins`, which must hold the built guests.
+fn plugins_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    for wasm in ["header_policy", "test_loop", "test_trap", "test_oom"] {
+        let file = dir.join(format!("{wasm}.wasm"));
+        assert!(file.is_file(), "{} is missing: run scripts/build-plugins.sh first", file.display());
+    }
+    dir
+}
+
+fn runtime(cache: &Path) -> PluginRuntime {
+    PluginRuntime::new(RuntimeOptions { cache_dir: Some(cache.to_owned()), ..Default::default() })
+        .expect("runtime starts")
+}
+
+/// Default limits with a long hook deadline. Deadlines are wall-clock: on a
+/// loaded test machine a descheduled thread can overrun 10 ms, and only the
+/// timeout test is about timing.
+fn relaxed() -> Limits {
+    Limits { timeout: Duration::from_secs(2), ..Limits::default() }
+}
+
+fn table(text: &str) -> toml::Table {
+    text.parse().expect("valid toml")
+}
+
+/// A request and what a view of it needs.
+struct Req {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Req {
+    fn get(target: &str) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("www.example.org"));
+        headers.insert("user-agent", HeaderValue::from_static("curl/8"));
+        headers.insert("x-debug", HeaderValue::from_static("1"));
+        Self { method: Method::GET, uri: target.parse().expect("uri"), headers }
+    }
+
+    fn view(&self) -> RequestView<'_> {
+        RequestView {
+            method: &self.method,
+            uri: &self.uri,
+            headers: &self.headers,
+            remote_addr: SocketAddr::from(([192, 0, 2, 7], 51234)),
+            scheme: "https",
+            host: "www.example.org",
+        }
+    }
+}
+
+async fn load(rt: &PluginRuntime, name: &str, config: &str, limits: Limits) -> HeaderPolicy {
+    rt.load_header_policy(&plugins_dir(), name, &table(config), limits)
+        .await
+        .unwrap_or_else(|e| panic!("{name} loads: {e}"))
+}
+
+fn continued(action: RequestAction) -> HeaderEdits {
+    match action {
+        RequestAction::Continue(edits) => edits,
+        RequestAction::Respond(r) => panic!("expected continue, got {}", r.status()),
+    }
+}
+
+#[test]
+fn handles_can_be_shared_across_tasks() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<PluginRuntime>();
+    shareable::<HeaderPolicy>();
+    fn sendable<T: Send + Sync + 'static>() {}
+    sendable::<PluginError>();
+}
+
+const POLICY: &str = r#"
+[request]
+set = { x-real-ip = "$remote_addr", x-scheme = "$scheme", x-target = "$host$request_uri", x-ua = "$http_user_agent" }
+remove = ["x-debug"]
+[response]
+set = { x-frame-options = "DENY" }
+remove = ["server"]
+[[deny]]
+path_prefix = "/admin"
+status = 403
+"#;
+
+#[tokio::test]
+async fn header_policy_sets_and_removes_request_headers() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = load(&runtime(cache.path()), "header-policy", POLICY, relaxed()).await;
+    let req = Req::get("/app?x=1");
+    let edits = continued(policy.on_request(&req.view()).await.expect("on-request"));
+    let mut headers = req.headers.clone();
+    edits.apply(&mut headers);
+    assert_eq!(headers["x-real-ip"], "192.0.2.7");
+    assert_eq!(headers["x-scheme"], "https");
+    assert_eq!(headers["x-target"], "www.example.org/app?x=1");
+    assert_eq!(headers["x-ua"], "curl/8");
+    assert!(!headers.contains_key("x-debug"));
+    assert_eq!(headers["host"], "www.example.org");
+}
+
+#[tokio::test]
+async fn header_policy_edits_response_headers() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = load(&runtime(cache.path()), "header_policy", POLICY, relaxed()).await;
+    let req = Req::get("/");
+    let mut headers = HeaderMap::new();
+    headers.insert("server", HeaderValue::from_static("TornadoServer/6.4"));
+    headers.insert("content-type", HeaderValue::from_static("text/html"));
+    policy.on_response(&req.view(), StatusCode::OK, &mut headers).await.expect("on-response");
+    assert!(!headers.contains_key("server"));
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["content-type"], "text/html");
+}
+
+#[tokio::test]
+async fn header_policy_denies_without_the_backend() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = load(&runtime(cache.path()), "header-policy", POLICY, relaxed()).await;
+    for target in ["/admin", "/admin/users?id=1", "/%61dmin"] {
+        let req = Req::get(target);
+        match policy.on_request(&req.view()).await.expect("on-request") {
+            RequestAction::Respond(resp) => {
+                assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+                assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+                assert_eq!(resp.body().as_ref(), b"403 Forbidden\n");
+            }
+            RequestAction::Continue(_) => panic!("{target} must be denied"),
+        }
+    }
+    assert_eq!(policy.counters(), vec![("denied".to_string(), 3)]);
+}
+
+#[tokio::test]
+async fn empty_config_changes_nothing() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = load(&runtime(cache.path()), "header-policy", "", relaxed()).await;
+    let req = Req::get("/admin");
+    assert!(continued(policy.on_request(&req.view()).await.expect("on-request")).is_empty());
+    let mut headers = HeaderMap::new();
+    headers.insert("server", HeaderValue::from_static("x"));
+    let before = headers.clone();
+    policy.on_response(&req.view(), StatusCode::OK, &mut headers).await.expect("on-response");
+    assert_eq!(headers, before);
+}
+
+#[tokio::test]
+async fn defaults_file_is_merged_under_the_attachment_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(plugins_dir().join("header_policy.wasm"), dir.path().join("header_policy.wasm")).expect("copy");
+    std::fs::write(dir.path().join("header-policy.toml"), "[response.set]\nx-a = \"default\"\nx-b = \"default\"\n")
+        .expect("write");
+    let rt = runtime(&dir.path().join("cache"));
+    let policy = rt
+        .load_header_policy(dir.path(), "header-policy", &table("response.set.x-b = \"attached\""), relaxed())
+        .await
+        .expect("loads");
+    let mut headers = HeaderMap::new();
+    policy.on_response(&Req::get("/").view(), StatusCode::OK, &mut headers).await.expect("ok");
+    assert_eq!(headers["x-a"], "default");
+    assert_eq!(headers["x-b"], "attached");
+}
+
+#[tokio::test]
+async fn warm_instances_are_reused() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = load(&runtime(cache.path()), "header-policy", POLICY, relaxed()).await;
+    assert_eq!(policy.idle_instances(), 1, "load leaves the configured instance warm");
+    for _ in 0..5 {
+        policy.on_request(&Req::get("/").view()).await.expect("on-request");
+    }
+    assert_eq!(policy.idle_instances(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_share_one_policy() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = load(&runtime(cache.path()), "header-policy", POLICY, relaxed()).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let policy = policy.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    let req = Req::get(if i % 2 == 0 { "/admin" } else { "/" });
+                    policy.on_request(&req.view()).await.expect("on-request");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(policy.counters(), vec![("denied".to_string(), 200)]);
+    assert!(policy.idle_instances() >= 1);
+}
+
+#[tokio::test]
+async fn a_loop_is_cut_off_at_its_deadline_and_the_plugin_recovers() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let limits = Limits { timeout: Duration::from_millis(50), ..Limits::default() };
+    let policy = load(&runtime(cache.path()), "test-loop", "path_prefix = \"/loop\"", limits).await;
+    for _ in 0..2 {
+        let start = Instant::now();
+        let err = policy.on_request(&Req::get("/loop").view()).await.expect_err("loops");
+        let elapsed = start.elapsed();
+        assert!(
+            matches!(err, PluginError::Timeout { hook, limit, .. } if hook == "on-request" && limit == limits.timeout),
+            "{err:?}"
+        );
+        assert!(err.is_call_error());
+        assert!(err.to_string().contains("test-loop"), "{err}");
+        // Generous bound for a loaded 2-core machine; the point is "not forever".
+        assert!(elapsed < Duration::from_secs(2), "cut off after {elapsed:?}");
+        assert_eq!(policy.idle_instances(), 0, "the interrupted instance is discarded");
+        let edits = continued(policy.on_request(&Req::get("/fine").view()).await.expect("works"));
+        let mut headers = HeaderMap::new();
+        edits.apply(&mut headers);
+        assert_eq!(headers["x-fixture"], "test-loop");
+    }
+}
+
+#[tokio::test]
+async fn a_trap_fails_every_time_and_the_next_call_works() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = load(&runtime(cache.path()), "test-trap", "path_prefix = \"/trap\"", relaxed()).await;
+    for _ in 0..3 {
+        let err = policy.on_request(&Req::get("/trap").view()).await.expect_err("traps");
+        let PluginError::Trap { ref plugin, hook, ref trap } = err else {
+            panic!("expected a trap, got {err:?}");
+        };
+        assert_eq!((plugin.as_str(), hook), ("test-trap", "on-request"));
+        assert!(trap.contains("unreachable"), "{trap}");
+        assert!(trap.contains("test-trap: trapping on purpose"), "panic message kept: {trap}");
+        assert!(err.to_string().starts_with("plugin `test-trap` trapped in on-request: "));
+        policy.on_request(&Req::get("/fine").view()).await.expect("next call works");
+    }
+}
+
+#[tokio::test]
+async fn memory_growth_stops_at_the_limit() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let limits = Limits { memory: 4 * 1024 * 1024, ..relaxed() };
+    let policy = load(&runtime(cache.path()), "test-oom", "path_prefix = \"/oom\"", limits).await;
+    let err = policy.on_request(&Req::get("/oom").view()).await.expect_err("runs out");
+    assert!(
+        matches!(err, PluginError::MemoryLimit { limit, hook, .. } if limit == 4 * 1024 * 1024 && hook == "on-request"),
+        "{err:?}"
+    );
+    policy.on_request(&Req::get("/fine").view()).await.expect("a fresh instance works");
+}
+
+#[tokio::test]
+async fn a_rejected_config_returns_the_plugins_message() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = runtime(cache.path())
+        .load_header_policy(&plugins_dir(), "header-policy", &table("request.set = { x-a = \"$nope\" }"), relaxed())
+        .await
+        .expect_err("rejected");
+    let PluginError::Config { ref plugin, ref message } = err else {
+        panic!("expected a config error, got {err:?}");
+    };
+    assert_eq!(plugin, "header-policy");
+    assert!(message.contains("request.set.x-a") && message.contains("$nope"), "{message}");
+    assert!(!err.is_call_error());
+}
+
+#[tokio::test]
+async fn a_missing_plugin_is_not_found() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = runtime(cache.path())
+        .load_header_policy(&plugins_dir(), "no-such-plugin", &toml::Table::new(), relaxed())
+        .await
+        .expect_err("missing");
+    assert!(matches!(err, PluginError::NotFound { .. }), "{err:?}");
+    assert!(err.to_string().contains("no-such-plugin.wasm"), "{err}");
+}
+
+#[tokio::test]
+async fn files_that_are_not_header_policies_are_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An empty core module, an empty component (no exports) and garbage.
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").expect("write");
+    std::fs::write(dir.path().join("empty.wasm"), b"\0asm\x0d\0\x01\0").expect("write");
+    std::fs::write(dir.path().join("junk.wasm"), b"#!/bin/sh\necho hi\n").expect("write");
+    let rt = runtime(&dir.path().join("cache"));
+    let load = |name: &'static str| {
+        let rt = rt.clone();
+        let dir = dir.path().to_owned();
+        async move { rt.load_header_policy(&dir, name, &toml::Table::new(), relaxed()).await.expect_err("refused") }
+    };
+    let core = load("core").await;
+    assert!(matches!(core, PluginError::Compile { .. }), "{core:?}");
+    assert!(core.to_string().contains("not a valid WebAssembly component"), "{core}");
+    let junk = load("junk").await;
+    assert!(matches!(junk, PluginError::Compile { .. }), "{junk:?}");
+    assert!(junk.to_string().contains("not a WebAssembly file"), "{junk}");
+    let empty = load("empty").await;
+    assert!(matches!(empty, PluginError::WrongWorld { world: "header-policy", .. }), "{empty:?}");
+    assert!(empty.to_string().contains("header-hooks"), "{empty}");
+}
+
+#[tokio::test]
+async fn compiled_plugins_are_cached_on_disk_and_reused() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let wasm = plugins_dir().join("header_policy.wasm");
+    let first = runtime(cache.path());
+    let file = first.cache_file_for(&wasm).expect("cache in use");
+    assert!(!file.exists());
+    load(&first, "header-policy", POLICY, relaxed()).await;
+    assert!(file.is_file(), "{} written", file.display());
+    let written = std::fs::metadata(&file).and_then(|m| m.modified()).expect("mtime");
+    // A restart (a new runtime) loads the cached file instead of compiling
+    // (a compile would rewrite it).
+    let second = runtime(cache.path());
+    assert_eq!(second.cache_file_for(&wasm).as_deref(), Some(file.as_path()));
+    let policy = load(&second, "header-policy", POLICY, relaxed()).await;
+    policy.on_request(&Req::get("/").view()).await.expect("cached plugin runs");
+    let after = std::fs::metadata(&file).and_then(|m| m.modified()).expect("mtime");
+    assert_eq!(written, after, "the cached file was not rewritten");
+}
+
+#[tokio::test]
+async fn an_unsafe_cache_folder_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let rt = runtime(cache.path());
+    assert_eq!(rt.cache_file_for(&plugins_dir().join("header_policy.wasm")), None);
+    load(&rt, "header-policy", "", relaxed()).await;
+}
+
+/// Prints the mean cost of one `on-request` call on a warm instance. Not a
+/// timed assertion: run it by hand, in release mode, on a quiet machine:
+/// `cargo test --release -p gale --lib per_call_cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a test: run by hand in release mode"]
+async fn per_call_cost() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(cache.path());
+    let policy = load(&rt, "header-policy", POLICY, Limits::default()).await;
+    let empty = load(&rt, "header-policy", "", Limits::default()).await;
+    let req = Req::get("/app?x=1");
+    for (what, policy) in [("seed-like policy", &policy), ("empty policy", &empty)] {
+        for _ in 0..1_000 {
+            policy.on_request(&req.view()).await.expect("warm-up");
+        }
+        let n = 100_000;
+        let start = Instant::now();
+        for _ in 0..n {
+            policy.on_request(&req.view()).await.expect("on-request");
+        }
+        let request = start.elapsed() / n;
+        let mut headers = HeaderMap::new();
+        headers.insert("server", HeaderValue::from_static("TornadoServer/6.4"));
+        let start = Instant::now();
+        for _ in 0..n {
+            let mut h = headers.clone();
+            policy.on_response(&req.view(), StatusCode::OK, &mut h).await.expect("on-response");
+        }
+        let response = start.elapsed() / n;
+        println!("{what}: on-request {request:?}/call, on-response {response:?}/call");
+    }
+}

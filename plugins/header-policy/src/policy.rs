@@ -1,0 +1,324 @@
+//! The validated policy and what it does to one request or response.
+
+use crate::bindings::exports::gale::plugin::header_hooks::RequestDecision;
+use crate::bindings::gale::plugin::types::{
+    Header, HeaderOp, LocalResponse, RequestHead, ResponseHead,
+};
+use crate::template::Template;
+
+/// Edits for one side (request or response): removals first, then sets, so
+/// that removing and setting the same header leaves the set value.
+#[derive(Debug, Default)]
+pub struct SideEdits {
+    /// Lower-case names to remove.
+    pub remove: Vec<String>,
+    /// Lower-case names and their value templates; an empty expansion
+    /// removes the header, as nginx's `proxy_set_header` does.
+    pub set: Vec<(String, Template)>,
+}
+
+/// A header condition of a deny rule.
+#[derive(Debug)]
+pub struct HeaderMatch {
+    /// Lower-case header name.
+    pub name: String,
+    /// The exact value to match; `None` matches any value (presence).
+    pub value: Option<Vec<u8>>,
+}
+
+/// Answer `status` without the backend when every given condition holds.
+#[derive(Debug)]
+pub struct DenyRule {
+    /// Prefix of the decoded, normalised path.
+    pub path_prefix: Option<String>,
+    /// Upper-case method.
+    pub method: Option<String>,
+    /// Header that must be present (with that value, if given).
+    pub header: Option<HeaderMatch>,
+    /// Status of the answer.
+    pub status: u16,
+    /// Body of the answer (text/plain).
+    pub body: String,
+}
+
+/// The whole policy; the default (empty config) changes nothing.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// Request header edits.
+    pub request: SideEdits,
+    /// Response header edits.
+    pub response: SideEdits,
+    /// Deny rules, first match wins.
+    pub deny: Vec<DenyRule>,
+}
+
+impl Policy {
+    /// The decision for a request: a deny answer, or the request edits.
+    pub fn on_request(&self, head: &RequestHead) -> RequestDecision {
+        if !self.deny.is_empty() {
+            let path = normalize_path(&head.path);
+            if let Some(rule) = self.deny.iter().find(|rule| rule.matches(head, &path)) {
+                return RequestDecision::Respond(LocalResponse {
+                    status: rule.status,
+                    headers: vec![Header {
+                        name: "content-type".into(),
+                        value: b"text/plain; charset=utf-8".to_vec(),
+                    }],
+                    body: rule.body.as_bytes().to_vec(),
+                });
+            }
+        }
+        RequestDecision::Continue(self.request.ops(head))
+    }
+
+    /// The response edits.
+    pub fn on_response(&self, head: &RequestHead, _response: &ResponseHead) -> Vec<HeaderOp> {
+        self.response.ops(head)
+    }
+}
+
+impl SideEdits {
+    fn ops(&self, head: &RequestHead) -> Vec<HeaderOp> {
+        let mut ops = Vec::with_capacity(self.remove.len() + self.set.len());
+        ops.extend(
+            self.remove
+                .iter()
+                .map(|name| HeaderOp::Remove(name.clone())),
+        );
+        for (name, template) in &self.set {
+            let value = template.expand(head);
+            ops.push(if value.is_empty() {
+                HeaderOp::Remove(name.clone())
+            } else {
+                HeaderOp::Set(Header {
+                    name: name.clone(),
+                    value,
+                })
+            });
+        }
+        ops
+    }
+}
+
+impl DenyRule {
+    fn matches(&self, head: &RequestHead, path: &[u8]) -> bool {
+        if let Some(prefix) = &self.path_prefix
+            && !path.starts_with(prefix.as_bytes())
+        {
+            return false;
+        }
+        if let Some(method) = &self.method
+            && head.method != *method
+        {
+            return false;
+        }
+        if let Some(want) = &self.header {
+            let mut values = head.headers.iter().filter(|h| h.name == want.name);
+            let found = match &want.value {
+                None => values.next().is_some(),
+                Some(value) => values.any(|h| h.value == *value),
+            };
+            if !found {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Percent-decodes the path and resolves `.`, `..` and repeated `/`, the way
+/// nginx matches locations, so that `/%61dmin` or `/x/../admin` cannot slip
+/// past a `/admin` rule.
+fn normalize_path(raw: &str) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|b| (*b as char).to_digit(16)),
+                bytes.get(i + 2).and_then(|b| (*b as char).to_digit(16)),
+            )
+        {
+            decoded.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        decoded.push(bytes[i]);
+        i += 1;
+    }
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for segment in decoded.split(|b| *b == b'/') {
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = Vec::with_capacity(decoded.len() + 1);
+    for segment in &segments {
+        out.push(b'/');
+        out.extend_from_slice(segment);
+    }
+    let trailing = decoded.ends_with(b"/")
+        || decoded.ends_with(b"/.")
+        || decoded.ends_with(b"/..")
+        || segments.is_empty();
+    if trailing {
+        out.push(b'/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn head(method: &str, path: &str) -> RequestHead {
+        RequestHead {
+            method: method.into(),
+            path: path.into(),
+            query: None,
+            headers: vec![Header {
+                name: "x-debug".into(),
+                value: b"1".to_vec(),
+            }],
+            remote_addr: "192.0.2.7".into(),
+            remote_port: 4000,
+            scheme: "http".into(),
+            host: "example.org".into(),
+        }
+    }
+
+    fn policy(json: &str) -> Policy {
+        config::parse(json).expect("valid config")
+    }
+
+    fn status(decision: &RequestDecision) -> Option<u16> {
+        match decision {
+            RequestDecision::Respond(r) => Some(r.status),
+            RequestDecision::Continue(_) => None,
+        }
+    }
+
+    #[test]
+    fn default_policy_changes_nothing() {
+        let p = policy("{}");
+        match p.on_request(&head("GET", "/")) {
+            RequestDecision::Continue(ops) => assert!(ops.is_empty()),
+            RequestDecision::Respond(_) => panic!("must continue"),
+        }
+        let resp = ResponseHead {
+            status: 200,
+            headers: vec![],
+        };
+        assert!(p.on_response(&head("GET", "/"), &resp).is_empty());
+    }
+
+    #[test]
+    fn request_edits_remove_then_set_with_variables() {
+        let p = policy(
+            r#"{"request": {"set": {"x-real-ip": "$remote_addr", "x-scheme": "$scheme",
+                                    "x-empty": "$http_missing"},
+                            "remove": ["x-debug"]}}"#,
+        );
+        let RequestDecision::Continue(ops) = p.on_request(&head("GET", "/")) else {
+            panic!("must continue");
+        };
+        assert_eq!(
+            ops,
+            vec![
+                HeaderOp::Remove("x-debug".into()),
+                HeaderOp::Remove("x-empty".into()),
+                HeaderOp::Set(Header {
+                    name: "x-real-ip".into(),
+                    value: b"192.0.2.7".to_vec()
+                }),
+                HeaderOp::Set(Header {
+                    name: "x-scheme".into(),
+                    value: b"http".to_vec()
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn response_edits() {
+        let p =
+            policy(r#"{"response": {"set": {"x-frame-options": "DENY"}, "remove": ["server"]}}"#);
+        let resp = ResponseHead {
+            status: 200,
+            headers: vec![],
+        };
+        assert_eq!(
+            p.on_response(&head("GET", "/"), &resp),
+            vec![
+                HeaderOp::Remove("server".into()),
+                HeaderOp::Set(Header {
+                    name: "x-frame-options".into(),
+                    value: b"DENY".to_vec()
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn deny_by_prefix_cannot_be_bypassed_by_encoding() {
+        let p = policy(r#"{"deny": [{"path_prefix": "/admin", "status": 403}]}"#);
+        for path in [
+            "/admin",
+            "/admin/x",
+            "/%61dmin",
+            "//admin",
+            "/x/../admin",
+            "/./admin",
+        ] {
+            assert_eq!(
+                status(&p.on_request(&head("GET", path))),
+                Some(403),
+                "{path}"
+            );
+        }
+        for path in ["/", "/adm", "/public/admin"] {
+            assert_eq!(status(&p.on_request(&head("GET", path))), None, "{path}");
+        }
+        let RequestDecision::Respond(resp) = p.on_request(&head("GET", "/admin")) else {
+            panic!("must respond");
+        };
+        assert_eq!(resp.body, b"403 Forbidden\n");
+    }
+
+    #[test]
+    fn deny_conditions_all_apply() {
+        let p = policy(
+            r#"{"deny": [{"path_prefix": "/api", "method": "delete", "status": 405},
+                         {"header": {"name": "X-Debug", "value": "1"}, "status": 400, "body": "no"},
+                         {"header": {"name": "x-probe"}, "status": 404}]}"#,
+        );
+        assert_eq!(status(&p.on_request(&head("DELETE", "/api/1"))), Some(405));
+        let mut h = head("GET", "/api/1");
+        assert_eq!(status(&p.on_request(&h)), Some(400));
+        h.headers[0].value = b"0".to_vec();
+        assert_eq!(status(&p.on_request(&h)), None);
+        h.headers.push(Header {
+            name: "x-probe".into(),
+            value: vec![],
+        });
+        assert_eq!(status(&p.on_request(&h)), Some(404));
+    }
+
+    #[test]
+    fn paths_normalize_like_nginx() {
+        let n = |p: &str| String::from_utf8(normalize_path(p)).expect("utf-8");
+        assert_eq!(n("/"), "/");
+        assert_eq!(n(""), "/");
+        assert_eq!(n("/a//b/./c/../d/"), "/a/b/d/");
+        assert_eq!(n("/a/.."), "/");
+        assert_eq!(n("/../../etc"), "/etc");
+        assert_eq!(n("/%2e%2e/x%2Fy"), "/x/y");
+        assert_eq!(n("/100%"), "/100%");
+    }
+}
