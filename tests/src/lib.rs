@@ -10,18 +10,23 @@
 //!   [`Gale::start`] runs the binary with it and waits until it is listening.
 //! - [`http`]: a small HTTP/1.1 client over `TcpStream` that sends exactly the bytes a test
 //!   asks for (framing tests need that; a full client would "fix" them) and parses the response.
+//! - [`Capture`]: a backend that records the exact bytes it receives (the upload tests compare
+//!   the forwarded form byte for byte), and [`multipart`] to build and check those forms.
 //!
 //! Everything panics with the processes' stderr on failure: a test failure should say what the
 //! binary printed, not just "assertion failed".
 
+pub mod capture;
 pub mod config;
 pub mod gale;
 pub mod http;
+pub mod multipart;
 pub mod net;
 mod output;
 pub mod paths;
 pub mod tornado;
 
+pub use capture::{Capture, Captured, Reply, Snapshot};
 pub use config::ConfigBuilder;
 pub use gale::{Finished, Gale, gale_command, run_gale};
 pub use http::{Conn, Request, Response};

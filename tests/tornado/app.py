@@ -20,6 +20,11 @@ Handlers (every one accepts any method):
   /slow?s=N     sleeps N seconds (asynchronously) then answers JSON
   /die          os._exit(1) before answering: a "query of death"
   /echo         md5 and length of the request body; /echo?back=1 returns the body itself
+  /upload-answer?status=N[&delay=S]   the backend of an upload location: parses the form gale
+                forwarded (Tornado's own multipart parser), opens every `<field>.path`, checks
+                md5 and size against `.md5` / `.size`, then waits S seconds and answers status N
+                with a JSON report (fields, files with their checks and mode)
+  /html?n=N     exactly N bytes of a fixed text/html page (the gzip tests)
   /big?n=N      N bytes of a fixed pattern (byte i is i % 251); &chunked=1 streams it chunked;
                 &die_after=M sends the head and M bytes, then exits (a response cut short)
   /redirect?to=URL   302 to URL (gale must not rewrite Location)
@@ -175,6 +180,64 @@ class Echo(Base):
         )
 
 
+class UploadAnswer(Base):
+    """What a Tornado app behind the seed's `/upload` location does with the form it gets."""
+
+    async def handle(self):
+        status = int(self.get_query_argument("status", "200"))
+        delay = float(self.get_query_argument("delay", "0"))
+        args = self.request.body_arguments
+        files = []
+        for name, paths in args.items():
+            if not name.endswith(".path"):
+                continue
+            field = name[: -len(".path")]
+            for i, raw in enumerate(paths):
+                path = raw.decode("utf-8", "surrogateescape")
+                report = {
+                    "field": field,
+                    "path": path,
+                    "name": args.get(field + ".name", [b""] * (i + 1))[i].decode("utf-8", "replace"),
+                    "md5": args.get(field + ".md5", [b""] * (i + 1))[i].decode(),
+                    "size": int(args.get(field + ".size", [b"-1"] * (i + 1))[i]),
+                }
+                try:
+                    st = os.lstat(path)
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    report.update(
+                        exists=True,
+                        mode=f"{st.st_mode & 0o7777:04o}",
+                        actual_md5=hashlib.md5(data).hexdigest(),
+                        actual_size=len(data),
+                    )
+                except OSError as e:
+                    report.update(exists=False, error=str(e))
+                report["ok"] = report.get("actual_md5") == report["md5"] and report.get(
+                    "actual_size"
+                ) == report["size"]
+                files.append(report)
+        fields = {
+            name: [v.decode("utf-8", "replace") for v in values] for name, values in args.items()
+        }
+        if delay:
+            await asyncio.sleep(delay)
+        self.set_status(status)
+        self.write_json(
+            dict(self.identity(), status=status, files=files, fields=fields,
+                 content_type=self.request.headers.get("Content-Type", ""))
+        )
+
+
+class Html(Base):
+    async def handle(self):
+        n = int(self.get_argument("n", "5000"))
+        lines = "".join(f"<p>gale gzip test line {i}</p>\n" for i in range(n // 20 + 1))
+        page = ("<!doctype html><html><body>\n" + lines)[: max(n - 15, 0)] + "</body></html>\n"
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(page.encode()[:n])
+
+
 class Big(Base):
     async def handle(self):
         n = int(self.get_argument("n", "1048576"))
@@ -231,6 +294,8 @@ def make_app(port, name):
             (r"/slow", Slow),
             (r"/die", Die),
             (r"/echo", Echo),
+            (r"/upload-answer", UploadAnswer),
+            (r"/html", Html),
             (r"/big", Big),
             (r"/redirect", Redirect),
             (r"/stats", Stats),

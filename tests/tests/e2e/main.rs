@@ -11,6 +11,8 @@ mod framing;
 mod lifecycle;
 mod proxy;
 mod routing;
+mod static_gzip;
+mod uploads;
 
 use gale_tests::{ConfigBuilder, Gale, Tornado};
 
