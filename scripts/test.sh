@@ -16,7 +16,8 @@ step "setup (wasm target, Tornado virtualenv)"
 step "building gale"
 cargo build -p gale
 
-# Guest plugins (plugins/, its own workspace, wasm32-wasip2) are built here once they exist.
+step "building the guest plugins (wasm32-wasip2)"
+"$repo/scripts/build-plugins.sh"
 
 step "cargo test --workspace"
 cargo test --workspace

@@ -39,6 +39,9 @@ pub enum GaleError {
     /// An upload was refused or could not be stored.
     #[error(transparent)]
     Upload(#[from] crate::upload::UploadError),
+    /// A fail-closed plugin trapped, timed out or hit its memory cap: 503.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
     /// Forwarding to an upstream failed.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
@@ -62,7 +65,9 @@ impl GaleError {
                 StaticError::DirectoryIndex | StaticError::Forbidden => StatusCode::FORBIDDEN,
                 StaticError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            GaleError::TooManyTunnels | GaleError::ListenerGone => StatusCode::SERVICE_UNAVAILABLE,
+            GaleError::TooManyTunnels | GaleError::ListenerGone | GaleError::Plugin(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GaleError::Proxy(p) => match p {
                 ProxyError::NoLiveUpstream { .. }
                 | ProxyError::Connect { .. }

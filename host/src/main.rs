@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use gale::config::{self, Config, LogLevel, LogTarget};
+use gale::plugin::{PluginRuntime, RuntimeOptions};
 use gale::server::Running;
 use gale::site::Site;
 
@@ -47,8 +48,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match load(config.as_deref()) {
-            Ok(_) => {
+        Command::Check { config } => match load(config.as_deref()).map_err(|e| e.to_string()).and_then(|cfg| {
+            check_plugins(&cfg, &config.as_deref().map_or("<built-in config>".into(), |p| p.display().to_string()))
+        }) {
+            Ok(()) => {
                 println!("OK");
                 ExitCode::SUCCESS
             }
@@ -145,7 +148,8 @@ fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         let mut signals = gale::signals::watch().context("cannot install signal handlers")?;
         let pid_file = cfg.global.pid_file.clone();
         let admin = cfg.admin;
-        let site = Site::new(cfg, None)?;
+        let plugins = plugin_runtime(&cfg)?;
+        let site = Site::build(cfg, None, &plugins).await?;
         let running = Running::start(site, signals.shutdown.clone())?;
         if let Some(addr) = admin {
             let listener = gale::admin::bind(addr).await.with_context(|| format!("cannot listen on {addr} (admin)"))?;
@@ -164,7 +168,7 @@ fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         let reloader = running.clone();
         tokio::spawn(async move {
             while signals.reload.recv().await.is_some() {
-                reload(&reloader, path.as_deref());
+                reload(&reloader, &plugins, path.as_deref()).await;
             }
         });
         running.wait().await;
@@ -187,7 +191,7 @@ fn announce(line: &str) -> std::io::Result<()> {
 }
 
 /// Re-reads the config and swaps it in; on any error the old one stays.
-fn reload(running: &std::sync::Arc<Running>, path: Option<&Path>) {
+async fn reload(running: &std::sync::Arc<Running>, plugins: &PluginRuntime, path: Option<&Path>) {
     let cfg = match load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -196,7 +200,7 @@ fn reload(running: &std::sync::Arc<Running>, path: Option<&Path>) {
         }
     };
     let old = running.current();
-    let site = match Site::new(cfg, Some(&old)) {
+    let site = match Site::build(cfg, Some(&old), plugins).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("reload failed, keeping the old config: {e}");
@@ -212,6 +216,28 @@ fn reload(running: &std::sync::Arc<Running>, path: Option<&Path>) {
         }
         Err(e) => tracing::error!("reload failed, keeping the old config: {e}"),
     }
+}
+
+/// The process-wide plugin runtime (engine, compile cache, epoch ticker).
+fn plugin_runtime(cfg: &Config) -> anyhow::Result<PluginRuntime> {
+    let options = RuntimeOptions { cache_dir: Some(cfg.global.plugin_cache_dir.clone()), ..RuntimeOptions::default() };
+    PluginRuntime::new(options).context("cannot start the plugin runtime")
+}
+
+/// `gale check`: every attached plugin must exist, be a component of the
+/// right world, and accept its config.
+fn check_plugins(cfg: &Config, file: &str) -> Result<(), String> {
+    if cfg.servers.iter().all(|s| s.locations.iter().all(|l| l.plugins.is_empty())) {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let plugins = plugin_runtime(cfg).map_err(|e| format!("gale: error: {e:#}"))?;
+        match gale::site::load_plugins(cfg, &plugins).await {
+            Ok(_) => Ok(()),
+            Err(errors) => Err(errors.iter().map(|e| format!("{file}:{e}")).collect::<Vec<_>>().join("\n")),
+        }
+    })
 }
 
 fn write_pid(path: &Path) -> anyhow::Result<()> {

@@ -25,13 +25,14 @@ use hyper::upgrade::OnUpgrade;
 use crate::access_log::{AccessLog, Entry};
 use crate::body::{BoxError, ClientBody, ResponseBody, UpstreamRequestBody};
 use crate::compress;
-use crate::config::{Handler, UploadRoute};
+use crate::config::{Handler, Location, OnError, UploadRoute};
 use crate::error::GaleError;
 use crate::framing::{self, sniff::Verdicts};
+use crate::plugin::{PluginError, RequestAction, RequestView};
 use crate::proxy::ProxyError;
 use crate::proxy::{self, ProxyRequest, Upgrade};
 use crate::router;
-use crate::site::{ListenerKey, Site};
+use crate::site::{Hook, ListenerKey, Site};
 use crate::static_files;
 use crate::upload::{self, FieldPolicy, NativeFieldPolicy, RequestCheck};
 
@@ -184,7 +185,82 @@ async fn run(
     }
     let (location_index, location) = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
 
-    // 3. limits
+    // 2. request hooks
+    let hooks = &site.locations[server_index][location_index].hooks;
+    let snapshot = if hooks.is_empty() {
+        None
+    } else {
+        let view = RequestView {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            remote_addr: conn.remote,
+            scheme: conn.scheme,
+            host: &host,
+        };
+        let mut edits = Vec::new();
+        for hook in hooks {
+            match hook.policy.on_request(&view).await {
+                Ok(RequestAction::Continue(e)) => edits.push(e),
+                Ok(RequestAction::Respond(resp)) => return Ok(resp.map(crate::body::full)),
+                Err(e) => plugin_failed(hook, "on-request", e)?,
+            }
+        }
+        for e in &edits {
+            e.apply(&mut parts.headers);
+        }
+        // What the response hooks see of the request.
+        Some((parts.method.clone(), parts.uri.clone(), parts.headers.clone()))
+    };
+
+    // 3. handler
+    let mut resp = dispatch(site, conn, server_index, location_index, location, parts, body).await?;
+
+    // 4. response hooks
+    if let Some((method, uri, headers)) = snapshot {
+        let view = RequestView {
+            method: &method,
+            uri: &uri,
+            headers: &headers,
+            remote_addr: conn.remote,
+            scheme: conn.scheme,
+            host: &host,
+        };
+        for hook in hooks {
+            let status = resp.status();
+            if let Err(e) = hook.policy.on_response(&view, status, resp.headers_mut()).await {
+                plugin_failed(hook, "on-response", e)?;
+            }
+        }
+    }
+    Ok(resp)
+}
+
+/// Applies an attachment's failure policy: fail-closed answers 503,
+/// fail-open skips the plugin for this request. Either way the error log
+/// names the plugin, the hook and what went wrong.
+fn plugin_failed(hook: &Hook, hook_name: &str, e: PluginError) -> Result<(), GaleError> {
+    match hook.on_error {
+        OnError::FailOpen => {
+            tracing::warn!(plugin = hook.policy.name(), hook = hook_name, error = %e, "plugin failed; skipped (fail-open)");
+            Ok(())
+        }
+        OnError::FailClosed => Err(GaleError::Plugin(e)),
+    }
+}
+
+/// Phases 3 and 4 of one location: body limits, then its handler.
+async fn dispatch(
+    site: &Site,
+    conn: &ConnInfo,
+    server_index: usize,
+    location_index: usize,
+    location: &Location,
+    mut parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Response<ResponseBody>, GaleError> {
+    let http = &site.config.http;
+    // limits
     let limit = http.client_max_body_size.bytes();
     let declared = parts
         .headers
@@ -198,7 +274,7 @@ async fn run(
     }
     let has_body = declared.is_some_and(|n| n > 0) || parts.headers.contains_key(header::TRANSFER_ENCODING);
 
-    // 4. handler
+    // handler
     match &location.handler {
         Handler::Proxy(route) => {
             let upgrade = if wants_upgrade(&parts) {

@@ -26,8 +26,10 @@ use crate::site::{ListenerKey, Site};
 /// Why gale could not start serving, or apply a reload.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    // Not `source`: the message already says it, and anyhow's `{:#}`
+    // would print it twice.
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: std::io::Error },
 }
 
 /// One accept loop, for one listener.
@@ -217,7 +219,7 @@ fn bind_all(site: &Site, have: &[ListenerKey]) -> Result<Vec<(ListenerKey, TcpLi
         if have.contains(key) {
             continue;
         }
-        let listener = bind_one(l.addr).map_err(|source| ServeError::Bind { addr: l.addr, source })?;
+        let listener = bind_one(l.addr).map_err(|source| ServeError::Bind { addr: l.addr, cause: source })?;
         out.push((*key, listener));
     }
     Ok(out)

@@ -11,8 +11,9 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::AccessLog;
-use crate::config::{Config, Handler, ServerName};
+use crate::config::{Config, Handler, OnError, ServerName};
 use crate::metrics::{self, ServerMetrics};
+use crate::plugin::{HeaderPolicy, Limits, PluginError, PluginRuntime};
 use crate::proxy::tunnel::TunnelSlots;
 use crate::router::ListenerRoutes;
 use crate::tls;
@@ -28,8 +29,57 @@ pub type ListenerKey = (SocketAddr, usize);
 pub enum SiteError {
     #[error("cannot open access_log: {0}")]
     AccessLog(std::io::Error),
-    #[error("TLS setup for {addr} failed: {source}")]
-    Tls { addr: SocketAddr, source: rustls::Error },
+    #[error("TLS setup for {addr} failed: {cause}")]
+    Tls { addr: SocketAddr, cause: rustls::Error },
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Plugins(Vec<PluginLoadError>),
+}
+
+/// A plugin attachment that could not be loaded, with its place in the config.
+#[derive(Debug, thiserror::Error)]
+#[error("{line}:{col}: {error}")]
+pub struct PluginLoadError {
+    pub line: usize,
+    pub col: usize,
+    pub error: PluginError,
+}
+
+/// A loaded header-policy attachment and what to do when it fails.
+#[derive(Clone)]
+pub struct Hook {
+    pub policy: HeaderPolicy,
+    pub on_error: OnError,
+}
+
+/// Loaded plugins, per server, per location, in attachment order.
+pub type LoadedPlugins = Vec<Vec<Vec<Hook>>>;
+
+/// Loads (compiles or takes from the cache, configures) every plugin the
+/// config attaches; reports every attachment that fails, not just the first.
+pub async fn load_plugins(config: &Config, runtime: &PluginRuntime) -> Result<LoadedPlugins, Vec<PluginLoadError>> {
+    let g = &config.global;
+    let limits = Limits {
+        memory: usize::try_from(g.plugin_memory.bytes()).unwrap_or(usize::MAX),
+        timeout: g.plugin_hook_timeout,
+        ..Limits::default()
+    };
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for server in &config.servers {
+        let mut per_server = Vec::new();
+        for location in &server.locations {
+            let mut hooks = Vec::new();
+            for a in &location.plugins {
+                match runtime.load_header_policy(&g.plugin_dir, &a.name, &a.config, limits).await {
+                    Ok(policy) => hooks.push(Hook { policy, on_error: a.on_error }),
+                    Err(error) => errors.push(PluginLoadError { line: a.line, col: a.col, error }),
+                }
+            }
+            per_server.push(hooks);
+        }
+        out.push(per_server);
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
 /// The live state for one config.
@@ -66,18 +116,21 @@ pub struct LocationState {
     pub tunnels: Arc<TunnelSlots>,
     /// Decides the fields of an upload location's rewritten form.
     pub field_policy: Option<Arc<dyn FieldPolicy>>,
+    /// Header-policy plugins, in attachment order.
+    pub hooks: Vec<Hook>,
 }
 
 impl LocationState {
-    fn new(handler: &Handler, sweepers: &mut Vec<JoinHandle<()>>) -> Self {
+    fn new(handler: &Handler, hooks: Vec<Hook>, sweepers: &mut Vec<JoinHandle<()>>) -> Self {
         match handler {
-            Handler::Proxy(route) => Self { tunnels: TunnelSlots::new(route.max_tunnels), field_policy: None },
-            Handler::Static(_) => Self { tunnels: TunnelSlots::new(0), field_policy: None },
+            Handler::Proxy(route) => Self { tunnels: TunnelSlots::new(route.max_tunnels), field_policy: None, hooks },
+            Handler::Static(_) => Self { tunnels: TunnelSlots::new(0), field_policy: None, hooks },
             Handler::Upload(route) => {
                 if let Some(ttl) = route.config.sweep_ttl {
                     sweepers.push(upload::spawn_sweeper(route.config.store.clone(), ttl));
                 }
-                Self { tunnels: TunnelSlots::new(0), field_policy: Some(Arc::new(NativeFieldPolicy::seed())) }
+                let field_policy: Arc<dyn FieldPolicy> = Arc::new(NativeFieldPolicy::seed());
+                Self { tunnels: TunnelSlots::new(0), field_policy: Some(field_policy), hooks }
             }
         }
     }
@@ -91,7 +144,15 @@ impl std::fmt::Debug for Site {
 
 impl Site {
     /// Makes `config` live, reusing what `previous` has that is unchanged.
-    pub fn new(config: Config, previous: Option<&Site>) -> Result<Self, SiteError> {
+    /// Loads the config's plugins, then makes it live (see [`Site::new`]).
+    pub async fn build(config: Config, previous: Option<&Site>, runtime: &PluginRuntime) -> Result<Self, SiteError> {
+        let plugins = load_plugins(&config, runtime).await.map_err(SiteError::Plugins)?;
+        Self::new(config, previous, plugins)
+    }
+
+    /// Makes `config` live with its loaded plugins, reusing what `previous`
+    /// has that is unchanged.
+    pub fn new(config: Config, previous: Option<&Site>, mut plugins: LoadedPlugins) -> Result<Self, SiteError> {
         let g = &config.global;
         let access_log = match previous {
             Some(p)
@@ -128,7 +189,7 @@ impl Site {
                     })
                     .collect();
                 let cfg = tls::server_config(tls::SniResolver::new(entries), config.http.http2)
-                    .map_err(|source| SiteError::Tls { addr: l.addr, source })?;
+                    .map_err(|source| SiteError::Tls { addr: l.addr, cause: source })?;
                 Some(TlsAcceptor::from(cfg))
             } else {
                 None
@@ -138,7 +199,18 @@ impl Site {
         let locations = config
             .servers
             .iter()
-            .map(|s| s.locations.iter().map(|l| LocationState::new(&l.handler, &mut sweepers)).collect())
+            .enumerate()
+            .map(|(si, s)| {
+                s.locations
+                    .iter()
+                    .enumerate()
+                    .map(|(li, l)| {
+                        let hooks =
+                            plugins.get_mut(si).and_then(|p| p.get_mut(li)).map(std::mem::take).unwrap_or_default();
+                        LocationState::new(&l.handler, hooks, &mut sweepers)
+                    })
+                    .collect()
+            })
             .collect();
         let server_metrics = config.servers.iter().map(|s| metrics::server(&server_label(s))).collect();
         let mut keys: Vec<ListenerKey> = Vec::new();

@@ -52,6 +52,11 @@ impl<'a> Collector<'a> {
         Self { text, diagnostics: Vec::new() }
     }
 
+    /// The 1-based line and column of a span's start.
+    pub(crate) fn position(&self, span: Range<usize>) -> (usize, usize) {
+        line_col(self.text, span.start)
+    }
+
     /// Records `message` at the start of `span` (the whole file when unknown).
     pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let (line, col) = line_col(self.text, span.map_or(0, |s| s.start));

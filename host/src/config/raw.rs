@@ -37,6 +37,12 @@ pub struct RawGlobal {
     pub access_log_format: Option<AccessLogFormat>,
     pub shutdown_timeout: Option<Spanned<Scalar>>,
     pub plugin_dir: Option<Spanned<String>>,
+    /// Where compiled plugins are cached between runs.
+    pub plugin_cache_dir: Option<Spanned<String>>,
+    /// Memory cap per plugin instance.
+    pub plugin_memory: Option<Spanned<Scalar>>,
+    /// Time cap per plugin hook call.
+    pub plugin_hook_timeout: Option<Spanned<Scalar>>,
 }
 
 /// `[http]`: client-facing HTTP settings (nginx's http context).
@@ -201,6 +207,60 @@ pub struct RawLocation {
     pub static_files: Option<Spanned<crate::static_files::StaticOptions>>,
     /// `upload = { store = "...", pass = "UPSTREAM" }`: nginx-upload-module.
     pub upload: Option<Spanned<RawUpload>>,
+    /// Plugins attached to this location, in order.
+    #[serde(default)]
+    pub plugins: Vec<Spanned<RawAttachment>>,
+}
+
+/// A plugin attachment: `"name"` or `{ name = "...", config = { ... }, on_error = "..." }`.
+#[derive(Debug)]
+pub struct RawAttachment {
+    pub name: String,
+    pub config: toml::Table,
+    pub on_error: Option<OnError>,
+}
+
+/// What happens to a request when a plugin fails (traps, times out, hits
+/// its memory cap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Answer 503: a policy that cannot run is not silently skipped.
+    #[default]
+    FailClosed,
+    /// Skip the plugin for this request (logged).
+    FailOpen,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttachmentTable {
+    name: String,
+    #[serde(default)]
+    config: toml::Table,
+    on_error: Option<OnError>,
+}
+
+impl<'de> Deserialize<'de> for RawAttachment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAttachment;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a plugin name, or a table { name = \"...\", config = { ... }, on_error = \"fail-closed\" }",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAttachment, E> {
+                Ok(RawAttachment { name: v.to_owned(), config: toml::Table::new(), on_error: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAttachment, A::Error> {
+                let t = RawAttachmentTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawAttachment { name: t.name, config: t.config, on_error: t.on_error })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `upload = { ... }`: store the files of a multipart form, send the

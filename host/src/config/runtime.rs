@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use super::raw::{AccessLogFormat, Balance, LogLevel, NextUpstream};
+pub use super::raw::{AccessLogFormat, Balance, LogLevel, NextUpstream, OnError};
 use super::units::ByteSize;
 
 /// The whole validated config.
@@ -50,6 +50,9 @@ pub struct Global {
     pub access_log_format: AccessLogFormat,
     pub shutdown_timeout: Duration,
     pub plugin_dir: PathBuf,
+    pub plugin_cache_dir: PathBuf,
+    pub plugin_memory: ByteSize,
+    pub plugin_hook_timeout: Duration,
 }
 
 /// `[http]`.
@@ -123,6 +126,21 @@ pub enum ServerName {
 pub struct Location {
     pub matcher: PathMatch,
     pub handler: Handler,
+    /// Plugins run on this location's requests and responses, in order.
+    pub plugins: Vec<Attachment>,
+}
+
+/// A plugin attached to a location.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// As written; `-` and `_` name the same file.
+    pub name: String,
+    /// Handed to the plugin once per instance, as JSON.
+    pub config: toml::Table,
+    pub on_error: OnError,
+    /// Where the attachment is in the config file, for `gale check`.
+    pub line: usize,
+    pub col: usize,
 }
 
 /// How a location matches the request path.

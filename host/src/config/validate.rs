@@ -102,6 +102,8 @@ fn global(g: raw::RawGlobal, base: &Path, c: &mut Collector<'_>) -> Option<Globa
     let threads = int_in(g.threads, cpus as i64, 1, 1024, "threads", c);
     let max_connections = int_in(g.max_connections, 1024, 1, 10_000_000, "max_connections", c);
     let shutdown_timeout = duration(g.shutdown_timeout, Duration::from_secs(10), c);
+    let plugin_memory = size(g.plugin_memory, ByteSize(16 << 20), c);
+    let plugin_hook_timeout = duration(g.plugin_hook_timeout, Duration::from_millis(10), c);
     Some(Global {
         threads: threads? as usize,
         max_connections: max_connections? as usize,
@@ -112,6 +114,9 @@ fn global(g: raw::RawGlobal, base: &Path, c: &mut Collector<'_>) -> Option<Globa
         access_log_format: g.access_log_format.unwrap_or_default(),
         shutdown_timeout: shutdown_timeout?,
         plugin_dir: path_from(base, g.plugin_dir.as_ref().map_or("plugins", |p| p.get_ref())),
+        plugin_cache_dir: path_from(base, g.plugin_cache_dir.as_ref().map_or("run/plugin-cache", |p| p.get_ref())),
+        plugin_memory: plugin_memory?,
+        plugin_hook_timeout: plugin_hook_timeout?,
     })
 }
 
@@ -325,7 +330,24 @@ fn server(
             }
         };
         match handler {
-            Some(handler) => locations.push(Location { matcher, handler }),
+            Some(handler) => {
+                let plugins = l
+                    .plugins
+                    .into_iter()
+                    .map(|a| {
+                        let (line, col) = c.position(a.span());
+                        let a = a.into_inner();
+                        Attachment {
+                            name: a.name,
+                            config: a.config,
+                            on_error: a.on_error.unwrap_or_default(),
+                            line,
+                            col,
+                        }
+                    })
+                    .collect();
+                locations.push(Location { matcher, handler, plugins })
+            }
             None => ok = false,
         }
     }
