@@ -15,6 +15,10 @@
 //! ```
 //!
 //! Only `pipeline` knows that order; the other modules are leaves.
+//!
+//! Beside the request path, `supervisor` runs the backends of upstreams
+//! with a `process` section (start, watch, restart, rolling restart); it
+//! moves them in and out of the pools through a hook `main.rs` wires up.
 
 pub mod access_log;
 pub mod body;
@@ -26,4 +30,5 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod shutdown;
+pub mod supervisor;
 pub mod upstream;

@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 use gale::access_log::AccessLog;
 use gale::config::{self, Config, LogLevel, LogTarget};
 use gale::pipeline::Site;
+use gale::supervisor::{self, Rotation, Supervisor};
+use gale::upstream;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +38,19 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Rolling restart of an upstream's children in the running gale (found
+    /// through the config's pid_file): one at a time, no request lost.
+    Restart {
+        /// The upstream whose `process` children are replaced.
+        upstream: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show the state of every supervised child of the running gale.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +66,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Restart { upstream, config } => control(&config, Some(&upstream)),
+        Command::Status { config } => control(&config, None),
         Command::Run { config } => {
             let cfg = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -67,6 +84,58 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `gale restart` / `gale status`: one command over the control socket.
+fn control(path: &Path, restart: Option<&str>) -> ExitCode {
+    let cfg = match load(Some(path)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(pid_file) = &cfg.global.pid_file else {
+        eprintln!(
+            "gale: error: {}: set [global] pid_file: it is how this command finds the running gale",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    if let Some(name) = restart
+        && !cfg.upstreams.iter().any(|u| u.name == name && u.process.is_some())
+    {
+        eprintln!(
+            "gale: error: {}: no upstream `{name}` with a `process` section",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let command = restart.map_or_else(|| "status".to_owned(), |name| format!("restart {name}"));
+    match supervisor::request(pid_file, &command, |line| println!("{line}")) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gale: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The supervisor's hook into a pool backend: in rotation only while its
+/// child accepts; a fresh child starts with a clean health record.
+struct PoolRotation(Arc<upstream::Backend>);
+
+impl Rotation for PoolRotation {
+    fn set_in_rotation(&self, on: bool) {
+        if on && !self.0.in_rotation() {
+            self.0.health.reset();
+        }
+        self.0.set_in_rotation(on);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.0.in_flight()
     }
 }
 
@@ -124,6 +193,11 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         let pid_file = cfg.global.pid_file.clone();
         let site = Arc::new(Site::new(cfg, access_log));
         let listeners = gale::server::bind(&site)?;
+        // Children start after the ports are ours and before they accept.
+        let children = Supervisor::start(&site.config, |u, i| {
+            Arc::new(PoolRotation(site.upstreams[u].backends[i].clone())) as Arc<dyn Rotation>
+        })
+        .await?;
         let addrs: Vec<String> = listeners
             .iter()
             .filter_map(|l| l.local_addr().ok())
@@ -132,6 +206,10 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         if let Some(pid) = &pid_file {
             write_pid(pid)?;
         }
+        let _control = match &pid_file {
+            Some(pid) if !children.is_empty() => Some(children.listen_control(pid)?),
+            _ => None,
+        };
         let shutdown = gale::shutdown::watch_signals().context("cannot install signal handlers")?;
         site.access_log.spawn_flusher(std::time::Duration::from_secs(1));
         {
@@ -142,6 +220,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         }
         tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
         gale::server::serve(site, listeners, shutdown).await;
+        // Client requests have drained: now the children may go.
+        children.shutdown().await;
         if let Some(pid) = &pid_file {
             let _ = std::fs::remove_file(pid);
         }

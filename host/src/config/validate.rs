@@ -70,7 +70,14 @@ fn size(v: Option<Spanned<Scalar>>, default: ByteSize, c: &mut Collector<'_>) ->
     }
 }
 
-pub(super) fn int_in(v: Option<Spanned<i64>>, default: i64, lo: i64, hi: i64, what: &str, c: &mut Collector<'_>) -> Option<i64> {
+pub(super) fn int_in(
+    v: Option<Spanned<i64>>,
+    default: i64,
+    lo: i64,
+    hi: i64,
+    what: &str,
+    c: &mut Collector<'_>,
+) -> Option<i64> {
     let Some(v) = v else { return Some(default) };
     let n = *v.get_ref();
     if n < lo || n > hi {
@@ -184,7 +191,9 @@ fn upstream(name: String, up: Spanned<raw::RawUpstream>, base: &Path, c: &mut Co
         None if !has_process => {
             c.error(
                 Some(span.clone()),
-                format!("upstream `{name}` has no servers: add `servers = [\"127.0.0.1:8000\"]` or a `process` section"),
+                format!(
+                    "upstream `{name}` has no servers: add `servers = [\"127.0.0.1:8000\"]` or a `process` section"
+                ),
             );
             ok = false;
         }
@@ -200,7 +209,10 @@ fn upstream(name: String, up: Spanned<raw::RawUpstream>, base: &Path, c: &mut Co
         let addr = socket_addr(&Spanned::new(bspan.clone(), b.address), "backend", c);
         let weight = b.weight.unwrap_or(1);
         if !(1..=1000).contains(&weight) {
-            c.error(Some(bspan.clone()), format!("weight must be between 1 and 1000, not {weight}"));
+            c.error(
+                Some(bspan.clone()),
+                format!("weight must be between 1 and 1000, not {weight}"),
+            );
             ok = false;
         }
         match addr {
