@@ -123,13 +123,15 @@ fn control(path: &Path, restart: Option<&str>) -> ExitCode {
 }
 
 /// The supervisor's hook into a pool backend: in rotation only while its
-/// child accepts; a fresh child starts with a clean health record.
+/// child accepts; a fresh child starts with a clean health record and
+/// without the idle connections to its predecessor.
 struct PoolRotation(Arc<upstream::Backend>);
 
 impl Rotation for PoolRotation {
     fn set_in_rotation(&self, on: bool) {
         if on && !self.0.in_rotation() {
             self.0.health.reset();
+            self.0.conns.clear_idle();
         }
         self.0.set_in_rotation(on);
     }
