@@ -26,10 +26,7 @@ pub struct AccessLog {
 
 impl std::fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessLog")
-            .field("on", &self.sink.is_some())
-            .field("format", &self.format)
-            .finish()
+        f.debug_struct("AccessLog").field("on", &self.sink.is_some()).field("format", &self.format).finish()
     }
 }
 
@@ -62,10 +59,7 @@ impl AccessLog {
                 Some(Box::new(OpenOptions::new().create(true).append(true).open(path)?))
             }
         };
-        Ok(Self {
-            sink: writer.map(|w| Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, w)))),
-            format,
-        })
+        Ok(Self { sink: writer.map(|w| Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, w)))), format })
     }
 
     /// Whether lines are written at all.
@@ -91,17 +85,17 @@ impl AccessLog {
         }
     }
 
-    /// Flushes every `every` until the process ends.
+    /// Flushes every `every` while this log is in use (the task ends once
+    /// every clone is dropped, e.g. after a reload opened another log).
     pub fn spawn_flusher(&self, every: Duration) {
-        if self.sink.is_none() {
-            return;
-        }
-        let me = self.clone();
+        let Some(sink) = &self.sink else { return };
+        let weak = Arc::downgrade(sink);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                me.flush();
+                let Some(sink) = weak.upgrade() else { return };
+                let _ = sink.lock().unwrap_or_else(|p| p.into_inner()).flush();
             }
         });
     }
@@ -162,10 +156,7 @@ fn json(e: &Entry) -> String {
         o.push('"');
         o
     };
-    let time = e
-        .start
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let time = e.start.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     format!(
         "{{\"time\":{},\"remote_addr\":{},\"method\":{},\"uri\":{},\"protocol\":{},\"status\":{},\"bytes_sent\":{},\"referer\":{},\"user_agent\":{},\"duration_ms\":{:.3}}}\n",
         q(&time),

@@ -22,16 +22,12 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A complete, in-memory response body.
 pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
-    http_body_util::Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    http_body_util::Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// An empty response body.
 pub fn empty() -> ResponseBody {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 /// Why reading the client's body stopped early. Recorded where the proxy can
@@ -64,14 +60,7 @@ pub struct ClientBody {
 impl ClientBody {
     /// Wraps `inner`; faults are recorded in `fault`.
     pub fn new(inner: Incoming, limit: u64, idle: Duration, fault: FaultSlot) -> Self {
-        Self {
-            inner,
-            limit,
-            seen: 0,
-            idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
-            fault,
-        }
+        Self { inner, limit, seen: 0, idle, sleep: Box::pin(tokio::time::sleep(idle)), fault }
     }
 
     fn fail(&mut self, fault: BodyFault) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {

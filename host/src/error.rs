@@ -8,6 +8,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 use crate::body::{BodyFault, ResponseBody, full};
 use crate::framing::FramingError;
 use crate::proxy::ProxyError;
+use crate::static_files::path::PathError;
+use crate::static_files::{ALLOWED_METHODS, StaticError};
 
 /// Any failure while handling a request.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,16 @@ pub enum GaleError {
     /// No location of the server matches the path.
     #[error("no location matches")]
     NoLocation,
+    /// A keep-alive connection outlived its listener across a reload: 503,
+    /// and the client reconnects.
+    #[error("the listener of this connection was removed by a reload")]
+    ListenerGone,
+    /// The route already has `max_tunnels` upgraded connections open: 503.
+    #[error("too many open tunnels on this route")]
+    TooManyTunnels,
+    /// Serving a static file failed.
+    #[error(transparent)]
+    Static(#[from] StaticError),
     /// Forwarding to an upstream failed.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
@@ -37,10 +49,19 @@ impl GaleError {
             GaleError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             GaleError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GaleError::NoLocation => StatusCode::NOT_FOUND,
+            GaleError::Static(e) => match e {
+                StaticError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+                StaticError::Path(PathError::Refused(_)) | StaticError::NotFound => StatusCode::NOT_FOUND,
+                StaticError::Path(_) => StatusCode::BAD_REQUEST,
+                StaticError::DirectoryIndex | StaticError::Forbidden => StatusCode::FORBIDDEN,
+                StaticError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            GaleError::TooManyTunnels | GaleError::ListenerGone => StatusCode::SERVICE_UNAVAILABLE,
             GaleError::Proxy(p) => match p {
-                ProxyError::NoLiveUpstream { .. } | ProxyError::Connect { .. } | ProxyError::Closed { .. } => {
-                    StatusCode::BAD_GATEWAY
-                }
+                ProxyError::NoLiveUpstream { .. }
+                | ProxyError::Connect { .. }
+                | ProxyError::Closed { .. }
+                | ProxyError::UnexpectedUpgrade { .. } => StatusCode::BAD_GATEWAY,
                 ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 ProxyError::ClientBody(BodyFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
                 ProxyError::ClientBody(BodyFault::Timeout) => StatusCode::REQUEST_TIMEOUT,
@@ -56,7 +77,10 @@ impl GaleError {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            GaleError::Framing(_) | GaleError::BodyTooLarge { .. } | GaleError::Proxy(ProxyError::ClientBody(_))
+            GaleError::Framing(_)
+                | GaleError::BodyTooLarge { .. }
+                | GaleError::ListenerGone
+                | GaleError::Proxy(ProxyError::ClientBody(_))
         )
     }
 
@@ -64,8 +88,10 @@ impl GaleError {
     pub fn to_response(&self) -> Response<ResponseBody> {
         let mut resp = error_page(self.status());
         if self.closes_connection() {
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let GaleError::Static(StaticError::MethodNotAllowed) = self {
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
         }
         resp
     }
@@ -85,8 +111,7 @@ pub fn error_page(status: StatusCode) -> Response<ResponseBody> {
     );
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     resp
 }
 
@@ -106,30 +131,15 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
         };
         assert_eq!(GaleError::Proxy(timeout).status(), 504);
-        assert_eq!(
-            GaleError::Proxy(ProxyError::NoLiveUpstream { upstream: "u".into() }).status(),
-            502
-        );
-        assert_eq!(
-            GaleError::Proxy(ProxyError::ClientBody(BodyFault::TooLarge)).status(),
-            413
-        );
-        assert_eq!(
-            GaleError::Proxy(ProxyError::ClientBody(BodyFault::Timeout)).status(),
-            408
-        );
+        assert_eq!(GaleError::Proxy(ProxyError::NoLiveUpstream { upstream: "u".into() }).status(), 502);
+        assert_eq!(GaleError::Proxy(ProxyError::ClientBody(BodyFault::TooLarge)).status(), 413);
+        assert_eq!(GaleError::Proxy(ProxyError::ClientBody(BodyFault::Timeout)).status(), 408);
     }
 
     #[test]
     fn framing_errors_close_the_connection() {
         let r = GaleError::Framing(FramingError::MissingHost).to_response();
         assert_eq!(r.headers()["connection"], "close");
-        assert!(
-            GaleError::NoLocation
-                .to_response()
-                .headers()
-                .get("connection")
-                .is_none()
-        );
+        assert!(GaleError::NoLocation.to_response().headers().get("connection").is_none());
     }
 }

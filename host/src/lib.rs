@@ -21,14 +21,20 @@
 //! moves them in and out of the pools through a hook `main.rs` wires up.
 
 pub mod access_log;
+pub mod admin;
 pub mod body;
+pub mod compress;
 pub mod config;
 pub mod error;
 pub mod framing;
+pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod router;
 pub mod server;
-pub mod shutdown;
+pub mod signals;
+pub mod site;
+pub mod static_files;
 pub mod supervisor;
+pub mod tls;
 pub mod upstream;

@@ -1,4 +1,4 @@
-//! The `gale` command: `run`, `check`, `--version`.
+//! The `gale` command: `run`, `check`, `reload`, `restart`, `status`, `--version`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use gale::access_log::AccessLog;
 use gale::config::{self, Config, LogLevel, LogTarget};
-use gale::pipeline::Site;
+use gale::server::Running;
+use gale::site::Site;
 use gale::supervisor::{self, Rotation, Supervisor};
 use gale::upstream;
 
@@ -38,10 +38,17 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Rolling restart of an upstream's children in the running gale (found
-    /// through the config's pid_file): one at a time, no request lost.
+    /// Validate a config file, then tell the running gale (pid_file) to
+    /// reload it (SIGHUP). The running gale keeps its old config on any error.
+    Reload {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Rolling restart of an upstream's `process` children in the running
+    /// gale (found through the config's pid_file): one at a time, no request
+    /// lost. Prints the progress; exits 1 if a new child fails to start.
     Restart {
-        /// The upstream whose `process` children are replaced.
+        /// The upstream whose children are replaced.
         upstream: String,
         #[arg(long, short)]
         config: PathBuf,
@@ -66,6 +73,29 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Reload { config } => {
+            let cfg = match load(Some(&config)) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let Some(pid_file) = cfg.global.pid_file else {
+                eprintln!("gale: error: {}: reload needs [global] pid_file to find the running gale", config.display());
+                return ExitCode::FAILURE;
+            };
+            match gale::signals::send_reload(&pid_file) {
+                Ok(pid) => {
+                    println!("sent SIGHUP to gale (pid {pid})");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gale: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Restart { upstream, config } => control(&config, Some(&upstream)),
         Command::Status { config } => control(&config, None),
         Command::Run { config } => {
@@ -76,7 +106,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match run(cfg) {
+            match run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("gale: error: {e:#}");
@@ -106,10 +136,7 @@ fn control(path: &Path, restart: Option<&str>) -> ExitCode {
     if let Some(name) = restart
         && !cfg.upstreams.iter().any(|u| u.name == name && u.process.is_some())
     {
-        eprintln!(
-            "gale: error: {}: no upstream `{name}` with a `process` section",
-            path.display()
-        );
+        eprintln!("gale: error: {}: no upstream `{name}` with a `process` section", path.display());
         return ExitCode::FAILURE;
     }
     let command = restart.map_or_else(|| "status".to_owned(), |name| format!("restart {name}"));
@@ -119,25 +146,6 @@ fn control(path: &Path, restart: Option<&str>) -> ExitCode {
             eprintln!("gale: error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The supervisor's hook into a pool backend: in rotation only while its
-/// child accepts; a fresh child starts with a clean health record and
-/// without the idle connections to its predecessor.
-struct PoolRotation(Arc<upstream::Backend>);
-
-impl Rotation for PoolRotation {
-    fn set_in_rotation(&self, on: bool) {
-        if on && !self.0.in_rotation() {
-            self.0.health.reset();
-            self.0.conns.clear_idle();
-        }
-        self.0.set_in_rotation(on);
-    }
-
-    fn in_flight(&self) -> usize {
-        self.0.in_flight()
     }
 }
 
@@ -159,14 +167,8 @@ fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
     match target {
         LogTarget::Off => {}
-        LogTarget::Stdout => builder
-            .with_ansi(std::io::stdout().is_terminal())
-            .with_writer(std::io::stdout)
-            .init(),
-        LogTarget::Stderr => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .init(),
+        LogTarget::Stdout => builder.with_ansi(std::io::stdout().is_terminal()).with_writer(std::io::stdout).init(),
+        LogTarget::Stderr => builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init(),
         LogTarget::File(path) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -182,7 +184,7 @@ fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(cfg: Config) -> anyhow::Result<()> {
+fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     init_logging(&cfg.global.error_log, cfg.global.log_level)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.global.threads)
@@ -190,48 +192,227 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let access_log = AccessLog::open(&cfg.global.access_log, cfg.global.access_log_format)
-            .with_context(|| format!("cannot open access_log {:?}", cfg.global.access_log))?;
-        let pid_file = cfg.global.pid_file.clone();
-        let site = Arc::new(Site::new(cfg, access_log));
-        let listeners = gale::server::bind(&site)?;
-        // Children start after the ports are ours and before they accept.
-        let children = Supervisor::start(&site.config, |u, i| {
-            Arc::new(PoolRotation(site.upstreams[u].backends[i].clone())) as Arc<dyn Rotation>
-        })
-        .await?;
-        let addrs: Vec<String> = listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .map(|a| a.to_string())
-            .collect();
-        if let Some(pid) = &pid_file {
-            write_pid(pid)?;
-        }
-        let _control = match &pid_file {
-            Some(pid) if !children.is_empty() => Some(children.listen_control(pid)?),
-            _ => None,
-        };
-        let shutdown = gale::shutdown::watch_signals().context("cannot install signal handlers")?;
-        site.access_log.spawn_flusher(std::time::Duration::from_secs(1));
-        {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "gale: listening on {}", addrs.join(" "))?;
-            out.flush()?;
-        }
-        tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
-        gale::server::serve(site, listeners, shutdown).await;
-        // Client requests have drained: now the children may go.
+        let signals = gale::signals::watch().context("cannot install signal handlers")?;
+        let site = Site::new(cfg, None)?;
+        // Supervised backends start before the listeners accept; each is in
+        // rotation once its port accepts.
+        let children = Supervisor::start(&site.config, |u, i| hook(&site, u, i, None)).await?;
+        let served = serve(site, signals, &children, path).await;
+        // Client requests have drained (or gale never served): the children go now.
         children.shutdown().await;
-        if let Some(pid) = &pid_file {
-            let _ = std::fs::remove_file(pid);
-        }
-        Ok::<_, anyhow::Error>(())
+        served
     })?;
     // Connections still open after shutdown_timeout are dropped here.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
+}
+
+async fn serve(
+    site: Site,
+    mut signals: gale::signals::Signals,
+    children: &Arc<Supervisor>,
+    path: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let pid_file = site.config.global.pid_file.clone();
+    let admin = site.config.admin;
+    let running = Running::start(site, signals.shutdown.clone())?;
+    if !children.is_empty() {
+        publish_children(children);
+    }
+    if let Some(addr) = admin {
+        let listener = gale::admin::bind(addr).await.with_context(|| format!("cannot listen on {addr} (admin)"))?;
+        let bound = listener.local_addr()?;
+        tokio::spawn(gale::admin::serve(listener, running.clone()));
+        tracing::info!("admin endpoints on http://{bound}/metrics and /status");
+        announce(&format!("gale: admin on {bound}"))?;
+    }
+    if let Some(pid) = &pid_file {
+        write_pid(pid)?;
+    }
+    // `gale restart` and `gale status` talk to the socket next to the pid file.
+    let _control = match &pid_file {
+        Some(pid) if !children.is_empty() => Some(children.listen_control(pid)?),
+        _ => None,
+    };
+    let addrs: Vec<String> = running.bound_addrs().iter().map(|a| a.to_string()).collect();
+    announce(&format!("gale: listening on {}", addrs.join(" ")))?;
+    tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
+
+    let reloader = running.clone();
+    let supervised = children.clone();
+    tokio::spawn(async move {
+        while signals.reload.recv().await.is_some() {
+            reload(&reloader, &supervised, path.as_deref());
+        }
+    });
+    running.wait().await;
+    if let Some(pid) = &pid_file {
+        let _ = std::fs::remove_file(pid);
+    }
+    Ok(())
+}
+
+/// The supervisor's hook into a pool backend: in rotation only while its
+/// child accepts; a fresh child starts with a clean health record and
+/// without idle connections to its predecessor. After a reload rebuilt the
+/// pool, requests still in flight on the old pool's backend count too.
+struct PoolRotation {
+    backend: Arc<upstream::Backend>,
+    previous: Option<Arc<upstream::Backend>>,
+}
+
+impl Rotation for PoolRotation {
+    fn set_in_rotation(&self, on: bool) {
+        for b in std::iter::once(&self.backend).chain(&self.previous) {
+            if on && !b.in_rotation() {
+                b.health.reset();
+                b.conns.clear_idle();
+            }
+            b.set_in_rotation(on);
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.backend.in_flight() + self.previous.as_ref().map_or(0, |b| b.in_flight())
+    }
+}
+
+/// The hook for backend `index` of `site.upstreams[upstream]`; `previous`
+/// is the site it replaces, whose pool for the same upstream may differ.
+fn hook(site: &Site, upstream: usize, index: usize, previous: Option<&Site>) -> Arc<dyn Rotation> {
+    let pool = &site.upstreams[upstream];
+    let backend = pool.backends[index].clone();
+    let previous = previous
+        .and_then(|old| old.upstreams.iter().find(|p| p.config.name == pool.config.name))
+        .filter(|old| !Arc::ptr_eq(old, pool))
+        .and_then(|old| old.backends.get(index).cloned())
+        .filter(|b| b.addr == backend.addr);
+    Arc::new(PoolRotation { backend, previous })
+}
+
+/// Points the supervisor at `site`'s pools.
+fn attach(children: &Supervisor, site: &Site, previous: Option<&Site>) {
+    for (u, pool) in site.upstreams.iter().enumerate() {
+        let Some(process) = &pool.config.process else { continue };
+        let hooks = (0..process.count).map(|i| hook(site, u, i, previous)).collect();
+        if let Err(e) = children.attach(&pool.config.name, hooks) {
+            tracing::error!("cannot attach the children of `{}` to the new pool: {e}", pool.config.name);
+        }
+    }
+}
+
+/// The children in `/status` (`"children": [...]`) and `/metrics`
+/// (`gale_child_state`, `gale_child_restarts_total`).
+fn publish_children(children: &Arc<Supervisor>) {
+    let weak = Arc::downgrade(children);
+    gale::admin::add_status_section(Box::new(move || {
+        let list: Vec<serde_json::Value> = weak
+            .upgrade()
+            .map(|s| s.status())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "upstream": c.upstream,
+                    "index": c.index,
+                    "port": c.port,
+                    "state": c.state.to_string(),
+                    "pid": c.pid,
+                    "restarts": c.restarts,
+                    "last_exit": c.last_exit,
+                })
+            })
+            .collect();
+        ("children".to_owned(), serde_json::Value::Array(list))
+    }));
+    let weak = Arc::downgrade(children);
+    gale::metrics::register(Box::new(move |out: &mut String| {
+        use std::fmt::Write as _;
+        let Some(children) = weak.upgrade() else { return };
+        let status = children.status();
+        let _ = writeln!(out, "# HELP gale_child_state Supervised child state (1 = current).");
+        let _ = writeln!(out, "# TYPE gale_child_state gauge");
+        for c in &status {
+            for state in ["starting", "running", "backoff", "failed", "stopping", "stopped"] {
+                let on = u8::from(c.state.to_string() == state);
+                let _ = writeln!(
+                    out,
+                    "gale_child_state{{upstream=\"{}\",index=\"{}\",state=\"{state}\"}} {on}",
+                    gale::metrics::label(&c.upstream),
+                    c.index
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP gale_child_restarts_total Starts of a supervised child after its first.");
+        let _ = writeln!(out, "# TYPE gale_child_restarts_total counter");
+        for c in &status {
+            let _ = writeln!(
+                out,
+                "gale_child_restarts_total{{upstream=\"{}\",index=\"{}\"}} {}",
+                gale::metrics::label(&c.upstream),
+                c.index,
+                c.restarts
+            );
+        }
+    }));
+}
+
+/// One line on stdout for whoever started gale (tests read the ports here).
+fn announce(line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+/// Re-reads the config and swaps it in; on any error the old one stays.
+/// Supervised upstreams keep their children: the new pools are attached to
+/// them, and an upstream whose `process` changed gets a rolling restart.
+fn reload(running: &Arc<Running>, children: &Arc<Supervisor>, path: Option<&Path>) {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the old config:\n{e}");
+            return;
+        }
+    };
+    let rolls = match children.plan_reload(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the old config: {e}");
+            return;
+        }
+    };
+    let old = running.current();
+    let site = match Site::new(cfg, Some(&old)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the old config: {e}");
+            return;
+        }
+    };
+    // The new pools learn which children accept before they serve.
+    attach(children, &site, Some(&old));
+    match running.reload(site) {
+        Ok(()) => {
+            tracing::info!(
+                "reloaded; listening on {}",
+                running.bound_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ")
+            );
+            for (upstream, spec) in rolls {
+                let children = children.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = children.roll(&upstream, Some(spec), |_| {}).await {
+                        tracing::error!("rolling restart after reload: {e}");
+                    }
+                });
+            }
+        }
+        Err(e) => {
+            attach(children, &old, None);
+            tracing::error!("reload failed, keeping the old config: {e}");
+        }
+    }
 }
 
 fn write_pid(path: &Path) -> anyhow::Result<()> {

@@ -20,55 +20,25 @@ use http::{Request, Response, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::body::{BoxError, ClientBody, ResponseBody, UpstreamRequestBody};
-use crate::config::{Config, Handler};
+use crate::compress;
+use crate::config::Handler;
 use crate::error::GaleError;
 use crate::framing::{self, sniff::Verdicts};
-use crate::proxy::{self, ProxyRequest};
-use crate::router::{self, ListenerRoutes};
-use crate::upstream::UpstreamPool;
-
-/// Everything a request needs that lives as long as one config.
-#[derive(Debug)]
-pub struct Site {
-    pub config: Config,
-    pub upstreams: Vec<Arc<UpstreamPool>>,
-    /// Per listener, in `config.listeners` order.
-    pub routes: Vec<ListenerRoutes>,
-    pub access_log: AccessLog,
-}
-
-impl Site {
-    /// Builds the live state (pools, routing tables) for a validated config.
-    pub fn new(config: Config, access_log: AccessLog) -> Self {
-        let upstreams = config
-            .upstreams
-            .iter()
-            .cloned()
-            .map(|u| Arc::new(UpstreamPool::new(u)))
-            .collect();
-        let routes = config
-            .listeners
-            .iter()
-            .map(|l| ListenerRoutes::new(l.servers.clone()))
-            .collect();
-        Self {
-            config,
-            upstreams,
-            routes,
-            access_log,
-        }
-    }
-}
+use crate::proxy::{self, ProxyRequest, Upgrade};
+use crate::router;
+use crate::site::{ListenerKey, Site};
+use crate::static_files;
 
 /// What gale knows about the client connection a request came in on.
 #[derive(Debug)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
-    /// Index into `config.listeners`.
-    pub listener: usize,
+    /// The listener the connection came in on.
+    pub listener: ListenerKey,
     pub scheme: &'static str,
     /// Raw-framing verdicts for this connection's requests, in order.
     pub verdicts: Verdicts,
@@ -83,10 +53,7 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         remote: conn.remote,
         start: time::OffsetDateTime::now_utc(),
         method: parts.method.to_string(),
-        target: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.to_string(), |pq| pq.to_string()),
+        target: parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), |pq| pq.to_string()),
         version: parts.version,
         status: 0,
         bytes_sent: 0,
@@ -95,7 +62,18 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         duration: Default::default(),
     });
 
-    let resp = match run(&site, &conn, parts, body).await {
+    // What gzip needs to know about the request, kept before `run` takes it.
+    let gzip_request = site.config.http.gzip.as_ref().map(|_| {
+        let mut h = http::HeaderMap::new();
+        for name in [header::ACCEPT_ENCODING, header::VIA] {
+            for v in parts.headers.get_all(&name) {
+                h.append(name.clone(), v.clone());
+            }
+        }
+        (parts.method.clone(), parts.version, h)
+    });
+    let mut server = None;
+    let resp = match run(&site, &conn, parts, body, &mut server).await {
         Ok(resp) => resp,
         Err(e) => {
             let status = e.status();
@@ -108,20 +86,53 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         }
     };
 
+    // 5. finish: gzip, metrics, access log.
+    let resp = match (&site.config.http.gzip, gzip_request) {
+        (Some(cfg), Some((method, version, req_headers))) => {
+            let decision = compress::decide(cfg, &method, version, &req_headers, resp.status(), resp.headers());
+            compress::apply(cfg, decision, resp).map(|b| b.boxed_unsync())
+        }
+        _ => resp,
+    };
+    if let Some(i) = server {
+        site.server_metrics[i].response(resp.status().as_u16());
+    }
     match entry {
         Some(mut entry) => {
             entry.status = resp.status().as_u16();
             let (head, body) = resp.into_parts();
-            let logged = Logged {
-                inner: body,
-                entry: Some(entry),
-                started,
-                log: site.access_log.clone(),
-            };
+            let logged = Logged { inner: body, entry: Some(entry), started, log: site.access_log.clone() };
             Response::from_parts(head, logged.boxed_unsync())
         }
         None => resp,
     }
+}
+
+/// `redirect_http`: 301 to the same host and target over https.
+fn redirect_to_https(host: &str, uri: &http::Uri, port: u16) -> Response<ResponseBody> {
+    let name = router::host_for_matching(host);
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location =
+        if port == 443 { format!("https://{name}{target}") } else { format!("https://{name}:{port}{target}") };
+    let mut resp = crate::error::error_page(http::StatusCode::MOVED_PERMANENTLY);
+    if let Ok(v) = http::HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// An HTTP/1.1 request asking to switch protocols (`Connection: upgrade`
+/// plus `Upgrade`), such as a WebSocket handshake.
+fn wants_upgrade(parts: &http::request::Parts) -> bool {
+    parts.version == http::Version::HTTP_11
+        && parts.headers.contains_key(header::UPGRADE)
+        && parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 fn header_text(h: &http::HeaderMap, name: header::HeaderName) -> Option<String> {
@@ -131,18 +142,18 @@ fn header_text(h: &http::HeaderMap, name: header::HeaderName) -> Option<String> 
 async fn run(
     site: &Site,
     conn: &ConnInfo,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: Incoming,
+    server_out: &mut Option<usize>,
 ) -> Result<Response<ResponseBody>, GaleError> {
     let http = &site.config.http;
+    let listener = site.listener_index(conn.listener).ok_or(GaleError::ListenerGone)?;
 
     // 1. framing
     framing::check(&parts, conn.verdicts.next())?;
     let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) as u64;
     if target_len > http.max_uri_size.bytes() {
-        return Err(GaleError::UriTooLong {
-            limit: http.max_uri_size.bytes(),
-        });
+        return Err(GaleError::UriTooLong { limit: http.max_uri_size.bytes() });
     }
 
     // 2. route
@@ -152,8 +163,24 @@ async fn run(
         .map(|a| a.as_str().to_owned())
         .or_else(|| header_text(&parts.headers, header::HOST))
         .unwrap_or_default();
-    let (_, server) = site.routes[conn.listener].server(&site.config, &router::host_for_matching(&host));
-    let location = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
+    let (server_index, server) = site.routes[listener].server(&site.config, &router::host_for_matching(&host));
+    *server_out = Some(server_index);
+    if host.is_empty() {
+        // An HTTP/1.0 request without Host: the backend speaks HTTP/1.1,
+        // which requires one; use the server's name (nginx's `$host`).
+        let name = server.names.iter().find_map(|n| match n {
+            crate::config::ServerName::Exact(name) => Some(name.clone()),
+            crate::config::ServerName::Wildcard(_) => None,
+        });
+        let fallback = name.unwrap_or_else(|| site.config.listeners[listener].addr.to_string());
+        if let Ok(v) = http::HeaderValue::from_str(&fallback) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    if server.redirect_http {
+        return Ok(redirect_to_https(&host, &parts.uri, site.https_port()));
+    }
+    let (location_index, location) = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
 
     // 3. limits
     let limit = http.client_max_body_size.bytes();
@@ -171,22 +198,29 @@ async fn run(
 
     // 4. handler
     match &location.handler {
-        Handler::Proxy { upstream } => {
+        Handler::Proxy(route) => {
+            let upgrade = if wants_upgrade(&parts) {
+                let slot = site.tunnels[server_index][location_index].try_take().ok_or(GaleError::TooManyTunnels)?;
+                parts.extensions.remove::<OnUpgrade>().map(|client| Upgrade {
+                    client,
+                    slot,
+                    idle_timeout: route.tunnel_idle_timeout,
+                })
+            } else {
+                None
+            };
             let fault = Arc::new(OnceLock::new());
             let body = if has_body {
                 UpstreamRequestBody::Client(ClientBody::new(body, limit, http.client_body_timeout, fault.clone()))
             } else {
                 UpstreamRequestBody::Empty
             };
-            let req = ProxyRequest {
-                parts,
-                body,
-                has_body,
-                remote: conn.remote,
-                scheme: conn.scheme,
-                fault,
-            };
-            Ok(proxy::forward(&site.upstreams[upstream.0], req).await?)
+            let req = ProxyRequest { parts, body, has_body, remote: conn.remote, scheme: conn.scheme, fault, upgrade };
+            Ok(proxy::forward(&site.upstreams[route.upstream.0], req).await?)
+        }
+        Handler::Static(cfg) => {
+            let served = static_files::serve(cfg, location.matcher.path(), &parts).await?;
+            Ok(served.response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
         }
     }
 }

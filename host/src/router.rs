@@ -45,15 +45,15 @@ impl ListenerRoutes {
 
 /// The location for `path`: an exact match wins; otherwise the longest
 /// matching prefix. `None` means 404.
-pub fn location<'s>(server: &'s Server, path: &str) -> Option<&'s Location> {
-    let mut best: Option<&Location> = None;
-    for loc in &server.locations {
+pub fn location<'s>(server: &'s Server, path: &str) -> Option<(usize, &'s Location)> {
+    let mut best: Option<(usize, &Location)> = None;
+    for (i, loc) in server.locations.iter().enumerate() {
         match &loc.matcher {
-            PathMatch::Exact(p) if p == path => return Some(loc),
+            PathMatch::Exact(p) if p == path => return Some((i, loc)),
             PathMatch::Prefix(p)
-                if path.starts_with(p.as_str()) && best.is_none_or(|b| b.matcher.path().len() < p.len()) =>
+                if path.starts_with(p.as_str()) && best.is_none_or(|(_, b)| b.matcher.path().len() < p.len()) =>
             {
-                best = Some(loc);
+                best = Some((i, loc));
             }
             _ => {}
         }
@@ -125,7 +125,7 @@ proxy = { pass = "a" }
     fn exact_location_beats_longest_prefix() {
         let cfg = cfg();
         let s = &cfg.servers[1];
-        let p = |path: &str| location(s, path).map(|l| l.matcher.clone());
+        let p = |path: &str| location(s, path).map(|(_, l)| l.matcher.clone());
         assert_eq!(p("/static/"), Some(PathMatch::Exact("/static/".into())));
         assert_eq!(p("/static/a.css"), Some(PathMatch::Prefix("/static/".into())));
         assert_eq!(p("/static/img/a.png"), Some(PathMatch::Prefix("/static/img/".into())));

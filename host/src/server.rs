@@ -5,33 +5,222 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use arc_swap::ArcSwap;
+
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 
 use crate::framing::sniff::{Tapped, Verdicts};
-use crate::pipeline::{self, ConnInfo, Site};
+use crate::pipeline::{self, ConnInfo};
+use crate::site::{ListenerKey, Site};
 
-/// Why gale could not start serving.
+/// Why gale could not start serving, or apply a reload.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
-/// Binds every listener of the config, in order. A busy port is an error
-/// naming the address.
-pub fn bind(site: &Site) -> Result<Vec<TcpListener>, ServeError> {
-    site.config
-        .listeners
-        .iter()
-        .map(|l| bind_one(l.addr).map_err(|source| ServeError::Bind { addr: l.addr, source }))
-        .collect()
+/// One accept loop, for one listener.
+struct Accepting {
+    key: ListenerKey,
+    bound: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+/// The serving process: the current [`Site`], the accept loops, the
+/// connection cap. A reload swaps the site and adds or removes accept
+/// loops; a listener present in both configs keeps its socket, so no
+/// connection is refused.
+pub struct Running {
+    current: ArcSwap<Site>,
+    permits: Arc<Semaphore>,
+    max_connections: usize,
+    shutdown: watch::Receiver<bool>,
+    accepting: Mutex<Vec<Accepting>>,
+}
+
+impl Running {
+    /// Binds every listener of `site` (a busy port is an error naming the
+    /// address) and starts accepting.
+    pub fn start(site: Site, shutdown: watch::Receiver<bool>) -> Result<Arc<Self>, ServeError> {
+        let max = site.config.global.max_connections;
+        let bound = bind_all(&site, &[])?;
+        site.set_bound_addrs(bound.iter().map(|(_, l)| local(l)).collect());
+        let me = Arc::new(Self {
+            current: ArcSwap::from_pointee(site),
+            permits: Arc::new(Semaphore::new(max)),
+            max_connections: max,
+            shutdown,
+            accepting: Mutex::new(Vec::new()),
+        });
+        let keys = me.current().listener_keys().to_vec();
+        let mut accepting = me.lock();
+        for (key, (_, listener)) in keys.into_iter().zip(bound) {
+            accepting.push(me.spawn_accept(key, listener));
+        }
+        drop(accepting);
+        Ok(me)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Accepting>> {
+        self.accepting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spawn_accept(self: &Arc<Self>, key: ListenerKey, listener: TcpListener) -> Accepting {
+        let bound = local(&listener);
+        let me = self.clone();
+        let task = tokio::spawn(async move { me.accept_loop(key, listener).await });
+        Accepting { key, bound, task }
+    }
+
+    /// The config in force.
+    pub fn current(&self) -> Arc<Site> {
+        self.current.load_full()
+    }
+
+    /// The addresses really bound, in the current config's listener order.
+    pub fn bound_addrs(&self) -> Vec<SocketAddr> {
+        let accepting = self.lock();
+        let site = self.current();
+        site.listener_keys().iter().filter_map(|k| accepting.iter().find(|a| a.key == *k).map(|a| a.bound)).collect()
+    }
+
+    /// Swaps in `site`: new listeners are bound first (a failure leaves the
+    /// old config in force), then the site is swapped, then listeners the
+    /// new config no longer has stop accepting. Requests in flight finish on
+    /// the site they started on.
+    pub fn reload(self: &Arc<Self>, site: Site) -> Result<(), ServeError> {
+        let mut accepting = self.lock();
+        let have: Vec<ListenerKey> = accepting.iter().map(|a| a.key).collect();
+        let fresh = bind_all(&site, &have)?;
+        let mut added = Vec::new();
+        for (key, listener) in fresh {
+            added.push(self.spawn_accept(key, listener));
+        }
+        accepting.append(&mut added);
+        let keys = site.listener_keys().to_vec();
+        site.set_bound_addrs(
+            keys.iter().filter_map(|k| accepting.iter().find(|a| a.key == *k).map(|a| a.bound)).collect(),
+        );
+        self.current.store(Arc::new(site));
+        accepting.retain(|a| {
+            let keep = keys.contains(&a.key);
+            if !keep {
+                tracing::info!(addr = %a.bound, "listener removed by reload");
+                a.task.abort();
+            }
+            keep
+        });
+        Ok(())
+    }
+
+    /// Waits for the shutdown signal, then drains: stops accepting and waits
+    /// for open connections to finish their in-flight requests, at most
+    /// `shutdown_timeout`.
+    pub async fn wait(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        for a in self.lock().drain(..) {
+            a.task.abort();
+        }
+        let site = self.current();
+        let grace = site.config.global.shutdown_timeout;
+        tracing::info!("shutting down: waiting up to {grace:?} for in-flight requests");
+        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, self.permits.acquire_many(all)).await.is_err() {
+            tracing::warn!("shutdown_timeout passed with connections still open; closing them");
+        }
+        site.access_log.flush();
+    }
+
+    async fn accept_loop(self: Arc<Self>, key: ListenerKey, listener: TcpListener) {
+        loop {
+            // Holding back accept() when max_connections are open leaves new
+            // clients in the kernel's backlog, as nginx does.
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                return;
+            };
+            let (stream, remote) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.serve_connection(key, stream, remote).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// The site a request on listener `key` is served by: the current one,
+    /// or, for a connection whose listener a reload removed, the one it was
+    /// accepted under.
+    fn site_for(&self, key: ListenerKey, accepted_under: &Arc<Site>) -> Arc<Site> {
+        let current = self.current();
+        if current.listener_index(key).is_some() { current } else { accepted_under.clone() }
+    }
+
+    async fn serve_connection(self: Arc<Self>, key: ListenerKey, stream: TcpStream, remote: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let site = self.current();
+        let tls = site.listener_index(key).and_then(|i| site.tls[i].clone());
+        let Some(acceptor) = tls else {
+            return serve_http1(self, site, key, "http", stream, remote).await;
+        };
+        let handshake = site.config.http.client_header_timeout;
+        let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(client = %remote, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(client = %remote, "TLS handshake timed out");
+                return;
+            }
+        };
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            serve_http2(self, site, key, stream, remote).await;
+        } else {
+            serve_http1(self, site, key, "https", stream, remote).await;
+        }
+    }
+}
+
+fn local(l: &TcpListener) -> SocketAddr {
+    l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// Binds the listeners of `site` that are not in `have`.
+fn bind_all(site: &Site, have: &[ListenerKey]) -> Result<Vec<(ListenerKey, TcpListener)>, ServeError> {
+    let mut out = Vec::new();
+    for (key, l) in site.listener_keys().iter().zip(&site.config.listeners) {
+        if have.contains(key) {
+            continue;
+        }
+        let listener = bind_one(l.addr).map_err(|source| ServeError::Bind { addr: l.addr, source })?;
+        out.push((*key, listener));
+    }
+    Ok(out)
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -47,111 +236,95 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Serves until `shutdown` turns true, then drains: waits for open
-/// connections to finish their in-flight requests, at most
-/// `shutdown_timeout`.
-pub async fn serve(site: Arc<Site>, listeners: Vec<TcpListener>, mut shutdown: watch::Receiver<bool>) {
-    let max = site.config.global.max_connections;
-    let permits = Arc::new(Semaphore::new(max));
-    let mut accept_tasks = Vec::new();
-    for (index, listener) in listeners.into_iter().enumerate() {
-        let site = site.clone();
-        let permits = permits.clone();
-        let shutdown = shutdown.clone();
-        accept_tasks.push(tokio::spawn(accept_loop(site, index, listener, permits, shutdown)));
-    }
-    while !*shutdown.borrow() {
-        if shutdown.changed().await.is_err() {
-            break;
-        }
-    }
-    for t in &accept_tasks {
-        t.abort();
-    }
-    let grace = site.config.global.shutdown_timeout;
-    tracing::info!("shutting down: waiting up to {grace:?} for in-flight requests");
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    if tokio::time::timeout(grace, permits.acquire_many(all)).await.is_err() {
-        tracing::warn!("shutdown_timeout passed with connections still open; closing them");
-    }
-    site.access_log.flush();
-}
-
-async fn accept_loop(
-    site: Arc<Site>,
-    index: usize,
-    listener: TcpListener,
-    permits: Arc<Semaphore>,
-    shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        // Holding back accept() when max_connections are open leaves new
-        // clients in the kernel's backlog, as nginx does.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, remote) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::error!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let site = site.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            serve_connection(site, index, stream, remote, shutdown).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn serve_connection(
-    site: Arc<Site>,
-    listener: usize,
-    stream: TcpStream,
-    remote: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let verdicts = Verdicts::default();
-    let info = Arc::new(ConnInfo {
-        remote,
-        listener,
-        scheme: "http",
-        verdicts: verdicts.clone(),
-    });
-    let http = &site.config.http;
-    let keep_alive = !http.keepalive_timeout.is_zero();
-    // hyper runs one timer both for an idle keep-alive connection and for a
-    // request head in progress; gale uses the smaller of the two settings.
-    let head_timeout = if keep_alive {
-        http.client_header_timeout.min(http.keepalive_timeout)
-    } else {
-        http.client_header_timeout
-    };
-    let max_buf = usize::try_from(http.max_header_size.bytes()).unwrap_or(usize::MAX);
-
-    let svc_site = site.clone();
-    let service = service_fn(move |req| {
-        let site = svc_site.clone();
+/// The per-connection service: each request runs on the site in force when
+/// it arrives (see [`Running::site_for`]).
+fn service(
+    running: Arc<Running>,
+    accepted_under: Arc<Site>,
+    info: Arc<ConnInfo>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::body::ResponseBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<crate::body::ResponseBody>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req| {
+        let site = running.site_for(info.listener, &accepted_under);
         let info = info.clone();
         async move { Ok::<_, Infallible>(pipeline::handle(site, info, req).await) }
-    });
-    let io = TokioIo::new(Tapped::new(stream, verdicts));
+    })
+}
+
+async fn serve_http1<I>(
+    running: Arc<Running>,
+    site: Arc<Site>,
+    listener: ListenerKey,
+    scheme: &'static str,
+    stream: I,
+    remote: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let verdicts = Verdicts::default();
+    let info = Arc::new(ConnInfo { remote, listener, scheme, verdicts: verdicts.clone() });
+    let http = &site.config.http;
+    let keep_alive = !http.keepalive_timeout.is_zero();
+    // hyper's header timer runs from the moment it waits for a head, so it
+    // is the idle keep-alive timeout (a silent close, like nginx); a head
+    // that has started to arrive is held to client_header_timeout by
+    // `Tapped`, which answers 408.
+    let idle_timeout = if keep_alive { http.keepalive_timeout } else { http.client_header_timeout };
+    let max_header = usize::try_from(http.max_header_size.bytes()).unwrap_or(usize::MAX);
+    let io = TokioIo::new(Tapped::new(stream, verdicts, http.client_header_timeout));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
+        .header_read_timeout(idle_timeout)
         .keep_alive(keep_alive)
-        .max_header_size(max_buf);
-    let conn = builder.serve_connection(io, service).with_upgrades();
+        .max_header_size(max_header);
+    let shutdown = running.shutdown.clone();
+    let conn = builder.serve_connection(io, service(running, site.clone(), info)).with_upgrades();
     tokio::pin!(conn);
+    drive(conn, remote, shutdown, |c| c.graceful_shutdown()).await;
+}
+
+async fn serve_http2<I>(running: Arc<Running>, site: Arc<Site>, listener: ListenerKey, stream: I, remote: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let info = Arc::new(ConnInfo { remote, listener, scheme: "https", verdicts: Verdicts::default() });
+    let http = &site.config.http;
+    let max_header = u32::try_from(http.max_header_size.bytes()).unwrap_or(u32::MAX);
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    // Abuse limits: concurrent streams, header list size, and the rapid-reset
+    // guards (streams reset before they are accepted, or by our own errors).
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(http.http2_max_concurrent_streams)
+        .max_header_list_size(max_header)
+        .max_pending_accept_reset_streams(64)
+        .max_local_error_reset_streams(256)
+        .keep_alive_interval(None);
+    let shutdown = running.shutdown.clone();
+    let conn = builder.serve_connection(TokioIo::new(stream), service(running, site.clone(), info));
+    tokio::pin!(conn);
+    drive(conn, remote, shutdown, |c| c.graceful_shutdown()).await;
+}
+
+/// Runs a connection to its end; on shutdown, asks it to finish gracefully
+/// (in-flight requests complete, no new ones start).
+async fn drive<F, E>(
+    mut conn: Pin<&mut F>,
+    remote: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+    graceful: impl Fn(Pin<&mut F>),
+) where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut draining = *shutdown.borrow();
     if draining {
-        conn.as_mut().graceful_shutdown();
+        graceful(conn.as_mut());
     }
     loop {
         tokio::select! {
@@ -164,7 +337,7 @@ async fn serve_connection(
             changed = shutdown.changed(), if !draining => {
                 if changed.is_err() || *shutdown.borrow() {
                     draining = true;
-                    conn.as_mut().graceful_shutdown();
+                    graceful(conn.as_mut());
                 }
             }
         }

@@ -32,11 +32,7 @@ pub enum ConfigError {
 }
 
 fn render(file: &str, diagnostics: &[Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .map(|d| format!("{file}:{}:{}: {}", d.line, d.col, d.message))
-        .collect::<Vec<_>>()
-        .join("\n")
+    diagnostics.iter().map(|d| format!("{file}:{}:{}: {}", d.line, d.col, d.message)).collect::<Vec<_>>().join("\n")
 }
 
 impl fmt::Display for Diagnostic {
@@ -53,20 +49,13 @@ pub(crate) struct Collector<'a> {
 
 impl<'a> Collector<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
-        Self {
-            text,
-            diagnostics: Vec::new(),
-        }
+        Self { text, diagnostics: Vec::new() }
     }
 
     /// Records `message` at the start of `span` (the whole file when unknown).
     pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let (line, col) = line_col(self.text, span.map_or(0, |s| s.start));
-        self.diagnostics.push(Diagnostic {
-            line,
-            col,
-            message: message.into(),
-        });
+        self.diagnostics.push(Diagnostic { line, col, message: message.into() });
     }
 }
 
@@ -111,11 +100,7 @@ pub(crate) fn explain_serde_message(message: &str) -> String {
 }
 
 fn expected_names(rest: &str) -> Vec<String> {
-    rest.split('`')
-        .enumerate()
-        .filter(|(i, _)| i % 2 == 1)
-        .map(|(_, s)| s.to_owned())
-        .collect()
+    rest.split('`').enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, s)| s.to_owned()).collect()
 }
 
 fn quote_list(names: &[String]) -> String {
@@ -150,19 +135,13 @@ mod tests {
         let m = explain_serde_message(
             "unknown field `client_max_body_siz`, expected one of `keepalive_timeout`, `client_max_body_size`",
         );
-        assert_eq!(
-            m,
-            "unknown key `client_max_body_siz`; did you mean `client_max_body_size`?"
-        );
+        assert_eq!(m, "unknown key `client_max_body_siz`; did you mean `client_max_body_size`?");
     }
 
     #[test]
     fn unknown_value_without_near_match_lists_choices() {
         let m = explain_serde_message("unknown variant `fastest`, expected `round_robin` or `least_conn`");
-        assert_eq!(
-            m,
-            "unknown value `fastest`; expected one of `round_robin`, `least_conn`"
-        );
+        assert_eq!(m, "unknown value `fastest`; expected one of `round_robin`, `least_conn`");
         let m = explain_serde_message("unknown variant `round_robbin`, expected `round_robin` or `least_conn`");
         assert!(m.ends_with("did you mean `round_robin`?"), "{m}");
     }

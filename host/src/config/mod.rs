@@ -24,14 +24,11 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 /// Reads and validates a config file; relative paths in it are resolved
 /// against the file's directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+    // Relative paths in the file are relative to its directory, made
+    // absolute so they mean the same after a chdir.
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let base = absolute.parent().unwrap_or(Path::new("/"));
     parse(&path.display().to_string(), &text, base)
 }
 
@@ -47,10 +44,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         }
         Err(e) => c.error(e.span(), diagnostics::explain_serde_message(e.message())),
     }
-    Err(ConfigError::Invalid {
-        file: file.to_owned(),
-        diagnostics: c.diagnostics,
-    })
+    Err(ConfigError::Invalid { file: file.to_owned(), diagnostics: c.diagnostics })
 }
 
 #[cfg(test)]

@@ -44,10 +44,7 @@ pub(super) fn process(p: Spanned<RawProcess>, base: &Path, c: &mut Collector<'_>
     let base_port = {
         let n = *p.base_port.get_ref();
         if !(1..=i64::from(u16::MAX)).contains(&n) {
-            c.error(
-                Some(p.base_port.span()),
-                format!("base_port must be between 1 and 65535, not {n}"),
-            );
+            c.error(Some(p.base_port.span()), format!("base_port must be between 1 and 65535, not {n}"));
             None
         } else {
             Some(n)
@@ -66,18 +63,12 @@ pub(super) fn process(p: Spanned<RawProcess>, base: &Path, c: &mut Collector<'_>
         ok = false;
     }
 
-    let cwd = p
-        .cwd
-        .as_ref()
-        .map_or_else(|| base.to_path_buf(), |d| path_from(base, d.get_ref()));
+    let cwd = p.cwd.as_ref().map_or_else(|| base.to_path_buf(), |d| path_from(base, d.get_ref()));
 
     let mut env = Vec::new();
     for (key, value) in &p.env {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
-            c.error(
-                Some(value.span()),
-                format!("`{key}` is not a valid environment variable name"),
-            );
+            c.error(Some(value.span()), format!("`{key}` is not a valid environment variable name"));
             ok = false;
             continue;
         }

@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub global: RawGlobal,
     #[serde(default)]
     pub http: RawHttp,
+    pub admin: Option<Spanned<RawAdmin>>,
     #[serde(default)]
     pub upstream: BTreeMap<String, Spanned<RawUpstream>>,
     #[serde(default)]
@@ -48,6 +49,21 @@ pub struct RawHttp {
     pub client_body_timeout: Option<Spanned<Scalar>>,
     pub max_header_size: Option<Spanned<Scalar>>,
     pub max_uri_size: Option<Spanned<Scalar>>,
+    /// nginx's `gzip on` with its settings.
+    pub gzip: Option<Spanned<crate::compress::GzipOptions>>,
+    /// Offer HTTP/2 by ALPN on TLS listeners.
+    pub http2: Option<bool>,
+    pub http2_max_concurrent_streams: Option<Spanned<i64>>,
+}
+
+/// `[admin]`: the operator's listener (`/metrics`, `/status`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Spanned<String>,
+    /// Allow a non-loopback address (the endpoints have no authentication).
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 /// `[upstream.NAME]`: a pool of backends (nginx's `upstream` block plus the
@@ -109,17 +125,11 @@ impl<'de> Deserialize<'de> for RawBackend {
                 f.write_str("an address like \"127.0.0.1:8000\" or a table { address = \"...\", weight = N }")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawBackend, E> {
-                Ok(RawBackend {
-                    address: v.to_owned(),
-                    weight: None,
-                })
+                Ok(RawBackend { address: v.to_owned(), weight: None })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawBackend, A::Error> {
                 let t = RawBackendTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawBackend {
-                    address: t.address,
-                    weight: t.weight,
-                })
+                Ok(RawBackend { address: t.address, weight: t.weight })
             }
         }
         d.deserialize_any(V)
@@ -184,8 +194,21 @@ pub struct RawServer {
     pub server_name: Vec<Spanned<String>>,
     #[serde(default)]
     pub default_server: bool,
+    /// `tls = { cert = "...", key = "..." }`: this server speaks HTTPS.
+    pub tls: Option<Spanned<RawTls>>,
+    /// Answer every request with a 301 to the same URL over https.
+    #[serde(default)]
+    pub redirect_http: bool,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
+}
+
+/// PEM files of a server's certificate chain and private key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 /// `[[server.location]]`: a path and what handles it.
@@ -194,6 +217,9 @@ pub struct RawServer {
 pub struct RawLocation {
     pub path: Spanned<String>,
     pub proxy: Option<Spanned<RawProxy>>,
+    /// `static = { root = "..." }`: serve files (nginx `root` / `alias`).
+    #[serde(rename = "static")]
+    pub static_files: Option<Spanned<crate::static_files::StaticOptions>>,
 }
 
 /// `proxy = { pass = "UPSTREAM" }`: nginx's `proxy_pass http://UPSTREAM`.
@@ -201,6 +227,10 @@ pub struct RawLocation {
 #[serde(deny_unknown_fields)]
 pub struct RawProxy {
     pub pass: Spanned<String>,
+    /// Cap on open upgraded connections (WebSocket tunnels) of this route.
+    pub max_tunnels: Option<Spanned<i64>>,
+    /// Idle time after which a tunnel is closed.
+    pub tunnel_idle_timeout: Option<Spanned<Scalar>>,
 }
 
 /// A value written either as a string (`"65s"`, `"100M"`) or as a bare

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use super::raw::{AccessLogFormat, Balance, LogLevel, NextUpstream};
@@ -15,6 +16,8 @@ use super::units::ByteSize;
 pub struct Config {
     pub global: Global,
     pub http: Http,
+    /// The admin listener, if configured.
+    pub admin: Option<SocketAddr>,
     /// Pools, indexed by [`UpstreamId`].
     pub upstreams: Vec<Upstream>,
     /// Virtual hosts in file order.
@@ -59,10 +62,14 @@ pub struct Http {
     pub client_body_timeout: Duration,
     pub max_header_size: ByteSize,
     pub max_uri_size: ByteSize,
+    pub http2: bool,
+    pub http2_max_concurrent_streams: u32,
+    /// `None`: gzip off.
+    pub gzip: Option<crate::compress::GzipConfig>,
 }
 
 /// `[upstream.NAME]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     pub name: String,
     pub servers: Vec<Backend>,
@@ -171,7 +178,17 @@ pub struct Server {
     pub names: Vec<ServerName>,
     pub listen: Vec<SocketAddr>,
     pub default_server: bool,
+    pub tls: Option<ServerTls>,
+    pub redirect_http: bool,
     pub locations: Vec<Location>,
+}
+
+/// A server's certificate, loaded and checked against its key.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub certified: Arc<rustls::sign::CertifiedKey>,
 }
 
 /// A `server_name` entry, lower-cased.
@@ -212,7 +229,20 @@ impl PathMatch {
 #[derive(Debug, Clone)]
 pub enum Handler {
     /// Forward to an upstream pool.
-    Proxy { upstream: UpstreamId },
+    Proxy(ProxyRoute),
+    /// Serve files from disk.
+    Static(crate::static_files::StaticConfig),
+}
+
+/// `proxy = { ... }` on a location.
+#[derive(Debug, Clone)]
+pub struct ProxyRoute {
+    pub upstream: UpstreamId,
+    /// Cap on open upgraded connections (WebSocket tunnels).
+    pub max_tunnels: usize,
+    /// Idle time after which a tunnel is closed (separate from the upstream's
+    /// `read_timeout`, which is for request/response exchanges).
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// A socket to listen on and the servers reachable through it.
@@ -221,4 +251,6 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// Indices into [`Config::servers`]; the first is the default server.
     pub servers: Vec<usize>,
+    /// Whether connections are TLS (every server on the address has `tls`).
+    pub tls: bool,
 }

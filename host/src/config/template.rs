@@ -126,11 +126,7 @@ impl fmt::Display for Template {
 mod tests {
     use super::*;
 
-    const VARS: ChildVars<'static> = ChildVars {
-        port: 8002,
-        index: 2,
-        name: "app",
-    };
+    const VARS: ChildVars<'static> = ChildVars { port: 8002, index: 2, name: "app" };
 
     #[test]
     fn substitutes_every_placeholder() {

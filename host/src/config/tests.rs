@@ -46,14 +46,8 @@ path = "/"
 proxy = { pass = "app" }
 "#;
     let cfg = parse("t.toml", text, Path::new("/etc/gale")).expect("valid");
-    assert_eq!(
-        cfg.global.pid_file.as_deref(),
-        Some(Path::new("/etc/gale/run/gale.pid"))
-    );
-    assert_eq!(
-        cfg.global.access_log,
-        LogTarget::File("/etc/gale/logs/access.log".into())
-    );
+    assert_eq!(cfg.global.pid_file.as_deref(), Some(Path::new("/etc/gale/run/gale.pid")));
+    assert_eq!(cfg.global.access_log, LogTarget::File("/etc/gale/logs/access.log".into()));
     assert_eq!(cfg.upstreams[0].servers[1].weight, 3);
     assert_eq!(cfg.upstreams[0].balance, Balance::LeastConn);
     assert_eq!(cfg.servers[0].names[1], ServerName::Wildcard(".example.org".into()));
@@ -109,10 +103,7 @@ proxy = { pass = "app" }
     let cfg = parse("t.toml", text, Path::new("/etc/gale")).expect("valid");
     let up = &cfg.upstreams[0];
     let addrs: Vec<String> = up.servers.iter().map(|b| b.addr.to_string()).collect();
-    assert_eq!(
-        addrs,
-        ["127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:9000"]
-    );
+    assert_eq!(addrs, ["127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:9000"]);
     let p = up.process.as_ref().expect("process");
     assert_eq!(p.count, 3);
     assert_eq!(p.port(2), 8002);
@@ -121,11 +112,7 @@ proxy = { pass = "app" }
     assert_eq!(p.stop_timeout, std::time::Duration::from_secs(10));
     assert_eq!(p.start_timeout, std::time::Duration::from_secs(5));
     assert_eq!(p.start_retries, 2);
-    let vars = ChildVars {
-        port: 8001,
-        index: 1,
-        name: "app",
-    };
+    let vars = ChildVars { port: 8001, index: 1, name: "app" };
     assert_eq!(p.command[1].render(vars), "--port=8001");
     assert_eq!(p.env[0].0, "PORT");
     assert_eq!(p.env[0].1.render(vars), "8001");

@@ -33,14 +33,10 @@ impl ByteSize {
             "m" | "mb" | "mib" => 1 << 20,
             "g" | "gb" | "gib" => 1 << 30,
             other => {
-                return Err(format!(
-                    "unknown size unit `{other}` in `{text}`: use k, M or G (powers of 1024)"
-                ));
+                return Err(format!("unknown size unit `{other}` in `{text}`: use k, M or G (powers of 1024)"));
             }
         };
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| format!("`{text}` is too large a size"))
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("`{text}` is too large a size"))
     }
 }
 
@@ -57,9 +53,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
     if digits.is_empty() {
-        return Err(format!(
-            "`{text}` is not a duration: write a number with a unit, like `500ms`, `65s` or `5m`"
-        ));
+        return Err(format!("`{text}` is not a duration: write a number with a unit, like `500ms`, `65s` or `5m`"));
     }
     let n: u64 = digits.parse().map_err(|_| format!("`{text}` is too long a duration"))?;
     let d = match unit.trim() {
@@ -69,9 +63,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => Duration::from_secs(n.saturating_mul(3600)),
         "d" => Duration::from_secs(n.saturating_mul(86_400)),
         other => {
-            return Err(format!(
-                "unknown duration unit `{other}` in `{text}`: use ms, s, m, h or d"
-            ));
+            return Err(format!("unknown duration unit `{other}` in `{text}`: use ms, s, m, h or d"));
         }
     };
     Ok(d)

@@ -16,6 +16,7 @@ use super::units::{ByteSize, parse_duration};
 pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Option<Config> {
     let global = global(raw.global, base, c);
     let http = http(raw.http, c);
+    let admin = raw.admin.and_then(|a| admin(a.into_inner(), c));
 
     let names: Vec<String> = raw.upstream.keys().cloned().collect();
     let mut upstreams = Vec::new();
@@ -24,17 +25,16 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
     }
 
     let mut servers = Vec::new();
+    let mut spans = Vec::new();
     for s in raw.server {
         let span = s.span();
-        servers.push(server(s.into_inner(), span, &names, c));
+        spans.push(span.clone());
+        servers.push(server(s.into_inner(), span, &names, base, c));
     }
     if servers.is_empty() {
-        c.error(
-            None,
-            "no [[server]] block: add one with `listen` and at least one [[server.location]]",
-        );
+        c.error(None, "no [[server]] block: add one with `listen` and at least one [[server.location]]");
     }
-    let listeners = listeners(&servers);
+    let listeners = listeners(&servers, &spans, c);
 
     if !c.diagnostics.is_empty() {
         return None;
@@ -42,6 +42,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
     Some(Config {
         global: global?,
         http: http?,
+        admin,
         upstreams: upstreams.into_iter().collect::<Option<_>>()?,
         servers: servers.into_iter().collect::<Option<_>>()?,
         listeners: listeners?,
@@ -138,6 +139,7 @@ fn http(h: raw::RawHttp, c: &mut Collector<'_>) -> Option<Http> {
         None => Some(ByteSize(32 << 10)),
     };
     let max_uri_size = size(h.max_uri_size, ByteSize(8 << 10), c);
+    let streams = int_in(h.http2_max_concurrent_streams, 128, 1, 10_000, "http2_max_concurrent_streams", c);
     Some(Http {
         keepalive_timeout: keepalive_timeout?,
         client_max_body_size: client_max_body_size?,
@@ -145,6 +147,21 @@ fn http(h: raw::RawHttp, c: &mut Collector<'_>) -> Option<Http> {
         client_body_timeout: client_body_timeout?,
         max_header_size: max_header_size?,
         max_uri_size: max_uri_size?,
+        gzip: match h.gzip {
+            None => None,
+            Some(g) => {
+                let span = g.span();
+                match crate::compress::GzipConfig::from_options(g.into_inner()) {
+                    Ok(cfg) => Some(cfg),
+                    Err(e) => {
+                        c.error(Some(span), format!("gzip: {e}"));
+                        return None;
+                    }
+                }
+            }
+        },
+        http2: h.http2.unwrap_or(true),
+        http2_max_concurrent_streams: streams? as u32,
     })
 }
 
@@ -177,10 +194,9 @@ fn upstream(name: String, up: Spanned<raw::RawUpstream>, base: &Path, c: &mut Co
         Some(p) => {
             let p = super::process::process(p, base, c);
             match &p {
-                Some(p) => servers.extend((0..p.count).map(|i| Backend {
-                    addr: SocketAddr::from(([127, 0, 0, 1], p.port(i))),
-                    weight: 1,
-                })),
+                Some(p) => servers.extend(
+                    (0..p.count).map(|i| Backend { addr: SocketAddr::from(([127, 0, 0, 1], p.port(i))), weight: 1 }),
+                ),
                 None => ok = false,
             }
             p
@@ -209,10 +225,7 @@ fn upstream(name: String, up: Spanned<raw::RawUpstream>, base: &Path, c: &mut Co
         let addr = socket_addr(&Spanned::new(bspan.clone(), b.address), "backend", c);
         let weight = b.weight.unwrap_or(1);
         if !(1..=1000).contains(&weight) {
-            c.error(
-                Some(bspan.clone()),
-                format!("weight must be between 1 and 1000, not {weight}"),
-            );
+            c.error(Some(bspan.clone()), format!("weight must be between 1 and 1000, not {weight}"));
             ok = false;
         }
         match addr {
@@ -223,10 +236,7 @@ fn upstream(name: String, up: Spanned<raw::RawUpstream>, base: &Path, c: &mut Co
                 );
                 ok = false;
             }
-            Some(addr) => servers.push(Backend {
-                addr,
-                weight: weight as u32,
-            }),
+            Some(addr) => servers.push(Backend { addr, weight: weight as u32 }),
             None => ok = false,
         }
     }
@@ -257,15 +267,27 @@ fn server(
     s: raw::RawServer,
     span: std::ops::Range<usize>,
     upstreams: &[String],
+    base: &Path,
     c: &mut Collector<'_>,
 ) -> Option<Server> {
     let mut ok = true;
+    let tls = match s.tls {
+        Some(t) => match server_tls(t.into_inner(), base, c) {
+            Some(t) => Some(t),
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    if s.redirect_http && tls.is_some() {
+        c.error(Some(span.clone()), "`redirect_http` belongs on a plain server block, not on one with `tls`");
+        ok = false;
+    }
     let mut listen = Vec::new();
     if s.listen.get_ref().is_empty() {
-        c.error(
-            Some(s.listen.span()),
-            "`listen` is empty: give at least one address like `127.0.0.1:8080`",
-        );
+        c.error(Some(s.listen.span()), "`listen` is empty: give at least one address like `127.0.0.1:8080`");
         ok = false;
     }
     for l in s.listen.get_ref() {
@@ -279,10 +301,7 @@ fn server(
         let text = n.get_ref().trim().to_ascii_lowercase();
         if let Some(suffix) = text.strip_prefix('*') {
             if !suffix.starts_with('.') || suffix.len() < 2 || suffix.contains('*') {
-                c.error(
-                    Some(n.span()),
-                    format!("`{text}`: a wildcard name must look like `*.example.org`"),
-                );
+                c.error(Some(n.span()), format!("`{text}`: a wildcard name must look like `*.example.org`"));
                 ok = false;
                 continue;
             }
@@ -295,7 +314,7 @@ fn server(
         }
     }
     let mut locations = Vec::new();
-    if s.location.is_empty() {
+    if s.location.is_empty() && !s.redirect_http {
         c.error(
             Some(span),
             "this [[server]] has no [[server.location]]: add one, e.g. path = \"/\" with proxy = { pass = \"...\" }",
@@ -324,31 +343,19 @@ fn server(
             c.error(Some(l.path.span()), format!("duplicate location `{p}` in this server"));
             ok = false;
         }
-        let handler = match l.proxy {
-            Some(proxy) => {
-                let pass = proxy.get_ref().pass.get_ref();
-                match upstreams.iter().position(|u| u == pass) {
-                    Some(i) => Some(Handler::Proxy {
-                        upstream: UpstreamId(i),
-                    }),
-                    None => {
-                        let hint = match closest(pass, upstreams) {
-                            Some(best) => format!("; did you mean `{best}`?"),
-                            None if upstreams.is_empty() => "; define it with [upstream.NAME]".to_owned(),
-                            None => format!("; defined upstreams: {}", upstreams.join(", ")),
-                        };
-                        c.error(
-                            Some(proxy.get_ref().pass.span()),
-                            format!("unknown upstream `{pass}`{hint}"),
-                        );
-                        None
-                    }
-                }
+        let handler = match (l.proxy, l.static_files) {
+            (Some(proxy), None) => proxy_route(proxy.into_inner(), upstreams, c),
+            (None, Some(st)) => static_route(st, base, c),
+            (Some(_), Some(_)) => {
+                c.error(Some(lspan), format!("location `{p}` has both `proxy` and `static`: choose one"));
+                None
             }
-            None => {
+            (None, None) => {
                 c.error(
                     Some(lspan),
-                    format!("location `{p}` has no handler: add `proxy = {{ pass = \"UPSTREAM\" }}`"),
+                    format!(
+                        "location `{p}` has no handler: add `proxy = {{ pass = \"UPSTREAM\" }}` or `static = {{ root = \"DIR\" }}`"
+                    ),
                 );
                 None
             }
@@ -361,22 +368,30 @@ fn server(
     if !ok {
         return None;
     }
-    Some(Server {
-        names,
-        listen,
-        default_server: s.default_server,
-        locations,
-    })
+    Some(Server { names, listen, default_server: s.default_server, tls, redirect_http: s.redirect_http, locations })
 }
 
 /// Groups servers by listen address; the server marked `default_server`
 /// (else the first) comes first.
-fn listeners(servers: &[Option<Server>]) -> Option<Vec<Listener>> {
+fn listeners(
+    servers: &[Option<Server>],
+    spans: &[std::ops::Range<usize>],
+    c: &mut Collector<'_>,
+) -> Option<Vec<Listener>> {
     let mut out: Vec<Listener> = Vec::new();
     for (i, s) in servers.iter().enumerate() {
         let s = s.as_ref()?;
         for addr in &s.listen {
             match out.iter_mut().find(|l| l.addr == *addr && addr.port() != 0) {
+                Some(l) if l.tls != s.tls.is_some() => {
+                    c.error(
+                        Some(spans[i].clone()),
+                        format!(
+                            "{addr} is shared by a server with `tls` and one without: give them different addresses"
+                        ),
+                    );
+                    return None;
+                }
                 Some(l) => {
                     if s.default_server {
                         l.servers.insert(0, i);
@@ -384,12 +399,76 @@ fn listeners(servers: &[Option<Server>]) -> Option<Vec<Listener>> {
                         l.servers.push(i);
                     }
                 }
-                None => out.push(Listener {
-                    addr: *addr,
-                    servers: vec![i],
-                }),
+                None => out.push(Listener { addr: *addr, servers: vec![i], tls: s.tls.is_some() }),
             }
         }
     }
     Some(out)
+}
+
+fn proxy_route(proxy: raw::RawProxy, upstreams: &[String], c: &mut Collector<'_>) -> Option<Handler> {
+    let max_tunnels = int_in(proxy.max_tunnels, 10_000, 0, 10_000_000, "max_tunnels", c);
+    let tunnel_idle_timeout = duration(proxy.tunnel_idle_timeout, Duration::from_secs(3600), c);
+    let pass = proxy.pass.get_ref();
+    let Some(i) = upstreams.iter().position(|u| u == pass) else {
+        let hint = match closest(pass, upstreams) {
+            Some(best) => format!("; did you mean `{best}`?"),
+            None if upstreams.is_empty() => "; define it with [upstream.NAME]".to_owned(),
+            None => format!("; defined upstreams: {}", upstreams.join(", ")),
+        };
+        c.error(Some(proxy.pass.span()), format!("unknown upstream `{pass}`{hint}"));
+        return None;
+    };
+    Some(Handler::Proxy(ProxyRoute {
+        upstream: UpstreamId(i),
+        max_tunnels: max_tunnels? as usize,
+        tunnel_idle_timeout: tunnel_idle_timeout?,
+    }))
+}
+
+fn server_tls(t: raw::RawTls, base: &Path, c: &mut Collector<'_>) -> Option<ServerTls> {
+    let cert = path_from(base, t.cert.get_ref());
+    let key = path_from(base, t.key.get_ref());
+    match crate::tls::load_certified_key(&cert, &key) {
+        Ok(certified) => Some(ServerTls { cert, key, certified }),
+        Err(e) => {
+            let span = match e {
+                crate::tls::TlsError::Key { .. } => t.key.span(),
+                _ => t.cert.span(),
+            };
+            c.error(Some(span), e.to_string());
+            None
+        }
+    }
+}
+
+fn admin(a: raw::RawAdmin, c: &mut Collector<'_>) -> Option<SocketAddr> {
+    let addr = socket_addr(&a.listen, "admin listen", c)?;
+    if !addr.ip().is_loopback() && !a.allow_remote {
+        c.error(
+            Some(a.listen.span()),
+            format!("admin listener {addr} is not on loopback: its endpoints have no authentication; use 127.0.0.1, or set allow_remote = true"),
+        );
+        return None;
+    }
+    Some(addr)
+}
+
+fn static_route(
+    st: Spanned<crate::static_files::StaticOptions>,
+    base: &Path,
+    c: &mut Collector<'_>,
+) -> Option<Handler> {
+    let span = st.span();
+    let mut options = st.into_inner();
+    // Relative directories are relative to the config file, like every path.
+    options.root = options.root.map(|p| base.join(p));
+    options.alias = options.alias.map(|p| base.join(p));
+    match crate::static_files::StaticConfig::from_options(options) {
+        Ok(cfg) => Some(Handler::Static(cfg)),
+        Err(e) => {
+            c.error(Some(span), format!("static: {e}"));
+            None
+        }
+    }
 }

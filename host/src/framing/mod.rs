@@ -65,10 +65,7 @@ mod tests {
 
     #[test]
     fn host_rules() {
-        assert_eq!(
-            check(&parts(Version::HTTP_11, &[]), None),
-            Err(FramingError::MissingHost)
-        );
+        assert_eq!(check(&parts(Version::HTTP_11, &[]), None), Err(FramingError::MissingHost));
         assert_eq!(check(&parts(Version::HTTP_10, &[]), None), Ok(()));
         assert_eq!(
             check(&parts(Version::HTTP_11, &[("host", "a"), ("host", "b")]), None),
@@ -79,15 +76,9 @@ mod tests {
 
     #[test]
     fn length_rules() {
-        let p = parts(
-            Version::HTTP_11,
-            &[("host", "a"), ("content-length", "1"), ("content-length", "1")],
-        );
+        let p = parts(Version::HTTP_11, &[("host", "a"), ("content-length", "1"), ("content-length", "1")]);
         assert_eq!(check(&p, None), Err(FramingError::DuplicateContentLength));
-        let p = parts(
-            Version::HTTP_11,
-            &[("host", "a"), ("transfer-encoding", "gzip, chunked")],
-        );
+        let p = parts(Version::HTTP_11, &[("host", "a"), ("transfer-encoding", "gzip, chunked")]);
         assert_eq!(check(&p, None), Err(FramingError::BadTransferEncoding));
         let p = parts(Version::HTTP_11, &[("host", "a")]);
         assert_eq!(

@@ -13,8 +13,10 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 use super::FramingError;
 
@@ -76,10 +78,12 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker that records into `verdicts`.
     pub fn new(verdicts: Verdicts) -> Self {
-        Self {
-            state: State::Head(Vec::new()),
-            verdicts,
-        }
+        Self { state: State::Head(Vec::new()), verdicts }
+    }
+
+    /// Whether part of a request head has arrived but not all of it.
+    pub fn head_in_progress(&self) -> bool {
+        matches!(&self.state, State::Head(b) if b.iter().any(|c| !c.is_ascii_whitespace()))
     }
 
     /// Feeds bytes in the order they were read.
@@ -172,11 +176,7 @@ impl Tracker {
         self.state = if upgrade || connect || (te && !chunked_last) {
             State::Off
         } else if te {
-            State::Chunked(Chunk::Size {
-                size: 0,
-                digits: 0,
-                in_ext: false,
-            })
+            State::Chunked(Chunk::Size { size: 0, digits: 0, in_ext: false })
         } else {
             match length {
                 Some(0) | None if lengths == 0 => State::Head(Vec::new()),
@@ -202,11 +202,7 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
                     if *digits == 0 {
                         return (i, Some(false));
                     }
-                    *c = if *size == 0 {
-                        Chunk::Trailer { line_len: 0 }
-                    } else {
-                        Chunk::Data(*size)
-                    };
+                    *c = if *size == 0 { Chunk::Trailer { line_len: 0 } } else { Chunk::Data(*size) };
                 } else if *in_ext || b == b'\r' {
                 } else if b == b';' || b == b' ' || b == b'\t' {
                     *in_ext = true;
@@ -232,13 +228,7 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
                 i += 1;
                 match b {
                     b'\r' if !*seen_cr => *seen_cr = true,
-                    b'\n' => {
-                        *c = Chunk::Size {
-                            size: 0,
-                            digits: 0,
-                            in_ext: false,
-                        }
-                    }
+                    b'\n' => *c = Chunk::Size { size: 0, digits: 0, in_ext: false },
                     _ => return (i, Some(false)),
                 }
             }
@@ -256,34 +246,80 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
     (i, None)
 }
 
+/// What a client that stalls mid-head is told before the connection closes.
+const REQUEST_TIMEOUT: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/html\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
 pin_project_lite::pin_project! {
-    /// An I/O stream whose reads are shown to a [`Tracker`].
+    /// An I/O stream whose reads are shown to a [`Tracker`]. It also
+    /// enforces `client_header_timeout` on a request head that has started
+    /// to arrive: when it passes, the client gets a 408 and the read side
+    /// ends (hyper's own header timer closes the connection without a word,
+    /// which is right for an idle keep-alive connection but not for a head
+    /// cut short).
     pub struct Tapped<T> {
         #[pin]
         inner: T,
         tracker: Tracker,
+        head_timeout: Duration,
+        deadline: Option<Pin<Box<Sleep>>>,
+        // Bytes of the 408 written so far, once it is being sent.
+        reply: Option<usize>,
+        done: bool,
     }
 }
 
 impl<T> Tapped<T> {
     /// Wraps `inner`, recording verdicts into `verdicts`.
-    pub fn new(inner: T, verdicts: Verdicts) -> Self {
-        Self {
-            inner,
-            tracker: Tracker::new(verdicts),
-        }
+    pub fn new(inner: T, verdicts: Verdicts, head_timeout: Duration) -> Self {
+        Self { inner, tracker: Tracker::new(verdicts), head_timeout, deadline: None, reply: None, done: false }
     }
 }
 
-impl<T: AsyncRead> AsyncRead for Tapped<T> {
+impl<T: AsyncRead + AsyncWrite> AsyncRead for Tapped<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let r = this.inner.poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            this.tracker.feed(&buf.filled()[before..]);
+        let mut this = self.project();
+        loop {
+            if *this.done {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(sent) = this.reply.as_mut() {
+                while *sent < REQUEST_TIMEOUT.len() {
+                    match this.inner.as_mut().poll_write(cx, &REQUEST_TIMEOUT[*sent..]) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
+                        Poll::Ready(Ok(n)) => *sent += n,
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                let _ = this.inner.as_mut().poll_flush(cx);
+                *this.done = true;
+                continue;
+            }
+            let before = buf.filled().len();
+            let r = this.inner.as_mut().poll_read(cx, buf);
+            if let Poll::Ready(Ok(())) = r {
+                this.tracker.feed(&buf.filled()[before..]);
+                if !this.tracker.head_in_progress() {
+                    *this.deadline = None;
+                } else if this.deadline.is_none() {
+                    *this.deadline = Some(Box::pin(tokio::time::sleep(*this.head_timeout)));
+                }
+            }
+            let expired = match this.deadline.as_mut() {
+                Some(d) => d.as_mut().poll(cx).is_ready(),
+                None => false,
+            };
+            if expired && this.tracker.head_in_progress() {
+                *this.deadline = None;
+                *this.reply = Some(0);
+                if buf.filled().len() > before {
+                    // Hand over what was read; the 408 goes out on the next read.
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            return r;
         }
-        r
     }
 }
 
@@ -350,9 +386,6 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r
         let s = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na";
         assert_eq!(verdicts_for(s, 100), vec![Some(FramingError::DuplicateContentLength)]);
         let s = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n";
-        assert_eq!(
-            verdicts_for(s, 100),
-            vec![Some(FramingError::ContentLengthWithTransferEncoding)]
-        );
+        assert_eq!(verdicts_for(s, 100), vec![Some(FramingError::ContentLengthWithTransferEncoding)]);
     }
 }

@@ -62,11 +62,7 @@ pub fn to_upstream(headers: &mut HeaderMap, client_ip: IpAddr, scheme: &'static 
 /// All values of a header joined with ", ", if it is present and text.
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
-    if values.is_empty() {
-        None
-    } else {
-        Some(values.join(", "))
-    }
+    if values.is_empty() { None } else { Some(values.join(", ")) }
 }
 
 /// Turns the backend's response headers into the client's, in place: only
@@ -83,10 +79,7 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -129,15 +122,7 @@ mod tests {
             ("accept", "*/*"),
         ]);
         to_upstream(&mut h, "127.0.0.1".parse().unwrap(), "http");
-        for gone in [
-            "connection",
-            "keep-alive",
-            "x-secret",
-            "te",
-            "transfer-encoding",
-            "content-length",
-            "upgrade",
-        ] {
+        for gone in ["connection", "keep-alive", "x-secret", "te", "transfer-encoding", "content-length", "upgrade"] {
             assert!(!h.contains_key(gone), "{gone} was forwarded");
         }
         assert_eq!(h["accept"], "*/*");
@@ -145,11 +130,8 @@ mod tests {
 
     #[test]
     fn backend_server_and_location_pass_to_client() {
-        let mut h = map(&[
-            ("server", "TornadoServer/6.5"),
-            ("location", "http://internal:8000/x"),
-            ("connection", "close"),
-        ]);
+        let mut h =
+            map(&[("server", "TornadoServer/6.5"), ("location", "http://internal:8000/x"), ("connection", "close")]);
         to_client(&mut h);
         assert_eq!(h["server"], "TornadoServer/6.5");
         assert_eq!(h["location"], "http://internal:8000/x");

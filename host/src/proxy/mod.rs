@@ -5,17 +5,19 @@
 //! connection.
 
 pub mod headers;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{Method, Request, Response, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
 
 use crate::body::{BodyFault, FaultSlot, ResponseBody, UpstreamRequestBody};
 use crate::config::NextUpstream;
-use crate::upstream::UpstreamPool;
+use crate::metrics::Outcome;
 use crate::upstream::client::{ConnectError, Sender, UpstreamBody};
+use crate::upstream::{Backend, UpstreamPool};
 
 /// A request ready to forward.
 pub struct ProxyRequest {
@@ -27,6 +29,15 @@ pub struct ProxyRequest {
     pub scheme: &'static str,
     /// Where the client body records why it stopped, if it did.
     pub fault: FaultSlot,
+    /// Set when the client asked to upgrade the connection (WebSocket).
+    pub upgrade: Option<Upgrade>,
+}
+
+/// A client's upgrade request, admitted under its route's tunnel cap.
+pub struct Upgrade {
+    pub client: hyper::upgrade::OnUpgrade,
+    pub slot: tunnel::TunnelSlot,
+    pub idle_timeout: std::time::Duration,
 }
 
 /// Why forwarding failed; `error.rs` turns it into a status.
@@ -40,51 +51,44 @@ pub enum ProxyError {
     Connect { upstream: String, source: ConnectError },
     /// The backend closed or broke the connection before a response header: 502.
     #[error("upstream `{upstream}` {addr}: connection failed before the response header: {source}")]
-    Closed {
-        upstream: String,
-        addr: SocketAddr,
-        source: hyper::Error,
-    },
+    Closed { upstream: String, addr: SocketAddr, source: hyper::Error },
     /// No response header within `read_timeout`: 504, never retried.
     #[error("upstream `{upstream}` {addr}: no response within {timeout:?}")]
-    Timeout {
-        upstream: String,
-        addr: SocketAddr,
-        timeout: std::time::Duration,
-    },
+    Timeout { upstream: String, addr: SocketAddr, timeout: std::time::Duration },
     /// The client's body broke the limits or the client went away.
     #[error("client body: {0:?}")]
     ClientBody(BodyFault),
+    /// The backend switched protocols although nobody asked it to: 502.
+    #[error("upstream `{upstream}` {addr}: 101 Switching Protocols without an upgrade request")]
+    UnexpectedUpgrade { upstream: String, addr: SocketAddr },
 }
 
 /// Methods that may be sent twice (RFC 9110 9.2.2).
 fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
 }
 
 /// Forwards `req` to `pool` and returns the backend's response head with a
 /// streaming body.
 pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Response<ResponseBody>, ProxyError> {
-    let ProxyRequest {
-        mut parts,
-        body,
-        has_body,
-        remote,
-        scheme,
-        fault,
-    } = req;
+    let ProxyRequest { mut parts, body, has_body, remote, scheme, fault, mut upgrade } = req;
     let cfg = &pool.config;
     let name = || cfg.name.clone();
 
+    // HTTP/2 clients send `:authority` instead of Host; backends speak HTTP/1.1.
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(host) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(header::HOST, host);
+    }
+    let protocol = upgrade.as_ref().and_then(|_| parts.headers.get(header::UPGRADE).cloned());
     headers::to_upstream(&mut parts.headers, remote.ip(), scheme);
+    if let Some(p) = protocol {
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, p);
+    }
     parts.version = Version::HTTP_11;
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     let retry_after_send = cfg.next_upstream == NextUpstream::Error && idempotent(&parts.method) && !has_body;
     let retry_on_connect = cfg.next_upstream != NextUpstream::Off;
 
@@ -114,14 +118,9 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                     reused = false;
                 }
                 Err(source) => {
-                    if backend.health.record_failure(std::time::Instant::now()) {
-                        tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
-                    }
-                    tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %source, "connect failed");
-                    last_error = Some(ProxyError::Connect {
-                        upstream: name(),
-                        source,
-                    });
+                    let err = ProxyError::Connect { upstream: name(), source };
+                    note_failure(pool, &backend, Outcome::ConnectError, &err);
+                    last_error = Some(err);
                     if retry_on_connect {
                         continue;
                     }
@@ -130,11 +129,15 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
             },
         }
 
+        let sent_at = std::time::Instant::now();
         let outcome = loop {
             let mut request = Request::from_parts(parts.clone(), body.take().unwrap_or(UpstreamRequestBody::Empty));
             *request.version_mut() = Version::HTTP_11;
             match tokio::time::timeout(cfg.read_timeout, sender.try_send_request(request)).await {
                 Err(_) => {
+                    // Not a health failure (nginx counts timeouts only when it
+                    // would retry them) and never retried.
+                    backend.metrics.outcome(Outcome::Timeout);
                     tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "upstream timed out ({:?}) waiting for the response header", cfg.read_timeout);
                     return Err(ProxyError::Timeout {
                         upstream: name(),
@@ -155,13 +158,7 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                                     continue;
                                 }
                                 Err(source) => {
-                                    break Err((
-                                        true,
-                                        ProxyError::Connect {
-                                            upstream: name(),
-                                            source,
-                                        },
-                                    ));
+                                    break Err((true, ProxyError::Connect { upstream: name(), source }));
                                 }
                             }
                         }
@@ -169,32 +166,45 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                             addr: backend.addr,
                             source: std::io::Error::new(std::io::ErrorKind::ConnectionReset, e.into_error()),
                         };
-                        break Err((
-                            true,
-                            ProxyError::Connect {
-                                upstream: name(),
-                                source,
-                            },
-                        ));
+                        break Err((true, ProxyError::Connect { upstream: name(), source }));
                     }
                     if let Some(f) = fault.get() {
                         return Err(ProxyError::ClientBody(*f));
                     }
                     break Err((
                         false,
-                        ProxyError::Closed {
-                            upstream: name(),
-                            addr: backend.addr,
-                            source: e.into_error(),
-                        },
+                        ProxyError::Closed { upstream: name(), addr: backend.addr, source: e.into_error() },
                     ));
                 }
             }
         };
 
         match outcome {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 backend.health.record_success();
+                backend.metrics.outcome(Outcome::Response);
+                backend.metrics.latency.observe(sent_at.elapsed());
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    let Some(up) = upgrade.take() else {
+                        return Err(ProxyError::UnexpectedUpgrade { upstream: name(), addr: backend.addr });
+                    };
+                    let upstream_io = hyper::upgrade::on(&mut resp);
+                    let (mut head, _) = resp.into_parts();
+                    let protocol = head.headers.get(header::UPGRADE).cloned();
+                    headers::to_client(&mut head.headers);
+                    head.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    if let Some(p) = protocol {
+                        head.headers.insert(header::UPGRADE, p);
+                    }
+                    head.version = Version::HTTP_11;
+                    // The connection now belongs to the tunnel; it never returns to the pool.
+                    drop(sender);
+                    tokio::spawn(async move {
+                        tunnel::run(up.client, upstream_io, up.idle_timeout, up.slot).await;
+                        drop(in_flight);
+                    });
+                    return Ok(Response::from_parts(head, crate::body::empty()));
+                }
                 let (mut head, incoming) = resp.into_parts();
                 headers::to_client(&mut head.headers);
                 // The client's protocol version governs the client response.
@@ -208,15 +218,9 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                 return Ok(Response::from_parts(head, body.boxed_unsync()));
             }
             Err((nothing_sent, err)) => {
-                if backend.health.record_failure(std::time::Instant::now()) {
-                    tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
-                }
-                tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %err, "upstream attempt failed");
-                let may_retry = if nothing_sent {
-                    retry_on_connect
-                } else {
-                    retry_after_send
-                };
+                let outcome = if nothing_sent { Outcome::ConnectError } else { Outcome::Closed };
+                note_failure(pool, &backend, outcome, &err);
+                let may_retry = if nothing_sent { retry_on_connect } else { retry_after_send };
                 if !may_retry {
                     return Err(err);
                 }
@@ -224,4 +228,14 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
             }
         }
     }
+}
+
+/// Books a failed attempt: metrics, passive health, the error log.
+fn note_failure(pool: &UpstreamPool, backend: &Backend, outcome: Outcome, err: &ProxyError) {
+    let cfg = &pool.config;
+    backend.metrics.outcome(outcome);
+    if backend.health.record_failure(std::time::Instant::now()) {
+        tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
+    }
+    tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %err, "upstream attempt failed");
 }

@@ -27,10 +27,7 @@ pub(super) enum Control {
     /// Stop the current process (if any) and start a new one, from `spec`
     /// when given; `done` gets the new pid once it accepts, or why it failed
     /// its first start.
-    Replace {
-        spec: Option<Arc<Process>>,
-        done: oneshot::Sender<Result<u32, String>>,
-    },
+    Replace { spec: Option<Arc<Process>>, done: oneshot::Sender<Result<u32, String>> },
     /// Stop the process and end the task.
     Stop { done: oneshot::Sender<()> },
 }
@@ -135,9 +132,7 @@ impl ChildTask {
         self.set(ChildState::Starting, None);
 
         if port_accepts(port).await {
-            return self.failed_start(format!(
-                "port {port} already accepts connections: another process is using it"
-            ));
+            return self.failed_start(format!("port {port} already accepts connections: another process is using it"));
         }
         let sink = match self.sink(&plan) {
             Ok(s) => s,

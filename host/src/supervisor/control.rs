@@ -79,10 +79,7 @@ impl Supervisor {
     /// Opens the control socket next to `pid_file` and serves commands on it.
     pub fn listen_control(self: &Arc<Self>, pid_file: &Path) -> Result<ControlSocket, SupervisorError> {
         let path = socket_path(pid_file);
-        let fail = |source| SupervisorError::ControlSocket {
-            path: path.clone(),
-            source,
-        };
+        let fail = |source| SupervisorError::ControlSocket { path: path.clone(), source };
         // Left behind by a gale that was killed.
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).map_err(fail)?;
@@ -131,10 +128,7 @@ async fn serve(stream: UnixStream, supervisor: Arc<Supervisor>) {
             }
             result.map(|_| ()).map_err(|e| e.to_string())
         }
-        _ => Err(format!(
-            "unknown command `{}`: use `restart UPSTREAM` or `status`",
-            line.trim()
-        )),
+        _ => Err(format!("unknown command `{}`: use `restart UPSTREAM` or `status`", line.trim())),
     };
     let last = match answer {
         Ok(()) => "ok\n".to_owned(),
@@ -151,10 +145,8 @@ pub fn request(pid_file: &Path, command: &str, mut on_line: impl FnMut(&str)) ->
         return Err(ControlError::NotRunning(pid_file.to_path_buf()));
     }
     let path = socket_path(pid_file);
-    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(|source| ControlError::Connect {
-        path: path.clone(),
-        source,
-    })?;
+    let mut stream = std::os::unix::net::UnixStream::connect(&path)
+        .map_err(|source| ControlError::Connect { path: path.clone(), source })?;
     stream.write_all(format!("{command}\n").as_bytes())?;
     for line in io::BufReader::new(stream).lines() {
         let line = line?;
@@ -180,9 +172,6 @@ mod tests {
     fn the_socket_sits_next_to_the_pid_file() {
         assert_eq!(socket_path(Path::new("run/gale.pid")), Path::new("run/gale.sock"));
         assert_eq!(socket_path(Path::new("/run/gale")), Path::new("/run/gale.sock"));
-        assert_eq!(
-            socket_path(Path::new("/run/gale.sock")),
-            Path::new("/run/gale.sock.sock")
-        );
+        assert_eq!(socket_path(Path::new("/run/gale.sock")), Path::new("/run/gale.sock.sock"));
     }
 }

@@ -42,11 +42,7 @@ impl LogFile {
     pub fn open(path: &Path, reopen: Reopen) -> io::Result<Arc<Self>> {
         let generation = reopen.generation();
         let file = open_append(path)?;
-        Ok(Arc::new(Self {
-            path: path.to_path_buf(),
-            reopen,
-            file: Mutex::new((generation, Some(file))),
-        }))
+        Ok(Arc::new(Self { path: path.to_path_buf(), reopen, file: Mutex::new((generation, Some(file))) }))
     }
 
     /// The file's path.
@@ -162,10 +158,7 @@ mod tests {
         let mut out = p.apply("[a] ", b"one\ntw");
         out.extend(p.apply("[a] ", b"o\n"));
         out.extend(p.apply("[a] ", b"\nthree"));
-        assert_eq!(
-            String::from_utf8(out).expect("utf8"),
-            "[a] one\n[a] two\n[a] \n[a] three"
-        );
+        assert_eq!(String::from_utf8(out).expect("utf8"), "[a] one\n[a] two\n[a] \n[a] three");
     }
 
     #[test]

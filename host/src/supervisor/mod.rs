@@ -98,11 +98,7 @@ pub struct ChildStatus {
 impl fmt::Display for ChildStatus {
     /// `tornadoes[0] port 8000: running pid 1234, 0 restarts`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}[{}] port {}: {}",
-            self.upstream, self.index, self.port, self.state
-        )?;
+        write!(f, "{}[{}] port {}: {}", self.upstream, self.index, self.port, self.state)?;
         if let Some(pid) = self.pid {
             write!(f, " pid {pid}")?;
         }
@@ -130,13 +126,14 @@ pub enum SupervisorError {
     )]
     CountChanged { upstream: String, old: usize, new: usize },
     #[error("{upstream}[{index}]: the new child did not start: {reason}; the children not yet replaced keep running")]
-    StartFailed {
-        upstream: String,
-        index: usize,
-        reason: String,
-    },
+    StartFailed { upstream: String, index: usize, reason: String },
     #[error("gale is shutting down")]
     ShuttingDown,
+    #[error(
+        "upstream `{upstream}`: {why}; a reload can replace supervised children but not add, remove or \
+         move them: restart gale for that"
+    )]
+    ReloadNeedsRestart { upstream: String, why: String },
     #[error("cannot open the control socket {path}: {source}")]
     ControlSocket {
         path: std::path::PathBuf,
@@ -157,11 +154,7 @@ pub(crate) struct Slot {
 impl Slot {
     fn new(rotation: Arc<dyn Rotation>) -> Self {
         rotation.set_in_rotation(false);
-        Self {
-            rotation: Mutex::new(rotation),
-            ready: AtomicBool::new(false),
-            held: AtomicBool::new(false),
-        }
+        Self { rotation: Mutex::new(rotation), ready: AtomicBool::new(false), held: AtomicBool::new(false) }
     }
 
     fn rotation(&self) -> Arc<dyn Rotation> {
@@ -270,18 +263,10 @@ impl Supervisor {
                         spec.clone(),
                         status_tx,
                         slot.clone(),
-                        Shared {
-                            spawner: spawner.clone(),
-                            reopen: reopen.clone(),
-                        },
+                        Shared { spawner: spawner.clone(), reopen: reopen.clone() },
                         control_rx,
                     );
-                    ChildHandle {
-                        status,
-                        control,
-                        slot,
-                        task: Mutex::new(Some(tokio::spawn(task.run()))),
-                    }
+                    ChildHandle { status, control, slot, task: Mutex::new(Some(tokio::spawn(task.run()))) }
                 })
                 .collect();
             groups.push(Group {
@@ -346,6 +331,40 @@ impl Supervisor {
             child.slot.attach(rotation);
         }
         Ok(())
+    }
+
+    /// Checks a new config against the running children, before a reload
+    /// changes anything: the supervised upstreams and their `count` and
+    /// `base_port` must stay as they are. Returns the upstreams whose
+    /// `process` changed otherwise, with the new spec, for [`Self::roll`].
+    pub fn plan_reload(&self, config: &Config) -> Result<Vec<(String, Process)>, SupervisorError> {
+        let wanted: Vec<(&str, &Process)> =
+            config.upstreams.iter().filter_map(|u| u.process.as_ref().map(|p| (u.name.as_str(), p))).collect();
+        let refuse =
+            |upstream: &str, why: String| SupervisorError::ReloadNeedsRestart { upstream: upstream.to_owned(), why };
+        if let Some(gone) = self.groups.iter().find(|g| !wanted.iter().any(|(n, _)| *n == g.upstream)) {
+            return Err(refuse(&gone.upstream, "its `process` section is gone".into()));
+        }
+        let mut rolls = Vec::new();
+        for (name, new) in wanted {
+            let Ok(group) = self.group(name) else {
+                return Err(refuse(name, "it has a new `process` section".into()));
+            };
+            let current = group.spec.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if (new.count, new.base_port) != (current.count, current.base_port) {
+                return Err(refuse(
+                    name,
+                    format!(
+                        "its children would change from {} on ports {}.. to {} on ports {}..",
+                        current.count, current.base_port, new.count, new.base_port
+                    ),
+                ));
+            }
+            if *new != *current {
+                rolls.push((name.to_owned(), new.clone()));
+            }
+        }
+        Ok(rolls)
     }
 
     /// Stops every child at once: `stop_signal`, then SIGKILL after

@@ -44,11 +44,7 @@ pub struct Restarts {
 impl Restarts {
     /// Counting starts from zero.
     pub fn new(start_retries: u32, start_timeout: Duration) -> Self {
-        Self {
-            start_retries,
-            start_timeout,
-            failed_in_a_row: 0,
-        }
+        Self { start_retries, start_timeout, failed_in_a_row: 0 }
     }
 
     /// A start attempt failed before the child accepted on its port.
@@ -57,9 +53,7 @@ impl Restarts {
         if self.failed_in_a_row > self.start_retries {
             Next::GiveUp
         } else {
-            Next::Restart {
-                delay: backoff(self.failed_in_a_row),
-            }
+            Next::Restart { delay: backoff(self.failed_in_a_row) }
         }
     }
 
@@ -95,16 +89,7 @@ mod tests {
         let schedule: Vec<Duration> = (1..=8).map(backoff).collect();
         assert_eq!(
             schedule,
-            [
-                Duration::from_millis(500),
-                SECS(1),
-                SECS(2),
-                SECS(4),
-                SECS(8),
-                SECS(16),
-                SECS(30),
-                SECS(30)
-            ]
+            [Duration::from_millis(500), SECS(1), SECS(2), SECS(4), SECS(8), SECS(16), SECS(30), SECS(30)]
         );
         assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
     }

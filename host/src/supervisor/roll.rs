@@ -53,10 +53,7 @@ impl Supervisor {
             tracing::info!("rolling restart: {line}");
             progress(line);
         };
-        say(format!(
-            "{upstream}: replacing {} one at a time",
-            plural(group.children.len(), "child", "children")
-        ));
+        say(format!("{upstream}: replacing {} one at a time", plural(group.children.len(), "child", "children")));
 
         let mut replaced = Vec::new();
         for (index, child) in group.children.iter().enumerate() {
@@ -68,28 +65,17 @@ impl Supervisor {
             let (done, wait) = oneshot::channel();
             child
                 .control
-                .send(Control::Replace {
-                    spec: spec.clone(),
-                    done,
-                })
+                .send(Control::Replace { spec: spec.clone(), done })
                 .await
                 .map_err(|_| SupervisorError::ShuttingDown)?;
             match wait.await {
                 Ok(Ok(new_pid)) => {
                     let old = old_pid.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"));
                     say(format!("{who}: {old} replaced by pid {new_pid}, in rotation"));
-                    replaced.push(Replaced {
-                        index,
-                        old_pid,
-                        new_pid,
-                    });
+                    replaced.push(Replaced { index, old_pid, new_pid });
                 }
                 Ok(Err(reason)) => {
-                    return Err(SupervisorError::StartFailed {
-                        upstream: upstream.to_owned(),
-                        index,
-                        reason,
-                    });
+                    return Err(SupervisorError::StartFailed { upstream: upstream.to_owned(), index, reason });
                 }
                 Err(_) => return Err(SupervisorError::ShuttingDown),
             }
@@ -97,10 +83,7 @@ impl Supervisor {
         if let Some(new) = spec {
             *group.spec.lock().unwrap_or_else(|e| e.into_inner()) = new;
         }
-        say(format!(
-            "{upstream}: {} replaced",
-            plural(replaced.len(), "child", "children")
-        ));
+        say(format!("{upstream}: {} replaced", plural(replaced.len(), "child", "children")));
         Ok(replaced)
     }
 }
@@ -119,12 +102,7 @@ impl std::fmt::Display for Drained {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.before, self.left) {
             (0, _) => f.write_str("no request in flight"),
-            (n, 0) => write!(
-                f,
-                "waited {:.1?} for {} to finish",
-                self.waited,
-                plural(n, "request", "requests")
-            ),
+            (n, 0) => write!(f, "waited {:.1?} for {} to finish", self.waited, plural(n, "request", "requests")),
             (_, n) => write!(
                 f,
                 "{} still in flight after {:.1?}: stopping it anyway",
@@ -152,11 +130,7 @@ async fn drain(slot: &Slot, timeout: Duration) -> Drained {
         tokio::time::sleep(DRAIN_POLL).await;
         left = slot.in_flight();
     }
-    Drained {
-        before,
-        left,
-        waited: start.elapsed(),
-    }
+    Drained { before, left, waited: start.elapsed() }
 }
 
 #[cfg(test)]
@@ -165,16 +139,9 @@ mod tests {
 
     #[test]
     fn drain_reports_read_well() {
-        let d = |before, left, ms| Drained {
-            before,
-            left,
-            waited: Duration::from_millis(ms),
-        };
+        let d = |before, left, ms| Drained { before, left, waited: Duration::from_millis(ms) };
         assert_eq!(d(0, 0, 0).to_string(), "no request in flight");
         assert_eq!(d(1, 0, 1500).to_string(), "waited 1.5s for 1 request to finish");
-        assert_eq!(
-            d(3, 2, 10_000).to_string(),
-            "2 requests still in flight after 10.0s: stopping it anyway"
-        );
+        assert_eq!(d(3, 2, 10_000).to_string(), "2 requests still in flight after 10.0s: stopping it anyway");
     }
 }

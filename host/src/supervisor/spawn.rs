@@ -45,27 +45,16 @@ pub(super) enum LogPlan {
 /// (as a shell would after `cd`); a bare program name is looked up in
 /// `PATH`; the log file against the config file's directory.
 pub(super) fn plan(spec: &Process, upstream: &str, index: usize, gale_cwd: &Path) -> Plan {
-    let vars = ChildVars {
-        port: spec.port(index),
-        index,
-        name: upstream,
-    };
+    let vars = ChildVars { port: spec.port(index), index, name: upstream };
     let cwd = absolute(gale_cwd, &spec.cwd);
     let mut words = spec.command.iter().map(|t| t.render(vars));
     let program = words.next().unwrap_or_default();
-    let program = if program.contains('/') {
-        absolute(&cwd, Path::new(&program))
-    } else {
-        PathBuf::from(program)
-    };
+    let program = if program.contains('/') { absolute(&cwd, Path::new(&program)) } else { PathBuf::from(program) };
     let log = match &spec.log {
         ChildLog::Off => LogPlan::Off,
         ChildLog::Stderr => LogPlan::Stderr,
         ChildLog::Stdout => LogPlan::Stdout,
-        ChildLog::File(t) => LogPlan::File(absolute(
-            &absolute(gale_cwd, &spec.config_dir),
-            Path::new(&t.render(vars)),
-        )),
+        ChildLog::File(t) => LogPlan::File(absolute(&absolute(gale_cwd, &spec.config_dir), Path::new(&t.render(vars)))),
     };
     Plan {
         program,
@@ -181,11 +170,7 @@ impl Proc {
         let status = match tokio::time::timeout(timeout, self.child.wait()).await {
             Ok(status) => status?,
             Err(_) => {
-                tracing::warn!(
-                    pid = self.pid,
-                    "still running {timeout:?} after SIG{}: sending SIGKILL",
-                    signal.name()
-                );
+                tracing::warn!(pid = self.pid, "still running {timeout:?} after SIG{}: sending SIGKILL", signal.name());
                 let _ = signal_group(self.pid, libc::SIGKILL);
                 self.child.wait().await?
             }
@@ -223,11 +208,7 @@ fn signal_group(pgid: u32, sig: libc::c_int) -> io::Result<()> {
     // gale created for a child (pgid = the child's pid, > 1, so never "every
     // process"); while any member lives the id cannot be reused.
     let rc = unsafe { libc::kill(-pgid, sig) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 #[cfg(test)]
@@ -238,12 +219,7 @@ mod tests {
     fn spec() -> Process {
         let t = |s: &str| Template::parse(s).expect("template");
         Process {
-            command: vec![
-                t("../venv/bin/python"),
-                t("app.py"),
-                t("--port={port}"),
-                t("--name={name}-{index}"),
-            ],
+            command: vec![t("../venv/bin/python"), t("app.py"), t("--port={port}"), t("--name={name}-{index}")],
             count: 4,
             base_port: 8000,
             cwd: PathBuf::from("srv"),

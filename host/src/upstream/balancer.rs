@@ -31,11 +31,7 @@ pub struct Balancer {
 impl Balancer {
     /// A balancer for `peers` peers.
     pub fn new(kind: Balance, peers: usize) -> Self {
-        Self {
-            kind,
-            current: Mutex::new(vec![0; peers]),
-            next: AtomicUsize::new(0),
-        }
+        Self { kind, current: Mutex::new(vec![0; peers]), next: AtomicUsize::new(0) }
     }
 
     /// Picks an available peer, or `None` when none is available.
@@ -100,14 +96,7 @@ mod tests {
     use super::*;
 
     fn peers(weights: &[u32]) -> Vec<PeerView> {
-        weights
-            .iter()
-            .map(|&w| PeerView {
-                weight: w,
-                available: true,
-                in_flight: 0,
-            })
-            .collect()
+        weights.iter().map(|&w| PeerView { weight: w, available: true, in_flight: 0 }).collect()
     }
 
     #[test]

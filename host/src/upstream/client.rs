@@ -45,12 +45,7 @@ pub struct ConnPool {
 impl ConnPool {
     /// A pool keeping at most `max_idle` idle connections to `addr`.
     pub fn new(addr: SocketAddr, max_idle: usize, connect_timeout: Duration) -> Self {
-        Self {
-            addr,
-            idle: Mutex::new(Vec::new()),
-            max_idle,
-            connect_timeout,
-        }
+        Self { addr, idle: Mutex::new(Vec::new()), max_idle, connect_timeout }
     }
 
     /// An idle connection that is still open and ready, if any.

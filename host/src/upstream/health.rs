@@ -23,11 +23,7 @@ struct State {
 impl Health {
     /// `max_fails == 0` disables the check: the backend is always available.
     pub fn new(max_fails: u32, fail_timeout: Duration) -> Self {
-        Self {
-            max_fails,
-            fail_timeout,
-            state: Mutex::new(State::default()),
-        }
+        Self { max_fails, fail_timeout, state: Mutex::new(State::default()) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::config;
+use crate::metrics::BackendMetrics;
 use balancer::{Balancer, PeerView};
 use client::ConnPool;
 use health::Health;
@@ -22,6 +23,7 @@ pub struct Backend {
     pub weight: u32,
     pub health: Health,
     pub conns: Arc<ConnPool>,
+    pub metrics: Arc<BackendMetrics>,
     in_flight: AtomicUsize,
     /// False while a supervised child is starting, failed or being
     /// replaced: the balancer skips the backend.
@@ -76,17 +78,14 @@ impl UpstreamPool {
                     weight: b.weight,
                     health: Health::new(config.max_fails, config.fail_timeout),
                     conns: Arc::new(ConnPool::new(b.addr, config.keepalive, config.connect_timeout)),
+                    metrics: crate::metrics::backend(&config.name, &b.addr.to_string()),
                     in_flight: AtomicUsize::new(0),
                     in_rotation: AtomicBool::new(true),
                 })
             })
             .collect::<Vec<_>>();
         let balancer = Balancer::new(config.balance, backends.len());
-        Self {
-            config,
-            backends,
-            balancer,
-        }
+        Self { config, backends, balancer }
     }
 
     /// Picks a healthy backend not in `tried`, or `None` when none is left.

@@ -1,1 +1,30 @@
-//! End-to-end tests.
+//! End-to-end tests: the real `gale` binary in front of real Tornado processes, real clients,
+//! every port OS-assigned. One test binary; one module per theme.
+//!
+//! Needs `scripts/setup.sh` (the Tornado virtualenv) and a built `gale` (`cargo build -p gale`);
+//! `scripts/test.sh` does both, then runs this.
+
+mod balancing;
+mod check;
+mod failover;
+mod framing;
+mod lifecycle;
+mod proxy;
+mod routing;
+mod supervise;
+
+use gale_tests::{ConfigBuilder, Gale, Tornado};
+
+/// `n` Tornado backends and gale balancing over them, the config adjusted by `configure`.
+#[track_caller]
+pub fn pool(n: usize, configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> (Vec<Tornado>, Gale) {
+    let tornadoes = Tornado::spawn_pool(n);
+    let config = configure(ConfigBuilder::new(tornadoes.iter().map(Tornado::addr)));
+    let gale = config.start();
+    (tornadoes, gale)
+}
+
+/// How many requests each backend port answered, in the order of `tornadoes`.
+pub fn count_by_port(tornadoes: &[Tornado], ports: &[u16]) -> Vec<usize> {
+    tornadoes.iter().map(|t| ports.iter().filter(|p| **p == t.port()).count()).collect()
+}

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Turns the raw records bench/run.sh wrote (results.jsonl, meta.json) into Markdown tables.
+
+    python3 bench/report.py bench/out/RUN            # prints the report
+    python3 bench/report.py bench/out/RUN -o FILE    # also writes it to FILE
+
+Every figure is the median over the rounds of one run; ratios are taken between medians of the
+same run (never across runs: figures drift from machine to machine and run to run).
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+# Row order inside a scenario; anything else follows in the order it was recorded.
+TARGET_ORDER = ["gale", "gale-noplugins", "gale-idle", "gale-uploading", "nginx", "haproxy", "md5sum"]
+
+
+def load(run_dir):
+    records = []
+    with open(run_dir / "results.jsonl") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                records.append(json.loads(line))
+    meta_path = run_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return meta, records
+
+
+def ordered(targets):
+    known = [t for t in TARGET_ORDER if t in targets]
+    return known + [t for t in targets if t not in known]
+
+
+def ms(us):
+    return f"{us / 1000:.2f} ms"
+
+
+def ratio(a, b):
+    if not b:
+        return "—"
+    return f"{a / b:.2f}x"
+
+
+def group(records, kind):
+    """scenario -> target -> [records], scenarios and targets in recorded order."""
+    out = OrderedDict()
+    for r in records:
+        if r.get("kind") != kind:
+            continue
+        out.setdefault(r["scenario"], OrderedDict()).setdefault(r["target"], []).append(r)
+    return out
+
+
+def http_table(records, notes):
+    groups = group(records, "http")
+    if not groups:
+        return []
+    lines = [
+        "| scenario | proxy | req/s (median) | req/s min–max | MiB/s | p50 | p99 | req/s ratio | p99 ratio | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario, by_target in groups.items():
+        med = {}
+        for target, rs in by_target.items():
+            rps = [r["requests"] / (r["duration_us"] / 1e6) for r in rs]
+            med[target] = {
+                "rps": statistics.median(rps),
+                "min": min(rps),
+                "max": max(rps),
+                "mibps": statistics.median(r["bytes"] / (r["duration_us"] / 1e6) / 2**20 for r in rs),
+                "p50": statistics.median(r["p50_us"] for r in rs),
+                "p99": statistics.median(r["p99_us"] for r in rs),
+                "errors": sum(
+                    r["connect_errors"] + r["read_errors"] + r["write_errors"]
+                    + r["status_errors"] + r["timeouts"]
+                    for r in rs
+                ),
+            }
+        # Ratios are to nginx; a scenario without nginx (upload-p99) compares to its first row.
+        base = med.get("nginx") or med.get("gale-idle")
+        label = scenario + (f" ({notes[scenario]})" if scenario in notes else "")
+        for target in ordered(list(med)):
+            m = med[target]
+            lines.append(
+                f"| {label} | {target} | {m['rps']:,.0f} | {m['min']:,.0f}–{m['max']:,.0f} "
+                f"| {m['mibps']:,.1f} | {ms(m['p50'])} | {ms(m['p99'])} "
+                f"| {ratio(m['rps'], base['rps']) if base else '—'} "
+                f"| {ratio(m['p99'], base['p99']) if base else '—'} | {m['errors']} |"
+            )
+    lines += [
+        "",
+        "Ratios are to nginx in the same run (to `gale-idle` in upload-p99); a p99 ratio below 1 is "
+        "better than nginx. MiB/s counts response bytes including headers. Errors: wrk's connect, "
+        "read, write and timeout errors plus non-2xx/3xx answers, over all rounds.",
+    ]
+    return lines
+
+
+def idle_table(records, notes):
+    groups = group(records, "idle")
+    lines = []
+    for scenario, by_target in groups.items():
+        n = next(iter(by_target.values()))[0]["connections"]
+        note = f" Note: {notes[scenario]}." if scenario in notes else ""
+        lines += [
+            f"Scenario `{scenario}`: {n} idle keep-alive connections (one request each, then idle); "
+            f"VmRSS of the serving process (nginx: its worker); growth per connection actually open.{note}",
+            "",
+            "| proxy | RSS before | RSS with connections open | growth per connection | RSS vs nginx | open / still open / failed |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        med = {}
+        for target, rs in by_target.items():
+            med[target] = {
+                "before": statistics.median(r["rss_before_kb"] for r in rs),
+                "after": statistics.median(r["rss_after_kb"] for r in rs),
+                "opened": min(r["opened"] for r in rs),
+                "alive": min(r["alive"] for r in rs),
+                "failed": max(r["failed"] for r in rs),
+            }
+        base = med.get("nginx")
+        for target in ordered(list(med)):
+            m = med[target]
+            per = (m["after"] - m["before"]) * 1024 / m["opened"] if m["opened"] else 0
+            lines.append(
+                f"| {target} | {m['before'] / 1024:.1f} MiB | {m['after'] / 1024:.1f} MiB "
+                f"| {per:,.0f} B | {ratio(m['after'], base['after']) if base else '—'} "
+                f"| {m['opened']} / {m['alive']} / {m['failed']} |"
+            )
+        lines.append("")
+    return lines
+
+
+def upload_table(records, notes):
+    groups = group(records, "upload")
+    lines = []
+    for scenario, by_target in groups.items():
+        size = next(iter(by_target.values()))[0]["bytes"]
+        note = f" Note: {notes[scenario]}." if scenario in notes else ""
+        lines += [
+            f"Scenario `{scenario}`: {size / 2**20:,.0f} MiB, gale (multipart POST to /upload) versus "
+            f"`md5sum` of the same file (page cache warm).{note}",
+            "",
+            "| what | MiB/s (median) | vs md5sum | peak RSS growth | statuses |",
+            "|---|---:|---:|---:|---|",
+        ]
+        med = {}
+        for target, rs in by_target.items():
+            # Only uploads gale accepted count: a quick 413 or 400 is not a throughput.
+            ok = [r for r in rs if target == "md5sum" or 200 <= r.get("status", 0) < 300]
+            med[target] = {
+                "mibps": statistics.median(r["bytes"] / r["seconds"] / 2**20 for r in ok) if ok else None,
+                "growth": max((r.get("hwm_kb", 0) - r.get("rss_before_kb", 0)) for r in rs),
+                "statuses": ",".join(sorted({str(r.get("status", "")) for r in rs})),
+            }
+        base = med.get("md5sum")
+        for target in ordered(list(med)):
+            m = med[target]
+            growth = f"{m['growth'] / 1024:.1f} MiB" if target != "md5sum" else "—"
+            if m["mibps"] is None:
+                lines.append(f"| {target} | no successful upload | — | {growth} | {m['statuses']} |")
+                continue
+            lines.append(
+                f"| {target} | {m['mibps']:,.0f} | {ratio(m['mibps'], base['mibps']) if base and base['mibps'] else '—'} "
+                f"| {growth} | {m['statuses'] if target != 'md5sum' else '—'} |"
+            )
+        lines.append("")
+    return lines
+
+
+def render(meta, records):
+    notes = {r["scenario"]: r["text"] for r in records if r.get("kind") == "note"}
+    out = []
+    if meta:
+        out += [
+            f"Run `{meta.get('run', '?')}` on {meta.get('date', '?')}: {meta.get('cpu', '?')}, "
+            f"{meta.get('cores', '?')} cores, Linux {meta.get('kernel', '?')}.",
+            f"Settings: ROUNDS={meta.get('rounds')} DURATION={meta.get('duration')} "
+            f"CONNECTIONS={meta.get('connections')} WRK_THREADS={meta.get('wrk_threads')}; "
+            f"proxies on CPU {meta.get('proxy_cpu')}, load generator and upstreams on CPU "
+            f"{meta.get('load_cpu')}.",
+            f"Versions: gale {meta.get('gale', '?')}, {meta.get('nginx', '?')}, "
+            f"{meta.get('haproxy', '?')}, {meta.get('wrk', '?')}. Load average at start: "
+            f"{meta.get('loadavg', '?')}.",
+            "",
+        ]
+    table = http_table(records, notes)
+    if table:
+        out += table + [""]
+    out += idle_table(records, notes)
+    out += upload_table(records, notes)
+    skips = [r for r in records if r.get("kind") == "skip"]
+    if skips:
+        out.append("Skipped:")
+        out += [f"- `{r['scenario']}`: {r['reason']}" for r in skips]
+        out.append("")
+    return "\n".join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("-o", "--output", type=Path)
+    args = parser.parse_args()
+    meta, records = load(args.run_dir)
+    text = render(meta, records)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+//! The admin listener: `/metrics` (Prometheus text) and `/status` (JSON:
+//! upstream health, in-flight counts). It is a separate listener, on
+//! loopback unless the config says otherwise, never one of the public ones.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::body::{ResponseBody, full};
+use crate::metrics;
+use crate::server::Running;
+
+/// A source of extra `/status` sections (the supervisor and the plugin
+/// runtime add theirs).
+pub type StatusSection = Box<dyn Fn() -> (String, serde_json::Value) + Send + Sync>;
+
+fn sections() -> &'static Mutex<Vec<StatusSection>> {
+    static S: OnceLock<Mutex<Vec<StatusSection>>> = OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+/// Adds a section to `/status`.
+pub fn add_status_section(section: StatusSection) {
+    sections().lock().unwrap_or_else(|e| e.into_inner()).push(section);
+}
+
+/// Binds the admin listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves admin requests until the process ends.
+pub async fn serve(listener: TcpListener, running: Arc<Running>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let running = running.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let running = running.clone();
+                async move { Ok::<_, Infallible>(answer(&running, &req)) }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+fn answer(running: &Running, req: &Request<Incoming>) -> Response<ResponseBody> {
+    let (ctype, body) = match req.uri().path() {
+        "/metrics" => ("text/plain; version=0.0.4", metrics::render()),
+        "/status" => ("application/json", status(running).to_string()),
+        "/" => ("text/plain", "gale admin: /metrics /status\n".to_owned()),
+        _ => return crate::error::error_page(StatusCode::NOT_FOUND),
+    };
+    let mut resp = Response::new(full(body));
+    if let Ok(v) = header::HeaderValue::from_str(ctype) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn status(running: &Running) -> serde_json::Value {
+    let site = running.current();
+    let now = Instant::now();
+    let upstreams: Vec<_> = site
+        .upstreams
+        .iter()
+        .map(|u| {
+            let backends: Vec<_> = u
+                .backends
+                .iter()
+                .map(|b| {
+                    serde_json::json!({
+                        "address": b.addr.to_string(),
+                        "weight": b.weight,
+                        "state": if b.health.is_down(now) { "down" } else { "up" },
+                        "in_flight": b.in_flight(),
+                    })
+                })
+                .collect();
+            serde_json::json!({ "name": u.config.name, "balance": format!("{:?}", u.config.balance), "backends": backends })
+        })
+        .collect();
+    let mut out = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "listening": running.bound_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "upstreams": upstreams,
+    });
+    for section in sections().lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let (name, value) = section();
+        out[name] = value;
+    }
+    out
+}

@@ -1,0 +1,195 @@
+//! The response body of a static file: empty, a small file read at open time, or a stream of
+//! chunks read on the blocking pool, so a large file is never held in memory whole.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::task::JoinHandle;
+
+/// Bytes read per chunk of a streamed file: large enough that the hop to the blocking pool is
+/// small next to the copy, small enough to keep per-download memory bounded.
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// The body of a static response. Its length is always known (`size_hint` is exact), so the
+/// server sends `Content-Length`, never chunked encoding.
+#[derive(Debug)]
+pub struct StaticBody {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Empty,
+    Full(Option<Bytes>),
+    File(FileStream),
+}
+
+#[derive(Debug)]
+struct FileStream {
+    file: Arc<File>,
+    offset: u64,
+    remaining: u64,
+    reading: Option<JoinHandle<io::Result<Bytes>>>,
+}
+
+impl StaticBody {
+    /// No body (HEAD, 304, 416, redirects).
+    pub fn empty() -> Self {
+        Self { inner: Inner::Empty }
+    }
+
+    /// A body already in memory (small files are read in the same trip as the open).
+    pub fn full(bytes: Bytes) -> Self {
+        if bytes.is_empty() {
+            return Self::empty();
+        }
+        Self { inner: Inner::Full(Some(bytes)) }
+    }
+
+    /// `len` bytes of `file` from `offset`, read in [`CHUNK_SIZE`] pieces on the blocking pool.
+    /// Positional reads: the file's cursor is never used. A file that shrinks while being sent
+    /// ends the body with an error (the promised length cannot be kept).
+    pub(crate) fn file(file: File, offset: u64, len: u64) -> Self {
+        if len == 0 {
+            return Self::empty();
+        }
+        Self { inner: Inner::File(FileStream { file: Arc::new(file), offset, remaining: len, reading: None }) }
+    }
+}
+
+impl Body for StaticBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match &mut self.inner {
+            Inner::Empty => Poll::Ready(None),
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::File(stream) => stream.poll_chunk(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Empty => true,
+            Inner::Full(bytes) => bytes.is_none(),
+            Inner::File(stream) => stream.remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Empty => SizeHint::with_exact(0),
+            Inner::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::File(stream) => SizeHint::with_exact(stream.remaining),
+        }
+    }
+}
+
+impl FileStream {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let reading = self.reading.get_or_insert_with(|| {
+            let file = Arc::clone(&self.file);
+            let offset = self.offset;
+            let len = usize::try_from(self.remaining).map_or(CHUNK_SIZE, |r| r.min(CHUNK_SIZE));
+            tokio::task::spawn_blocking(move || read_chunk(&file, offset, len))
+        });
+        let result = ready!(Pin::new(reading).poll(cx));
+        self.reading = None;
+        let chunk = match result {
+            Ok(Ok(chunk)) if !chunk.is_empty() => chunk,
+            Ok(Ok(_)) => {
+                self.remaining = 0;
+                return Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while it was being sent",
+                ))));
+            }
+            Ok(Err(e)) => {
+                self.remaining = 0;
+                return Poll::Ready(Some(Err(e)));
+            }
+            Err(join) => {
+                self.remaining = 0;
+                return Poll::Ready(Some(Err(io::Error::other(join))));
+            }
+        };
+        self.offset += chunk.len() as u64;
+        self.remaining -= chunk.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+}
+
+/// Reads up to `len` bytes at `offset`; fewer only at end of file.
+pub(crate) fn read_chunk(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn body_can_be_boxed_by_the_pipeline() {
+        assert_send_sync::<StaticBody>();
+    }
+
+    #[tokio::test]
+    async fn streams_a_file_in_bounded_chunks() {
+        let tmp = tempfile::tempfile().expect("tempfile");
+        let data: Vec<u8> = (0..CHUNK_SIZE * 2 + 123).map(|i| (i % 251) as u8).collect();
+        tmp.write_all_at(&data, 0).expect("write");
+
+        let mut body = StaticBody::file(tmp, 7, (data.len() - 7) as u64);
+        assert_eq!(body.size_hint().exact(), Some((data.len() - 7) as u64));
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let chunk = frame.expect("frame").into_data().expect("data");
+            assert!(chunk.len() <= CHUNK_SIZE);
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, data[7..]);
+        assert!(body.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_file_that_shrinks_ends_with_an_error() {
+        let tmp = tempfile::tempfile().expect("tempfile");
+        tmp.write_all_at(b"0123456789", 0).expect("write");
+        let body = StaticBody::file(tmp.try_clone().expect("clone"), 0, 20);
+        let err = body.collect().await.expect_err("must fail");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn empty_and_full() {
+        assert!(StaticBody::empty().is_end_stream());
+        assert!(StaticBody::full(Bytes::new()).is_end_stream());
+        let full = StaticBody::full(Bytes::from_static(b"abc"));
+        assert_eq!(full.size_hint().exact(), Some(3));
+        assert_eq!(full.collect().await.expect("ok").to_bytes(), "abc");
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up everything and runs every test: the unit tests of each crate and the end-to-end suite
+# (tests/: the real gale binary in front of real Tornado processes). Exits non-zero on any
+# failure. This is what CI runs (.ci/run).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+step() { printf '\ntest: %s\n' "$*" >&2; }
+
+step "setup (wasm target, Tornado virtualenv)"
+"$repo/scripts/setup.sh"
+
+# The e2e harness runs target/debug/gale (or $GALE_BIN): build it first, cargo test will not.
+step "building gale"
+cargo build -p gale
+
+# Guest plugins (plugins/, its own workspace, wasm32-wasip2) are built here once they exist.
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "all tests passed"

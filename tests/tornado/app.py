@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""The demo and test backend: one Tornado process of the pool gale balances over.
+
+Run one per port, as supervisord would in the seed deployment:
+
+    python tests/tornado/app.py --port 8000 --name tornado-8000
+
+`--port 0` lets the OS pick the port; the real port is printed as one line on stdout
+once the socket is bound, so a test harness can read it. Logs go to stderr.
+
+The server runs with `xheaders=True` (as behind nginx), so `request.remote_ip` and
+`request.protocol` come from X-Real-IP / X-Scheme: /whoami reports them, which is how the
+tests check that gale overwrites those headers whatever the client sent.
+
+Handlers (every one accepts any method):
+  /             a small HTML page naming this process
+  /whoami       (also /any/prefix/whoami) JSON: port, pid, name, remote_ip, protocol, host,
+                method, uri, headers, body_length, peer_port (the client port of the
+                connection: tells whether gale reused an upstream keep-alive connection)
+  /slow?s=N     sleeps N seconds (asynchronously) then answers JSON
+  /die          os._exit(1) before answering: a "query of death"
+  /echo         md5 and length of the request body; /echo?back=1 returns the body itself
+  /big?n=N      N bytes of a fixed pattern (byte i is i % 251); &chunked=1 streams it chunked;
+                &die_after=M sends the head and M bytes, then exits (a response cut short)
+  /redirect?to=URL   302 to URL (gale must not rewrite Location)
+  /stats        hits and in-flight requests per path, distinct peer connections (never counted)
+"""
+
+import argparse
+import asyncio
+import collections
+import hashlib
+import json
+import logging
+import os
+import sys
+
+import tornado.httpserver
+import tornado.ioloop
+import tornado.netutil
+import tornado.web
+
+# Per-process counters the tests read through /stats (directly, not through gale).
+HITS = collections.Counter()
+INFLIGHT = collections.Counter()
+PEERS = set()
+
+PATTERN = bytes(range(251))
+
+ANY_METHOD = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+
+def pattern(n):
+    """n bytes of the pattern byte[i] = i % 251 (a proxy that drops or reorders bytes shows)."""
+    reps = n // len(PATTERN) + 1
+    return (PATTERN * reps)[:n]
+
+
+class Base(tornado.web.RequestHandler):
+    """Counts hits and in-flight requests, answers every method the same way."""
+
+    SUPPORTED_METHODS = ANY_METHOD
+
+    def prepare(self):
+        HITS[self.request.path] += 1
+        INFLIGHT[self.request.path] += 1
+        PEERS.add(self.peer())
+
+    def on_finish(self):
+        INFLIGHT[self.request.path] -= 1
+
+    def peer(self):
+        try:
+            return self.request.connection.stream.socket.getpeername()
+        except (AttributeError, OSError):
+            return None
+
+    def write_json(self, obj):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(obj))
+
+    def identity(self):
+        app = self.application.settings
+        return {"port": app["port"], "pid": os.getpid(), "name": app["name"]}
+
+    async def get(self, *args):
+        await self.handle(*args)
+
+    async def post(self, *args):
+        await self.handle(*args)
+
+    async def put(self, *args):
+        await self.handle(*args)
+
+    async def delete(self, *args):
+        await self.handle(*args)
+
+    async def patch(self, *args):
+        await self.handle(*args)
+
+    async def options(self, *args):
+        await self.handle(*args)
+
+    async def head(self, *args):
+        await self.handle(*args)
+
+
+class Index(Base):
+    async def handle(self):
+        who = self.identity()
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            "<!doctype html><html><head><title>gale demo</title></head><body>"
+            f"<h1>Hello from {who['name']}</h1>"
+            f"<p>Tornado process {who['pid']} on port {who['port']} answered this request, "
+            f"proxied by gale.</p>"
+            f"<p>Your address as Tornado sees it: {self.request.remote_ip} "
+            f"({self.request.protocol}). Reload to see the next process of the pool.</p>"
+            '<p><a href="/whoami">/whoami</a> shows everything this process received.</p>'
+            "</body></html>"
+        )
+
+
+class Whoami(Base):
+    async def handle(self):
+        req = self.request
+        headers = collections.defaultdict(list)
+        for name, value in req.headers.get_all():
+            headers[name].append(value)
+        peer = self.peer()
+        self.write_json(
+            dict(
+                self.identity(),
+                remote_ip=req.remote_ip,
+                protocol=req.protocol,
+                host=req.host,
+                method=req.method,
+                uri=req.uri,
+                version=req.version,
+                headers=headers,
+                body_length=len(req.body),
+                peer_port=peer[1] if peer else None,
+            )
+        )
+
+
+class Slow(Base):
+    async def handle(self):
+        seconds = float(self.get_argument("s", "1"))
+        await asyncio.sleep(seconds)
+        self.write_json(dict(self.identity(), slept=seconds))
+
+
+class Die(Base):
+    async def handle(self):
+        logging.warning("query of death: exiting without answering")
+        sys.stderr.flush()
+        os._exit(1)
+
+
+class Echo(Base):
+    async def handle(self):
+        body = self.request.body
+        if self.get_argument("back", "0") == "1":
+            self.set_header("Content-Type", "application/octet-stream")
+            self.finish(body)
+            return
+        self.write_json(
+            dict(
+                self.identity(),
+                method=self.request.method,
+                length=len(body),
+                md5=hashlib.md5(body).hexdigest(),
+            )
+        )
+
+
+class Big(Base):
+    async def handle(self):
+        n = int(self.get_argument("n", "1048576"))
+        chunked = self.get_argument("chunked", "0") == "1"
+        self.set_header("Content-Type", "application/octet-stream")
+        data = pattern(n)
+        die_after = int(self.get_argument("die_after", "-1"))
+        if die_after >= 0:
+            # Send the head and part of the body, then crash: a response cut in the middle.
+            if not chunked:
+                self.set_header("Content-Length", str(n))
+            self.write(data[:die_after])
+            await self.flush()
+            await asyncio.sleep(0.2)
+            os._exit(1)
+        if not chunked:
+            self.finish(data)
+            return
+        # Flushing before finish makes Tornado use Transfer-Encoding: chunked.
+        step = 64 * 1024
+        for start in range(0, n, step):
+            self.write(data[start : start + step])
+            await self.flush()
+        self.finish()
+
+
+class Redirect(Base):
+    async def handle(self):
+        self.redirect(self.get_argument("to"), permanent=False)
+
+
+class Stats(tornado.web.RequestHandler):
+    """Not counted itself: the harness polls it directly, bypassing gale."""
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(
+            json.dumps(
+                {
+                    "hits": dict(HITS),
+                    "inflight": {k: v for k, v in INFLIGHT.items() if v},
+                    "peers": len(PEERS),
+                }
+            )
+        )
+
+
+def make_app(port, name):
+    return tornado.web.Application(
+        [
+            (r"/", Index),
+            # Also under any prefix (/api/whoami): routing tests tell locations apart.
+            (r"/(?:.*/)?whoami", Whoami),
+            (r"/slow", Slow),
+            (r"/die", Die),
+            (r"/echo", Echo),
+            (r"/big", Big),
+            (r"/redirect", Redirect),
+            (r"/stats", Stats),
+        ],
+        port=port,
+        name=name,
+    )
+
+
+def exit_when_orphaned(parent):
+    """A backend must not outlive whoever started it (a killed test run or demo script)."""
+    if os.getppid() != parent:
+        logging.info("parent %d is gone: exiting", parent)
+        os._exit(0)
+
+
+async def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000, help="0 = OS-assigned")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--name", default=None)
+    args = parser.parse_args()
+
+    try:
+        sockets = tornado.netutil.bind_sockets(args.port, address=args.host)
+    except OSError as e:
+        print(f"app.py: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
+        sys.exit(1)
+    port = sockets[0].getsockname()[1]
+    name = args.name or f"tornado-{port}"
+
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s {name} %(levelname)s %(message)s",
+    )
+    server = tornado.httpserver.HTTPServer(make_app(port, name), xheaders=True)
+    server.add_sockets(sockets)
+
+    print(port, flush=True)
+    logging.info("listening on %s:%d (pid %d)", args.host, port, os.getpid())
+
+    parent = os.getppid()
+    tornado.ioloop.PeriodicCallback(lambda: exit_when_orphaned(parent), 500).start()
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        # Ctrl-C in the demo reaches the whole process group: stop quietly.
+        pass
