@@ -18,7 +18,8 @@
 //!
 //! Beside the request path, `supervisor` runs the backends of upstreams
 //! with a `process` section (start, watch, restart, rolling restart); it
-//! moves them in and out of the pools through a hook `main.rs` wires up.
+//! moves them in and out of the pools through the hooks `supervised` wires
+//! up.
 
 pub mod access_log;
 pub mod admin;
@@ -35,6 +36,7 @@ pub mod server;
 pub mod signals;
 pub mod site;
 pub mod static_files;
+pub mod supervised;
 pub mod supervisor;
 pub mod tls;
 pub mod upstream;
