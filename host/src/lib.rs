@@ -39,4 +39,5 @@ pub mod static_files;
 pub mod supervised;
 pub mod supervisor;
 pub mod tls;
+pub mod upload;
 pub mod upstream;

@@ -92,6 +92,7 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
     let retry_after_send = cfg.next_upstream == NextUpstream::Error && idempotent(&parts.method) && !has_body;
     let retry_on_connect = cfg.next_upstream != NextUpstream::Off;
 
+    let mut head_slot = Some(parts);
     let mut tried = vec![false; pool.backends.len()];
     let mut body = Some(body);
     let mut last_error: Option<ProxyError> = None;
@@ -131,8 +132,13 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
 
         let sent_at = std::time::Instant::now();
         let outcome = loop {
-            let mut request = Request::from_parts(parts.clone(), body.take().unwrap_or(UpstreamRequestBody::Empty));
-            *request.version_mut() = Version::HTTP_11;
+            // The head is copied only when a resend after a failure may need
+            // it; an unsent request comes back whole from hyper.
+            let head = match &head_slot {
+                Some(h) if retry_after_send => h.clone(),
+                _ => head_slot.take().unwrap_or_else(unreachable_head),
+            };
+            let request = Request::from_parts(head, body.take().unwrap_or(UpstreamRequestBody::Empty));
             match tokio::time::timeout(cfg.read_timeout, sender.try_send_request(request)).await {
                 Err(_) => {
                     // Not a health failure (nginx counts timeouts only when it
@@ -148,8 +154,10 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                 Ok(Ok(resp)) => break Ok(resp),
                 Ok(Err(mut e)) => {
                     if let Some(unsent) = e.take_message() {
-                        // Nothing reached the backend: the body is intact.
-                        body = Some(unsent.into_body());
+                        // Nothing reached the backend: head and body are intact.
+                        let (head, unsent_body) = unsent.into_parts();
+                        head_slot = Some(head);
+                        body = Some(unsent_body);
                         if reused {
                             reused = false;
                             match backend.conns.connect().await {
@@ -238,4 +246,11 @@ fn note_failure(pool: &UpstreamPool, backend: &Backend, outcome: Outcome, err: &
         tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "backend marked down for {:?}", cfg.fail_timeout);
     }
     tracing::warn!(upstream = %cfg.name, addr = %backend.addr, error = %err, "upstream attempt failed");
+}
+
+/// The request head is always present when an attempt is made: it is taken
+/// only for an attempt that cannot be followed by another.
+fn unreachable_head() -> http::request::Parts {
+    tracing::error!("internal: request head missing for a retry");
+    Request::new(()).into_parts().0
 }

@@ -1,0 +1,402 @@
+//! The private file store: where file parts are written while they stream in.
+//!
+//! Safer than the anchor (D10, D11, D12):
+//! * names are 128 random bits in hex (32 characters), not a guessable counter;
+//! * files are created with `openat(store, name, O_CREAT|O_EXCL|O_NOFOLLOW)` relative to a
+//!   directory descriptor opened once, so neither the final component nor a swapped parent path
+//!   can redirect the write; the mode is exactly the configured one (default 0600) whatever the
+//!   umask, set with `fchmod` on the new descriptor;
+//! * an existing store directory is never chowned or chmodded: a missing store (unless `create`)
+//!   or a group/world-writable one, or one owned by another user, fails config load;
+//! * [`Store::sweep`] removes orphans older than a TTL, at startup and periodically.
+//!
+//! Writing happens on the blocking pool in batches, with md5 (and sha256 when asked) computed on
+//! the same thread, so neither hashing nor disk I/O runs on the async workers and at most two
+//! batches are in memory per upload.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use sha2::Sha256;
+use tokio::task::JoinHandle;
+
+/// How the store is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Mode of created files (rw bits only).
+    pub mode: u32,
+    /// Create the directory (0700) if it is missing.
+    pub create: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { mode: 0o600, create: false }
+    }
+}
+
+/// Why a store directory was refused at config load.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreConfigError {
+    /// Relative paths would make `.path` fields depend on gale's working directory.
+    #[error("{0}: the store must be an absolute path")]
+    NotAbsolute(PathBuf),
+    /// Missing and `create` not set.
+    #[error("{0}: the store directory does not exist (create it with mode 0700, or set create = true)")]
+    Missing(PathBuf),
+    /// Not a directory.
+    #[error("{0}: the store is not a directory")]
+    NotADirectory(PathBuf),
+    /// Group- or world-writable: other users could replace uploads (the seed's `/tmp` is).
+    #[error("{path}: the store is group- or world-writable (mode {mode:o}); use a private directory (0700 or 0750)")]
+    Unsafe {
+        /// The store.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Owned by a user other than gale's (or root).
+    #[error("{path}: the store is owned by uid {owner}, not by gale's uid {euid}")]
+    WrongOwner {
+        /// The store.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// gale's effective uid.
+        euid: u32,
+    },
+    /// The file mode has bits other than read/write.
+    #[error("access mode {0:o} has bits other than read/write")]
+    BadMode(u32),
+    /// Anything else: the probe file could not be created, permission denied, ...
+    #[error("{path}: {source}")]
+    Io {
+        /// The store.
+        path: PathBuf,
+        /// The failure.
+        source: io::Error,
+    },
+}
+
+/// An I/O failure while storing an upload: 507 when the disk or quota is full, 503 otherwise
+/// (D5; the anchor silently dropped the file and answered 200).
+#[derive(Debug, thiserror::Error)]
+#[error("upload store: {op}: {source}")]
+pub struct StoreError {
+    /// What was being done.
+    pub op: &'static str,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl StoreError {
+    fn new(op: &'static str, source: io::Error) -> Self {
+        StoreError { op, source }
+    }
+
+    /// ENOSPC or EDQUOT: the client should hear 507 Insufficient Storage.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self.source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+    }
+}
+
+/// An opened, checked store directory. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+#[derive(Debug)]
+struct StoreInner {
+    /// Canonical absolute path (what `.path` fields start with).
+    path: PathBuf,
+    /// The directory, opened once; every create/unlink is relative to it.
+    dir: File,
+    mode: u32,
+}
+
+impl Store {
+    /// Opens and checks the store (see the module doc); creates it only if `options.create`.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreConfigError> {
+        if options.mode & !0o666 != 0 {
+            return Err(StoreConfigError::BadMode(options.mode));
+        }
+        if !path.is_absolute() {
+            return Err(StoreConfigError::NotAbsolute(path.to_owned()));
+        }
+        let io_err = |source| StoreConfigError::Io { path: path.to_owned(), source };
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !options.create {
+                    return Err(StoreConfigError::Missing(path.to_owned()));
+                }
+                std::fs::DirBuilder::new().mode(0o700).create(path).map_err(io_err)?;
+            }
+            Err(e) => return Err(io_err(e)),
+        }
+        let canonical = std::fs::canonicalize(path).map_err(io_err)?;
+        let fd = rustix::fs::open(&canonical, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| match e {
+                rustix::io::Errno::NOTDIR => StoreConfigError::NotADirectory(path.to_owned()),
+                e => io_err(e.into()),
+            })?;
+        let dir = File::from(fd);
+        let meta = dir.metadata().map_err(io_err)?;
+        if meta.mode() & 0o022 != 0 {
+            return Err(StoreConfigError::Unsafe { path: canonical, mode: meta.mode() & 0o7777 });
+        }
+        let euid = rustix::process::geteuid().as_raw();
+        if meta.uid() != euid && meta.uid() != 0 {
+            return Err(StoreConfigError::WrongOwner { path: canonical, owner: meta.uid(), euid });
+        }
+        let store = Store { inner: Arc::new(StoreInner { path: canonical, dir, mode: options.mode }) };
+        // Probe: fail at load, not on the first upload, if the store is not writable.
+        let (name, file) = store.create_file().map_err(|e| io_err(e.source))?;
+        drop(file);
+        store.remove(&name).map_err(io_err)?;
+        Ok(store)
+    }
+
+    /// The canonical absolute directory path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The mode given to stored files.
+    pub fn mode(&self) -> u32 {
+        self.inner.mode
+    }
+
+    /// Absolute path of a stored file (the `.path` field's value).
+    pub fn file_path(&self, name: &str) -> PathBuf {
+        self.inner.path.join(name)
+    }
+
+    /// Creates a new file with a fresh random name (retrying on the 2^-128 collision).
+    pub(crate) fn create_file(&self) -> Result<(String, File), StoreError> {
+        let mut last = None;
+        for _ in 0..4 {
+            let name = random_name().map_err(|e| StoreError::new("random name", e))?;
+            match self.open_new(&name) {
+                Ok(file) => return Ok((name, file)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(StoreError::new("create", e)),
+            }
+        }
+        Err(StoreError::new("create", last.unwrap_or_else(|| io::Error::other("name collision"))))
+    }
+
+    /// `openat(O_CREAT|O_EXCL|O_NOFOLLOW)` then `fchmod` to the exact mode.
+    pub(crate) fn open_new(&self, name: &str) -> io::Result<File> {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(self.inner.mode);
+        let fd = rustix::fs::openat(&self.inner.dir, name, flags, mode)?;
+        // Our own new descriptor: this never touches anything that existed before.
+        rustix::fs::fchmod(&fd, mode)?;
+        Ok(File::from(fd))
+    }
+
+    /// Unlinks a stored file; a file already gone (the backend moved it) is not an error.
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        match rustix::fs::unlinkat(&self.inner.dir, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes regular files named like ours whose mtime is older than `ttl` (D12). Blocking:
+    /// run it on the blocking pool (see [`spawn_sweeper`]).
+    pub fn sweep(&self, ttl: Duration) -> io::Result<SweepReport> {
+        let now = SystemTime::now();
+        let mut report = SweepReport::default();
+        for entry in std::fs::read_dir(&self.inner.path)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !is_store_name(&name) {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue; // removed meanwhile
+            };
+            let old = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age > ttl);
+            if !meta.file_type().is_file() || !old {
+                continue;
+            }
+            match self.remove(&name) {
+                Ok(()) => report.removed += 1,
+                Err(e) => {
+                    tracing::warn!(store = %self.inner.path.display(), %name, error = %e, "sweeper could not remove an orphan");
+                    report.failed += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Orphans removed.
+    pub removed: usize,
+    /// Orphans that could not be removed.
+    pub failed: usize,
+}
+
+/// How often the sweeper runs for a TTL: a quarter of it, between 1 second and 10 minutes.
+pub fn sweep_interval(ttl: Duration) -> Duration {
+    (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(600))
+}
+
+/// Sweeps now and then every [`sweep_interval`] until the task is aborted. The caller keeps
+/// the handle and aborts it when the location goes away (reload, shutdown).
+pub fn spawn_sweeper(store: Store, ttl: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.sweep(ttl)).await {
+                Ok(Ok(r)) if r.removed > 0 || r.failed > 0 => {
+                    tracing::info!(store = %store.path().display(), removed = r.removed, failed = r.failed, "swept upload orphans");
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(store = %store.path().display(), error = %e, "upload sweeper failed")
+                }
+                Err(e) => tracing::warn!(error = %e, "upload sweeper task failed"),
+            }
+            tokio::time::sleep(sweep_interval(ttl)).await;
+        }
+    })
+}
+
+/// 32 lower-case hex digits from the OS CSPRNG.
+fn random_name() -> io::Result<String> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(hex(&raw))
+}
+
+/// Whether `name` has the shape of a store file name (the sweeper touches nothing else).
+pub fn is_store_name(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Lower-case hex, as the anchor's `$upload_file_md5`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// Size and digests of a completed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    /// Bytes written.
+    pub size: u64,
+    /// Lower-case hex md5.
+    pub md5: String,
+    /// Lower-case hex sha256, when asked for.
+    pub sha256: Option<String>,
+}
+
+/// Batch size handed to the blocking pool: large enough to amortise the hop, small enough to
+/// keep memory flat (at most two batches per upload are alive).
+const BATCH_BYTES: usize = 256 * 1024;
+
+struct Writer {
+    file: File,
+    md5: Md5,
+    sha256: Option<Sha256>,
+    size: u64,
+}
+
+impl Writer {
+    fn write_batch(&mut self, batch: &[Bytes]) -> io::Result<()> {
+        for chunk in batch {
+            self.md5.update(chunk);
+            if let Some(sha) = &mut self.sha256 {
+                sha.update(chunk);
+            }
+            self.file.write_all(chunk)?;
+            self.size += chunk.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Streams one file's data to disk, hashing it on the way; one write is in flight while the next
+/// batch fills.
+pub(crate) struct FileSink {
+    writer: Option<Box<Writer>>,
+    inflight: Option<JoinHandle<io::Result<Box<Writer>>>>,
+    batch: Vec<Bytes>,
+    batch_len: usize,
+}
+
+impl FileSink {
+    /// Wraps a freshly created file.
+    pub(crate) fn new(file: File, sha256: bool) -> Self {
+        FileSink {
+            writer: Some(Box::new(Writer { file, md5: Md5::new(), sha256: sha256.then(Sha256::new), size: 0 })),
+            inflight: None,
+            batch: Vec::new(),
+            batch_len: 0,
+        }
+    }
+
+    /// Queues data; hands a full batch to the blocking pool.
+    pub(crate) async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        self.batch_len += data.len();
+        self.batch.push(data);
+        if self.batch_len >= BATCH_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn take_writer(&mut self) -> Result<Box<Writer>, StoreError> {
+        if let Some(handle) = self.inflight.take() {
+            return handle
+                .await
+                .map_err(|e| StoreError::new("write", io::Error::other(e)))?
+                .map_err(|e| StoreError::new("write", e));
+        }
+        self.writer.take().ok_or_else(|| StoreError::new("write", io::Error::other("writer lost")))
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        let mut writer = self.take_writer().await?;
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_len = 0;
+        self.inflight = Some(tokio::task::spawn_blocking(move || {
+            writer.write_batch(&batch)?;
+            Ok(writer)
+        }));
+        Ok(())
+    }
+
+    /// Writes what is left and returns the size and digests.
+    pub(crate) async fn finish(mut self) -> Result<Digests, StoreError> {
+        if !self.batch.is_empty() {
+            self.flush().await?;
+        }
+        let writer = self.take_writer().await?;
+        let Writer { md5, sha256, size, .. } = *writer;
+        Ok(Digests { size, md5: hex(&md5.finalize()), sha256: sha256.map(|s| hex(&s.finalize())) })
+    }
+}
