@@ -54,4 +54,19 @@ then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
 fi
 
+# curl: the end-to-end tests use it as the real HTTPS and HTTP/2 client (Debian's has HTTP/2).
+if ! command -v curl >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing curl with apt-get"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl
+    else
+        say "curl not found: install it (as root: apt-get install curl)"
+        exit 1
+    fi
+fi
+if ! curl --version | grep -qw HTTP2; then
+    say "warning: this curl has no HTTP/2 support; the HTTP/2 end-to-end tests will fail"
+fi
+
 say "ready: $("$venv/bin/python" -c 'import tornado; print("tornado", tornado.version)'), $(rustc --version)"

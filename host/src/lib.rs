@@ -15,6 +15,11 @@
 //! ```
 //!
 //! Only `pipeline` knows that order; the other modules are leaves.
+//!
+//! Beside the request path, `supervisor` runs the backends of upstreams
+//! with a `process` section (start, watch, restart, rolling restart); it
+//! moves them in and out of the pools through the hooks `supervised` wires
+//! up.
 
 pub mod access_log;
 pub mod admin;
@@ -32,6 +37,8 @@ pub mod server;
 pub mod signals;
 pub mod site;
 pub mod static_files;
+pub mod supervised;
+pub mod supervisor;
 pub mod tls;
 pub mod upload;
 pub mod upstream;

@@ -1,9 +1,9 @@
-//! The `gale` command: `run`, `check`, `--version`.
+//! The `gale` command: `run`, `check`, `reload`, `restart`, `status`, `--version`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -12,6 +12,8 @@ use gale::config::{self, Config, LogLevel, LogTarget};
 use gale::plugin::{PluginRuntime, RuntimeOptions};
 use gale::server::Running;
 use gale::site::Site;
+use gale::supervised;
+use gale::supervisor::{self, Supervisor};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +42,20 @@ enum Command {
     /// Validate a config file, then tell the running gale (pid_file) to
     /// reload it (SIGHUP). The running gale keeps its old config on any error.
     Reload {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Rolling restart of an upstream's `process` children in the running
+    /// gale (found through the config's pid_file): one at a time, no request
+    /// lost. Prints the progress; exits 1 if a new child fails to start.
+    Restart {
+        /// The upstream whose children are replaced.
+        upstream: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show the state of every supervised child of the running gale.
+    Status {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -83,6 +99,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Restart { upstream, config } => control(&config, Some(&upstream)),
+        Command::Status { config } => control(&config, None),
         Command::Run { config } => {
             let cfg = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -98,6 +116,38 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `gale restart` / `gale status`: one command over the control socket.
+fn control(path: &Path, restart: Option<&str>) -> ExitCode {
+    let cfg = match load(Some(path)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(pid_file) = &cfg.global.pid_file else {
+        eprintln!(
+            "gale: error: {}: set [global] pid_file: it is how this command finds the running gale",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    if let Some(name) = restart
+        && !cfg.upstreams.iter().any(|u| u.name == name && u.process.is_some())
+    {
+        eprintln!("gale: error: {}: no upstream `{name}` with a `process` section", path.display());
+        return ExitCode::FAILURE;
+    }
+    let command = restart.map_or_else(|| "status".to_owned(), |name| format!("restart {name}"));
+    match supervisor::request(pid_file, &command, |line| println!("{line}")) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gale: error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -145,40 +195,63 @@ fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let mut signals = gale::signals::watch().context("cannot install signal handlers")?;
-        let pid_file = cfg.global.pid_file.clone();
-        let admin = cfg.admin;
+        let signals = gale::signals::watch().context("cannot install signal handlers")?;
         let plugins = plugin_runtime(&cfg)?;
         let site = Site::build(cfg, None, &plugins).await?;
-        let running = Running::start(site, signals.shutdown.clone())?;
-        if let Some(addr) = admin {
-            let listener = gale::admin::bind(addr).await.with_context(|| format!("cannot listen on {addr} (admin)"))?;
-            let bound = listener.local_addr()?;
-            tokio::spawn(gale::admin::serve(listener, running.clone()));
-            tracing::info!("admin endpoints on http://{bound}/metrics and /status");
-            announce(&format!("gale: admin on {bound}"))?;
-        }
-        if let Some(pid) = &pid_file {
-            write_pid(pid)?;
-        }
-        let addrs: Vec<String> = running.bound_addrs().iter().map(|a| a.to_string()).collect();
-        announce(&format!("gale: listening on {}", addrs.join(" ")))?;
-        tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
-
-        let reloader = running.clone();
-        tokio::spawn(async move {
-            while signals.reload.recv().await.is_some() {
-                reload(&reloader, &plugins, path.as_deref()).await;
-            }
-        });
-        running.wait().await;
-        if let Some(pid) = &pid_file {
-            let _ = std::fs::remove_file(pid);
-        }
-        Ok::<_, anyhow::Error>(())
+        // Supervised backends start before the listeners accept; each is in
+        // rotation once its port accepts.
+        let children = supervised::start(&site).await?;
+        let served = serve(site, signals, &children, plugins, path).await;
+        // Client requests have drained (or gale never served): the children go now.
+        children.shutdown().await;
+        served
     })?;
     // Connections still open after shutdown_timeout are dropped here.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(())
+}
+
+async fn serve(
+    site: Site,
+    mut signals: gale::signals::Signals,
+    children: &Arc<Supervisor>,
+    plugins: PluginRuntime,
+    path: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let pid_file = site.config.global.pid_file.clone();
+    let admin = site.config.admin;
+    let running = Running::start(site, signals.shutdown.clone())?;
+    supervised::publish(children);
+    if let Some(addr) = admin {
+        let listener = gale::admin::bind(addr).await.with_context(|| format!("cannot listen on {addr} (admin)"))?;
+        let bound = listener.local_addr()?;
+        tokio::spawn(gale::admin::serve(listener, running.clone()));
+        tracing::info!("admin endpoints on http://{bound}/metrics and /status");
+        announce(&format!("gale: admin on {bound}"))?;
+    }
+    if let Some(pid) = &pid_file {
+        write_pid(pid)?;
+    }
+    // `gale restart` and `gale status` talk to the socket next to the pid file.
+    let _control = match &pid_file {
+        Some(pid) if !children.is_empty() => Some(children.listen_control(pid)?),
+        _ => None,
+    };
+    let addrs: Vec<String> = running.bound_addrs().iter().map(|a| a.to_string()).collect();
+    announce(&format!("gale: listening on {}", addrs.join(" ")))?;
+    tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
+
+    let reloader = running.clone();
+    let supervised = children.clone();
+    tokio::spawn(async move {
+        while signals.reload.recv().await.is_some() {
+            reload(&reloader, &supervised, &plugins, path.as_deref()).await;
+        }
+    });
+    running.wait().await;
+    if let Some(pid) = &pid_file {
+        let _ = std::fs::remove_file(pid);
+    }
     Ok(())
 }
 
@@ -191,11 +264,20 @@ fn announce(line: &str) -> std::io::Result<()> {
 }
 
 /// Re-reads the config and swaps it in; on any error the old one stays.
-async fn reload(running: &std::sync::Arc<Running>, plugins: &PluginRuntime, path: Option<&Path>) {
+/// Supervised upstreams keep their children: the new pools are attached to
+/// them, and an upstream whose `process` changed gets a rolling restart.
+async fn reload(running: &Arc<Running>, children: &Arc<Supervisor>, plugins: &PluginRuntime, path: Option<&Path>) {
     let cfg = match load(path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload failed, keeping the old config:\n{e}");
+            return;
+        }
+    };
+    let rolls = match children.plan_reload(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the old config: {e}");
             return;
         }
     };
@@ -207,14 +289,27 @@ async fn reload(running: &std::sync::Arc<Running>, plugins: &PluginRuntime, path
             return;
         }
     };
+    // The new pools learn which children accept before they serve.
+    supervised::attach(children, &site, Some(&old));
     match running.reload(site) {
         Ok(()) => {
             tracing::info!(
                 "reloaded; listening on {}",
                 running.bound_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ")
             );
+            for (upstream, spec) in rolls {
+                let children = children.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = children.roll(&upstream, Some(spec), |_| {}).await {
+                        tracing::error!("rolling restart after reload: {e}");
+                    }
+                });
+            }
         }
-        Err(e) => tracing::error!("reload failed, keeping the old config: {e}"),
+        Err(e) => {
+            supervised::attach(children, &old, None);
+            tracing::error!("reload failed, keeping the old config: {e}");
+        }
     }
 }
 

@@ -25,6 +25,13 @@ pub mod net;
 mod output;
 pub mod paths;
 pub mod tornado;
+// HTTPS, WebSocket, reload and admin helpers.
+pub mod admin;
+pub mod certs;
+pub mod curl;
+pub mod reload;
+pub mod tls;
+pub mod ws;
 
 pub use capture::{Capture, Captured, Reply, Snapshot};
 pub use config::ConfigBuilder;

@@ -28,6 +28,11 @@ Handlers (every one accepts any method):
   /big?n=N      N bytes of a fixed pattern (byte i is i % 251); &chunked=1 streams it chunked;
                 &die_after=M sends the head and M bytes, then exits (a response cut short)
   /redirect?to=URL   302 to URL (gale must not rewrite Location)
+  /ws           (also /any/prefix/ws) WebSocket echo (text and binary); the text "__whoami__"
+                answers JSON (protocol, host, remote_ip), "__close__" makes the server close;
+                opens and closes are counted in /stats as hits "ws-open" / "ws-close", open
+                ones as inflight "ws"
+  /ws-refuse    refuses every request, WebSocket handshakes included: 403 with a body
   /stats        hits and in-flight requests per path, distinct peer connections (never counted)
 """
 
@@ -44,6 +49,7 @@ import tornado.httpserver
 import tornado.ioloop
 import tornado.netutil
 import tornado.web
+import tornado.websocket
 
 # Per-process counters the tests read through /stats (directly, not through gale).
 HITS = collections.Counter()
@@ -269,6 +275,35 @@ class Redirect(Base):
         self.redirect(self.get_argument("to"), permanent=False)
 
 
+class WsEcho(tornado.websocket.WebSocketHandler):
+    """Echoes every message; Tornado's own Origin check (against Host) stays on."""
+
+    def open(self):
+        HITS["ws-open"] += 1
+        INFLIGHT["ws"] += 1
+
+    def on_message(self, message):
+        if message == "__whoami__":
+            req = self.request
+            self.write_message(
+                json.dumps(dict(protocol=req.protocol, host=req.host, remote_ip=req.remote_ip))
+            )
+        elif message == "__close__":
+            self.close(1000, "closed by the backend")
+        else:
+            self.write_message(message, binary=isinstance(message, bytes))
+
+    def on_close(self):
+        HITS["ws-close"] += 1
+        INFLIGHT["ws"] -= 1
+
+
+class WsRefuse(Base):
+    async def handle(self):
+        self.set_status(403)
+        self.finish("upgrade refused by the backend\n")
+
+
 class Stats(tornado.web.RequestHandler):
     """Not counted itself: the harness polls it directly, bypassing gale."""
 
@@ -298,6 +333,9 @@ def make_app(port, name):
             (r"/html", Html),
             (r"/big", Big),
             (r"/redirect", Redirect),
+            # Also under any prefix (/idle/ws): tests give WebSocket routes their own locations.
+            (r"/(?:.*/)?ws", WsEcho),
+            (r"/ws-refuse", WsRefuse),
             (r"/stats", Stats),
         ],
         port=port,

@@ -4,8 +4,10 @@
 //! `FILE:LINE:COL` and, for typos, a did-you-mean hint.
 
 mod diagnostics;
+mod process;
 pub mod raw;
 mod runtime;
+mod template;
 mod units;
 mod validate;
 

@@ -77,7 +77,8 @@ pub struct RawAdmin {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
-    pub servers: Spanned<Vec<Spanned<RawBackend>>>,
+    /// Required unless `process` gives the pool its backends.
+    pub servers: Option<Spanned<Vec<Spanned<RawBackend>>>>,
     pub balance: Option<Balance>,
     pub next_upstream: Option<NextUpstream>,
     pub connect_timeout: Option<Spanned<Scalar>>,
@@ -85,6 +86,26 @@ pub struct RawUpstream {
     pub max_fails: Option<Spanned<i64>>,
     pub fail_timeout: Option<Spanned<Scalar>>,
     pub keepalive: Option<Spanned<i64>>,
+    /// Backends gale starts and supervises itself (supervisord's job).
+    pub process: Option<Spanned<RawProcess>>,
+}
+
+/// `process = { ... }` on an upstream: `count` children of `command`, on
+/// ports `base_port ..`; each key replaces a supervisord program setting.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcess {
+    pub command: Spanned<Vec<Spanned<String>>>,
+    pub count: Option<Spanned<i64>>,
+    pub base_port: Spanned<i64>,
+    pub cwd: Option<Spanned<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<String>>,
+    pub stop_signal: Option<Spanned<String>>,
+    pub stop_timeout: Option<Spanned<Scalar>>,
+    pub start_timeout: Option<Spanned<Scalar>>,
+    pub start_retries: Option<Spanned<i64>>,
+    pub log: Option<Spanned<String>>,
 }
 
 /// One backend: `"127.0.0.1:8000"` or `{ address = "...", weight = 2 }`.

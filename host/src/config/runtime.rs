@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use super::raw::{AccessLogFormat, Balance, LogLevel, NextUpstream, OnError};
+pub use super::template::{ChildVars, Template};
 use super::units::ByteSize;
 
 /// The whole validated config.
@@ -84,6 +85,87 @@ pub struct Upstream {
     pub fail_timeout: Duration,
     /// Idle keep-alive connections kept per backend.
     pub keepalive: usize,
+    /// Children gale supervises; they are `servers[0..count]`, in index order.
+    pub process: Option<Process>,
+}
+
+/// `process = { ... }`: the children gale starts for an upstream. Child
+/// `i` listens on `127.0.0.1:(base_port + i)` and is the pool's backend `i`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// Program and arguments; the program is `command[0]`.
+    pub command: Vec<Template>,
+    pub count: usize,
+    pub base_port: u16,
+    /// Working directory (absolute, or relative to gale's own).
+    pub cwd: PathBuf,
+    /// Added to gale's environment, in file order.
+    pub env: Vec<(String, Template)>,
+    pub stop_signal: StopSignal,
+    /// How long a child may take to exit after `stop_signal` before SIGKILL;
+    /// also how long a rolling restart waits for in-flight requests.
+    pub stop_timeout: Duration,
+    /// How long a child may take to accept on its port; an exit sooner than
+    /// this after start counts as a failed start.
+    pub start_timeout: Duration,
+    /// Failed starts in a row tolerated before the child is marked failed
+    /// (it is tried `start_retries + 1` times, as supervisord does).
+    pub start_retries: u32,
+    pub log: ChildLog,
+    /// The config file's directory: a relative `log` path is resolved
+    /// against it.
+    pub config_dir: PathBuf,
+}
+
+impl Process {
+    /// The port of child `index`.
+    pub fn port(&self, index: usize) -> u16 {
+        // Validation keeps base_port + count - 1 within u16.
+        self.base_port.saturating_add(u16::try_from(index).unwrap_or(u16::MAX))
+    }
+}
+
+/// The signal that asks a child to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Int,
+    Quit,
+    Hup,
+    Kill,
+    Usr1,
+    Usr2,
+}
+
+impl StopSignal {
+    /// Every signal, by its config name (without `SIG`).
+    pub const ALL: [(&'static str, StopSignal); 7] = [
+        ("TERM", StopSignal::Term),
+        ("INT", StopSignal::Int),
+        ("QUIT", StopSignal::Quit),
+        ("HUP", StopSignal::Hup),
+        ("KILL", StopSignal::Kill),
+        ("USR1", StopSignal::Usr1),
+        ("USR2", StopSignal::Usr2),
+    ];
+
+    /// The name as written in the config (`TERM`).
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, s)| *s == self).map_or("TERM", |(n, _)| n)
+    }
+}
+
+/// Where a child's stdout and stderr go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildLog {
+    Off,
+    /// gale's stderr, each line prefixed with the child's name.
+    Stderr,
+    /// gale's stdout, each line prefixed with the child's name.
+    Stdout,
+    /// A file per the template (relative to `config_dir`), appended to and
+    /// reopened on SIGUSR1.
+    File(Template),
 }
 
 /// One backend of a pool.

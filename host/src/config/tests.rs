@@ -85,3 +85,46 @@ fn golden_errors() {
     }
     assert!(cases >= 5, "golden cases missing");
 }
+
+#[test]
+fn process_section_makes_the_servers() {
+    let text = r#"
+[upstream.app]
+servers = ["127.0.0.1:9000"]
+process = { command = ["bin/app", "--port={port}"], count = 3, base_port = 8000, cwd = "srv", env = { PORT = "{port}" }, stop_signal = "SIGINT", start_timeout = "5s", start_retries = 2, log = "logs/{name}-{index}.log" }
+[upstream.plain]
+process = { command = ["app"], base_port = 7000 }
+[[server]]
+listen = ["127.0.0.1:8080"]
+[[server.location]]
+path = "/"
+proxy = { pass = "app" }
+"#;
+    let cfg = parse("t.toml", text, Path::new("/etc/gale")).expect("valid");
+    let up = &cfg.upstreams[0];
+    let addrs: Vec<String> = up.servers.iter().map(|b| b.addr.to_string()).collect();
+    assert_eq!(addrs, ["127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:9000"]);
+    let p = up.process.as_ref().expect("process");
+    assert_eq!(p.count, 3);
+    assert_eq!(p.port(2), 8002);
+    assert_eq!(p.cwd, Path::new("/etc/gale/srv"));
+    assert_eq!(p.stop_signal, StopSignal::Int);
+    assert_eq!(p.stop_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(p.start_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(p.start_retries, 2);
+    let vars = ChildVars { port: 8001, index: 1, name: "app" };
+    assert_eq!(p.command[1].render(vars), "--port=8001");
+    assert_eq!(p.env[0].0, "PORT");
+    assert_eq!(p.env[0].1.render(vars), "8001");
+    match &p.log {
+        ChildLog::File(t) => assert_eq!(t.render(vars), "logs/app-1.log"),
+        other => panic!("log: {other:?}"),
+    }
+    // Defaults: one child, TERM, 10s, 3 retries, output to gale's stderr.
+    let plain = cfg.upstreams[1].process.as_ref().expect("process");
+    assert_eq!(cfg.upstreams[1].servers.len(), 1);
+    assert_eq!((plain.count, plain.start_retries), (1, 3));
+    assert_eq!(plain.stop_signal, StopSignal::Term);
+    assert_eq!(plain.log, ChildLog::Stderr);
+    assert_eq!(plain.cwd, Path::new("/etc/gale"));
+}

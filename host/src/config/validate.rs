@@ -21,7 +21,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
     let names: Vec<String> = raw.upstream.keys().cloned().collect();
     let mut upstreams = Vec::new();
     for (name, up) in raw.upstream {
-        upstreams.push(upstream(name, up, c));
+        upstreams.push(upstream(name, up, base, c));
     }
 
     let mut servers = Vec::new();
@@ -50,7 +50,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
     })
 }
 
-fn duration(v: Option<Spanned<Scalar>>, default: Duration, c: &mut Collector<'_>) -> Option<Duration> {
+pub(super) fn duration(v: Option<Spanned<Scalar>>, default: Duration, c: &mut Collector<'_>) -> Option<Duration> {
     let Some(v) = v else { return Some(default) };
     match parse_duration(&v.get_ref().0) {
         Ok(d) => Some(d),
@@ -72,7 +72,14 @@ fn size(v: Option<Spanned<Scalar>>, default: ByteSize, c: &mut Collector<'_>) ->
     }
 }
 
-fn int_in(v: Option<Spanned<i64>>, default: i64, lo: i64, hi: i64, what: &str, c: &mut Collector<'_>) -> Option<i64> {
+pub(super) fn int_in(
+    v: Option<Spanned<i64>>,
+    default: i64,
+    lo: i64,
+    hi: i64,
+    what: &str,
+    c: &mut Collector<'_>,
+) -> Option<i64> {
     let Some(v) = v else { return Some(default) };
     let n = *v.get_ref();
     if n < lo || n > hi {
@@ -82,7 +89,7 @@ fn int_in(v: Option<Spanned<i64>>, default: i64, lo: i64, hi: i64, what: &str, c
     Some(n)
 }
 
-fn path_from(base: &Path, p: &str) -> PathBuf {
+pub(super) fn path_from(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
@@ -182,25 +189,59 @@ fn socket_addr(s: &Spanned<String>, what: &str, c: &mut Collector<'_>) -> Option
     }
 }
 
-fn upstream(name: String, up: Spanned<raw::RawUpstream>, c: &mut Collector<'_>) -> Option<Upstream> {
+fn upstream(name: String, up: Spanned<raw::RawUpstream>, base: &Path, c: &mut Collector<'_>) -> Option<Upstream> {
     let span = up.span();
     let up = up.into_inner();
     let mut servers = Vec::new();
     let mut ok = true;
-    if up.servers.get_ref().is_empty() {
-        c.error(Some(up.servers.span()), format!("upstream `{name}` has no servers"));
-        ok = false;
+    // A `process` section's children come first: they are servers[0..count].
+    let has_process = up.process.is_some();
+    let process = match up.process {
+        Some(p) => {
+            let p = super::process::process(p, base, c);
+            match &p {
+                Some(p) => servers.extend(
+                    (0..p.count).map(|i| Backend { addr: SocketAddr::from(([127, 0, 0, 1], p.port(i))), weight: 1 }),
+                ),
+                None => ok = false,
+            }
+            p
+        }
+        None => None,
+    };
+    match &up.servers {
+        None if !has_process => {
+            c.error(
+                Some(span.clone()),
+                format!(
+                    "upstream `{name}` has no servers: add `servers = [\"127.0.0.1:8000\"]` or a `process` section"
+                ),
+            );
+            ok = false;
+        }
+        Some(list) if list.get_ref().is_empty() && !has_process => {
+            c.error(Some(list.span()), format!("upstream `{name}` has no servers"));
+            ok = false;
+        }
+        _ => {}
     }
-    for b in up.servers.into_inner() {
+    for b in up.servers.map(Spanned::into_inner).unwrap_or_default() {
         let bspan = b.span();
         let b = b.into_inner();
         let addr = socket_addr(&Spanned::new(bspan.clone(), b.address), "backend", c);
         let weight = b.weight.unwrap_or(1);
         if !(1..=1000).contains(&weight) {
-            c.error(Some(bspan), format!("weight must be between 1 and 1000, not {weight}"));
+            c.error(Some(bspan.clone()), format!("weight must be between 1 and 1000, not {weight}"));
             ok = false;
         }
         match addr {
+            Some(addr) if process.is_some() && servers.iter().any(|s| s.addr == addr) => {
+                c.error(
+                    Some(bspan),
+                    format!("`{addr}` is already one of this upstream's `process` children; list only other servers"),
+                );
+                ok = false;
+            }
             Some(addr) => servers.push(Backend { addr, weight: weight as u32 }),
             None => ok = false,
         }
@@ -224,6 +265,7 @@ fn upstream(name: String, up: Spanned<raw::RawUpstream>, c: &mut Collector<'_>) 
         max_fails: max_fails? as u32,
         fail_timeout: fail_timeout?,
         keepalive: keepalive? as usize,
+        process,
     })
 }
 

@@ -82,6 +82,12 @@ impl ConnPool {
         Ok(sender)
     }
 
+    /// Drops every idle connection: the backend process was replaced, so
+    /// they lead to a process that is gone.
+    pub fn clear_idle(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Returns a connection whose exchange finished cleanly.
     pub fn put(&self, sender: Sender) {
         if sender.is_closed() {

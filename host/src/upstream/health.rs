@@ -68,6 +68,12 @@ impl Health {
         s.window_start = None;
     }
 
+    /// Forgets every failure: the backend is a new process (a supervised
+    /// child that just started accepting).
+    pub fn reset(&self) {
+        *self.state() = State::default();
+    }
+
     /// Whether the backend is currently marked down (for status pages).
     pub fn is_down(&self, now: Instant) -> bool {
         !self.is_available(now)
@@ -98,6 +104,16 @@ mod tests {
         assert!(h.is_available(t0 + Duration::from_secs(11)));
         assert!(h.record_failure(t0 + Duration::from_secs(12)));
         assert!(!h.is_available(t0 + Duration::from_secs(12)));
+    }
+
+    #[test]
+    fn reset_brings_a_down_backend_back() {
+        let h = Health::new(1, Duration::from_secs(10));
+        let t0 = Instant::now();
+        h.record_failure(t0);
+        assert!(!h.is_available(t0));
+        h.reset();
+        assert!(h.is_available(t0));
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod client;
 pub mod health;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::config;
@@ -25,12 +25,26 @@ pub struct Backend {
     pub conns: Arc<ConnPool>,
     pub metrics: Arc<BackendMetrics>,
     in_flight: AtomicUsize,
+    /// False while a supervised child is starting, failed or being
+    /// replaced: the balancer skips the backend.
+    in_rotation: AtomicBool,
 }
 
 impl Backend {
     /// Requests currently being served by this backend.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the balancer may pick this backend (passive health aside).
+    pub fn in_rotation(&self) -> bool {
+        self.in_rotation.load(Ordering::SeqCst)
+    }
+
+    /// Takes the backend in or out of rotation (the supervisor does, for
+    /// the children it runs).
+    pub fn set_in_rotation(&self, on: bool) {
+        self.in_rotation.store(on, Ordering::SeqCst);
     }
 }
 
@@ -66,6 +80,7 @@ impl UpstreamPool {
                     conns: Arc::new(ConnPool::new(b.addr, config.keepalive, config.connect_timeout)),
                     metrics: crate::metrics::backend(&config.name, &b.addr.to_string()),
                     in_flight: AtomicUsize::new(0),
+                    in_rotation: AtomicBool::new(true),
                 })
             })
             .collect::<Vec<_>>();
@@ -82,7 +97,7 @@ impl UpstreamPool {
             .zip(tried)
             .map(|(b, &t)| PeerView {
                 weight: b.weight,
-                available: !t && b.health.is_available(now),
+                available: !t && b.in_rotation() && b.health.is_available(now),
                 in_flight: b.in_flight(),
             })
             .collect();
@@ -94,5 +109,34 @@ impl UpstreamPool {
         let b = &self.backends[i];
         b.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(b.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_skips_backends_out_of_rotation() {
+        let text = r#"
+[upstream.app]
+servers = ["127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002"]
+[[server]]
+listen = ["127.0.0.1:8080"]
+[[server.location]]
+path = "/"
+proxy = { pass = "app" }
+"#;
+        let cfg = config::parse("t.toml", text, std::path::Path::new(".")).expect("valid");
+        let pool = UpstreamPool::new(cfg.upstreams[0].clone());
+        assert!(pool.backends.iter().all(|b| b.in_rotation()), "in rotation by default");
+        pool.backends[1].set_in_rotation(false);
+        let tried = [false; 3];
+        let picks: Vec<_> = (0..6).map(|_| pool.select(&tried).expect("a backend")).collect();
+        assert_eq!(picks, [0, 2, 0, 2, 0, 2]);
+        for b in &pool.backends {
+            b.set_in_rotation(false);
+        }
+        assert_eq!(pool.select(&tried), None);
     }
 }

@@ -4,15 +4,20 @@
 //! Needs `scripts/setup.sh` (the Tornado virtualenv) and a built `gale` (`cargo build -p gale`);
 //! `scripts/test.sh` does both, then runs this.
 
+mod admin;
 mod balancing;
 mod check;
 mod failover;
 mod framing;
 mod lifecycle;
 mod proxy;
+mod reload;
 mod routing;
 mod static_gzip;
+mod supervise;
+mod tls;
 mod uploads;
+mod websocket;
 
 use gale_tests::{ConfigBuilder, Gale, Tornado};
 

@@ -1,0 +1,147 @@
+//! The rolling restart: replace an upstream's children one at a time so the
+//! pool never loses more than one backend and no request fails. For each
+//! child: out of rotation, wait for its in-flight requests, stop it, start
+//! the new one, wait until it accepts, back in rotation, next.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::child::Control;
+use super::{DRAIN_POLL, Slot, Supervisor, SupervisorError};
+use crate::config::Process;
+
+/// One child a rolling restart replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaced {
+    pub index: usize,
+    /// The process that was stopped (none if the child was not running).
+    pub old_pid: Option<u32>,
+    /// The process that now accepts on the child's port.
+    pub new_pid: u32,
+}
+
+impl Supervisor {
+    /// Replaces the children of `upstream` one at a time, with processes
+    /// from `spec` when given (a config reload; the count must not change)
+    /// or from the current spec (`gale restart`). `progress` gets one line
+    /// per step. A child whose replacement fails its first start stops the
+    /// restart there: the children not yet replaced keep running, the
+    /// failed one goes on with its usual retries. Failed children are
+    /// started afresh.
+    pub async fn roll(
+        &self,
+        upstream: &str,
+        spec: Option<Process>,
+        mut progress: impl FnMut(String) + Send,
+    ) -> Result<Vec<Replaced>, SupervisorError> {
+        let group = self.group(upstream)?;
+        let _one_at_a_time = group.rolling.lock().await;
+        let spec = spec.map(Arc::new);
+        if let Some(new) = &spec
+            && new.count != group.children.len()
+        {
+            return Err(SupervisorError::CountChanged {
+                upstream: upstream.to_owned(),
+                old: group.children.len(),
+                new: new.count,
+            });
+        }
+        let drain_timeout = group.spec.lock().unwrap_or_else(|e| e.into_inner()).stop_timeout;
+        let mut say = |line: String| {
+            tracing::info!("rolling restart: {line}");
+            progress(line);
+        };
+        say(format!("{upstream}: replacing {} one at a time", plural(group.children.len(), "child", "children")));
+
+        let mut replaced = Vec::new();
+        for (index, child) in group.children.iter().enumerate() {
+            let who = format!("{upstream}[{index}]");
+            let old_pid = child.status.borrow().pid;
+            child.slot.hold();
+            let drained = drain(&child.slot, drain_timeout).await;
+            say(format!("{who}: out of rotation; {drained}"));
+            let (done, wait) = oneshot::channel();
+            child
+                .control
+                .send(Control::Replace { spec: spec.clone(), done })
+                .await
+                .map_err(|_| SupervisorError::ShuttingDown)?;
+            match wait.await {
+                Ok(Ok(new_pid)) => {
+                    let old = old_pid.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"));
+                    say(format!("{who}: {old} replaced by pid {new_pid}, in rotation"));
+                    replaced.push(Replaced { index, old_pid, new_pid });
+                }
+                Ok(Err(reason)) => {
+                    return Err(SupervisorError::StartFailed { upstream: upstream.to_owned(), index, reason });
+                }
+                Err(_) => return Err(SupervisorError::ShuttingDown),
+            }
+        }
+        if let Some(new) = spec {
+            *group.spec.lock().unwrap_or_else(|e| e.into_inner()) = new;
+        }
+        say(format!("{upstream}: {} replaced", plural(replaced.len(), "child", "children")));
+        Ok(replaced)
+    }
+}
+
+/// What draining a child's requests came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Drained {
+    /// Requests in flight when it left the rotation.
+    before: usize,
+    /// Requests still in flight when the wait ended.
+    left: usize,
+    waited: Duration,
+}
+
+impl std::fmt::Display for Drained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.before, self.left) {
+            (0, _) => f.write_str("no request in flight"),
+            (n, 0) => write!(f, "waited {:.1?} for {} to finish", self.waited, plural(n, "request", "requests")),
+            (_, n) => write!(
+                f,
+                "{} still in flight after {:.1?}: stopping it anyway",
+                plural(n, "request", "requests"),
+                self.waited
+            ),
+        }
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Waits until the child's backend has no request in flight, at most
+/// `timeout`.
+async fn drain(slot: &Slot, timeout: Duration) -> Drained {
+    // A request may have picked this backend just before it left the
+    // rotation and not be counted yet: give it a moment to show up.
+    tokio::time::sleep(DRAIN_POLL).await;
+    let start = tokio::time::Instant::now();
+    let before = slot.in_flight();
+    let mut left = before;
+    while left > 0 && start.elapsed() < timeout {
+        tokio::time::sleep(DRAIN_POLL).await;
+        left = slot.in_flight();
+    }
+    Drained { before, left, waited: start.elapsed() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_reports_read_well() {
+        let d = |before, left, ms| Drained { before, left, waited: Duration::from_millis(ms) };
+        assert_eq!(d(0, 0, 0).to_string(), "no request in flight");
+        assert_eq!(d(1, 0, 1500).to_string(), "waited 1.5s for 1 request to finish");
+        assert_eq!(d(3, 2, 10_000).to_string(), "2 requests still in flight after 10.0s: stopping it anyway");
+    }
+}
