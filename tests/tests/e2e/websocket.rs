@@ -62,7 +62,7 @@ asyncio.run(asyncio.wait_for(main(), 30))
 "#;
 
 #[test]
-fn tornado_s_own_websocket_client_works_through_gale() {
+fn tornados_own_websocket_client_works_through_gale() {
     let (tornadoes, gale) = pool(1, |c| c);
     let out = Command::new(paths::python())
         .args(["-c", TORNADO_CLIENT, &format!("ws://{}/ws", gale.addr())])
