@@ -320,3 +320,40 @@ fn a_broken_certificate_on_reload_keeps_the_old_one() {
     let out = curl(&format!("https://a.test:{}/whoami", addr.port()), Some(pki.ca()), &[("a.test", addr)], &[]);
     assert!(out.success && out.write_out.starts_with("200 "), "the old config must keep serving: {out:#?}");
 }
+
+#[test]
+fn a_reload_adds_an_sni_server_and_turns_a_plain_listener_into_https() {
+    let pki = Pki::new();
+    let (a, a_tls) = pki.issue("a", &["a.test"]);
+    let (b, b_tls) = pki.issue("b", &["*.b.test"]);
+    let tornado = Tornado::spawn("app");
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let server = |port: u16, name: &str, tls: Option<&str>| {
+        let tls = tls.map(|t| format!("tls = {t}\n")).unwrap_or_default();
+        format!(
+            "[[server]]\nlisten = [\"127.0.0.1:{port}\"]\nserver_name = [\"{name}\"]\n{tls}\
+             [[server.location]]\npath = \"/\"\nproxy = {{ pass = \"app\" }}\n\n"
+        )
+    };
+    let head = format!("[global]\nthreads = 2\n\n[upstream.app]\nservers = [\"{}\"]\n\n", tornado.addr());
+    let v1 = format!("{head}{}{}", server(tls_port, "a.test", Some(&a_tls)), server(plain_port, "a.test", None));
+    let v2 = format!(
+        "{head}{}{}{}",
+        server(tls_port, "a.test", Some(&a_tls)),
+        server(tls_port, "*.b.test", Some(&b_tls)),
+        server(plain_port, "a.test", Some(&a_tls))
+    );
+    let gale = Gale::start(&v1);
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls_port));
+    let plain_addr = SocketAddr::from(([127, 0, 0, 1], plain_port));
+    assert!(tls::handshake(tls_addr, &ClientOptions::sni("x.b.test")).cert == a.der, "before: the only certificate");
+    gale_tests::http::get(plain_addr, "/whoami").expect_status(200);
+
+    reload::sighup(&gale, &v2).expect_reloaded();
+    assert!(tls::handshake(tls_addr, &ClientOptions::sni("x.b.test")).cert == b.der, "the added SNI server");
+    assert!(tls::handshake(tls_addr, &ClientOptions::sni("a.test")).cert == a.der);
+    // The kept socket on the formerly plain port now speaks TLS.
+    let out = curl(&format!("https://a.test:{plain_port}/whoami"), Some(pki.ca()), &[("a.test", plain_addr)], &[]);
+    assert!(out.success && out.write_out.starts_with("200 "), "{out:#?}");
+    assert_eq!(out.json::<Whoami>().protocol, "https");
+}

@@ -239,3 +239,24 @@ fn tunnel_idle_timeout_is_separate_from_read_timeout() {
     });
     quiet.echo("the other route's tunnel is untouched");
 }
+
+#[test]
+fn max_tunnels_still_counts_tunnels_opened_before_a_reload() {
+    let (tornadoes, gale) =
+        pool(1, |c| c.location("path = \"/ws\"\nproxy = { pass = \"tornadoes\", max_tunnels = 2 }"));
+    let mut first = ws::connect(gale.addr(), "/ws");
+    let mut second = ws::connect(gale.addr(), "/ws");
+
+    // The same config again: the route and its cap are unchanged, and two tunnels are open.
+    let config = std::fs::read_to_string(gale.config_path()).expect("read gale.toml");
+    gale_tests::reload::sighup(&gale, &config).expect_reloaded();
+    first.echo("open across the reload");
+    second.echo("open across the reload");
+    match ws::try_connect(gale.addr(), "/ws").expect("handshake I/O") {
+        Ok(_) => panic!(
+            "a third WebSocket opened past max_tunnels = 2 after a reload (Tornado has {} open)",
+            open_sockets(&tornadoes[0])
+        ),
+        Err(refused) => assert_eq!(refused.status, 503, "over the cap: {} {}", refused.status, refused.text()),
+    }
+}
