@@ -91,6 +91,11 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
     parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     let retry_after_send = cfg.next_upstream == NextUpstream::Error && idempotent(&parts.method) && !has_body;
     let retry_on_connect = cfg.next_upstream != NextUpstream::Off;
+    // A kept-alive connection may be closed by the backend just as a request
+    // goes out on it; such a request is sent again once, on a fresh
+    // connection to the same backend (nginx does the same for cached
+    // connections). Only for requests that may be sent twice.
+    let resend_on_stale = idempotent(&parts.method) && !has_body;
 
     let mut head_slot = Some(parts);
     let mut tried = vec![false; pool.backends.len()];
@@ -135,7 +140,7 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
             // The head is copied only when a resend after a failure may need
             // it; an unsent request comes back whole from hyper.
             let head = match &head_slot {
-                Some(h) if retry_after_send => h.clone(),
+                Some(h) if retry_after_send || (reused && resend_on_stale) => h.clone(),
                 _ => head_slot.take().unwrap_or_else(unreachable_head),
             };
             let request = Request::from_parts(head, body.take().unwrap_or(UpstreamRequestBody::Empty));
@@ -178,6 +183,20 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                     }
                     if let Some(f) = fault.get() {
                         return Err(ProxyError::ClientBody(*f));
+                    }
+                    if reused && resend_on_stale && head_slot.is_some() {
+                        // If the backend died instead, the fresh connect is
+                        // refused and counts as a connect failure; if the
+                        // request kills it, it has killed only this backend.
+                        tracing::debug!(upstream = %cfg.name, addr = %backend.addr, error = %e.error(), "kept-alive connection failed before a response; resending on a fresh one");
+                        reused = false;
+                        match backend.conns.connect().await {
+                            Ok(s) => {
+                                sender = s;
+                                continue;
+                            }
+                            Err(source) => break Err((true, ProxyError::Connect { upstream: name(), source })),
+                        }
                     }
                     break Err((
                         false,
