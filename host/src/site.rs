@@ -207,7 +207,13 @@ impl Site {
                     .map(|(li, l)| {
                         let hooks =
                             plugins.get_mut(si).and_then(|p| p.get_mut(li)).map(std::mem::take).unwrap_or_default();
-                        LocationState::new(&l.handler, hooks, &mut sweepers)
+                        let mut state = LocationState::new(&l.handler, hooks, &mut sweepers);
+                        // Tunnels opened before a reload still count against
+                        // the cap of the same route, if its cap is unchanged.
+                        if let Some(old) = previous.and_then(|p| p.same_location(&server_label(s), l)) {
+                            state.tunnels = old.tunnels.clone();
+                        }
+                        state
                     })
                     .collect()
             })
@@ -230,6 +236,20 @@ impl Site {
             bound: OnceLock::new(),
             sweepers,
         })
+    }
+
+    /// This site's state for a location equal to `location` (same server,
+    /// same path, same handler settings), if it has one.
+    fn same_location(&self, server: &str, location: &crate::config::Location) -> Option<&LocationState> {
+        let si = self.config.servers.iter().position(|s| server_label(s) == server)?;
+        let li = self.config.servers[si].locations.iter().position(|l| {
+            l.matcher == location.matcher
+                && match (&l.handler, &location.handler) {
+                    (Handler::Proxy(a), Handler::Proxy(b)) => a.max_tunnels == b.max_tunnels,
+                    _ => false,
+                }
+        })?;
+        self.locations.get(si)?.get(li)
     }
 
     /// The listeners, in `config.listeners` order.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 /// Counts open tunnels of one route against its cap.
@@ -58,6 +58,9 @@ impl Drop for TunnelSlot {
     }
 }
 
+/// How long the second side of a tunnel may stay open after the first closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// Waits for both upgrades, then copies until close or idle timeout.
 pub async fn run(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, slot: TunnelSlot) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -69,17 +72,33 @@ pub async fn run(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, slot: T
     };
     let started = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
-    let mut a = Activity { inner: TokioIo::new(client), last: last.clone(), started };
-    let mut b = Activity { inner: TokioIo::new(upstream), last: last.clone(), started };
-    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
-    tokio::pin!(copy);
+    let a = Activity { inner: TokioIo::new(client), last: last.clone(), started };
+    let b = Activity { inner: TokioIo::new(upstream), last: last.clone(), started };
+    let (mut client_read, mut client_write) = tokio::io::split(a);
+    let (mut upstream_read, mut upstream_write) = tokio::io::split(b);
+    // Each direction passes on its end of stream as a shutdown of the other
+    // side's writing half.
+    let up = async {
+        let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+        let _ = upstream_write.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+    };
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    // Once one side has closed, the other gets CLOSE_GRACE to finish (a
+    // WebSocket close frame in reply), then the tunnel ends either way, so
+    // a peer that never closes cannot hold the route's slot.
+    let mut linger: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let check = idle.min(Duration::from_secs(1)).max(Duration::from_millis(10));
     loop {
         tokio::select! {
-            r = &mut copy => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "tunnel closed with an error");
-                }
+            _ = &mut up, if !up_done => up_done = true,
+            _ = &mut down, if !down_done => down_done = true,
+            _ = async { if let Some(l) = linger.as_mut() { l.await } }, if linger.is_some() => {
+                tracing::debug!("tunnel: one side closed {CLOSE_GRACE:?} ago; closing the other");
                 break;
             }
             _ = tokio::time::sleep(check) => {
@@ -89,6 +108,12 @@ pub async fn run(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, slot: T
                     break;
                 }
             }
+        }
+        if up_done && down_done {
+            break;
+        }
+        if (up_done || down_done) && linger.is_none() {
+            linger = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
         }
     }
     drop(slot);
