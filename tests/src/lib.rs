@@ -24,6 +24,7 @@ pub mod multipart;
 pub mod net;
 mod output;
 pub mod paths;
+pub mod plugins;
 pub mod tornado;
 // HTTPS, WebSocket, reload and admin helpers.
 pub mod admin;

@@ -10,6 +10,7 @@ mod check;
 mod failover;
 mod framing;
 mod lifecycle;
+mod plugins;
 mod proxy;
 mod reload;
 mod routing;
