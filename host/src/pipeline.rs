@@ -185,8 +185,10 @@ async fn run(
     }
     let (location_index, location) = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
 
-    // 2. request hooks
+    // 2. request hooks (they see the host as nginx's `$host`: no port)
     let hooks = &site.locations[server_index][location_index].hooks;
+    let host_name = router::host_for_matching(&host);
+    let mut early: Option<Response<ResponseBody>> = None;
     let snapshot = if hooks.is_empty() {
         None
     } else {
@@ -196,13 +198,16 @@ async fn run(
             headers: &parts.headers,
             remote_addr: conn.remote,
             scheme: conn.scheme,
-            host: &host,
+            host: &host_name,
         };
         let mut edits = Vec::new();
         for hook in hooks {
             match hook.policy.on_request(&view).await {
                 Ok(RequestAction::Continue(e)) => edits.push(e),
-                Ok(RequestAction::Respond(resp)) => return Ok(resp.map(crate::body::full)),
+                Ok(RequestAction::Respond(resp)) => {
+                    early = Some(resp.map(crate::body::full));
+                    break;
+                }
                 Err(e) => plugin_failed(hook, "on-request", e)?,
             }
         }
@@ -213,10 +218,13 @@ async fn run(
         Some((parts.method.clone(), parts.uri.clone(), parts.headers.clone()))
     };
 
-    // 3. handler
-    let mut resp = dispatch(site, conn, server_index, location_index, location, parts, body).await?;
+    // 3. handler, unless a plugin answered already
+    let mut resp = match early {
+        Some(resp) => resp,
+        None => dispatch(site, conn, server_index, location_index, location, parts, body).await?,
+    };
 
-    // 4. response hooks
+    // 4. response hooks (also on a plugin's own answer)
     if let Some((method, uri, headers)) = snapshot {
         let view = RequestView {
             method: &method,
@@ -224,7 +232,7 @@ async fn run(
             headers: &headers,
             remote_addr: conn.remote,
             scheme: conn.scheme,
-            host: &host,
+            host: &host_name,
         };
         for hook in hooks {
             let status = resp.status();
