@@ -15,6 +15,11 @@ use gale::site::Site;
 use gale::supervised;
 use gale::supervisor::{self, Supervisor};
 
+// mimalloc: fewer cycles per request than glibc malloc for the many small,
+// short-lived allocations of a proxy (measured in docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gale",
@@ -189,11 +194,14 @@ fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
 
 fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     init_logging(&cfg.global.error_log, cfg.global.log_level)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.global.threads)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    // One thread (nginx's `worker_processes 1`) runs a single-threaded
+    // scheduler: no work stealing, no cross-thread wake-ups.
+    let runtime = if cfg.global.threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(cfg.global.threads).enable_all().build()
+    }
+    .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let signals = gale::signals::watch().context("cannot install signal handlers")?;
         let plugins = plugin_runtime(&cfg)?;
