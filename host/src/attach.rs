@@ -80,7 +80,7 @@ impl LocationPlugins {
             (plugin, _) => {
                 let needs = if matches!(plugin, LoadedPlugin::Cache(_)) { "static" } else { "upload" };
                 let message = format!(
-                    "it is a `{}` plugin, which only a `{needs}` location can use (this is a `{kind}` location)",
+                    "its world is `{}`, which only `{needs}` locations can use (this location is `{kind}`)",
                     plugin.world()
                 );
                 return Err(refuse(&plugin, fits, message));

@@ -243,8 +243,8 @@ fn check_refuses_a_plugin_attached_to_the_wrong_kind_of_location() {
                 .global("plugin_dir", plugin_dir())
                 .render()
                 .replace("pass = \"tornadoes\" }", "pass = \"tornadoes\" }\nplugins = [\"static-cache\"]"),
-            "plugin `static-cache`: not a `header-policy` plugin: it is a `cache-policy` plugin, \
-             which only a `static` location can use (this is a `proxy` location)",
+            "plugin `static-cache`: not a `header-policy` plugin: its world is `cache-policy`, \
+             which only `static` locations can use (this location is `proxy`)",
         ),
         // An upload-fields policy on a static location.
         (
@@ -255,7 +255,7 @@ fn check_refuses_a_plugin_attached_to_the_wrong_kind_of_location() {
                     toml_str(dir.path().to_str().expect("UTF-8"))
                 ))
                 .render(),
-            "it is a `upload-fields` plugin, which only a `upload` location can use (this is a `static` location)",
+            "its world is `upload-fields`, which only `upload` locations can use (this location is `static`)",
         ),
         // Two upload-fields policies on one upload location.
         (
