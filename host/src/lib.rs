@@ -23,6 +23,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod attach;
 pub mod body;
 pub mod compress;
 pub mod config;

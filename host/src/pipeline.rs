@@ -221,7 +221,7 @@ async fn run(
     // 3. handler, unless a plugin answered already
     let mut resp = match early {
         Some(resp) => resp,
-        None => dispatch(site, conn, server_index, location_index, location, parts, body).await?,
+        None => dispatch(site, conn, (server_index, location_index), location, &host_name, parts, body).await?,
     };
 
     // 4. response hooks (also on a plugin's own answer)
@@ -261,9 +261,9 @@ fn plugin_failed(hook: &Hook, hook_name: &str, e: PluginError) -> Result<(), Gal
 async fn dispatch(
     site: &Site,
     conn: &ConnInfo,
-    server_index: usize,
-    location_index: usize,
+    (server_index, location_index): (usize, usize),
     location: &Location,
+    host: &str,
     mut parts: http::request::Parts,
     body: Incoming,
 ) -> Result<Response<ResponseBody>, GaleError> {
@@ -311,7 +311,21 @@ async fn dispatch(
         }
         Handler::Static(cfg) => {
             let served = static_files::serve(cfg, location.matcher.path(), &parts).await?;
-            Ok(served.response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
+            let mut response = served.response;
+            // The cache-policy plugin decides the caching headers.
+            if let (Some(cache), Some(meta)) = (&site.locations[server_index][location_index].cache, &served.meta) {
+                let view = RequestView {
+                    method: &parts.method,
+                    uri: &parts.uri,
+                    headers: &parts.headers,
+                    remote_addr: conn.remote,
+                    scheme: conn.scheme,
+                    host,
+                };
+                let status = response.status();
+                cache.apply(&view, meta, status, response.headers_mut()).await?;
+            }
+            Ok(response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
         }
     }
 }
@@ -349,7 +363,17 @@ async fn upload(
         // The body's own fault (too large, too slow, client gone) says more
         // than the parser's "body error".
         Err(e) => {
-            return Err(fault.get().map_or(GaleError::Upload(e), |f| GaleError::Proxy(ProxyError::ClientBody(*f))));
+            if let Some(f) = fault.get() {
+                return Err(GaleError::Proxy(ProxyError::ClientBody(*f)));
+            }
+            // A fail-closed upload-fields plugin failed: 503, like any plugin.
+            return Err(match e {
+                upload::UploadError::Policy(p) => match p.downcast::<PluginError>() {
+                    Ok(plugin) => GaleError::Plugin(*plugin),
+                    Err(p) => GaleError::Upload(upload::UploadError::Policy(p)),
+                },
+                e => GaleError::Upload(e),
+            });
         }
     };
     // Declared first, so a client that leaves mid-exchange drops the

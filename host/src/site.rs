@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::AccessLog;
+use crate::attach::{CacheHook, LocationPlugins};
 use crate::config::{Config, Handler, OnError, ServerName};
 use crate::metrics::{self, ServerMetrics};
 use crate::plugin::{HeaderPolicy, Limits, PluginError, PluginRuntime};
@@ -51,11 +52,13 @@ pub struct Hook {
     pub on_error: OnError,
 }
 
-/// Loaded plugins, per server, per location, in attachment order.
-pub type LoadedPlugins = Vec<Vec<Vec<Hook>>>;
+/// Loaded plugins, per server, per location, placed by world.
+pub type LoadedPlugins = Vec<Vec<LocationPlugins>>;
 
 /// Loads (compiles or takes from the cache, configures) every plugin the
-/// config attaches; reports every attachment that fails, not just the first.
+/// config attaches, each as the world its component exports, and places it
+/// by world and location kind (see `attach`); reports every attachment that
+/// fails, not just the first.
 pub async fn load_plugins(config: &Config, runtime: &PluginRuntime) -> Result<LoadedPlugins, Vec<PluginLoadError>> {
     let g = &config.global;
     let limits = Limits {
@@ -68,14 +71,14 @@ pub async fn load_plugins(config: &Config, runtime: &PluginRuntime) -> Result<Lo
     for server in &config.servers {
         let mut per_server = Vec::new();
         for location in &server.locations {
-            let mut hooks = Vec::new();
+            let mut placed = LocationPlugins::default();
             for a in &location.plugins {
-                match runtime.load_header_policy(&g.plugin_dir, &a.name, &a.config, limits).await {
-                    Ok(policy) => hooks.push(Hook { policy, on_error: a.on_error }),
-                    Err(error) => errors.push(PluginLoadError { line: a.line, col: a.col, error }),
+                let loaded = runtime.load_any(&g.plugin_dir, &a.name, &a.config, limits).await;
+                if let Err(error) = loaded.and_then(|p| placed.place(p, a.on_error, &location.handler)) {
+                    errors.push(PluginLoadError { line: a.line, col: a.col, error });
                 }
             }
-            per_server.push(hooks);
+            per_server.push(placed);
         }
         out.push(per_server);
     }
@@ -118,19 +121,25 @@ pub struct LocationState {
     pub field_policy: Option<Arc<dyn FieldPolicy>>,
     /// Header-policy plugins, in attachment order.
     pub hooks: Vec<Hook>,
+    /// A static location's cache-policy plugin.
+    pub cache: Option<CacheHook>,
 }
 
 impl LocationState {
-    fn new(handler: &Handler, hooks: Vec<Hook>, sweepers: &mut Vec<JoinHandle<()>>) -> Self {
+    fn new(handler: &Handler, plugins: LocationPlugins, sweepers: &mut Vec<JoinHandle<()>>) -> Self {
+        let LocationPlugins { hooks, cache, fields, .. } = plugins;
+        let state = |tunnels, field_policy| Self { tunnels, field_policy, hooks, cache };
         match handler {
-            Handler::Proxy(route) => Self { tunnels: TunnelSlots::new(route.max_tunnels), field_policy: None, hooks },
-            Handler::Static(_) => Self { tunnels: TunnelSlots::new(0), field_policy: None, hooks },
+            Handler::Proxy(route) => state(TunnelSlots::new(route.max_tunnels), None),
+            Handler::Static(_) => state(TunnelSlots::new(0), None),
             Handler::Upload(route) => {
                 if let Some(ttl) = route.config.sweep_ttl {
                     sweepers.push(upload::spawn_sweeper(route.config.store.clone(), ttl));
                 }
-                let field_policy: Arc<dyn FieldPolicy> = Arc::new(NativeFieldPolicy::seed());
-                Self { tunnels: TunnelSlots::new(0), field_policy: Some(field_policy), hooks }
+                // An upload-fields plugin, else the built-in seed policy.
+                let field_policy =
+                    fields.unwrap_or_else(|| Arc::new(NativeFieldPolicy::seed()) as Arc<dyn FieldPolicy>);
+                state(TunnelSlots::new(0), Some(field_policy))
             }
         }
     }
@@ -205,9 +214,9 @@ impl Site {
                     .iter()
                     .enumerate()
                     .map(|(li, l)| {
-                        let hooks =
+                        let placed =
                             plugins.get_mut(si).and_then(|p| p.get_mut(li)).map(std::mem::take).unwrap_or_default();
-                        let mut state = LocationState::new(&l.handler, hooks, &mut sweepers);
+                        let mut state = LocationState::new(&l.handler, placed, &mut sweepers);
                         // Tunnels opened before a reload still count against
                         // the cap of the same route, if its cap is unchanged.
                         if let Some(old) = previous.and_then(|p| p.same_location(&server_label(s), l)) {

@@ -1,9 +1,10 @@
 //! The only place that runs `bindgen!`: Rust types for the WIT package in
 //! `wit/`, one module per world. Nothing outside `plugin/` sees them.
 //!
-//! Worlds added later (cache-policy, upload-fields) get their own module here
-//! and reuse `types` and `host` through bindgen's `with`, so that every world
-//! shares one `Host` implementation and one set of request types.
+//! Every world has its own module here; the later ones (cache-policy,
+//! upload-fields) reuse `types` and `host` of the first through bindgen's
+//! `with`, so that every world shares one `Host` implementation and one set
+//! of request types.
 
 use std::future::Future;
 
@@ -27,9 +28,40 @@ mod header_policy {
     });
 }
 
+/// Bindings of the `cache-policy` world.
+mod cache_policy {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "gale:plugin/cache-policy",
+        exports: { default: async },
+        additional_derives: [PartialEq, Eq],
+        with: {
+            "gale:plugin/types": crate::plugin::bindings::header_policy::gale::plugin::types,
+            "gale:plugin/host": crate::plugin::bindings::header_policy::gale::plugin::host,
+        },
+    });
+}
+
+/// Bindings of the `upload-fields` world.
+mod upload_fields {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "gale:plugin/upload-fields",
+        exports: { default: async },
+        additional_derives: [PartialEq, Eq],
+        with: {
+            "gale:plugin/host": crate::plugin::bindings::header_policy::gale::plugin::host,
+        },
+    });
+}
+
+pub(crate) use cache_policy::CachePolicy as CachePolicyBindings;
+pub(crate) use cache_policy::exports::gale::plugin::cache_hooks;
 pub(crate) use header_policy::HeaderPolicy as HeaderPolicyBindings;
 pub(crate) use header_policy::exports::gale::plugin::header_hooks;
 pub(crate) use header_policy::gale::plugin::{host, types};
+pub(crate) use upload_fields::UploadFields as UploadFieldsBindings;
+pub(crate) use upload_fields::exports::gale::plugin::upload_hooks;
 
 /// Adds gale's imports (the `host` and `types` interfaces) to `linker`.
 /// Every world imports the same ones, so one linker serves all worlds.
@@ -75,5 +107,41 @@ impl World for HeaderPolicyBindings {
 
     async fn configure(&self, store: &mut Store<Ctx>, config: &str) -> wasmtime::Result<Result<(), String>> {
         self.gale_plugin_header_hooks().call_configure(store, config).await
+    }
+}
+
+impl World for CachePolicyBindings {
+    type Pre = cache_policy::CachePolicyPre<Ctx>;
+
+    const NAME: &'static str = "cache-policy";
+
+    fn pre(pre: InstancePre<Ctx>) -> wasmtime::Result<Self::Pre> {
+        cache_policy::CachePolicyPre::new(pre)
+    }
+
+    async fn instantiate(pre: &Self::Pre, store: &mut Store<Ctx>) -> wasmtime::Result<Self> {
+        pre.instantiate_async(store).await
+    }
+
+    async fn configure(&self, store: &mut Store<Ctx>, config: &str) -> wasmtime::Result<Result<(), String>> {
+        self.gale_plugin_cache_hooks().call_configure(store, config).await
+    }
+}
+
+impl World for UploadFieldsBindings {
+    type Pre = upload_fields::UploadFieldsPre<Ctx>;
+
+    const NAME: &'static str = "upload-fields";
+
+    fn pre(pre: InstancePre<Ctx>) -> wasmtime::Result<Self::Pre> {
+        upload_fields::UploadFieldsPre::new(pre)
+    }
+
+    async fn instantiate(pre: &Self::Pre, store: &mut Store<Ctx>) -> wasmtime::Result<Self> {
+        pre.instantiate_async(store).await
+    }
+
+    async fn configure(&self, store: &mut Store<Ctx>, config: &str) -> wasmtime::Result<Result<(), String>> {
+        self.gale_plugin_upload_hooks().call_configure(store, config).await
     }
 }

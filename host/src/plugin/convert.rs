@@ -3,14 +3,20 @@
 //! is validated here, so a bad answer becomes an error message, never a
 //! malformed message on the wire.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
 use super::RequestView;
+use super::bindings::cache_hooks::{CacheDecision, Expiry, FileInfo};
 use super::bindings::header_hooks::RequestDecision;
 use super::bindings::types::{Header, HeaderOp, LocalResponse, RequestHead, ResponseHead};
+use super::bindings::upload_hooks;
 use super::headers::{FRAMING_HEADERS, HeaderEdit, HeaderEdits};
+use crate::static_files::{CacheHeaders, EXPIRES_MAX_CACHE_CONTROL, EXPIRES_MAX_DATE, FileMeta};
+use crate::upload::{FormField, StoredFile, TextDecision};
 
 /// What a header-policy `on-request` decided, in HTTP terms.
 pub(crate) enum Decision {
@@ -102,6 +108,100 @@ fn header_name(name: &str) -> Result<HeaderName, String> {
         return Err(format!("header `{parsed}` is managed by gale and cannot be edited"));
     }
     Ok(parsed)
+}
+
+// ---- cache-policy -------------------------------------------------------
+
+/// The last second `httpdate` can write (31 Dec 9999 23:59:59 GMT); later
+/// expiry times are clamped to it.
+const LAST_HTTP_DATE: u64 = 253_402_300_799;
+
+/// The WIT file info for a served file.
+pub(crate) fn file_info(meta: &FileMeta) -> FileInfo {
+    FileInfo {
+        path: meta.path.clone(),
+        query: meta.query.clone(),
+        size: meta.size,
+        // A file dated before 1970 shows as 0.
+        mtime: meta.mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        content_type: meta.content_type.clone(),
+    }
+}
+
+/// Renders a cache decision as headers at time `now`: `Expires` from the
+/// expiry; `Cache-Control` as given, or derived from the expiry like nginx's
+/// `expires` (`max-age=315360000` for `max`).
+pub(crate) fn cache_headers(decision: CacheDecision, now: SystemTime) -> Result<CacheHeaders, String> {
+    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (expires, max_age) = match decision.expires {
+        None => (None, None),
+        Some(Expiry::Max) => (
+            Some(HeaderValue::from_static(EXPIRES_MAX_DATE)),
+            Some(HeaderValue::from_static(EXPIRES_MAX_CACHE_CONTROL)),
+        ),
+        Some(Expiry::At(at)) => (Some(http_date(at)), Some(max_age_value(at.saturating_sub(now_secs)))),
+        Some(Expiry::After(secs)) => (Some(http_date(now_secs.saturating_add(secs))), Some(max_age_value(secs))),
+    };
+    let cache_control = match decision.cache_control {
+        Some(text) if text.trim().is_empty() => {
+            return Err("cache-control is empty (return none for no Cache-Control header)".into());
+        }
+        Some(text) => Some(
+            HeaderValue::from_str(&text).map_err(|_| format!("cache-control {text:?} is not a valid header value"))?,
+        ),
+        None => max_age,
+    };
+    Ok(CacheHeaders { cache_control, expires })
+}
+
+fn http_date(secs: u64) -> HeaderValue {
+    let at = UNIX_EPOCH + Duration::from_secs(secs.min(LAST_HTTP_DATE));
+    HeaderValue::from_str(&httpdate::fmt_http_date(at)).expect("an HTTP date is a valid header value")
+}
+
+fn max_age_value(secs: u64) -> HeaderValue {
+    HeaderValue::try_from(format!("max-age={secs}")).expect("digits are a valid header value")
+}
+
+// ---- upload-fields --------------------------------------------------------
+
+/// The WIT stored file for a stored upload part.
+pub(crate) fn stored_file(file: &StoredFile) -> upload_hooks::StoredFile {
+    upload_hooks::StoredFile {
+        field_name: file.field_name.to_vec(),
+        filename: file.filename.to_vec(),
+        content_type: file.content_type.to_vec(),
+        path: file.path.as_os_str().as_encoded_bytes().to_vec(),
+        md5: file.md5.clone(),
+        size: file.size,
+        sha256: file.sha256.clone(),
+    }
+}
+
+/// The upload module's decision for a WIT one.
+pub(crate) fn text_decision(decision: upload_hooks::TextDecision) -> TextDecision {
+    match decision {
+        upload_hooks::TextDecision::Pass => TextDecision::Pass,
+        upload_hooks::TextDecision::Drop => TextDecision::Drop,
+    }
+}
+
+/// Validates the fields a plugin generated for a file: a name holding `"`,
+/// CR, LF or NUL would break the rewritten form, and is the plugin's fault,
+/// not the client's.
+pub(crate) fn form_fields(fields: Vec<upload_hooks::FormField>) -> Result<Vec<FormField>, String> {
+    fields
+        .into_iter()
+        .map(|f| {
+            if f.name.iter().any(|&b| matches!(b, b'"' | b'\r' | b'\n' | 0)) {
+                return Err(format!(
+                    "form field name {:?} holds a quote, CR, LF or NUL",
+                    String::from_utf8_lossy(&f.name)
+                ));
+            }
+            Ok(FormField::new(f.name, f.value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -234,5 +334,78 @@ mod tests {
         }
         let framed = LocalResponse { status: 200, headers: vec![hdr("transfer-encoding", b"chunked")], body: vec![] };
         assert!(local_response(framed).is_err());
+    }
+
+    fn decision(cache_control: Option<&str>, expires: Option<Expiry>) -> CacheDecision {
+        CacheDecision { cache_control: cache_control.map(str::to_owned), expires }
+    }
+
+    fn rendered(h: &CacheHeaders) -> (Option<&str>, Option<&str>) {
+        (
+            h.cache_control.as_ref().map(|v| v.to_str().expect("ascii")),
+            h.expires.as_ref().map(|v| v.to_str().expect("ascii")),
+        )
+    }
+
+    #[test]
+    fn expiry_renders_like_nginx_expires() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000); // Tue, 14 Nov 2023 22:13:20 GMT
+        let h = cache_headers(decision(None, Some(Expiry::Max)), now).expect("valid");
+        assert_eq!(rendered(&h), (Some("max-age=315360000"), Some("Thu, 31 Dec 2037 23:55:55 GMT")));
+        let h = cache_headers(decision(None, Some(Expiry::After(3600))), now).expect("valid");
+        assert_eq!(rendered(&h), (Some("max-age=3600"), Some("Tue, 14 Nov 2023 23:13:20 GMT")));
+        let h = cache_headers(decision(None, Some(Expiry::At(1_700_000_060))), now).expect("valid");
+        assert_eq!(rendered(&h), (Some("max-age=60"), Some("Tue, 14 Nov 2023 22:14:20 GMT")));
+        let h = cache_headers(decision(None, Some(Expiry::At(0))), now).expect("valid");
+        assert_eq!(rendered(&h), (Some("max-age=0"), Some("Thu, 01 Jan 1970 00:00:00 GMT")));
+        let h = cache_headers(decision(None, Some(Expiry::After(u64::MAX))), now).expect("valid");
+        assert_eq!(h.expires.as_ref().map(|v| v.as_bytes()), Some(&b"Fri, 31 Dec 9999 23:59:59 GMT"[..]));
+        let h = cache_headers(decision(Some("no-cache"), None), now).expect("valid");
+        assert_eq!(rendered(&h), (Some("no-cache"), None));
+        let h = cache_headers(decision(Some("max-age=60, immutable"), Some(Expiry::After(60))), now).expect("valid");
+        assert_eq!(rendered(&h), (Some("max-age=60, immutable"), Some("Tue, 14 Nov 2023 22:14:20 GMT")));
+        assert!(cache_headers(decision(None, None), now).expect("valid").is_empty());
+    }
+
+    #[test]
+    fn bad_cache_control_is_refused() {
+        let now = SystemTime::now();
+        assert!(cache_headers(decision(Some("a\r\nSet-Cookie: x"), None), now).is_err());
+        assert!(cache_headers(decision(Some(" "), None), now).is_err());
+    }
+
+    #[test]
+    fn file_info_carries_the_meta() {
+        let meta = FileMeta {
+            path: "/static/a b.css".into(),
+            query: Some("v=1".into()),
+            size: 42,
+            mtime: UNIX_EPOCH + Duration::from_secs(1_600_000_000),
+            content_type: "text/css".into(),
+        };
+        let info = file_info(&meta);
+        assert_eq!(
+            info,
+            FileInfo {
+                path: "/static/a b.css".into(),
+                query: Some("v=1".into()),
+                size: 42,
+                mtime: 1_600_000_000,
+                content_type: "text/css".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn generated_field_names_are_checked() {
+        let field = |name: &[u8]| upload_hooks::FormField { name: name.to_vec(), value: b"v\r\n".to_vec() };
+        let ok = form_fields(vec![field(b"file.name"), field(b"\xff")]).expect("valid");
+        assert_eq!(
+            ok,
+            vec![FormField::new(&b"file.name"[..], &b"v\r\n"[..]), FormField::new(&b"\xff"[..], &b"v\r\n"[..])]
+        );
+        for bad in [&b"a\"b"[..], b"a\rb", b"a\nb", b"a\0b"] {
+            assert!(form_fields(vec![field(bad)]).is_err(), "{bad:?}");
+        }
     }
 }

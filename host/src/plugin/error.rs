@@ -78,7 +78,9 @@ pub enum PluginError {
     WrongWorld {
         /// The plugin's name.
         plugin: String,
-        /// The world expected, e.g. `header-policy`.
+        /// The world expected, e.g. `header-policy` (for a plugin loaded as
+        /// any world, or placed where its world does not fit, the worlds
+        /// that would).
         world: &'static str,
         /// What does not match.
         message: String,

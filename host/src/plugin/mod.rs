@@ -13,21 +13,29 @@
 //! `docs/plugins.md` for the contract and how to write a plugin.
 
 mod bindings;
+mod cache_policy;
 mod convert;
 mod error;
 mod header_policy;
 mod headers;
 mod host;
 mod limits;
+mod loaded;
 mod pool;
 mod runtime;
 mod source;
+mod upload_fields;
 
+pub use cache_policy::CachePolicy;
 pub use error::PluginError;
 pub use header_policy::{HeaderPolicy, RequestAction, RequestView};
 pub use headers::{HeaderEdit, HeaderEdits};
 pub use limits::Limits;
+pub use loaded::LoadedPlugin;
 pub use runtime::{PluginRuntime, RuntimeOptions};
+pub use upload_fields::UploadFieldsPlugin;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod worlds_tests;

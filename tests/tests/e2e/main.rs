@@ -10,6 +10,7 @@ mod check;
 mod failover;
 mod framing;
 mod lifecycle;
+mod plugin_worlds;
 mod plugins;
 mod proxy;
 mod reload;

@@ -3,8 +3,8 @@
 //! (206/416), HEAD, and gzip on proxied and static responses with the seed's settings
 //! (docs/static-and-gzip.md).
 //!
-//! Not tested here: the seed's `expires max` headers for a query string. The cache-policy plugin
-//! is not wired into the pipeline yet, so gale sends no Expires/Cache-Control at all.
+//! The seed's `expires max` headers for a query string come from the `static-cache` plugin and
+//! are tested in `plugin_worlds`; without a plugin (as here) gale sends no Expires/Cache-Control.
 
 use std::io::Read;
 use std::os::unix::fs::symlink;

@@ -1,0 +1,116 @@
+//! The `upload-fields` world in the upload module's terms: a plugin that is
+//! a [`FieldPolicy`]. Only names and the stored file's metadata cross into
+//! wasm, never file bytes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::bindings::UploadFieldsBindings;
+use super::convert;
+use super::error::PluginError;
+use super::limits::Limits;
+use super::pool::Pool;
+use super::runtime::PluginRuntime;
+use crate::upload::{FieldPolicy, FormField, PolicyError, StoredFile, TextDecision};
+
+/// A loaded upload-fields policy: one attachment of an `upload-fields`
+/// plugin on an upload location. Cheap to clone; `Send + Sync`. As a
+/// [`FieldPolicy`], its errors are boxed [`PluginError`]s (downcast them to
+/// tell a plugin failure from other policy errors).
+#[derive(Clone)]
+pub struct UploadFieldsPlugin {
+    pool: Arc<Pool<UploadFieldsBindings>>,
+    /// The plugin's `needs-sha256`, asked once at load: its config cannot
+    /// change afterwards.
+    sha256: bool,
+}
+
+impl std::fmt::Debug for UploadFieldsPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadFieldsPlugin").field("plugin", &self.name()).field("sha256", &self.sha256).finish()
+    }
+}
+
+impl PluginRuntime {
+    /// Loads the upload-fields policy `name` from `dir`, like
+    /// [`PluginRuntime::load_header_policy`] (a component of another world is
+    /// [`PluginError::WrongWorld`]), then asks it once whether it needs the
+    /// SHA-256 of stored files.
+    pub async fn load_upload_fields(
+        &self,
+        dir: &Path,
+        name: &str,
+        config: &toml::Table,
+        limits: Limits,
+    ) -> Result<UploadFieldsPlugin, PluginError> {
+        let pool = self.load::<UploadFieldsBindings>(dir, name, config, limits).await?;
+        let mut instance = pool.take().await?;
+        let limit = pool.timeout();
+        pool.arm(&mut instance, limit);
+        let call = instance.bindings.gale_plugin_upload_hooks().call_needs_sha256(&mut instance.store);
+        let result = pool.run(limit, call).await;
+        let sha256 = pool.finish(instance, "needs-sha256", result)?;
+        Ok(UploadFieldsPlugin { pool, sha256 })
+    }
+}
+
+impl UploadFieldsPlugin {
+    /// The plugin's name, as attached.
+    pub fn name(&self) -> &str {
+        self.pool.name()
+    }
+
+    /// Whether the plugin asked for the SHA-256 of stored files.
+    pub fn needs_sha256(&self) -> bool {
+        self.sha256
+    }
+
+    /// Runs `text-field`: whether the client's text field `name` passes.
+    pub async fn text_decision(&self, name: &[u8]) -> Result<TextDecision, PluginError> {
+        let mut instance = self.pool.take().await?;
+        let limit = self.pool.timeout();
+        self.pool.arm(&mut instance, limit);
+        let call = instance.bindings.gale_plugin_upload_hooks().call_text_field(&mut instance.store, name);
+        let result = self.pool.run(limit, call).await;
+        let decision = self.pool.finish(instance, "text-field", result)?;
+        Ok(convert::text_decision(decision))
+    }
+
+    /// Runs `file-fields`: the fields that replace a stored file, in order.
+    pub async fn fields_for(&self, file: &StoredFile) -> Result<Vec<FormField>, PluginError> {
+        const HOOK: &str = "file-fields";
+        let wit_file = convert::stored_file(file);
+        let mut instance = self.pool.take().await?;
+        let limit = self.pool.timeout();
+        self.pool.arm(&mut instance, limit);
+        let call = instance.bindings.gale_plugin_upload_hooks().call_file_fields(&mut instance.store, &wit_file);
+        let result = self.pool.run(limit, call).await;
+        let fields = self.pool.finish(instance, HOOK, result)?;
+        convert::form_fields(fields).map_err(|message| PluginError::InvalidOutput {
+            plugin: self.name().to_owned(),
+            hook: HOOK,
+            message,
+        })
+    }
+
+    /// The plugin's counters (from `host.counter-add`), sorted by name.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        self.pool.shared.counters()
+    }
+}
+
+impl FieldPolicy for UploadFieldsPlugin {
+    fn needs_sha256(&self) -> bool {
+        self.sha256
+    }
+
+    fn text_field<'a>(&'a self, name: &'a [u8]) -> BoxFuture<'a, Result<TextDecision, PolicyError>> {
+        Box::pin(async move { self.text_decision(name).await.map_err(|e| Box::new(e) as PolicyError) })
+    }
+
+    fn file_fields<'a>(&'a self, file: &'a StoredFile) -> BoxFuture<'a, Result<Vec<FormField>, PolicyError>> {
+        Box::pin(async move { self.fields_for(file).await.map_err(|e| Box::new(e) as PolicyError) })
+    }
+}

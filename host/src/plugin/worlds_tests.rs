@@ -1,0 +1,356 @@
+//! Tests of the `cache-policy` and `upload-fields` worlds against the real
+//! bundled guests (`static-cache`, `upload-fields`) built by
+//! `scripts/build-plugins.sh` into `<repo>/target/plugins/`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+
+use super::*;
+use crate::static_files::{CacheHeaders, FileMeta, seed_expires_max};
+use crate::upload::{FieldPolicy, FieldPolicyConfig, FileAttr, NativeFieldPolicy, StoredFile};
+
+/// `<repo>/target/plugins`, which must hold the built guests.
+fn plugins_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    for wasm in ["header_policy", "static_cache", "upload_fields"] {
+        let file = dir.join(format!("{wasm}.wasm"));
+        assert!(file.is_file(), "{} is missing: run scripts/build-plugins.sh first", file.display());
+    }
+    dir
+}
+
+fn runtime(cache: &Path) -> PluginRuntime {
+    PluginRuntime::new(RuntimeOptions { cache_dir: Some(cache.to_owned()), ..Default::default() })
+        .expect("runtime starts")
+}
+
+/// A long hook deadline: these tests are about answers, not timing.
+fn relaxed() -> Limits {
+    Limits { timeout: Duration::from_secs(2), ..Limits::default() }
+}
+
+fn table(text: &str) -> toml::Table {
+    text.parse().expect("valid toml")
+}
+
+/// A GET for `target` and the meta of the file it names.
+struct StaticReq {
+    uri: Uri,
+    headers: HeaderMap,
+    meta: FileMeta,
+}
+
+impl StaticReq {
+    fn new(target: &str, content_type: &str) -> Self {
+        let uri: Uri = target.parse().expect("uri");
+        let meta = FileMeta {
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+            size: 1234,
+            mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            content_type: content_type.to_owned(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("www.example.org"));
+        Self { uri, headers, meta }
+    }
+
+    fn view(&self) -> RequestView<'_> {
+        RequestView {
+            method: &Method::GET,
+            uri: &self.uri,
+            headers: &self.headers,
+            remote_addr: SocketAddr::from(([192, 0, 2, 7], 51234)),
+            scheme: "http",
+            host: "www.example.org",
+        }
+    }
+}
+
+fn text(h: &CacheHeaders) -> (Option<&str>, Option<&str>) {
+    (
+        h.cache_control.as_ref().map(|v| v.to_str().expect("ascii")),
+        h.expires.as_ref().map(|v| v.to_str().expect("ascii")),
+    )
+}
+
+#[tokio::test]
+async fn static_cache_default_is_the_seed_rule_exactly() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = runtime(cache.path())
+        .load_cache_policy(&plugins_dir(), "static-cache", &toml::Table::new(), relaxed())
+        .await
+        .expect("loads");
+    let cases = [
+        ("/static/app.css?v=1", "text/css", true),
+        ("/static/app.css", "text/css", false),
+        ("/static/app.css?", "text/css", false),
+        ("/static/img/logo.png?20240101", "image/png", true),
+        ("/static/a/b/index.html?x", "text/html", true),
+        ("/static/a/b/index.html", "text/html", false),
+    ];
+    for (target, content_type, max) in cases {
+        let req = StaticReq::new(target, content_type);
+        let got = policy.decide(&req.view(), &req.meta).await.expect("decides");
+        assert_eq!(got, seed_expires_max(&req.meta), "{target}");
+        if max {
+            assert_eq!(text(&got), (Some("max-age=315360000"), Some("Thu, 31 Dec 2037 23:55:55 GMT")), "{target}");
+        } else {
+            assert!(got.is_empty(), "{target}: {got:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn static_cache_rules_by_prefix_extension_and_type() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let config = r#"
+        rules = [
+            { path_prefix = "/static/fresh/", no_cache = true },
+            { extension = ["css", "js"], max_age = "365d", immutable = true },
+            { content_type = "image/*", max_age = 600, private = true },
+            { path_prefix = "/static/", query = true, max_age = "max" },
+        ]
+    "#;
+    let policy = runtime(cache.path())
+        .load_cache_policy(&plugins_dir(), "static_cache", &table(config), relaxed())
+        .await
+        .expect("loads");
+    let decide = |target: &'static str, content_type: &'static str| {
+        let policy = policy.clone();
+        async move {
+            let req = StaticReq::new(target, content_type);
+            policy.decide(&req.view(), &req.meta).await.expect("decides")
+        }
+    };
+    let fresh = decide("/static/fresh/app.css?v=1", "text/css").await;
+    assert_eq!(text(&fresh), (Some("no-cache"), None));
+    let css = decide("/static/app.css", "text/css").await;
+    assert_eq!(css.cache_control.as_ref().map(|v| v.as_bytes()), Some(&b"max-age=31536000, immutable"[..]));
+    let expires = css.expires.as_ref().and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
+    let in_a_year = SystemTime::now() + Duration::from_secs(31_536_000);
+    let off = expires.expect("an HTTP date").duration_since(in_a_year).unwrap_or_else(|e| e.duration());
+    assert!(off < Duration::from_secs(60), "Expires is now + 1 year, off by {off:?}");
+    let png = decide("/static/logo.png", "image/png").await;
+    assert_eq!(png.cache_control.as_ref().map(|v| v.as_bytes()), Some(&b"private, max-age=600"[..]));
+    let versioned = decide("/static/data.json?v=2", "application/json").await;
+    assert_eq!(text(&versioned), (Some("max-age=315360000"), Some("Thu, 31 Dec 2037 23:55:55 GMT")));
+    assert!(decide("/static/data.json", "application/json").await.is_empty(), "no rule matches");
+}
+
+#[tokio::test]
+async fn static_cache_rejects_a_bad_config_with_its_message() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = runtime(cache.path())
+        .load_cache_policy(&plugins_dir(), "static-cache", &table("rules = [{ max_age = \"soon\" }]"), relaxed())
+        .await
+        .expect_err("rejected");
+    let PluginError::Config { ref plugin, ref message } = err else {
+        panic!("expected a config error, got {err:?}");
+    };
+    assert_eq!(plugin, "static-cache");
+    assert!(message.contains("rules[0]: max_age \"soon\""), "{message}");
+}
+
+fn stored(field: &[u8], filename: &[u8], content_type: &[u8], sha256: Option<&str>) -> StoredFile {
+    StoredFile {
+        field_name: Bytes::copy_from_slice(field),
+        filename: Bytes::copy_from_slice(filename),
+        raw_filename: Bytes::copy_from_slice(filename),
+        content_type: Bytes::copy_from_slice(content_type),
+        path: "/var/gale/uploads/0123456789abcdef0123456789abcdef".into(),
+        store_name: "0123456789abcdef0123456789abcdef".into(),
+        size: 14,
+        md5: "746308829575e17c3331bbcb00c0898b".into(),
+        sha256: sha256.map(str::to_owned),
+    }
+}
+
+/// Text field names: the seed's `somearg`, near misses, D2 forgeries, empty
+/// and non-UTF-8 names.
+const NAMES: &[&[u8]] = &[
+    b"somearg",
+    b"somearg2",
+    b"xsomeargx",
+    b"somearg[]",
+    b"SOMEARG",
+    b"Somearg",
+    b"some_arg",
+    b"",
+    b"other",
+    b"file",
+    b"somearg.name",
+    b"somearg.path",
+    b"somearg.content_type",
+    b"somearg.md5",
+    b"somearg.size",
+    b"somearg.sha256",
+    b"somearg.paths",
+    b"somearg.",
+    b"file.path",
+    b".path",
+    b"somearg\xff\xfe",
+    "sömearg".as_bytes(),
+    b"a\"b somearg",
+];
+
+fn files() -> Vec<StoredFile> {
+    vec![
+        stored(b"file", b"hello.txt", b"text/plain", None),
+        stored(b"", b"", b"", None),
+        stored(b"f[]", "résumé 日本語.txt".as_bytes(), b"application/octet-stream", None),
+        stored(b"file\xff", b"a\xfe.bin", b"image/png", Some(&"ab".repeat(32))),
+        stored(b"doc", b"", b"", Some(&"cd".repeat(32))),
+    ]
+}
+
+/// Runs the plugin and the native policy over the same names and files.
+async fn assert_same(plugin: &UploadFieldsPlugin, native: &NativeFieldPolicy, what: &str) {
+    assert_eq!(plugin.needs_sha256(), native.needs_sha256(), "{what}: needs_sha256");
+    for name in NAMES {
+        let got = FieldPolicy::text_field(plugin, name).await.expect("text-field");
+        assert_eq!(got, native.decide_text(name), "{what}: text field {:?}", String::from_utf8_lossy(name));
+    }
+    for file in files() {
+        let got = FieldPolicy::file_fields(plugin, &file).await.expect("file-fields");
+        assert_eq!(got, native.fields_for(&file), "{what}: file {file:?}");
+    }
+}
+
+#[tokio::test]
+async fn upload_fields_default_is_byte_identical_to_the_native_seed() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let plugin = runtime(cache.path())
+        .load_upload_fields(&plugins_dir(), "upload-fields", &toml::Table::new(), relaxed())
+        .await
+        .expect("loads");
+    assert_same(&plugin, &NativeFieldPolicy::seed(), "seed").await;
+    // D2 drops are counted by the plugin.
+    let forged = NAMES.iter().filter(|n| n.starts_with(b"somearg.") && crate::upload::is_generated_name(n)).count();
+    assert_eq!(plugin.counters(), vec![("forged_names_dropped".to_string(), forged as u64)]);
+}
+
+#[tokio::test]
+async fn upload_fields_configs_match_the_native_policy() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(cache.path());
+    let seed = FieldPolicyConfig::seed();
+    let cases = [
+        (
+            r#"pass_fields = ["^some", "[0-9]$", "\\.path$"]"#,
+            FieldPolicyConfig { pass_fields: vec!["^some".into(), "[0-9]$".into(), r"\.path$".into()], ..seed.clone() },
+        ),
+        (
+            r#"pass_fields = [".*"]
+               allow_generated_names = true"#,
+            FieldPolicyConfig { pass_fields: vec![".*".into()], allow_generated_names: true, ..seed.clone() },
+        ),
+        ("anchored = true", FieldPolicyConfig { anchored: true, ..seed.clone() }),
+        (
+            r#"pass_fields = ["(?i)SOMEARG", "\\xff"]
+               set = ["path"]
+               aggregate = ["md5", "size", "sha256"]"#,
+            FieldPolicyConfig {
+                file_fields: vec![FileAttr::Path, FileAttr::Md5, FileAttr::Size, FileAttr::Sha256],
+                pass_fields: vec!["(?i)SOMEARG".into(), r"\xff".into()],
+                ..seed.clone()
+            },
+        ),
+        (
+            "set = []\naggregate = []\npass_fields = []",
+            FieldPolicyConfig { file_fields: vec![], pass_fields: vec![], ..seed.clone() },
+        ),
+    ];
+    for (config, native) in cases {
+        let plugin =
+            rt.load_upload_fields(&plugins_dir(), "upload-fields", &table(config), relaxed()).await.expect(config);
+        let native = NativeFieldPolicy::new(&native).expect("valid native config");
+        assert_same(&plugin, &native, config).await;
+    }
+}
+
+#[tokio::test]
+async fn upload_fields_rejects_a_bad_regex_like_the_native_policy() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = runtime(cache.path())
+        .load_upload_fields(&plugins_dir(), "upload-fields", &table(r#"pass_fields = ["a(?=b)"]"#), relaxed())
+        .await
+        .expect_err("rejected");
+    assert!(matches!(err, PluginError::Config { ref message, .. } if message.contains("pass_fields[0]")), "{err:?}");
+}
+
+#[tokio::test]
+async fn each_world_refuses_the_others_plugins_clearly() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(cache.path());
+    let dir = plugins_dir();
+    let none = toml::Table::new();
+    let err = rt.load_cache_policy(&dir, "header-policy", &none, relaxed()).await.expect_err("not a cache policy");
+    assert!(matches!(err, PluginError::WrongWorld { world: "cache-policy", .. }), "{err:?}");
+    assert!(err.to_string().starts_with("plugin `header-policy`: not a `cache-policy` plugin: "), "{err}");
+    assert!(err.to_string().contains("cache-hooks"), "{err}");
+    let err = rt.load_upload_fields(&dir, "static-cache", &none, relaxed()).await.expect_err("not upload-fields");
+    assert!(matches!(err, PluginError::WrongWorld { world: "upload-fields", .. }), "{err:?}");
+    assert!(err.to_string().contains("upload-hooks"), "{err}");
+    let err = rt.load_header_policy(&dir, "upload-fields", &none, relaxed()).await.expect_err("not a header policy");
+    assert!(matches!(err, PluginError::WrongWorld { world: "header-policy", .. }), "{err:?}");
+    assert!(err.to_string().contains("header-hooks"), "{err}");
+}
+
+#[tokio::test]
+async fn load_any_takes_the_world_the_component_exports() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(cache.path());
+    let dir = plugins_dir();
+    let none = toml::Table::new();
+    for (name, world) in
+        [("header-policy", "header-policy"), ("static-cache", "cache-policy"), ("upload-fields", "upload-fields")]
+    {
+        let loaded = rt.load_any(&dir, name, &none, relaxed()).await.expect(name);
+        assert_eq!((loaded.name(), loaded.world()), (name, world));
+    }
+    // The chosen world's configure runs, and its errors come through.
+    let err = rt.load_any(&dir, "static-cache", &table("rules = 3"), relaxed()).await.expect_err("bad config");
+    assert!(matches!(err, PluginError::Config { .. }), "{err:?}");
+    let err = rt.load_any(&dir, "no-such-plugin", &none, relaxed()).await.expect_err("missing");
+    assert!(matches!(err, PluginError::NotFound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_component_of_no_gale_world_is_refused_naming_the_plugin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("empty.wasm"), b"\0asm\x0d\0\x01\0").expect("write");
+    let rt = runtime(&dir.path().join("cache"));
+    let err = rt.load_any(dir.path(), "empty", &toml::Table::new(), relaxed()).await.expect_err("no world");
+    assert!(matches!(err, PluginError::WrongWorld { ref plugin, .. } if plugin == "empty"), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("plugin `empty`: not a `header-policy`, `cache-policy` or `upload-fields` plugin: "),
+        "{text}"
+    );
+    for export in ["header-hooks", "cache-hooks", "upload-hooks"] {
+        assert!(text.contains(export), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn cache_headers_are_only_for_eligible_statuses() {
+    // The policy's answer goes through `CacheHeaders::apply`, which keeps
+    // nginx's `expires` statuses.
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = runtime(cache.path())
+        .load_cache_policy(&plugins_dir(), "static-cache", &toml::Table::new(), relaxed())
+        .await
+        .expect("loads");
+    let req = StaticReq::new("/static/app.css?v=1", "text/css");
+    let decided = policy.decide(&req.view(), &req.meta).await.expect("decides");
+    for (status, sent) in [(StatusCode::OK, true), (StatusCode::NOT_MODIFIED, true), (StatusCode::NOT_FOUND, false)] {
+        let mut headers = HeaderMap::new();
+        decided.apply(status, &mut headers);
+        assert_eq!(headers.contains_key("expires"), sent, "{status}");
+    }
+}
