@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::access_log::AccessLog;
 use crate::config::{Config, Handler, OnError, ServerName};
 use crate::metrics::{self, ServerMetrics};
-use crate::plugin::{HeaderPolicy, Limits, PluginError, PluginRuntime};
+use crate::plugin::{HeaderPolicy, PluginError, PluginRuntime};
 use crate::proxy::tunnel::TunnelSlots;
 use crate::router::ListenerRoutes;
 use crate::tls;
@@ -56,21 +56,20 @@ pub type LoadedPlugins = Vec<Vec<Vec<Hook>>>;
 
 /// Loads (compiles or takes from the cache, configures) every plugin the
 /// config attaches; reports every attachment that fails, not just the first.
+/// A server's plugins are its tenant's (`tenancy.rs`): from the tenant's
+/// plugin directory only, under its limits, breaker and concurrency cap;
+/// each attachment gets its own pool of instances.
 pub async fn load_plugins(config: &Config, runtime: &PluginRuntime) -> Result<LoadedPlugins, Vec<PluginLoadError>> {
-    let g = &config.global;
-    let limits = Limits {
-        memory: usize::try_from(g.plugin_memory.bytes()).unwrap_or(usize::MAX),
-        timeout: g.plugin_hook_timeout,
-        ..Limits::default()
-    };
+    let tenants = crate::tenancy::Tenants::from_config(config);
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for server in &config.servers {
+        let tenant = tenants.for_server(server);
         let mut per_server = Vec::new();
         for location in &server.locations {
             let mut hooks = Vec::new();
             for a in &location.plugins {
-                match runtime.load_header_policy(&g.plugin_dir, &a.name, &a.config, limits).await {
+                match runtime.load_header_policy_for(tenant, &a.name, &a.config).await {
                     Ok(policy) => hooks.push(Hook { policy, on_error: a.on_error }),
                     Err(error) => errors.push(PluginLoadError { line: a.line, col: a.col, error }),
                 }
