@@ -43,3 +43,6 @@ pub use tenant::{Tenant, TenantSettings, plugin_key, status};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tenant_tests;
