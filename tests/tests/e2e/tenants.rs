@@ -269,6 +269,23 @@ fn a_fail_closed_plugin_answers_503_while_quarantined() {
 }
 
 #[test]
+fn a_reload_ends_a_quarantine() {
+    let tornado = Tornado::spawn("app");
+    let dirs = Dirs::new();
+    let dir = dirs.with("t", &["test-trap"]);
+    let attach = "{ name = \"test-trap\", on_error = \"fail-open\", config = { path_prefix = \"/x\" } }";
+    let breaker = "breaker = { failures = 1, backoff = \"1h\", max_backoff = \"1h\" }";
+    let config = one_tenant(&tornado, &dir, attach, breaker);
+    let gale = Gale::start(&config);
+    assert!(!trap_ran(&gale, "/x/whoami"));
+    assert!(!trap_ran(&gale, "/ok/whoami"), "quarantined for an hour");
+    // The operator replaces the plugin (here: the same file) and reloads: tenants are rebuilt,
+    // so the breaker starts closed.
+    gale_tests::reload::sighup(&gale, &config).expect_reloaded();
+    assert!(trap_ran(&gale, "/ok/whoami"), "back in service after the reload");
+}
+
+#[test]
 fn the_probe_plugin_is_denied_files_sockets_and_the_environment() {
     let tornado = Tornado::spawn("app");
     let dirs = Dirs::new();
