@@ -64,6 +64,35 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Plugin tools.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Print the server, location, tenant and plugin chain (file, on_error,
+    /// config) a request for HOST and PATH gets. Exits 1 if a plugin of the
+    /// chain cannot be found or its config built.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The request's host (a Host header value; the port is ignored).
+        #[arg(long)]
+        host: String,
+        /// The request path (a query is ignored).
+        #[arg(long)]
+        path: String,
+        /// Consider only this listener (default: the first whose server
+        /// names match HOST, else the first).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +135,9 @@ fn main() -> ExitCode {
         }
         Command::Restart { upstream, config } => control(&config, Some(&upstream)),
         Command::Status { config } => control(&config, None),
+        Command::Plugins { command: PluginsCommand::Explain { config, host, path, listen, json } } => {
+            explain(&config, &host, &path, listen, json)
+        }
         Command::Run { config } => {
             let cfg = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -121,6 +153,31 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `gale plugins explain`.
+fn explain(path: &Path, host: &str, target: &str, listen: Option<std::net::SocketAddr>, json: bool) -> ExitCode {
+    let cfg = match load(Some(path)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match gale::explain::explain(&cfg, listen, host, target) {
+        Ok(e) => {
+            if json {
+                println!("{:#}", e.to_json());
+            } else {
+                print!("{}", e.to_text());
+            }
+            if e.all_resolved() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("gale: error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -229,6 +286,7 @@ async fn serve(
     let pid_file = site.config.global.pid_file.clone();
     let admin = site.config.admin;
     let running = Running::start(site, signals.shutdown.clone())?;
+    gale::tenancy::publish();
     supervised::publish(children);
     if let Some(addr) = admin {
         let listener = gale::admin::bind(addr).await.with_context(|| format!("cannot listen on {addr} (admin)"))?;

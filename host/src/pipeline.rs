@@ -248,9 +248,15 @@ async fn run(
 /// fail-open skips the plugin for this request. Either way the error log
 /// names the plugin, the hook and what went wrong.
 fn plugin_failed(hook: &Hook, hook_name: &str, e: PluginError) -> Result<(), GaleError> {
+    let tenant = hook.policy.tenant().unwrap_or_default();
     match hook.on_error {
+        // Refusals during a quarantine are expected: its start was logged.
+        OnError::FailOpen if e.is_quarantined() => {
+            tracing::debug!(tenant, plugin = hook.policy.name(), hook = hook_name, error = %e, "plugin skipped (fail-open)");
+            Ok(())
+        }
         OnError::FailOpen => {
-            tracing::warn!(plugin = hook.policy.name(), hook = hook_name, error = %e, "plugin failed; skipped (fail-open)");
+            tracing::warn!(tenant, plugin = hook.policy.name(), hook = hook_name, error = %e, "plugin failed; skipped (fail-open)");
             Ok(())
         }
         OnError::FailClosed => Err(GaleError::Plugin(e)),

@@ -14,7 +14,7 @@ use crate::access_log::AccessLog;
 use crate::attach::{CacheHook, LocationPlugins};
 use crate::config::{Config, Handler, OnError, ServerName};
 use crate::metrics::{self, ServerMetrics};
-use crate::plugin::{HeaderPolicy, Limits, PluginError, PluginRuntime};
+use crate::plugin::{HeaderPolicy, PluginError, PluginRuntime};
 use crate::proxy::tunnel::TunnelSlots;
 use crate::router::ListenerRoutes;
 use crate::tls;
@@ -58,22 +58,26 @@ pub type LoadedPlugins = Vec<Vec<LocationPlugins>>;
 /// Loads (compiles or takes from the cache, configures) every plugin the
 /// config attaches, each as the world its component exports, and places it
 /// by world and location kind (see `attach`); reports every attachment that
-/// fails, not just the first.
+/// fails, not just the first. A server's plugins are its tenant's
+/// (`tenancy.rs`): from the tenant's plugin directory only, under its limits;
+/// header policies also under its breaker and concurrency cap.
 pub async fn load_plugins(config: &Config, runtime: &PluginRuntime) -> Result<LoadedPlugins, Vec<PluginLoadError>> {
-    let g = &config.global;
-    let limits = Limits {
-        memory: usize::try_from(g.plugin_memory.bytes()).unwrap_or(usize::MAX),
-        timeout: g.plugin_hook_timeout,
-        ..Limits::default()
-    };
+    let tenants = crate::tenancy::Tenants::from_config(config);
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for server in &config.servers {
+        let tenant = tenants.for_server(server);
         let mut per_server = Vec::new();
         for location in &server.locations {
             let mut placed = LocationPlugins::default();
             for a in &location.plugins {
-                let loaded = runtime.load_any(&g.plugin_dir, &a.name, &a.config, limits).await;
+                let loaded = match runtime.load_header_policy_for(tenant, &a.name, &a.config).await {
+                    Ok(policy) => Ok(crate::plugin::LoadedPlugin::Header(policy)),
+                    Err(PluginError::WrongWorld { .. }) => {
+                        runtime.load_any(tenant.plugin_dir(), &a.name, &a.config, tenant.settings().limits).await
+                    }
+                    Err(e) => Err(e),
+                };
                 if let Err(error) = loaded.and_then(|p| placed.place(p, a.on_error, &location.handler)) {
                     errors.push(PluginLoadError { line: a.line, col: a.col, error });
                 }

@@ -8,6 +8,7 @@ mod process;
 pub mod raw;
 mod runtime;
 mod template;
+mod tenant;
 mod units;
 mod validate;
 

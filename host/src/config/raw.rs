@@ -22,6 +22,9 @@ pub struct RawConfig {
     pub upstream: BTreeMap<String, Spanned<RawUpstream>>,
     #[serde(default)]
     pub server: Vec<Spanned<RawServer>>,
+    /// `[tenant.NAME]`: plugin owners with their own directory and limits.
+    #[serde(default)]
+    pub tenant: BTreeMap<String, Spanned<super::tenant::RawTenant>>,
 }
 
 /// `[global]`: process-wide settings (nginx's main context).
@@ -43,6 +46,13 @@ pub struct RawGlobal {
     pub plugin_memory: Option<Spanned<Scalar>>,
     /// Time cap per plugin hook call.
     pub plugin_hook_timeout: Option<Spanned<Scalar>>,
+    /// Cap on plugin calls in flight for servers without a tenant.
+    pub plugin_max_concurrent: Option<Spanned<i64>>,
+    /// Cap on warm plugin instances for servers without a tenant.
+    pub plugin_max_instances: Option<Spanned<i64>>,
+    /// The circuit breaker for servers without a tenant (and tenants'
+    /// default).
+    pub plugin_breaker: Option<Spanned<super::tenant::RawBreaker>>,
 }
 
 /// `[http]`: client-facing HTTP settings (nginx's http context).
@@ -205,6 +215,9 @@ pub struct RawServer {
     /// Answer every request with a 301 to the same URL over https.
     #[serde(default)]
     pub redirect_http: bool,
+    /// `tenant = "NAME"`: whose plugins (directory, limits) this server's
+    /// locations use.
+    pub tenant: Option<Spanned<String>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 pub use super::raw::{AccessLogFormat, Balance, LogLevel, NextUpstream, OnError};
 pub use super::template::{ChildVars, Template};
+pub use super::tenant::{DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_INSTANCES, GLOBAL_TENANT, TenantConfig, TenantId};
 use super::units::ByteSize;
 
 /// The whole validated config.
@@ -24,6 +25,8 @@ pub struct Config {
     pub servers: Vec<Server>,
     /// One entry per distinct listen address, in first-seen order.
     pub listeners: Vec<Listener>,
+    /// `[tenant.NAME]` sections, sorted by name, indexed by [`TenantId`].
+    pub tenants: Vec<TenantConfig>,
 }
 
 /// Index of an upstream pool in [`Config::upstreams`].
@@ -54,6 +57,9 @@ pub struct Global {
     pub plugin_cache_dir: PathBuf,
     pub plugin_memory: ByteSize,
     pub plugin_hook_timeout: Duration,
+    pub plugin_max_concurrent: usize,
+    pub plugin_max_instances: usize,
+    pub plugin_breaker: crate::plugin::BreakerSettings,
 }
 
 /// `[http]`.
@@ -184,6 +190,8 @@ pub struct Server {
     pub tls: Option<ServerTls>,
     pub redirect_http: bool,
     pub locations: Vec<Location>,
+    /// Whose plugins this server's locations run; `None`: `[global]`'s.
+    pub tenant: Option<TenantId>,
 }
 
 /// A server's certificate, loaded and checked against its key.

@@ -19,6 +19,8 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
     let admin = raw.admin.and_then(|a| admin(a.into_inner(), c));
 
     let names: Vec<String> = raw.upstream.keys().cloned().collect();
+    let tenant_names: Vec<String> = raw.tenant.keys().cloned().collect();
+    let tenants = super::tenant::tenants(raw.tenant, global.as_ref(), base, c);
     let mut upstreams = Vec::new();
     for (name, up) in raw.upstream {
         upstreams.push(upstream(name, up, base, c));
@@ -30,7 +32,9 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
         let span = s.span();
         spans.push(span.clone());
         let body_limit = http.as_ref().map_or(1 << 20, |h| h.client_max_body_size.bytes());
-        servers.push(server(s.into_inner(), span, &names, base, body_limit, c));
+        let mut s = s.into_inner();
+        let tenant = super::tenant::reference(s.tenant.take(), &tenant_names, c);
+        servers.push(server(s, span, &names, base, body_limit, c).map(|s| Server { tenant, ..s }));
     }
     if servers.is_empty() {
         c.error(None, "no [[server]] block: add one with `listen` and at least one [[server.location]]");
@@ -47,6 +51,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
         upstreams: upstreams.into_iter().collect::<Option<_>>()?,
         servers: servers.into_iter().collect::<Option<_>>()?,
         listeners: listeners?,
+        tenants: tenants?,
     })
 }
 
@@ -111,6 +116,8 @@ fn global(g: raw::RawGlobal, base: &Path, c: &mut Collector<'_>) -> Option<Globa
     let shutdown_timeout = duration(g.shutdown_timeout, Duration::from_secs(10), c);
     let plugin_memory = size(g.plugin_memory, ByteSize(16 << 20), c);
     let plugin_hook_timeout = duration(g.plugin_hook_timeout, Duration::from_millis(10), c);
+    let plugins =
+        super::tenant::global_plugin_settings(g.plugin_max_concurrent, g.plugin_max_instances, g.plugin_breaker, c);
     Some(Global {
         threads: threads? as usize,
         max_connections: max_connections? as usize,
@@ -124,6 +131,9 @@ fn global(g: raw::RawGlobal, base: &Path, c: &mut Collector<'_>) -> Option<Globa
         plugin_cache_dir: path_from(base, g.plugin_cache_dir.as_ref().map_or("run/plugin-cache", |p| p.get_ref())),
         plugin_memory: plugin_memory?,
         plugin_hook_timeout: plugin_hook_timeout?,
+        plugin_max_concurrent: plugins?.0,
+        plugin_max_instances: plugins?.1,
+        plugin_breaker: plugins?.2,
     })
 }
 
@@ -396,7 +406,15 @@ fn server(
     if !ok {
         return None;
     }
-    Some(Server { names, listen, default_server: s.default_server, tls, redirect_http: s.redirect_http, locations })
+    Some(Server {
+        names,
+        listen,
+        default_server: s.default_server,
+        tls,
+        redirect_http: s.redirect_http,
+        locations,
+        tenant: None,
+    })
 }
 
 /// Groups servers by listen address; the server marked `default_server`

@@ -145,6 +145,40 @@ pub enum PluginError {
         message: String,
     },
 
+    /// The plugin is quarantined by its tenant's circuit breaker (it failed
+    /// too often lately): the call was refused without running it.
+    #[error(
+        "plugin `{plugin}` of tenant `{tenant}` is quarantined after repeated failures; {hook} not run (retry in {retry_in:?})"
+    )]
+    Quarantined {
+        /// The plugin's name.
+        plugin: String,
+        /// The tenant it belongs to.
+        tenant: String,
+        /// The hook that was not run.
+        hook: &'static str,
+        /// Time left before the next retry (zero while a retry is running).
+        retry_in: Duration,
+    },
+
+    /// Every one of the tenant's `max_concurrent` plugin call slots stayed
+    /// taken while this call waited: it was not run.
+    #[error(
+        "plugin `{plugin}` of tenant `{tenant}`: all {max_concurrent} concurrent plugin calls of the tenant are busy; {hook} not run after waiting {waited:?}"
+    )]
+    Busy {
+        /// The plugin's name.
+        plugin: String,
+        /// The tenant whose slots are taken.
+        tenant: String,
+        /// The hook that was not run.
+        hook: &'static str,
+        /// The tenant's cap.
+        max_concurrent: usize,
+        /// How long the call waited for a slot.
+        waited: Duration,
+    },
+
     /// The wasmtime engine could not be created (bad runtime options).
     #[error("cannot start the plugin runtime: {message}")]
     Engine {
@@ -155,10 +189,26 @@ pub enum PluginError {
 
 impl PluginError {
     /// True for errors of a single hook call (trap, timeout, memory limit,
-    /// invalid output): the ones the attachment's failure policy decides
-    /// about. Everything else is a load error and stops `gale check`.
+    /// invalid output, quarantined, busy): the ones the attachment's failure
+    /// policy decides about. Everything else is a load error and stops
+    /// `gale check`.
     pub fn is_call_error(&self) -> bool {
-        matches!(self, Self::Trap { .. } | Self::Timeout { .. } | Self::MemoryLimit { .. } | Self::InvalidOutput { .. })
+        matches!(
+            self,
+            Self::Trap { .. }
+                | Self::Timeout { .. }
+                | Self::MemoryLimit { .. }
+                | Self::InvalidOutput { .. }
+                | Self::Quarantined { .. }
+                | Self::Busy { .. }
+        )
+    }
+
+    /// True when the call was refused without running because the plugin
+    /// is quarantined: expected while the quarantine lasts (the opening was
+    /// logged once), so callers log these quietly.
+    pub fn is_quarantined(&self) -> bool {
+        matches!(self, Self::Quarantined { .. })
     }
 
     /// The plugin the error is about, when there is one.
@@ -174,7 +224,9 @@ impl PluginError {
             | Self::Trap { plugin, .. }
             | Self::Timeout { plugin, .. }
             | Self::MemoryLimit { plugin, .. }
-            | Self::InvalidOutput { plugin, .. } => Some(plugin),
+            | Self::InvalidOutput { plugin, .. }
+            | Self::Quarantined { plugin, .. }
+            | Self::Busy { plugin, .. } => Some(plugin),
             Self::Engine { .. } => None,
         }
     }

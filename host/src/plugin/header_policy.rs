@@ -14,6 +14,7 @@ use super::headers::HeaderEdits;
 use super::limits::Limits;
 use super::pool::Pool;
 use super::runtime::PluginRuntime;
+use super::tenant::Tenant;
 
 /// The request as a hook sees it. Borrowed, so building one per hook costs
 /// nothing; the pipeline builds it from the request it owns.
@@ -79,6 +80,22 @@ impl PluginRuntime {
         let pool = self.load::<HeaderPolicyBindings>(dir, name, config, limits).await?;
         Ok(HeaderPolicy { pool })
     }
+
+    /// Loads the header policy `name` for `tenant`: like
+    /// [`Self::load_header_policy`], from the tenant's plugin directory
+    /// only and under its limits; every call is admitted by the plugin's
+    /// circuit breaker and the tenant's concurrency cap, and counted in the
+    /// plugin metrics. Its warm instances are its own (never shared with
+    /// another attachment or tenant).
+    pub async fn load_header_policy_for(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        config: &toml::Table,
+    ) -> Result<HeaderPolicy, PluginError> {
+        let pool = self.load_for::<HeaderPolicyBindings>(tenant, name, config).await?;
+        Ok(HeaderPolicy { pool })
+    }
 }
 
 impl HeaderPolicy {
@@ -87,12 +104,17 @@ impl HeaderPolicy {
         self.pool.name()
     }
 
+    /// The tenant it was loaded for (`None` when loaded without one).
+    pub fn tenant(&self) -> Option<&str> {
+        self.pool.tenant()
+    }
+
     /// Runs `on-request`. On error the instance is discarded and the
     /// caller applies the attachment's failure policy.
     pub async fn on_request(&self, req: &RequestView<'_>) -> Result<RequestAction, PluginError> {
         const HOOK: &str = "on-request";
         let head = convert::request_head(req);
-        let mut instance = self.pool.take().await?;
+        let mut instance = self.pool.enter(HOOK).await?;
         let limit = self.pool.timeout();
         self.pool.arm(&mut instance, limit);
         let call = instance.bindings.gale_plugin_header_hooks().call_on_request(&mut instance.store, &head);
@@ -115,7 +137,7 @@ impl HeaderPolicy {
         const HOOK: &str = "on-response";
         let head = convert::request_head(req);
         let response = convert::response_head(status, headers);
-        let mut instance = self.pool.take().await?;
+        let mut instance = self.pool.enter(HOOK).await?;
         let limit = self.pool.timeout();
         self.pool.arm(&mut instance, limit);
         let call = instance.bindings.gale_plugin_header_hooks().call_on_response(&mut instance.store, &head, &response);

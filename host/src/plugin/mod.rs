@@ -2,6 +2,11 @@
 //! rules, upload field rules) are WASI components defined by the WIT package
 //! in `wit/`, loaded from the plugin directory and run sandboxed.
 //!
+//! Tenants (`tenant.rs`): each owns a plugin directory, limits, a cap on
+//! its calls in flight and on its warm instances, and a circuit breaker per
+//! plugin (`breaker.rs`); calls are counted per (tenant, plugin, hook) in
+//! `metrics.rs`.
+//!
 //! Lifecycle: a plugin is compiled once (and cached on disk by content
 //! hash), pre-instantiated once per attachment, and each hook call takes a
 //! warm instance from the attachment's pool; a trap or a limit hit discards
@@ -13,6 +18,7 @@
 //! `docs/plugins.md` for the contract and how to write a plugin.
 
 mod bindings;
+mod breaker;
 mod cache_policy;
 mod convert;
 mod error;
@@ -21,20 +27,28 @@ mod headers;
 mod host;
 mod limits;
 mod loaded;
+mod metrics;
 mod pool;
 mod runtime;
 mod source;
+mod tenant;
 mod upload_fields;
 
+pub use breaker::{BreakerSettings, BreakerState};
 pub use cache_policy::CachePolicy;
 pub use error::PluginError;
 pub use header_policy::{HeaderPolicy, RequestAction, RequestView};
 pub use headers::{HeaderEdit, HeaderEdits};
 pub use limits::Limits;
 pub use loaded::LoadedPlugin;
+pub use metrics::render as render_metrics;
 pub use runtime::{PluginRuntime, RuntimeOptions};
+pub use source::{Resolved, resolve};
+pub use tenant::{Tenant, TenantSettings, plugin_key, status};
 pub use upload_fields::UploadFieldsPlugin;
 
+#[cfg(test)]
+mod tenant_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -4,7 +4,10 @@
 //! a limit may be in any state).
 //!
 //! A pool belongs to one attachment: instances (and the guest state they
-//! carry between requests) are never shared across plugins or configs.
+//! carry between requests) are never shared across plugins, configs or
+//! tenants. A tenant's pool also has a [`Scope`]: its calls are admitted by
+//! the plugin's circuit breaker and the tenant's concurrency cap, counted in
+//! the metrics, and its warm instances count against the tenant's cap.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,11 +20,14 @@ use super::error::PluginError;
 use super::host::{Ctx, Shared};
 use super::limits::{Limits, deadline_ticks};
 use super::runtime::Inner;
+use super::tenant::{Scope, Ticket};
 
 /// One instance and its store.
 pub(crate) struct Instance<W> {
     pub(crate) store: Store<Ctx>,
     pub(crate) bindings: W,
+    /// The admission of the call in progress (tenant pools only).
+    ticket: Option<Ticket>,
 }
 
 /// The warm pool of one attachment.
@@ -32,6 +38,8 @@ pub(crate) struct Pool<W: World> {
     config: Arc<str>,
     limits: Limits,
     idle: Mutex<Vec<Instance<W>>>,
+    /// The tenant's containment; `None` for a pool loaded without a tenant.
+    scope: Option<Scope>,
 }
 
 /// The host-side deadline fired while the guest was parked in a host call
@@ -49,7 +57,26 @@ impl std::error::Error for HostDeadline {}
 
 impl<W: World> Pool<W> {
     pub(crate) fn new(runtime: Arc<Inner>, name: &str, pre: W::Pre, config: Arc<str>, limits: Limits) -> Self {
-        Self { runtime, pre, shared: Arc::new(Shared::new(name)), config, limits, idle: Mutex::new(Vec::new()) }
+        Self {
+            runtime,
+            pre,
+            shared: Arc::new(Shared::new(name)),
+            config,
+            limits,
+            idle: Mutex::new(Vec::new()),
+            scope: None,
+        }
+    }
+
+    /// Puts the pool under a tenant's containment (before first use).
+    pub(crate) fn with_scope(mut self, scope: Option<Scope>) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The tenant the pool belongs to, when it was loaded for one.
+    pub(crate) fn tenant(&self) -> Option<&str> {
+        self.scope.as_ref().map(Scope::tenant)
     }
 
     /// The plugin's name, as attached.
@@ -65,13 +92,46 @@ impl<W: World> Pool<W> {
         Ok(())
     }
 
-    /// A warm instance, or a fresh one when none is idle.
-    pub(crate) async fn take(&self) -> Result<Instance<W>, PluginError> {
+    /// Takes an instance for a call of `hook`: in a tenant's pool the call
+    /// is first admitted (refused while the plugin is quarantined; waits up
+    /// to the hook's time limit for one of the tenant's concurrency slots),
+    /// then a warm instance is taken, or a fresh one made.
+    pub(crate) async fn enter(&self, hook: &'static str) -> Result<Instance<W>, PluginError> {
+        let ticket = match &self.scope {
+            Some(scope) => Some(scope.admit(self.name(), hook, self.limits.timeout).await?),
+            None => None,
+        };
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        match idle {
-            Some(instance) => Ok(instance),
+        let instance = match idle {
+            Some(instance) => {
+                if let Some(scope) = &self.scope {
+                    scope.release_idle(1);
+                }
+                Ok(instance)
+            }
             None => self.fresh().await,
+        };
+        match (instance, ticket) {
+            (Ok(mut instance), ticket) => {
+                instance.ticket = ticket;
+                Ok(instance)
+            }
+            (Err(e), Some(ticket)) => {
+                if let Some(scope) = &self.scope {
+                    scope.settle(ticket, hook, Some(&e));
+                }
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
         }
+    }
+
+    /// [`Self::enter`] for a caller that names its hook only when it
+    /// finishes: a refusal names the hook `call`. Prefer `enter`; kept so
+    /// that world wrappers written against `take` keep their containment.
+    #[allow(dead_code)]
+    pub(crate) async fn take(&self) -> Result<Instance<W>, PluginError> {
+        self.enter("call").await
     }
 
     /// Runs one hook call on `instance` under the time and memory limits.
@@ -111,22 +171,33 @@ impl<W: World> Pool<W> {
     /// succeeded, and is dropped (with the error classified) when it failed.
     pub(crate) fn finish<T>(
         &self,
-        instance: Instance<W>,
+        mut instance: Instance<W>,
         hook: &'static str,
         result: wasmtime::Result<T>,
     ) -> Result<T, PluginError> {
+        let ticket = instance.ticket.take();
         match result {
             Ok(value) => {
+                if let (Some(scope), Some(ticket)) = (&self.scope, ticket) {
+                    scope.settle(ticket, hook, None);
+                }
                 self.put(instance);
                 Ok(value)
             }
-            Err(error) => Err(self.classify(hook, &error, &instance.store, self.limits.timeout)),
+            Err(error) => {
+                let error = self.classify(hook, &error, &instance.store, self.limits.timeout);
+                if let (Some(scope), Some(ticket)) = (&self.scope, ticket) {
+                    scope.settle(ticket, hook, Some(&error));
+                }
+                Err(error)
+            }
         }
     }
 
+    /// Keeps `instance` warm, unless the pool or the tenant has enough.
     fn put(&self, instance: Instance<W>) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < self.runtime.options.max_idle_instances {
+        if idle.len() < self.runtime.options.max_idle_instances && self.scope.as_ref().is_none_or(Scope::keep_idle) {
             idle.push(instance);
         }
     }
@@ -146,7 +217,7 @@ impl<W: World> Pool<W> {
         };
         let configured = self.run(limit, bindings.configure(&mut store, &self.config)).await;
         match configured {
-            Ok(Ok(())) => Ok(Instance { store, bindings }),
+            Ok(Ok(())) => Ok(Instance { store, bindings, ticket: None }),
             Ok(Err(message)) => Err(PluginError::Config { plugin: self.name().to_owned(), message }),
             Err(e) => Err(self.classify("configure", &e, &store, limit)),
         }
@@ -185,5 +256,14 @@ impl<W: World> Pool<W> {
     #[cfg(test)]
     pub(crate) fn idle_count(&self) -> usize {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl<W: World> Drop for Pool<W> {
+    /// The warm instances go with the pool: give their slots back.
+    fn drop(&mut self) {
+        if let Some(scope) = &self.scope {
+            scope.release_idle(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner).len());
+        }
     }
 }

@@ -23,6 +23,7 @@ use super::host::Ctx;
 use super::limits::Limits;
 use super::pool::Pool;
 use super::source;
+use super::tenant::Scope;
 
 /// Process-wide settings of the plugin runtime.
 #[derive(Debug, Clone)]
@@ -120,6 +121,19 @@ impl PluginRuntime {
         config: &toml::Table,
         limits: Limits,
     ) -> Result<Arc<Pool<W>>, PluginError> {
+        self.load_scoped(dir, name, config, limits, None).await
+    }
+
+    /// [`Self::load`], with the pool put under a tenant's containment when
+    /// `scope` is given (see `tenant.rs`).
+    pub(crate) async fn load_scoped<W: World>(
+        &self,
+        dir: &Path,
+        name: &str,
+        config: &toml::Table,
+        limits: Limits,
+        scope: Option<Scope>,
+    ) -> Result<Arc<Pool<W>>, PluginError> {
         let files = source::find(dir, name)?;
         let json = source::config_json(name, files.defaults.as_deref(), config)?;
         let component = self.component(name, &files.wasm)?;
@@ -130,7 +144,7 @@ impl PluginRuntime {
         };
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = W::pre(instance_pre).map_err(wrong_world)?;
-        let pool = Arc::new(Pool::new(self.inner.clone(), name, pre, json.into(), limits));
+        let pool = Arc::new(Pool::new(self.inner.clone(), name, pre, json.into(), limits).with_scope(scope));
         pool.warm_up().await?;
         Ok(pool)
     }

@@ -36,6 +36,26 @@ pub(crate) fn find(dir: &Path, name: &str) -> Result<PluginFiles, PluginError> {
     Ok(PluginFiles { wasm, defaults })
 }
 
+/// Where an attachment's plugin is and the config it receives, without
+/// loading it: what `gale plugins explain` prints.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The component file.
+    pub wasm: PathBuf,
+    /// The defaults file, when there is one.
+    pub defaults: Option<PathBuf>,
+    /// The config `configure` receives: defaults merged with the
+    /// attachment's table, as JSON.
+    pub config_json: String,
+}
+
+/// Finds plugin `name` in `dir` (only there) and builds its config.
+pub fn resolve(dir: &Path, name: &str, config: &toml::Table) -> Result<Resolved, PluginError> {
+    let files = find(dir, name)?;
+    let config_json = config_json(name, files.defaults.as_deref(), config)?;
+    Ok(Resolved { wasm: files.wasm, defaults: files.defaults, config_json })
+}
+
 /// The JSON text handed to `configure`: the defaults file's table with the
 /// attachment's `config` merged over it (tables merge key by key, at any
 /// depth; any other value replaces the default).

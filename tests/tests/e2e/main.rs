@@ -17,6 +17,7 @@ mod reload;
 mod routing;
 mod static_gzip;
 mod supervise;
+mod tenants;
 mod tls;
 mod uploads;
 mod websocket;
