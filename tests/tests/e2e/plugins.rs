@@ -254,7 +254,10 @@ plugins = ["test-loop"]"#;
 #[test]
 fn a_trapping_plugin_fails_closed_every_time_and_the_next_request_works() {
     let trap = r#"[{ name = "test-trap", config = { path_prefix = "/trap" } }]"#;
-    let (tornado, gale) = start(trap, |c| c);
+    // The circuit breaker (issue 6) would quarantine the plugin after five
+    // traps; this test is about instance recovery, so the breaker is off.
+    let (tornado, gale) =
+        start(trap, |c| c.global("plugin_breaker", gale_tests::config::Raw("{ failures = 0 }".into())));
     for round in 0..3 {
         let response = gale.get("/trap/whoami");
         assert_eq!(response.status, 503, "round {round}:\n{response}");
