@@ -10,6 +10,7 @@ mod runtime;
 mod template;
 mod tenant;
 mod units;
+mod upload;
 mod validate;
 
 use std::path::Path;
