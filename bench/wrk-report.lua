@@ -1,6 +1,13 @@
 -- Emits wrk's summary as one JSON line (prefixed WRK_JSON) so that bench/report.py reads exact
 -- numbers (latency in microseconds) instead of parsing wrk's human units ("1.23ms", "45.6k").
 -- Defining only done() keeps wrk on its fast path: the request is still built once, not per call.
+-- With WRK_DELAY_MS set, each connection waits that long after each answer before its next request
+-- (a paced load below saturation, so that p99 measures latency rather than queueing).
+
+local pace = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if pace then
+   delay = function() return pace end
+end
 
 done = function(summary, latency, requests)
    local e = summary.errors

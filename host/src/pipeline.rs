@@ -401,7 +401,7 @@ async fn upload(
         Ok(resp) => resp.status().as_u16(),
         Err(e) => e.status().as_u16(),
     };
-    files.finish(status);
+    files.finish(status).await;
     result
 }
 

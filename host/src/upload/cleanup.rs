@@ -5,10 +5,17 @@
 //! so an aborted upload leaves nothing behind. Once the form is complete the files move into
 //! [`UploadedFiles`], which implements the anchor's cleanup table: delete after the listed final
 //! statuses, keep otherwise.
+//!
+//! Unlinking runs on the upload writer threads (`writers.rs`), never on the event loop: removing
+//! a large file frees its page-cache pages and blocks, and took tens of milliseconds per 100 MB
+//! file, during which every other request on the loop waited. A completed upload's files are
+//! removed before its response goes out (the client can rely on it); an aborted upload's are
+//! removed in the background.
 
 use super::config::CleanupPolicy;
 use super::fields::StoredFile;
 use super::store::Store;
+use super::writers;
 
 /// Unlinks every file it holds when dropped, unless handed over with [`FileSet::into_uploaded`].
 #[derive(Debug)]
@@ -36,11 +43,17 @@ impl FileSet {
 
 impl Drop for FileSet {
     fn drop(&mut self) {
-        for name in self.names.drain(..) {
-            if let Err(e) = self.store.remove(&name) {
-                tracing::warn!(%name, error = %e, "could not remove an aborted upload file");
-            }
+        if self.names.is_empty() {
+            return;
         }
+        let (store, names) = (self.store.clone(), std::mem::take(&mut self.names));
+        drop(writers::start(move || {
+            for name in names {
+                if let Err(e) = store.remove(&name) {
+                    tracing::warn!(%name, error = %e, "could not remove an aborted upload file");
+                }
+            }
+        }));
     }
 }
 
@@ -73,33 +86,43 @@ impl UploadedFiles {
         &self.files
     }
 
-    /// Applies the cleanup table for the final status (499 = the client left).
-    pub fn finish(mut self, final_status: u16) -> CleanupOutcome {
+    /// Applies the cleanup table for the final status (499 = the client left); the files are
+    /// gone when this returns.
+    pub async fn finish(mut self, final_status: u16) -> CleanupOutcome {
         self.finished = true;
-        self.apply(final_status)
+        let Some(job) = self.cleanup_job(final_status) else {
+            return CleanupOutcome::Kept(self.files.len());
+        };
+        CleanupOutcome::Deleted(writers::start(job).await.unwrap_or(0))
     }
 
-    fn apply(&mut self, status: u16) -> CleanupOutcome {
+    /// The unlinking to do for `status`, or `None` when the files stay.
+    fn cleanup_job(&mut self, status: u16) -> Option<impl FnOnce() -> usize + Send + 'static> {
         if !self.cleanup.deletes(status) {
-            return CleanupOutcome::Kept(self.files.len());
+            return None;
         }
-        let mut deleted = 0;
-        for file in &self.files {
-            match self.store.remove(&file.store_name) {
-                Ok(()) => deleted += 1,
-                Err(e) => {
-                    tracing::warn!(path = %file.path.display(), error = %e, "could not remove an uploaded file")
+        let (store, files) = (self.store.clone(), std::mem::take(&mut self.files));
+        Some(move || {
+            let mut deleted = 0;
+            for file in &files {
+                match store.remove(&file.store_name) {
+                    Ok(()) => deleted += 1,
+                    Err(e) => {
+                        tracing::warn!(path = %file.path.display(), error = %e, "could not remove an uploaded file")
+                    }
                 }
             }
-        }
-        CleanupOutcome::Deleted(deleted)
+            deleted
+        })
     }
 }
 
 impl Drop for UploadedFiles {
     fn drop(&mut self) {
-        if !self.finished {
-            self.apply(499);
+        if !self.finished
+            && let Some(job) = self.cleanup_job(499)
+        {
+            drop(writers::start(job));
         }
     }
 }

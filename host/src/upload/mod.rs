@@ -29,6 +29,7 @@ pub mod multipart;
 mod receive;
 mod request;
 mod store;
+mod writers;
 
 #[cfg(test)]
 mod tests;

@@ -10,9 +10,9 @@
 //!   or a group/world-writable one, or one owned by another user, fails config load;
 //! * [`Store::sweep`] removes orphans older than a TTL, at startup and periodically.
 //!
-//! Writing happens on the blocking pool in batches, with md5 (and sha256 when asked) computed on
-//! the same thread, so neither hashing nor disk I/O runs on the async workers and at most two
-//! batches are in memory per upload.
+//! Writing happens on the upload writer threads (`writers.rs`, at a lower CPU priority) in
+//! batches, with md5 (and sha256 when asked) computed on the same thread, so neither hashing nor
+//! disk I/O runs on the async workers and at most two batches are in memory per upload.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -26,6 +26,8 @@ use md5::{Digest, Md5};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use sha2::Sha256;
 use tokio::task::JoinHandle;
+
+use super::writers;
 
 /// How the store is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,7 +345,7 @@ impl Writer {
 /// batch fills.
 pub(crate) struct FileSink {
     writer: Option<Box<Writer>>,
-    inflight: Option<JoinHandle<io::Result<Box<Writer>>>>,
+    inflight: Option<tokio::sync::oneshot::Receiver<io::Result<Box<Writer>>>>,
     batch: Vec<Bytes>,
     batch_len: usize,
 }
@@ -370,10 +372,10 @@ impl FileSink {
     }
 
     async fn take_writer(&mut self) -> Result<Box<Writer>, StoreError> {
-        if let Some(handle) = self.inflight.take() {
-            return handle
+        if let Some(inflight) = self.inflight.take() {
+            return inflight
                 .await
-                .map_err(|e| StoreError::new("write", io::Error::other(e)))?
+                .map_err(|_| StoreError::new("write", io::Error::other("the upload writer thread failed")))?
                 .map_err(|e| StoreError::new("write", e));
         }
         self.writer.take().ok_or_else(|| StoreError::new("write", io::Error::other("writer lost")))
@@ -383,7 +385,7 @@ impl FileSink {
         let mut writer = self.take_writer().await?;
         let batch = std::mem::take(&mut self.batch);
         self.batch_len = 0;
-        self.inflight = Some(tokio::task::spawn_blocking(move || {
+        self.inflight = Some(writers::start(move || {
             writer.write_batch(&batch)?;
             Ok(writer)
         }));

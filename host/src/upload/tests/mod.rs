@@ -163,8 +163,22 @@ fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether the store is empty now or becomes so within a few seconds: an aborted upload's files
+/// are removed in the background, on the writer threads.
 fn store_is_empty(dir: &Path) -> bool {
-    std::fs::read_dir(dir).expect("read store").next().is_none()
+    eventually(|| std::fs::read_dir(dir).expect("read store").next().is_none())
+}
+
+/// Whether `done` holds now or within five seconds.
+pub(super) fn eventually(done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    true
 }
 
 /// Runs `data` through `receive` in every chunking with `policy`; all outcomes must agree.
@@ -180,7 +194,7 @@ pub(super) async fn run_with(
         let result = match receive(stream::iter(chunks(data, size)), req, cfg, policy).await {
             Ok(upload) => {
                 let out = normalise(&upload, cfg.store.path());
-                assert!(matches!(upload.files.finish(200), CleanupOutcome::Deleted(_)));
+                assert!(matches!(upload.files.finish(200).await, CleanupOutcome::Deleted(_)));
                 Ok(out)
             }
             Err(e) => Err((e.status().as_u16(), e.to_string())),

@@ -145,7 +145,7 @@ async fn cleanup_table() {
     ] {
         let up = one_upload(&cfg).await;
         let path = up.files.files()[0].path.clone();
-        let outcome = up.files.finish(status);
+        let outcome = up.files.finish(status).await;
         assert_eq!(path.exists(), !deleted, "{status}");
         let want = if deleted { CleanupOutcome::Deleted(1) } else { CleanupOutcome::Kept(1) };
         assert_eq!(outcome, want, "{status}");
@@ -159,12 +159,13 @@ async fn dropping_unfinished_counts_as_499() {
     let up = one_upload(&cfg).await;
     let path = up.files.files()[0].path.clone();
     drop(up);
-    assert!(!path.exists(), "499 is in the seed's list");
+    assert!(super::eventually(|| !path.exists()), "499 is in the seed's list");
 
     cfg.cleanup = CleanupPolicy::new([200..=200]).expect("policy");
     let up = one_upload(&cfg).await;
     let path = up.files.files()[0].path.clone();
     drop(up);
+    std::thread::sleep(std::time::Duration::from_millis(50));
     assert!(path.exists(), "499 not listed: kept");
 }
 
@@ -174,6 +175,6 @@ async fn backend_moved_the_file() {
     let up = one_upload(&cfg).await;
     let moved = dir.path().join("moved-by-backend");
     fs::rename(&up.files.files()[0].path, &moved).expect("move");
-    assert_eq!(up.files.finish(200), CleanupOutcome::Deleted(1));
+    assert_eq!(up.files.finish(200).await, CleanupOutcome::Deleted(1));
     assert!(moved.exists());
 }
