@@ -251,6 +251,8 @@ EOF
 write_meta() {
     local gale_version
     gale_version="$("$GALE_BIN" --version 2>/dev/null | head -1 | sed "s/^gale //") ($(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet 2>/dev/null || echo '+dirty'))"
+    # With BUILD=0 the binary need not come from this checkout's commit.
+    [ "$BUILD" = 1 ] || gale_version="$gale_version, prebuilt binary $GALE_BIN"
     python3 - "$run/meta.json" <<EOF
 import json, sys
 json.dump({
