@@ -181,9 +181,11 @@ def handshake_table(records, notes):
     lines = []
     for scenario, by_target in groups.items():
         note = f" ({notes[scenario]})" if scenario in notes else ""
+        resumed = any(r.get("resume") for rs in by_target.values() for r in rs)
+        kind = ("resumed handshakes (TLS 1.3 tickets from earlier connections)" if resumed
+                else "full handshakes (no session resumption)")
         lines += [
-            f"Scenario `{scenario}`{note}: a new TLS connection per request, full handshakes "
-            "(no session resumption).",
+            f"Scenario `{scenario}`{note}: a new TLS connection per request, {kind}.",
             "",
             "| proxy | handshakes/s (median) | min–max | p50 | p99 | proxy CPU | CPU per handshake "
             "| hs/s ratio | CPU/hs ratio | errors |",
@@ -218,7 +220,8 @@ def handshake_table(records, notes):
             "the serving process's user+system time over the round's wall time (nginx: its worker); "
             "near 100% means the proxy was the limit. CPU per handshake is that time divided by the "
             "connections (lower is better; a CPU/hs ratio below 1 beats nginx). Errors: failed "
-            "connections, non-200 answers and resumed handshakes, over all rounds.",
+            "connections, non-200 answers, and handshakes of the wrong kind (resumed in tls-handshake, "
+            "full after a client's first in tls-resume), over all rounds.",
             "",
         ]
     return lines

@@ -6,7 +6,7 @@
 #   ROUNDS=5 DURATION=10s CONNECTIONS=50 bench/run.sh proxy-small
 #
 # Scenarios: proxy-small proxy-plugins static-small static-1m static-100m gzip-50k idle-10k upload-1g
-# upload-p99 proxy-tornado tls-handshake https-small h2-small
+# upload-p99 proxy-tornado tls-handshake tls-resume https-small h2-small
 # (docs/performance.md says what each measures). Rounds are interleaved (gale nginx haproxy gale
 # nginx haproxy ...) and the report shows medians; compare ratios from one run only.
 #
@@ -66,7 +66,7 @@ H2_STREAMS="${H2_STREAMS:-10}"
 H2_CONNECTIONS="${H2_CONNECTIONS:-$(((CONNECTIONS + H2_STREAMS - 1) / H2_STREAMS))}"
 
 ALL_SCENARIOS=(proxy-small proxy-plugins static-small static-1m static-100m gzip-50k idle-10k upload-1g upload-p99 proxy-tornado
-    tls-handshake https-small h2-small)
+    tls-handshake tls-resume https-small h2-small)
 
 # Ports: fixed, as in the reference configs (bench/conf/).
 NGINX_PORT=18080
@@ -933,7 +933,7 @@ scenario_tornado() {
     stop_upstreams
 }
 
-# TLS and HTTP/2 (issue 7): tls-handshake, https-small, h2-small.
+# TLS and HTTP/2 (issue 7): tls-handshake, tls-resume, https-small, h2-small.
 # shellcheck source=bench/tls.sh
 . "$bench/tls.sh"
 
@@ -969,6 +969,7 @@ main() {
         upload-p99) scenario_upload_p99 ;;
         proxy-tornado) scenario_tornado ;;
         tls-handshake) scenario_tls tls-handshake bench_handshake verify_tls ;;
+        tls-resume) scenario_tls tls-resume bench_handshake verify_tls ;;
         https-small) scenario_tls https-small bench_http verify_tls ;;
         h2-small) scenario_tls h2-small bench_h2 verify_h2 ;;
         esac

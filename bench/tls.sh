@@ -3,6 +3,7 @@
 # configs, checks and records. Not meant to be run on its own.
 #
 #   tls-handshake  one new TLS connection per request: full handshakes per second (bench/hsload)
+#   tls-resume     the same with TLS 1.3 session resumption (returning clients): resumed handshakes/s
 #   https-small    proxy-small over HTTPS keep-alive (wrk)
 #   h2-small       proxy-small over HTTP/2 (h2load -c H2_CONNECTIONS -m H2_STREAMS)
 #
@@ -128,6 +129,7 @@ cpu_ticks() { # PID -> utime + stime of the whole process, in clock ticks
 # connection after the other. Sets hs_fields to the fields of a record: hsload's (connections
 # over wall time, errors, connection latency) and the serving process's CPU time over the round.
 hs_fields=""
+hs_args=()          # more hsload arguments (--resume in tls-resume)
 handshake_round() {
     local target=$1 secs=$2 name=$3 serving t0 t1 c0 c1 out json
     serving="$(serving_pid "${target_pid[$target]}")"
@@ -135,7 +137,7 @@ handshake_round() {
     c0="$(cpu_ticks "$serving")"
     t0="$(date +%s.%N)"
     taskset -c "$LOAD_CPU" "$HSLOAD_BIN" --connect "127.0.0.1:$(port_of "$target")" \
-        --clients "$HANDSHAKE_CLIENTS" --seconds "$secs" >"$out" 2>&1 || true
+        --clients "$HANDSHAKE_CLIENTS" --seconds "$secs" "${hs_args[@]+"${hs_args[@]}"}" >"$out" 2>&1 || true
     t1="$(date +%s.%N)"
     c1="$(cpu_ticks "$serving")"
     json="$(sed -n 's/^HSLOAD_JSON //p' "$out")"
@@ -210,7 +212,7 @@ bench_h2() {
 scenario_tls() {
     local scenario=$1 bench_fn=$2 verify=$3
     make_cert
-    if [ "$scenario" = tls-handshake ] && ! find_hsload; then
+    if [ "$bench_fn" = bench_handshake ] && ! find_hsload; then
         skip "$scenario" "$probe_error"
         return
     fi
@@ -219,18 +221,23 @@ scenario_tls() {
         return
     fi
     use_upstreams fast
+    hs_args=()
     if [ "$scenario" = tls-handshake ]; then
         check_full_handshakes
+    elif [ "$scenario" = tls-resume ]; then
+        hs_args=(--resume)
     fi
     tls_summary=""
     proxy_scheme=https scenario_bench=$bench_fn
     gale_features=(tls)
     proxy_scenario "$scenario" / "" tls "$verify" gale nginx haproxy
     proxy_scheme=http scenario_bench=bench_http
+    hs_args=()
     local what key
     key="$( [ "$TLS_KEY" = rsa2048 ] && echo "RSA 2048" || echo "ECDSA P-256") certificate"
     case "$scenario" in
     tls-handshake) what="hsload, $HANDSHAKE_CLIENTS clients, one GET per connection" ;;
+    tls-resume) what="hsload --resume, $HANDSHAKE_CLIENTS clients, one GET per connection" ;;
     https-small) what="wrk over HTTPS keep-alive, HTTP/1.1" ;;
     h2-small) what="h2load -c$H2_CONNECTIONS -m$H2_STREAMS, HTTP/2" ;;
     esac

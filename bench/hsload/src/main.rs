@@ -12,10 +12,16 @@
 //! `Connection: close`, read the answer to the end, close.
 //!
 //! ```text
-//! hsload --connect 127.0.0.1:18080 [--clients 8] [--seconds 5] [--host localhost] [--path /]
+//! hsload --connect 127.0.0.1:18080 [--clients 8] [--seconds 5] [--host localhost] [--path /] [--resume]
 //! ```
 //!
-//! Prints one line, `HSLOAD_JSON {...}`: connections completed with a full handshake and a 200
+//! With `--resume` it measures the other case, returning clients: each connection resumes a TLS 1.3
+//! session with a ticket from an earlier one (the clients share one ticket store, as the tabs of a
+//! browser do), and only resumed handshakes count (the first connection of each client is full and
+//! not counted; a full handshake later is an error, which shows when the server's session cache
+//! forgets).
+//!
+//! Prints one line, `HSLOAD_JSON {...}`: connections completed with a full (resumed) handshake and a 200
 //! answer, errors (the first one's message), wall seconds, bytes read, connection latency
 //! percentiles (connect to close, µs), and the negotiated protocol version, cipher suite, ALPN.
 
@@ -38,6 +44,7 @@ struct Args {
     seconds: f64,
     host: String,
     path: String,
+    resume: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -48,9 +55,14 @@ fn parse_args() -> Result<Args, String> {
         seconds: 5.0,
         host: "localhost".into(),
         path: "/".into(),
+        resume: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--resume" {
+            args.resume = true;
+            continue;
+        }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--connect" => connect = Some(value.parse().map_err(|e| format!("--connect {value}: {e}"))?),
@@ -107,7 +119,7 @@ impl ServerCertVerifier for AcceptAnything {
     }
 }
 
-fn client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+fn client_config(resume: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let schemes = provider.signature_verification_algorithms.supported_schemes();
     let mut cfg = ClientConfig::builder_with_provider(provider)
@@ -115,8 +127,8 @@ fn client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnything(schemes)))
         .with_no_client_auth();
-    // Every connection a full handshake: no tickets, no session IDs kept.
-    cfg.resumption = Resumption::disabled();
+    // Without --resume every connection is a full handshake: no tickets, no session IDs kept.
+    cfg.resumption = if resume { Resumption::in_memory_sessions(1024) } else { Resumption::disabled() };
     // What a browser offering only HTTP/1.1 sends; the request below is HTTP/1.1.
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
@@ -133,7 +145,8 @@ struct Tally {
     negotiated: Option<String>,
 }
 
-/// One connection: connect, full handshake, the request, the whole answer. Returns the bytes read.
+/// One connection: connect, handshake, the request, the whole answer. Returns the bytes read and
+/// whether the handshake resumed a session.
 fn one(
     config: &Arc<ClientConfig>,
     to: SocketAddr,
@@ -141,7 +154,7 @@ fn one(
     request: &[u8],
     buf: &mut Vec<u8>,
     tally: &mut Tally,
-) -> Result<usize, String> {
+) -> Result<(usize, bool), String> {
     let sock = TcpStream::connect(to).map_err(|e| format!("connect: {e}"))?;
     let _ = sock.set_nodelay(true);
     let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
@@ -159,10 +172,11 @@ fn one(
         let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
         return Err(format!("answer: {}", String::from_utf8_lossy(line).trim_end()));
     }
-    match tls.conn.handshake_kind() {
-        Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest) => {}
-        other => return Err(format!("not a full handshake: {other:?}")),
-    }
+    let resumed = match tls.conn.handshake_kind() {
+        Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest) => false,
+        Some(HandshakeKind::Resumed) => true,
+        None => return Err("no handshake".into()),
+    };
     if tally.negotiated.is_none() {
         let c = &tls.conn;
         tally.negotiated = Some(format!(
@@ -173,7 +187,7 @@ fn one(
             c.alpn_protocol().map(String::from_utf8_lossy).unwrap_or_default(),
         ));
     }
-    Ok(buf.len())
+    Ok((buf.len(), resumed))
 }
 
 fn client(config: &Arc<ClientConfig>, args: &Args, until: Instant) -> Tally {
@@ -188,9 +202,21 @@ fn client(config: &Arc<ClientConfig>, args: &Args, until: Instant) -> Tally {
     };
     let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", args.path, args.host);
     let mut buf = Vec::with_capacity(4096);
+    let mut first = true;
     while Instant::now() < until {
         let t0 = Instant::now();
-        match one(config, args.connect, &name, request.as_bytes(), &mut buf, &mut tally) {
+        let outcome = match one(config, args.connect, &name, request.as_bytes(), &mut buf, &mut tally) {
+            // A client's first connection has no ticket yet: not counted.
+            Ok((_, false)) if args.resume && first => {
+                first = false;
+                continue;
+            }
+            Ok((_, false)) if args.resume => Err("a full handshake where a resumption was expected".to_string()),
+            Ok((_, true)) if !args.resume => Err("a resumed handshake".to_string()),
+            other => other.map(|(n, _)| n),
+        };
+        first = false;
+        match outcome {
             Ok(n) => {
                 tally.ok += 1;
                 tally.bytes += n as u64;
@@ -220,12 +246,12 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             eprintln!(
-                "hsload: {e}\nusage: hsload --connect ADDR:PORT [--clients 8] [--seconds 5] [--host localhost] [--path /]"
+                "hsload: {e}\nusage: hsload --connect ADDR:PORT [--clients 8] [--seconds 5] [--host localhost] [--path /] [--resume]"
             );
             return ExitCode::from(2);
         }
     };
-    let config = match client_config() {
+    let config = match client_config(args.resume) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hsload: {e}");
@@ -256,8 +282,9 @@ fn main() -> ExitCode {
     let l = &all.latencies_us;
     let mean = if l.is_empty() { 0.0 } else { l.iter().map(|&v| f64::from(v)).sum::<f64>() / l.len() as f64 };
     println!(
-        "HSLOAD_JSON {{\"connections\":{},\"errors\":{},\"first_error\":\"{}\",\"seconds\":{:.6},\"bytes\":{},\
+        "HSLOAD_JSON {{\"resume\":{},\"connections\":{},\"errors\":{},\"first_error\":\"{}\",\"seconds\":{:.6},\"bytes\":{},\
          \"mean_us\":{:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{},\"clients\":{}{}{}}}",
+        args.resume,
         all.ok,
         all.errors,
         all.first_error.unwrap_or_default().replace(['"', '\\'], "'"),
