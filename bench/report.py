@@ -40,6 +40,10 @@ def ms(us):
     return f"{us / 1000:.2f} ms"
 
 
+def pct(x):
+    return "—" if x is None else f"{100 * x:.0f}%"
+
+
 def ratio(a, b):
     if not b:
         return "—"
@@ -187,9 +191,9 @@ def handshake_table(records, notes):
         lines += [
             f"Scenario `{scenario}`{note}: a new TLS connection per request, {kind}.",
             "",
-            "| proxy | handshakes/s (median) | min–max | p50 | p99 | proxy CPU | CPU per handshake "
-            "| hs/s ratio | CPU/hs ratio | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| proxy | handshakes/s (median) | min–max | p50 | p99 | proxy CPU | client CPU "
+            "| CPU per handshake | hs/s ratio | CPU/hs ratio | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         med = {}
         for target, rs in by_target.items():
@@ -202,6 +206,8 @@ def handshake_table(records, notes):
                 "p50": statistics.median(r["p50_us"] for r in rs),
                 "p99": statistics.median(r["p99_us"] for r in rs),
                 "cpu": statistics.median(r["cpu_seconds"] / r["cpu_wall_seconds"] for r in rs),
+                "client": statistics.median(r["client_cpu_seconds"] / r["seconds"] for r in rs)
+                if all("client_cpu_seconds" in r for r in rs) else None,
                 "per": statistics.median(per) if per else 0,
                 "errors": sum(r["errors"] for r in rs),
             }
@@ -210,7 +216,7 @@ def handshake_table(records, notes):
             m = med[target]
             lines.append(
                 f"| {target} | {m['rate']:,.0f} | {m['min']:,.0f}–{m['max']:,.0f} | {ms(m['p50'])} "
-                f"| {ms(m['p99'])} | {100 * m['cpu']:.0f}% | {m['per']:,.0f} µs "
+                f"| {ms(m['p99'])} | {100 * m['cpu']:.0f}% | {pct(m['client'])} | {m['per']:,.0f} µs "
                 f"| {ratio(m['rate'], base['rate']) if base else '—'} "
                 f"| {ratio(m['per'], base['per']) if base else '—'} | {m['errors']} |"
             )
@@ -218,7 +224,9 @@ def handshake_table(records, notes):
             "",
             "p50/p99: one connection from connect to close (handshake, request, answer). Proxy CPU: "
             "the serving process's user+system time over the round's wall time (nginx: its worker); "
-            "near 100% means the proxy was the limit. CPU per handshake is that time divided by the "
+            "near 100% means the proxy was the limit. Client CPU: hsload's, over its own run (all threads, one "
+            "core: LOAD_CPU, shared with the upstreams); when neither is near 100%, the load side was "
+            "starved by something else on its core. CPU per handshake is that time divided by the "
             "connections (lower is better; a CPU/hs ratio below 1 beats nginx). Errors: failed "
             "connections, non-200 answers, and handshakes of the wrong kind (resumed in tls-handshake, "
             "full after a client's first in tls-resume), over all rounds.",

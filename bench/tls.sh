@@ -167,7 +167,7 @@ bench_handshake() {
                 continue
             fi
             record "{\"kind\":\"handshake\",\"scenario\":\"$scenario\",\"target\":\"$target\",\"round\":$round,$hs_fields}"
-            say "$scenario round $round $target: $(python3 -c 'import json,sys; r=json.loads("{"+sys.argv[1]+"}"); print("%.0f handshakes/s, proxy CPU %.0f%%, %d errors" % (r["connections"]/r["seconds"], 100*r["cpu_seconds"]/r["cpu_wall_seconds"], r["errors"]))' "$hs_fields")"
+            say "$scenario round $round $target: $(python3 -c 'import json,sys; r=json.loads("{"+sys.argv[1]+"}"); print("%.0f handshakes/s, proxy CPU %.0f%%, client CPU %.0f%%, %d errors" % (r["connections"]/r["seconds"], 100*r["cpu_seconds"]/r["cpu_wall_seconds"], 100*r.get("client_cpu_seconds",0)/r["seconds"], r["errors"]))' "$hs_fields")"
         done
     done
 }

@@ -233,6 +233,18 @@ fn client(config: &Arc<ClientConfig>, args: &Args, until: Instant) -> Tally {
     tally
 }
 
+/// This process's user+system CPU time in seconds (all threads), from /proc/self/stat: shows
+/// whether the client, rather than the server, was the limit.
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the ")" closing the command name: state is the 3rd field, utime the 14th.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux platform this runs on.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -282,13 +294,14 @@ fn main() -> ExitCode {
     let l = &all.latencies_us;
     let mean = if l.is_empty() { 0.0 } else { l.iter().map(|&v| f64::from(v)).sum::<f64>() / l.len() as f64 };
     println!(
-        "HSLOAD_JSON {{\"resume\":{},\"connections\":{},\"errors\":{},\"first_error\":\"{}\",\"seconds\":{:.6},\"bytes\":{},\
+        "HSLOAD_JSON {{\"resume\":{},\"connections\":{},\"errors\":{},\"first_error\":\"{}\",\"seconds\":{:.6},\"client_cpu_seconds\":{:.2},\"bytes\":{},\
          \"mean_us\":{:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{},\"clients\":{}{}{}}}",
         args.resume,
         all.ok,
         all.errors,
         all.first_error.unwrap_or_default().replace(['"', '\\'], "'"),
         seconds,
+        own_cpu_seconds(),
         all.bytes,
         mean,
         percentile(l, 50.0),
