@@ -27,7 +27,7 @@
 #   TORNADO_PYTHON=...   a python with tornado (default: <repo>/.venv, else bench/out/venv is made)
 #   TARGETS="gale nginx haproxy"   which proxies to run (e.g. TARGETS=gale while profiling)
 #   TLS_KEY=rsa2048      key of the self-signed certificate made for the TLS scenarios (or ec256)
-#   HANDSHAKE_CLIENTS=8  client threads of bench/hsload in tls-handshake (HSLOAD_BIN=...: its binary;
+#   HANDSHAKE_CLIENTS=8  client threads of bench/hsload in tls-handshake, tls-resume (HSLOAD_BIN=...: its binary;
 #                        built with BUILD=1 or when missing)
 #   H2_STREAMS=10        h2load -m (streams per connection) in h2-small
 #   H2_CONNECTIONS=...   h2load -c in h2-small (default CONNECTIONS / H2_STREAMS: as many requests in
@@ -373,7 +373,8 @@ upstream_config() { # OUT: the reference upstream plus the 50 KB page for gzip-5
 gale_config() {
     local out=$1 port=$2
     shift 2
-    local plugins="" static=0 gzip=0 upload=0 upload_plugins=0 max_conn=4096 body=1M tls=0 f
+    local plugins="" static=0 gzip=0 upload=0 upload_plugins=0 max_conn=4096 body=1M f
+    local tls=0
     for f in "$@"; do
         case "$f" in
         plugins=*) plugins="${f#plugins=}" ;;
@@ -522,6 +523,8 @@ find_tornado_python() { # sets TORNADO_PYTHON, or returns 1 with probe_error set
 
 proxy_pids=()
 proxy_scheme=http   # https while a TLS scenario runs (the proxies' listeners, not the upstreams)
+scenario_bench=bench_http   # how proxy_scenario runs the rounds (bench/tls.sh sets others)
+declare -A target_pid=()    # TARGET -> the pid proxy_scenario started for it
 
 start_gale() { # NAME PORT FEATURE...
     local name=$1 port=$2
@@ -640,8 +643,6 @@ wanted() { # TARGET: in TARGETS? (gale-noplugins comes with gale)
 # each with the function VERIFY, runs the rounds (with the function scenario_bench, bench_http
 # unless a scenario sets another), stops them. target_pid[TARGET] is the pid started for TARGET.
 gale_features=()
-scenario_bench=bench_http
-declare -A target_pid=()
 proxy_scenario() {
     local scenario=$1 path=$2 extra=$3 variant=$4 verify=$5
     shift 5
