@@ -374,14 +374,13 @@ gale_config() {
     local out=$1 port=$2
     shift 2
     local plugins="" static=0 gzip=0 upload=0 upload_plugins=0 max_conn=4096 body=1M f
-    local tls=0
     for f in "$@"; do
         case "$f" in
         plugins=*) plugins="${f#plugins=}" ;;
         static) static=1 ;;
         gzip) gzip=1 ;;
         idle) max_conn=$((IDLE_CONNECTIONS + 1000)) ;;
-        tls) tls=1 ;;
+        tls) ;; # below
         upload) upload=1 body=$((UPLOAD_MB + 64))M ;;
         upload-plugins) upload=1 upload_plugins=1 body=$((UPLOAD_MB + 64))M ;;
         *) die "gale_config: unknown feature $f" ;;
@@ -418,7 +417,7 @@ gale_config() {
         echo
         echo "[[server]]"
         echo "listen = [\"127.0.0.1:$port\"]"
-        [ "$tls" = 1 ] && echo "tls = { cert = \"$run/tls/cert.pem\", key = \"$run/tls/key.pem\" }"
+        case " $* " in *" tls "*) echo "tls = { cert = \"$run/tls/cert.pem\", key = \"$run/tls/key.pem\" }" ;; esac
         if [ "$static" = 1 ]; then
             echo
             echo "[[server.location]]"
