@@ -40,6 +40,10 @@ def ms(us):
     return f"{us / 1000:.2f} ms"
 
 
+def pct(x):
+    return "—" if x is None else f"{100 * x:.0f}%"
+
+
 def ratio(a, b):
     if not b:
         return "—"
@@ -96,7 +100,8 @@ def http_table(records, notes):
         "",
         "Ratios are to nginx in the same run (to `gale-idle` in upload-p99); a p99 ratio below 1 is "
         "better than nginx. MiB/s counts response bytes including headers. Errors: wrk's connect, "
-        "read, write and timeout errors plus non-2xx/3xx answers, over all rounds.",
+        "read, write and timeout errors (h2load: failed streams and timeouts) plus non-2xx/3xx "
+        "answers, over all rounds.",
     ]
     return lines
 
@@ -173,6 +178,63 @@ def upload_table(records, notes):
     return lines
 
 
+def handshake_table(records, notes):
+    """tls-handshake: full TLS handshakes (one request each) per second, and the proxy's CPU time
+    per handshake, which stays comparable when the load generator and not the proxy is the limit."""
+    groups = group(records, "handshake")
+    lines = []
+    for scenario, by_target in groups.items():
+        note = f" ({notes[scenario]})" if scenario in notes else ""
+        resumed = any(r.get("resume") for rs in by_target.values() for r in rs)
+        kind = ("resumed handshakes (TLS 1.3 tickets from earlier connections)" if resumed
+                else "full handshakes (no session resumption)")
+        lines += [
+            f"Scenario `{scenario}`{note}: a new TLS connection per request, {kind}.",
+            "",
+            "| proxy | handshakes/s (median) | min–max | p50 | p99 | proxy CPU | client CPU "
+            "| CPU per handshake | hs/s ratio | CPU/hs ratio | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        med = {}
+        for target, rs in by_target.items():
+            rates = [r["connections"] / r["seconds"] for r in rs]
+            per = [r["cpu_seconds"] / r["connections"] * 1e6 for r in rs if r["connections"]]
+            med[target] = {
+                "rate": statistics.median(rates),
+                "min": min(rates),
+                "max": max(rates),
+                "p50": statistics.median(r["p50_us"] for r in rs),
+                "p99": statistics.median(r["p99_us"] for r in rs),
+                "cpu": statistics.median(r["cpu_seconds"] / r["cpu_wall_seconds"] for r in rs),
+                "client": statistics.median(r["client_cpu_seconds"] / r["seconds"] for r in rs)
+                if all("client_cpu_seconds" in r for r in rs) else None,
+                "per": statistics.median(per) if per else 0,
+                "errors": sum(r["errors"] for r in rs),
+            }
+        base = med.get("nginx")
+        for target in ordered(list(med)):
+            m = med[target]
+            lines.append(
+                f"| {target} | {m['rate']:,.0f} | {m['min']:,.0f}–{m['max']:,.0f} | {ms(m['p50'])} "
+                f"| {ms(m['p99'])} | {100 * m['cpu']:.0f}% | {pct(m['client'])} | {m['per']:,.0f} µs "
+                f"| {ratio(m['rate'], base['rate']) if base else '—'} "
+                f"| {ratio(m['per'], base['per']) if base else '—'} | {m['errors']} |"
+            )
+        lines += [
+            "",
+            "p50/p99: one connection from connect to close (handshake, request, answer). Proxy CPU: "
+            "the serving process's user+system time over the round's wall time (nginx: its worker); "
+            "near 100% means the proxy was the limit. Client CPU: hsload's, over its own run (all threads, one "
+            "core: LOAD_CPU, shared with the upstreams); when neither is near 100%, the load side was "
+            "starved by something else on its core. CPU per handshake is that time divided by the "
+            "connections (lower is better; a CPU/hs ratio below 1 beats nginx). Errors: failed "
+            "connections, non-200 answers, and handshakes of the wrong kind (resumed in tls-handshake, "
+            "full after a client's first in tls-resume), over all rounds.",
+            "",
+        ]
+    return lines
+
+
 def render(meta, records):
     notes = {r["scenario"]: r["text"] for r in records if r.get("kind") == "note"}
     out = []
@@ -185,13 +247,16 @@ def render(meta, records):
             f"proxies on CPU {meta.get('proxy_cpu')}, load generator and upstreams on CPU "
             f"{meta.get('load_cpu')}.",
             f"Versions: gale {meta.get('gale', '?')}, {meta.get('nginx', '?')}, "
-            f"{meta.get('haproxy', '?')}, {meta.get('wrk', '?')}. Load average at start: "
+            f"{meta.get('haproxy', '?')}, {meta.get('wrk', '?')}"
+            + "".join(f", {meta[k]}" for k in ("h2load", "openssl") if meta.get(k))
+            + ". Load average at start: "
             f"{meta.get('loadavg', '?')}.",
             "",
         ]
     table = http_table(records, notes)
     if table:
         out += table + [""]
+    out += handshake_table(records, notes)
     out += idle_table(records, notes)
     out += upload_table(records, notes)
     skips = [r for r in records if r.get("kind") == "skip"]

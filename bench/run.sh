@@ -6,7 +6,7 @@
 #   ROUNDS=5 DURATION=10s CONNECTIONS=50 bench/run.sh proxy-small
 #
 # Scenarios: proxy-small proxy-plugins static-small static-1m static-100m gzip-50k idle-10k upload-1g
-# upload-p99 proxy-tornado
+# upload-p99 proxy-tornado tls-handshake tls-resume https-small h2-small
 # (docs/performance.md says what each measures). Rounds are interleaved (gale nginx haproxy gale
 # nginx haproxy ...) and the report shows medians; compare ratios from one run only.
 #
@@ -27,6 +27,12 @@
 #   TORNADO_APP=...      the Tornado backend (default: <repo>/tests/tornado/app.py)
 #   TORNADO_PYTHON=...   a python with tornado (default: <repo>/.venv, else bench/out/venv is made)
 #   TARGETS="gale nginx haproxy"   which proxies to run (e.g. TARGETS=gale while profiling)
+#   TLS_KEY=rsa2048      key of the self-signed certificate made for the TLS scenarios (or ec256)
+#   HANDSHAKE_CLIENTS=8  client threads of bench/hsload in tls-handshake, tls-resume (HSLOAD_BIN=...: its binary;
+#                        built with BUILD=1 or when missing)
+#   H2_STREAMS=10        h2load -m (streams per connection) in h2-small
+#   H2_CONNECTIONS=...   h2load -c in h2-small (default CONNECTIONS / H2_STREAMS: as many requests in
+#                        flight as wrk has in https-small)
 #
 # Output: bench/out/<date>/ (configs, logs, raw wrk output, results.jsonl, report.md); the report is
 # printed at the end. Everything the script starts is stopped on exit, whatever the exit.
@@ -56,8 +62,13 @@ PLUGIN_DIR="${PLUGIN_DIR:-$repo/target/plugins}"
 TORNADO_APP="${TORNADO_APP:-$repo/tests/tornado/app.py}"
 TORNADO_PYTHON="${TORNADO_PYTHON:-}"
 TARGETS="${TARGETS:-gale nginx haproxy}"
+TLS_KEY="${TLS_KEY:-rsa2048}"
+HANDSHAKE_CLIENTS="${HANDSHAKE_CLIENTS:-8}"
+H2_STREAMS="${H2_STREAMS:-10}"
+H2_CONNECTIONS="${H2_CONNECTIONS:-$(((CONNECTIONS + H2_STREAMS - 1) / H2_STREAMS))}"
 
-ALL_SCENARIOS=(proxy-small proxy-plugins static-small static-1m static-100m gzip-50k idle-10k upload-1g upload-p99 proxy-tornado)
+ALL_SCENARIOS=(proxy-small proxy-plugins static-small static-1m static-100m gzip-50k idle-10k upload-1g upload-p99 proxy-tornado
+    tls-handshake tls-resume https-small h2-small)
 
 # Ports: fixed, as in the reference configs (bench/conf/).
 NGINX_PORT=18080
@@ -118,15 +129,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() { # NAME PID PORT: until something answers HTTP on the port (any status)
-    local name=$1 pid=$2 port=$3 i
+wait_port() { # NAME PID PORT [SCHEME]: until something answers HTTP(S) on the port (any status)
+    local name=$1 pid=$2 port=$3 scheme=${4:-http} i
     for i in $(seq 150); do
         if ! kill -0 "$pid" 2>/dev/null; then
             say "$name exited at start; its stderr:"
             tail -n 20 "$run/$name.err" >&2 || true
             return 1
         fi
-        if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+        if curl -sk -o /dev/null --max-time 1 "$scheme://127.0.0.1:$port/"; then
             return 0
         fi
         sleep 0.1
@@ -155,6 +166,8 @@ install_packages() {
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     [ ${#missing[@]} -eq 0 ] && return 0
     [ "$INSTALL" = 1 ] || die "missing ${missing[*]} (INSTALL=0): install them first"
     command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get: install them first"
@@ -240,6 +253,8 @@ EOF
 write_meta() {
     local gale_version
     gale_version="$("$GALE_BIN" --version 2>/dev/null | head -1 | sed "s/^gale //") ($(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet 2>/dev/null || echo '+dirty'))"
+    # With BUILD=0 the binary need not come from this checkout's commit.
+    [ "$BUILD" = 1 ] || gale_version="$gale_version, prebuilt binary $GALE_BIN"
     python3 - "$run/meta.json" <<EOF
 import json, sys
 json.dump({
@@ -254,6 +269,8 @@ json.dump({
     "nginx": "$(nginx -v 2>&1 | sed 's/^nginx version: //')",
     "haproxy": "$(haproxy -v 2>/dev/null | head -1 | awk '{print $1, $3}')",
     "wrk": "$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')",
+    "h2load": "$(h2load --version 2>/dev/null | head -1)",
+    "openssl": "$(openssl version 2>/dev/null | awk '{print $1, $2}')",
     "loadavg": "$(cut -d' ' -f1-3 /proc/loadavg)",
 }, open(sys.argv[1], "w"), indent=1)
 EOF
@@ -284,10 +301,26 @@ render() { # SRC DST
 
 SEED_GZIP_TYPES="text/plain text/html text/css text/xml application/x-javascript application/xml application/atom+xml text/javascript"
 
-nginx_config() { # OUT VARIANT(plain|gzip|idle)
+# The TLS scenarios' listener: the seed's proxy server with "listen ... ssl http2" and the run's
+# certificate. nginx 1.22 enables only TLSv1-1.2 by default (1.3 joined the default in 1.23.4):
+# ssl_protocols says TLSv1.2 TLSv1.3 like gale. Sessions: nginx's defaults (tickets on, no cache).
+# keepalive_requests: nginx closes a connection after 1000 requests by default, an HTTP/2 one with
+# GOAWAY, and h2load (duration mode) does not reopen it: nginx would serve exactly 1000 requests
+# per h2load connection and then idle. gale and HAProxy have no such cap.
+NGINX_TLS_LISTEN="listen 127.0.0.1:18080 ssl http2; ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate @TLS@/cert.pem; ssl_certificate_key @TLS@/key.pem; keepalive_requests 100000000;"
+
+nginx_config() { # OUT VARIANT(plain|gzip|idle|tls|tls-log)
     local out=$1 variant=$2
     render "$bench/conf/nginx-proxy.conf" "$out"
     case "$variant" in
+    tls | tls-log)
+        sed -i "s|listen 127.0.0.1:18080;|${NGINX_TLS_LISTEN//@TLS@/$run/tls}|" "$out"
+        grep -q ' ssl http2;' "$out" || die "nginx_config: no listen line to add ssl to in nginx-proxy.conf"
+        if [ "$variant" = tls-log ]; then
+            # Only for check_full_handshakes: which connections resumed a session.
+            sed -i "s|^  access_log off;|  log_format tls '\$connection \$connection_requests \$ssl_protocol \$ssl_session_reused';\n  access_log $run/nginx-tls.log tls;|" "$out"
+        fi
+        ;;
     gzip)
         # The seed's gzip settings (gzip_comp_level stays at its default, 1).
         sed -i "s|^  access_log off;|  access_log off;\n  gzip on; gzip_min_length 1000; gzip_proxied any; gzip_types $SEED_GZIP_TYPES;|" "$out"
@@ -299,10 +332,14 @@ nginx_config() { # OUT VARIANT(plain|gzip|idle)
     esac
 }
 
-haproxy_config() { # OUT VARIANT(plain|gzip|idle)
+haproxy_config() { # OUT VARIANT(plain|gzip|idle|tls)
     local out=$1 variant=$2
     render "$bench/conf/haproxy.cfg" "$out"
     case "$variant" in
+    tls)
+        sed -i "s|  bind 127.0.0.1:18081|  bind 127.0.0.1:18081 ssl crt $run/tls/haproxy.pem alpn h2,http/1.1 ssl-min-ver TLSv1.2|" "$out"
+        sed -i "s|X-Scheme http|X-Scheme https|" "$out"
+        ;;
     gzip)
         printf '  compression algo gzip\n  compression type %s\n' "$SEED_GZIP_TYPES" >>"$out"
         ;;
@@ -334,6 +371,7 @@ upstream_config() { # OUT: the reference upstream plus the 50 KB page for gzip-5
 #   plugins=TOML-ARRAY  on location /        static     location /static/ served from $run/www
 #   gzip                the seed's gzip      idle       max_connections for IDLE_CONNECTIONS
 #   upload | upload-plugins   location /upload (with the upload-fields plugin)
+#   tls                 HTTPS with the run's certificate (h2 offered by ALPN, gale's default)
 gale_config() {
     local out=$1 port=$2
     shift 2
@@ -344,6 +382,7 @@ gale_config() {
         static) static=1 ;;
         gzip) gzip=1 ;;
         idle) max_conn=$((IDLE_CONNECTIONS + 1000)) ;;
+        tls) ;; # below
         upload) upload=1 body=$((UPLOAD_MB + 64))M ;;
         upload-plugins) upload=1 upload_plugins=1 body=$((UPLOAD_MB + 64))M ;;
         *) die "gale_config: unknown feature $f" ;;
@@ -380,6 +419,7 @@ gale_config() {
         echo
         echo "[[server]]"
         echo "listen = [\"127.0.0.1:$port\"]"
+        case " $* " in *" tls "*) echo "tls = { cert = \"$run/tls/cert.pem\", key = \"$run/tls/key.pem\" }" ;; esac
         if [ "$static" = 1 ]; then
             echo
             echo "[[server.location]]"
@@ -483,6 +523,9 @@ find_tornado_python() { # sets TORNADO_PYTHON, or returns 1 with probe_error set
 # Proxies under test, pinned to PROXY_CPU. start_* set last_pid and add to proxy_pids.
 
 proxy_pids=()
+proxy_scheme=http   # https while a TLS scenario runs (the proxies' listeners, not the upstreams)
+scenario_bench=bench_http   # how proxy_scenario runs the rounds (bench/tls.sh sets others)
+declare -A target_pid=()    # TARGET -> the pid proxy_scenario started for it
 
 start_gale() { # NAME PORT FEATURE...
     local name=$1 port=$2
@@ -491,7 +534,7 @@ start_gale() { # NAME PORT FEATURE...
     gale_config "$run/$name.toml" "$port" "$@"
     spawn "$name" "$PROXY_CPU" "$GALE_BIN" run --config "$run/$name.toml"
     proxy_pids+=("$last_pid")
-    wait_port "$name" "$last_pid" "$port" || die "$name did not start"
+    wait_port "$name" "$last_pid" "$port" "$proxy_scheme" || die "$name did not start"
 }
 
 start_nginx() { # VARIANT
@@ -499,7 +542,7 @@ start_nginx() { # VARIANT
     nginx_config "$run/nginx-$1.conf" "$1"
     spawn nginx "$PROXY_CPU" nginx -e "$run/nginx.startup.err" -c "$run/nginx-$1.conf"
     proxy_pids+=("$last_pid")
-    wait_port nginx "$last_pid" "$NGINX_PORT" || die "nginx did not start"
+    wait_port nginx "$last_pid" "$NGINX_PORT" "$proxy_scheme" || die "nginx did not start"
 }
 
 start_haproxy() { # VARIANT
@@ -507,7 +550,7 @@ start_haproxy() { # VARIANT
     haproxy_config "$run/haproxy-$1.cfg" "$1"
     spawn haproxy "$PROXY_CPU" haproxy -f "$run/haproxy-$1.cfg" -db
     proxy_pids+=("$last_pid")
-    wait_port haproxy "$last_pid" "$HAPROXY_PORT" || die "haproxy did not start"
+    wait_port haproxy "$last_pid" "$HAPROXY_PORT" "$proxy_scheme" || die "haproxy did not start"
 }
 
 stop_proxies() {
@@ -546,8 +589,8 @@ check() {
     shift 3
     local base status
     base="$run/check-$target-$(echo "$path" | tr -c 'a-zA-Z0-9\n' '_')"
-    status="$(curl -s -o "$base.body" -D "$base.head" -w '%{http_code}' "$@" \
-        "http://127.0.0.1:$(port_of "$target")$path")" || status="curl-failed"
+    status="$(curl -sk -o "$base.body" -D "$base.head" -w '%{http_code}' "$@" \
+        "$proxy_scheme://127.0.0.1:$(port_of "$target")$path")" || status="curl-failed"
     if [ "$status" != "$want" ]; then
         say "$target: GET $path answered $status, expected $want (see $base.head)"
         return 1
@@ -563,7 +606,7 @@ bench_http() {
     for target in "${targets[@]}"; do
         # shellcheck disable=SC2086 # extra holds several wrk arguments
         taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"$WARMUP" --timeout "$timeout" $extra \
-            "http://127.0.0.1:$(port_of "$target")$path" >/dev/null 2>&1 || true
+            "$proxy_scheme://127.0.0.1:$(port_of "$target")$path" >/dev/null 2>&1 || true
     done
     for round in $(seq "$ROUNDS"); do
         for target in "${targets[@]}"; do
@@ -572,7 +615,7 @@ bench_http() {
             # shellcheck disable=SC2086
             taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"$DURATION" --timeout "$timeout" \
                 --latency -s "$bench/wrk-report.lua" $extra \
-                "http://127.0.0.1:$(port_of "$target")$path" >"$raw" 2>&1 || true
+                "$proxy_scheme://127.0.0.1:$(port_of "$target")$path" >"$raw" 2>&1 || true
             [ -z "$round_hook" ] || "$round_hook" stop "$target"
             json="$(sed -n 's/^WRK_JSON //p' "$raw")"
             if [ -z "$json" ]; then
@@ -598,7 +641,8 @@ wanted() { # TARGET: in TARGETS? (gale-noplugins comes with gale)
 
 # proxy_scenario SCENARIO PATH "WRK ARGS" PEER_VARIANT VERIFY TARGET...: starts the wanted targets
 # (gale with the features in the array gale_features, nginx and HAProxy with PEER_VARIANT), checks
-# each with the function VERIFY, runs the rounds, stops them.
+# each with the function VERIFY, runs the rounds (with the function scenario_bench, bench_http
+# unless a scenario sets another), stops them. target_pid[TARGET] is the pid started for TARGET.
 gale_features=()
 proxy_scenario() {
     local scenario=$1 path=$2 extra=$3 variant=$4 verify=$5
@@ -618,11 +662,12 @@ proxy_scenario() {
         nginx) start_nginx "$variant" ;;
         haproxy) start_haproxy "$variant" ;;
         esac
+        target_pid[$t]=$last_pid
     done
     for t in "${ts[@]}"; do
         "$verify" "$t" || die "$scenario: $t answers wrongly"
     done
-    bench_http "$scenario" "$path" "$extra" "${ts[@]}"
+    "$scenario_bench" "$scenario" "$path" "$extra" "${ts[@]}"
     stop_proxies
 }
 
@@ -899,6 +944,10 @@ scenario_tornado() {
     stop_upstreams
 }
 
+# TLS and HTTP/2 (issue 7): tls-handshake, tls-resume, https-small, h2-small.
+# shellcheck source=bench/tls.sh
+. "$bench/tls.sh"
+
 # ---------------------------------------------------------------------------------------------
 
 main() {
@@ -936,6 +985,10 @@ main() {
         upload-1g) scenario_upload ;;
         upload-p99) scenario_upload_p99 ;;
         proxy-tornado) scenario_tornado ;;
+        tls-handshake) scenario_tls tls-handshake bench_handshake verify_tls ;;
+        tls-resume) scenario_tls tls-resume bench_handshake verify_tls ;;
+        https-small) scenario_tls https-small bench_http verify_tls ;;
+        h2-small) scenario_tls h2-small bench_h2 verify_h2 ;;
         esac
     done
     stop_upstreams
