@@ -8,9 +8,9 @@
 //!
 //! Unlinking runs on the upload writer threads (`writers.rs`), never on the event loop: removing
 //! a large file frees its page-cache pages and blocks, and took tens of milliseconds per 100 MB
-//! file, during which every other request on the loop waited. A completed upload's files are
-//! removed before its response goes out (the client can rely on it); an aborted upload's are
-//! removed in the background.
+//! file, during which every other request on the loop waited. The request waits for it: files
+//! are removed before the response goes out (after a failed upload too), and only when the
+//! client has left (the receiving future dropped) does the removal finish in the background.
 
 use super::config::CleanupPolicy;
 use super::fields::StoredFile;
@@ -34,6 +34,15 @@ impl FileSet {
         self.names.push(name);
     }
 
+    /// The upload failed: its files are removed before this returns, so that the error answer
+    /// never races the cleanup.
+    pub(crate) async fn discard(mut self) {
+        let (store, names) = (self.store.clone(), std::mem::take(&mut self.names));
+        if !names.is_empty() {
+            let _ = writers::start(move || remove_aborted(&store, names)).await;
+        }
+    }
+
     /// The upload completed: its files now follow the cleanup table.
     pub(crate) fn into_uploaded(mut self, files: Vec<StoredFile>, cleanup: CleanupPolicy) -> UploadedFiles {
         self.names.clear();
@@ -47,13 +56,15 @@ impl Drop for FileSet {
             return;
         }
         let (store, names) = (self.store.clone(), std::mem::take(&mut self.names));
-        drop(writers::start(move || {
-            for name in names {
-                if let Err(e) = store.remove(&name) {
-                    tracing::warn!(%name, error = %e, "could not remove an aborted upload file");
-                }
-            }
-        }));
+        drop(writers::start(move || remove_aborted(&store, names)));
+    }
+}
+
+fn remove_aborted(store: &Store, names: Vec<String>) {
+    for name in names {
+        if let Err(e) = store.remove(&name) {
+            tracing::warn!(%name, error = %e, "could not remove an aborted upload file");
+        }
     }
 }
 

@@ -65,21 +65,30 @@ where
         current: Current::None,
     };
     let mut received: u64 = 0;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| UploadError::ClientBody(e.into()))?;
-        received += chunk.len() as u64;
-        if received > limits.max_body_bytes {
-            return Err(UploadError::BodyTooLarge);
+    let streamed: Result<(), UploadError> = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| UploadError::ClientBody(e.into()))?;
+            received += chunk.len() as u64;
+            if received > limits.max_body_bytes {
+                return Err(UploadError::BodyTooLarge);
+            }
+            if parser.is_done() {
+                continue;
+            }
+            parser.push(&chunk);
+            while let Some(event) = parser.next_event()? {
+                rx.handle(event).await?;
+            }
         }
-        if parser.is_done() {
-            continue;
-        }
-        parser.push(&chunk);
-        while let Some(event) = parser.next_event()? {
-            rx.handle(event).await?;
-        }
+        parser.finish()?;
+        Ok(())
     }
-    parser.finish()?;
+    .await;
+    if let Err(e) = streamed {
+        rx.current = Current::None; // lets go of the file being written
+        rx.files.discard().await;
+        return Err(e);
+    }
     let Receiver { form, files, stored, .. } = rx;
     Ok(ReceivedUpload {
         body: form.finish(),
