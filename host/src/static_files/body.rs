@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -53,13 +52,14 @@ impl StaticBody {
     }
 
     /// `len` bytes of `file` from `offset`, read in [`CHUNK_SIZE`] pieces on the blocking pool.
-    /// Positional reads: the file's cursor is never used. A file that shrinks while being sent
+    /// Positional reads: the file's cursor is never used, so one descriptor (kept by the open
+    /// file cache) serves any number of concurrent bodies. A file that shrinks while being sent
     /// ends the body with an error (the promised length cannot be kept).
-    pub(crate) fn file(file: File, offset: u64, len: u64) -> Self {
+    pub(crate) fn file(file: Arc<File>, offset: u64, len: u64) -> Self {
         if len == 0 {
             return Self::empty();
         }
-        Self { inner: Inner::File(FileStream { file: Arc::new(file), offset, remaining: len, reading: None }) }
+        Self { inner: Inner::File(FileStream { file, offset, remaining: len, reading: None }) }
     }
 }
 
@@ -129,19 +129,20 @@ impl FileStream {
     }
 }
 
-/// Reads up to `len` bytes at `offset`; fewer only at end of file.
+/// Reads up to `len` bytes at `offset`; fewer only at end of file. The buffer is not zeroed
+/// first (the kernel fills it), which matters for the large chunks.
 pub(crate) fn read_chunk(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = offset + buf.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
             Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    buf.truncate(filled);
+    buf.truncate(len);
     Ok(Bytes::from(buf))
 }
 
@@ -149,6 +150,7 @@ pub(crate) fn read_chunk(file: &File, offset: u64, len: usize) -> io::Result<Byt
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+    use std::os::unix::fs::FileExt;
 
     fn assert_send_sync<T: Send + Sync>() {}
 
@@ -163,7 +165,7 @@ mod tests {
         let data: Vec<u8> = (0..CHUNK_SIZE * 2 + 123).map(|i| (i % 251) as u8).collect();
         tmp.write_all_at(&data, 0).expect("write");
 
-        let mut body = StaticBody::file(tmp, 7, (data.len() - 7) as u64);
+        let mut body = StaticBody::file(Arc::new(tmp), 7, (data.len() - 7) as u64);
         assert_eq!(body.size_hint().exact(), Some((data.len() - 7) as u64));
         let mut got = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -179,7 +181,7 @@ mod tests {
     async fn a_file_that_shrinks_ends_with_an_error() {
         let tmp = tempfile::tempfile().expect("tempfile");
         tmp.write_all_at(b"0123456789", 0).expect("write");
-        let body = StaticBody::file(tmp.try_clone().expect("clone"), 0, 20);
+        let body = StaticBody::file(Arc::new(tmp.try_clone().expect("clone")), 0, 20);
         let err = body.collect().await.expect_err("must fail");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
