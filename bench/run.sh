@@ -369,17 +369,20 @@ upstream_config() { # OUT: the reference upstream plus the 50 KB page for gzip-5
 # gale_config OUT PORT [FEATURE...]: gale's equivalent of nginx-proxy.conf (one thread, four
 # servers, upstream keep-alive 64, next_upstream error, no access log), plus features:
 #   plugins=TOML-ARRAY  on location /        static     location /static/ served from $run/www
+#   static-cache        the static-cache plugin on location /static/ (nginx's `if ($query_string)
+#                       { expires max; }`)
 #   gzip                the seed's gzip      idle       max_connections for IDLE_CONNECTIONS
 #   upload | upload-plugins   location /upload (with the upload-fields plugin)
 #   tls                 HTTPS with the run's certificate (h2 offered by ALPN, gale's default)
 gale_config() {
     local out=$1 port=$2
     shift 2
-    local plugins="" static=0 gzip=0 upload=0 upload_plugins=0 max_conn=4096 body=1M f
+    local plugins="" static=0 static_cache=0 gzip=0 upload=0 upload_plugins=0 max_conn=4096 body=1M f
     for f in "$@"; do
         case "$f" in
         plugins=*) plugins="${f#plugins=}" ;;
         static) static=1 ;;
+        static-cache) static=1 static_cache=1 ;;
         gzip) gzip=1 ;;
         idle) max_conn=$((IDLE_CONNECTIONS + 1000)) ;;
         tls) ;; # below
@@ -397,7 +400,7 @@ gale_config() {
         echo "error_log = \"$run/gale-$port.log\""
         echo "log_level = \"warn\""
         echo "shutdown_timeout = \"1s\""
-        if [ -n "$plugins" ] || [ "$upload_plugins" = 1 ]; then
+        if [ -n "$plugins" ] || [ "$upload_plugins" = 1 ] || [ "$static_cache" = 1 ]; then
             echo "plugin_dir = \"$PLUGIN_DIR\""
         fi
         echo
@@ -425,6 +428,7 @@ gale_config() {
             echo "[[server.location]]"
             echo "path = \"/static/\""
             echo "static = { root = \"$run/www\" }"
+            [ "$static_cache" = 1 ] && echo "plugins = [\"static-cache\"]"
         fi
         if [ "$upload" = 1 ]; then
             echo
@@ -644,6 +648,7 @@ wanted() { # TARGET: in TARGETS? (gale-noplugins comes with gale)
 # each with the function VERIFY, runs the rounds (with the function scenario_bench, bench_http
 # unless a scenario sets another), stops them. target_pid[TARGET] is the pid started for TARGET.
 gale_features=()
+gale2_features=() # for gale-noplugins
 proxy_scenario() {
     local scenario=$1 path=$2 extra=$3 variant=$4 verify=$5
     shift 5
@@ -658,7 +663,7 @@ proxy_scenario() {
     for t in "${ts[@]}"; do
         case "$t" in
         gale) start_gale gale "$GALE_PORT" "${gale_features[@]+"${gale_features[@]}"}" ;;
-        gale-noplugins) start_gale gale-noplugins "$GALE2_PORT" ;;
+        gale-noplugins) start_gale gale-noplugins "$GALE2_PORT" "${gale2_features[@]+"${gale2_features[@]}"}" ;;
         nginx) start_nginx "$variant" ;;
         haproxy) start_haproxy "$variant" ;;
         esac
@@ -758,11 +763,19 @@ scenario_static() { # SCENARIO FILE
         # 50 parallel 100 MB downloads would only measure wrk's timeouts: a few, with time.
         BENCH_CONNECTIONS=4 BENCH_TIMEOUT=60s
     fi
-    note "$scenario" "GET /static/$file, $(stat -c %s "$run/www/static/$file") bytes${BENCH_CONNECTIONS:+, $BENCH_CONNECTIONS connections}; HAProxy serves no files"
-    use_upstreams fast
+    # Like with like: nginx's location runs `if ($query_string) { expires max; }` on every request,
+    # gale's runs the static-cache plugin (whose default is that rule); gale-noplugins serves the
+    # same files without it (the plugin's cost).
+    local targets=(gale nginx) cache_note="gale without plugins"
     gale_features=(static)
-    proxy_scenario "$scenario" "/static/$file" "" plain "verify_${scenario//-/_}" gale nginx
-    BENCH_CONNECTIONS="" BENCH_TIMEOUT=""
+    if wanted gale && gale_supports static-cache static-cache; then
+        gale_features=(static-cache) gale2_features=(static) targets=(gale gale-noplugins nginx)
+        cache_note="gale with the static-cache plugin, gale-noplugins without (nginx: if (\$query_string) { expires max; })"
+    fi
+    note "$scenario" "GET /static/$file, $(stat -c %s "$run/www/static/$file") bytes${BENCH_CONNECTIONS:+, $BENCH_CONNECTIONS connections}; $cache_note"
+    use_upstreams fast
+    proxy_scenario "$scenario" "/static/$file" "" plain "verify_${scenario//-/_}" "${targets[@]}"
+    BENCH_CONNECTIONS="" BENCH_TIMEOUT="" gale2_features=()
 }
 
 scenario_gzip() {

@@ -6,6 +6,10 @@ use std::sync::Arc;
 use http::HeaderValue;
 use serde::Deserialize;
 
+use super::entry::FileEntry;
+use super::open_cache::{OpenCache, OpenFileCacheSettings};
+use crate::config::raw::Scalar;
+
 /// The `static = { ... }` table of a location, exactly as written in the TOML.
 ///
 /// The config module can embed this struct in its raw tree (it rejects unknown keys) and call
@@ -23,6 +27,21 @@ pub struct StaticOptions {
     pub follow_symlinks: Option<String>,
     /// nginx `default_type`: the type of a file whose extension is not in the table.
     pub default_type: Option<String>,
+    /// nginx `open_file_cache` / `open_file_cache_valid`: see [`OpenFileCacheOptions`].
+    pub open_file_cache: Option<OpenFileCacheOptions>,
+}
+
+/// `open_file_cache = { max = 1000, valid = "1s", max_content_size = "64k" }`, as written; any
+/// key left out keeps its default ([`OpenFileCacheSettings::DEFAULT`]), `max = 0` turns it off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenFileCacheOptions {
+    /// Most files remembered.
+    pub max: Option<u64>,
+    /// How long what was found is used before the path is opened and checked again.
+    pub valid: Option<Scalar>,
+    /// Files up to this size are kept in memory.
+    pub max_content_size: Option<Scalar>,
 }
 
 /// When a symbolic link inside the served directory may be followed.
@@ -72,10 +91,13 @@ impl Base {
 /// A validated static-file configuration. It cannot hold a bad value, so `serve` never fails
 /// because of its configuration.
 ///
-/// Cheap to clone (one reference count): `serve` hands a copy to the blocking pool per request.
+/// Cheap to clone (reference counts): `serve` hands the settings to the blocking pool per
+/// request. Clones share one open file cache; a configuration built anew (a reload) starts
+/// with an empty one.
 #[derive(Debug, Clone)]
 pub struct StaticConfig {
     settings: Arc<Settings>,
+    cache: Arc<OpenCache<FileEntry>>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +131,14 @@ pub enum StaticConfigError {
     /// A `default_type` that is not `type/subtype`.
     #[error("`default_type` must be a media type like \"application/octet-stream\", got {0:?}")]
     DefaultType(String),
+    /// A bad `open_file_cache` value.
+    #[error("`open_file_cache.{key}`: {message}")]
+    OpenFileCache {
+        /// `max`, `valid` or `max_content_size`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl StaticConfig {
@@ -147,7 +177,27 @@ impl StaticConfig {
             .ok()
             .filter(|_| valid_type)
             .ok_or(StaticConfigError::DefaultType(default_type))?;
-        Ok(Self { settings: Arc::new(Settings { base, index, follow_symlinks, default_type }) })
+        let cache = open_file_cache(options.open_file_cache.unwrap_or_default())?;
+        Ok(Self {
+            settings: Arc::new(Settings { base, index, follow_symlinks, default_type }),
+            cache: Arc::new(OpenCache::new(cache)),
+        })
+    }
+
+    /// Replaces the open file cache's settings, with an empty cache (builder style, for code
+    /// and tests).
+    pub fn with_open_file_cache(mut self, settings: OpenFileCacheSettings) -> Self {
+        self.cache = Arc::new(OpenCache::new(settings));
+        self
+    }
+
+    /// The open file cache's settings.
+    pub fn open_file_cache(&self) -> &OpenFileCacheSettings {
+        self.cache.settings()
+    }
+
+    pub(crate) fn cache(&self) -> &OpenCache<FileEntry> {
+        &self.cache
     }
 
     /// Replaces the index names (builder style, for code and tests).
@@ -181,6 +231,31 @@ impl StaticConfig {
     pub(crate) fn settings(&self) -> &Arc<Settings> {
         &self.settings
     }
+}
+
+fn open_file_cache(options: OpenFileCacheOptions) -> Result<OpenFileCacheSettings, StaticConfigError> {
+    let mut settings = OpenFileCacheSettings::DEFAULT;
+    if let Some(max) = options.max {
+        settings.max = usize::try_from(max)
+            .map_err(|_| StaticConfigError::OpenFileCache { key: "max", message: format!("{max} is too large") })?;
+    }
+    if let Some(valid) = options.valid {
+        let valid = crate::config::parse_duration(&valid.0)
+            .map_err(|message| StaticConfigError::OpenFileCache { key: "valid", message })?;
+        if valid.is_zero() {
+            return Err(StaticConfigError::OpenFileCache {
+                key: "valid",
+                message: "must be longer than 0 (to turn the cache off, set `max = 0`)".to_owned(),
+            });
+        }
+        settings.valid = valid;
+    }
+    if let Some(size) = options.max_content_size {
+        settings.max_content_size = crate::config::ByteSize::parse(&size.0)
+            .map_err(|message| StaticConfigError::OpenFileCache { key: "max_content_size", message })?
+            .bytes();
+    }
+    Ok(settings)
 }
 
 fn absolute(key: &'static str, value: PathBuf) -> Result<PathBuf, StaticConfigError> {
@@ -249,6 +324,34 @@ mod tests {
             Some(DefaultType("text/plain\n".into()))
         );
         assert!(toml::from_str::<StaticOptions>("root = \"/a\"\nautoindex = true").is_err());
+    }
+
+    #[test]
+    fn open_file_cache_keys() {
+        let cfg = parse(r#"root = "/a""#).expect("valid");
+        assert_eq!(*cfg.open_file_cache(), OpenFileCacheSettings::DEFAULT);
+        let cfg = parse(
+            r#"root = "/a"
+               open_file_cache = { max = 10, valid = "250ms", max_content_size = "1M" }"#,
+        )
+        .expect("valid");
+        let want =
+            OpenFileCacheSettings { max: 10, valid: std::time::Duration::from_millis(250), max_content_size: 1 << 20 };
+        assert_eq!(*cfg.open_file_cache(), want);
+        let cfg = parse("root = \"/a\"\nopen_file_cache = { max = 0 }").expect("valid");
+        assert!(!cfg.open_file_cache().enabled());
+        let cfg = parse("root = \"/a\"\nopen_file_cache = { valid = 5, max_content_size = 0 }").expect("valid");
+        assert_eq!(cfg.open_file_cache().valid, std::time::Duration::from_secs(5));
+        assert_eq!(cfg.open_file_cache().max_content_size, 0);
+        for (text, key) in [
+            ("valid = \"soon\"", "valid"),
+            ("valid = \"0s\"", "valid"),
+            ("max_content_size = \"1T\"", "max_content_size"),
+        ] {
+            let err = parse(&format!("root = \"/a\"\nopen_file_cache = {{ {text} }}")).expect_err(text);
+            assert!(matches!(err, StaticConfigError::OpenFileCache { key: k, .. } if k == key), "{text}: {err}");
+        }
+        assert!(toml::from_str::<StaticOptions>("root = \"/a\"\nopen_file_cache = { inactive = \"20s\" }").is_err());
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! file outside the configured directory.
 //!
 //! [`serve`] is one handler call: method check, path decoding and refusal (`path`), the
-//! `root`/`alias` mapping, opening under the symlink policy (`open`), conditional and range
-//! evaluation (`conditional`), then a response whose body streams the file (`body`). It returns
+//! `root`/`alias` mapping, a lookup in the location's open file cache (`open_cache`), on a miss
+//! opening under the symlink policy (`open`) and rendering what the response needs (`entry`),
+//! conditional and range evaluation (`conditional`), then a response whose body is the cached
+//! bytes or streams the file (`body`). It returns
 //! the response together with a [`FileMeta`], so the pipeline can ask the cache policy (today
 //! [`seed_expires_max`], later the `cache-policy` plugin) and add the headers it decides.
 //!
@@ -13,8 +15,10 @@ mod body;
 mod cache;
 mod conditional;
 mod config;
+mod entry;
 pub mod mime;
 mod open;
+mod open_cache;
 pub mod path;
 
 #[cfg(test)]
@@ -23,24 +27,27 @@ mod tests;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
+use std::time::Instant;
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header, request};
 
 pub use body::{CHUNK_SIZE, StaticBody};
 pub use cache::{CacheHeaders, EXPIRES_MAX_CACHE_CONTROL, EXPIRES_MAX_DATE, FileMeta, seed_expires_max};
-pub use config::{Base, FollowSymlinks, StaticConfig, StaticConfigError, StaticOptions};
+pub use config::{Base, FollowSymlinks, OpenFileCacheOptions, StaticConfig, StaticConfigError, StaticOptions};
+pub use open_cache::OpenFileCacheSettings;
 pub use path::{PathError, RequestPath};
 
-use conditional::{Conditions, Outcome, Validators};
+use conditional::Conditions;
 use config::Settings;
+use entry::FileEntry;
 use open::{Kind, OpenError, Opened};
 
 /// The `Allow` header value that must accompany a 405 from this handler.
 pub const ALLOWED_METHODS: &str = "GET, HEAD";
 
-/// Bodies up to this size are read in the same trip to the blocking pool as the open, so a
-/// small file costs one hop; larger ones stream in [`CHUNK_SIZE`] chunks.
+/// Without the open file cache, bodies up to this size are read in the same trip to the blocking
+/// pool as the open, so a small file costs one hop; larger ones stream in [`CHUNK_SIZE`] chunks.
+/// With the cache, its `max_content_size` decides instead.
 const INLINE_READ_LIMIT: u64 = 64 * 1024;
 
 /// Why no file response could be produced. Each variant knows its status ([`StaticError::status`]);
@@ -105,46 +112,101 @@ pub struct Served {
 /// Serves the file `req` names under `cfg`.
 ///
 /// `location_prefix` is the matched location's path (e.g. `/static/`); it matters only for
-/// `alias`, whose directory replaces it. Opening and reading run on tokio's blocking pool; the
-/// body streams large files chunk by chunk.
+/// `alias`, whose directory replaces it. A file found less than `open_file_cache.valid` ago is
+/// answered from the location's open file cache without leaving the runtime thread; otherwise
+/// opening (with every safety check) and reading run on tokio's blocking pool, and the body
+/// streams large files chunk by chunk.
 pub async fn serve(cfg: &StaticConfig, location_prefix: &str, req: &request::Parts) -> Result<Served, StaticError> {
     let head = match req.method {
         Method::GET => false,
         Method::HEAD => true,
         _ => return Err(StaticError::MethodNotAllowed),
     };
-    let path = RequestPath::parse(req.uri.path())?;
+    let mut path = RequestPath::parse(req.uri.path())?;
+    let display_path = path.display();
     let names = match cfg.base() {
-        Base::Root(_) => path.segments.clone(),
+        Base::Root(_) => std::mem::take(&mut path.segments),
         Base::Alias(_) => path.strip_prefix(location_prefix)?,
     };
-    let job = Job {
-        settings: Arc::clone(cfg.settings()),
-        names,
-        display_path: path.display(),
-        trailing_slash: path.trailing_slash,
-        raw_path: req.uri.path().to_owned(),
-        query: req.uri.query().map(str::to_owned),
-        conditions: Conditions::from_headers(&req.headers),
-        head,
+    let query = req.uri.query();
+    let cache = cfg.cache();
+    let key = cache.settings().enabled().then(|| cache_key(&names, path.trailing_slash));
+    let hit = key.as_deref().and_then(|key| cache.get(key, Instant::now()));
+    let entry = match hit {
+        Some(entry) => entry,
+        None => {
+            let settings = cache.settings();
+            let keep_bytes_up_to = if settings.enabled() { settings.max_content_size } else { INLINE_READ_LIMIT };
+            let job = Job {
+                settings: Arc::clone(cfg.settings()),
+                names,
+                trailing_slash: path.trailing_slash,
+                keep_bytes_up_to,
+            };
+            let found = tokio::task::spawn_blocking(move || job.run())
+                .await
+                .map_err(|e| StaticError::Io(std::io::Error::other(e)))??;
+            match found {
+                Found::Directory => return Ok(redirect_to_slash(req.uri.path(), query)),
+                Found::File { entry, at } => {
+                    if let Some(key) = key {
+                        cache.insert(key, Arc::clone(&entry), at, Instant::now());
+                    }
+                    entry
+                }
+            }
+        }
     };
-    tokio::task::spawn_blocking(move || job.run()).await.map_err(|e| StaticError::Io(std::io::Error::other(e)))?
+    let outcome = conditional::evaluate(&entry.validators, &Conditions::from_headers(&req.headers));
+    let mut meta_path = display_path;
+    if let Some(index) = &entry.index {
+        meta_path.push_str(index);
+    }
+    let meta = FileMeta {
+        path: meta_path,
+        query: query.map(str::to_owned),
+        size: entry.validators.size,
+        mtime: entry.mtime,
+        content_type: entry.content_type.to_str().unwrap_or_default().to_owned(),
+    };
+    Ok(Served { response: entry.respond(outcome, head), meta: Some(meta) })
+}
+
+/// The cache key of a request: its names joined with `/` (names never contain one), and a
+/// final `/` when the request named a directory (`a/` serves an index, `a` redirects).
+fn cache_key(names: &[OsString], trailing_slash: bool) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(names.iter().map(|n| n.len() + 1).sum::<usize>() + 1);
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            key.push(b'/');
+        }
+        key.extend_from_slice(name.as_bytes());
+    }
+    if trailing_slash {
+        key.push(b'/');
+    }
+    key.into_boxed_slice()
+}
+
+/// What the blocking part found.
+enum Found {
+    /// A directory named without its trailing slash: redirect.
+    Directory,
+    /// A regular file (or a directory's index), found by a walk that started at `at`.
+    File { entry: Arc<FileEntry>, at: Instant },
 }
 
 /// Everything the blocking part needs, owned.
 struct Job {
     settings: Arc<Settings>,
     names: Vec<OsString>,
-    display_path: String,
     trailing_slash: bool,
-    raw_path: String,
-    query: Option<String>,
-    conditions: Conditions,
-    head: bool,
+    keep_bytes_up_to: u64,
 }
 
 impl Job {
-    fn run(self) -> Result<Served, StaticError> {
+    fn run(self) -> Result<Found, StaticError> {
+        let at = Instant::now();
         let s = &self.settings;
         let base = s.base.dir();
         let opened = open::open(base, &self.names, s.follow_symlinks)?;
@@ -155,7 +217,7 @@ impl Job {
                 return Err(StaticError::NotFound);
             }
             Kind::File => (opened, None),
-            Kind::Dir if !self.trailing_slash => return Ok(self.redirect_to_slash()),
+            Kind::Dir if !self.trailing_slash => return Ok(Found::Directory),
             Kind::Dir => self.open_index()?,
         };
         let file_name: &[u8] = match (&index_name, self.names.last()) {
@@ -167,21 +229,8 @@ impl Job {
             Some(t) => HeaderValue::from_static(t),
             None => s.default_type.clone(),
         };
-        let mut meta_path = self.display_path.clone();
-        if let Some(index) = &index_name {
-            meta_path.push_str(index);
-        }
-        let validators = Validators::new(opened.size, opened.mtime);
-        let outcome = conditional::evaluate(&validators, &self.conditions);
-        let meta = FileMeta {
-            path: meta_path,
-            query: self.query.clone(),
-            size: opened.size,
-            mtime: opened.mtime,
-            content_type: content_type.to_str().unwrap_or_default().to_owned(),
-        };
-        let response = respond(opened, &validators, outcome, content_type, self.head)?;
-        Ok(Served { response, meta: Some(meta) })
+        let entry = FileEntry::load(opened, content_type, index_name, self.keep_bytes_up_to)?;
+        Ok(Found::File { entry: Arc::new(entry), at })
     }
 
     /// Tries each index name in order; a directory with none is nginx's 403.
@@ -198,76 +247,21 @@ impl Job {
         }
         Err(StaticError::DirectoryIndex)
     }
-
-    /// `/static/dir` → 301 `/static/dir/` (query kept), with the path as the client wrote it.
-    fn redirect_to_slash(&self) -> Served {
-        let mut location = self.raw_path.clone();
-        location.push('/');
-        if let Some(q) = &self.query {
-            location.push('?');
-            location.push_str(q);
-        }
-        let mut response = Response::new(StaticBody::empty());
-        *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
-        if let Ok(v) = HeaderValue::from_str(&location) {
-            response.headers_mut().insert(header::LOCATION, v);
-        }
-        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        Served { response, meta: None }
-    }
 }
 
-/// Builds the response for an opened regular file.
-fn respond(
-    opened: Opened,
-    v: &Validators,
-    outcome: Outcome,
-    content_type: HeaderValue,
-    head: bool,
-) -> Result<Response<StaticBody>, StaticError> {
-    let mut builder = Response::builder().header(header::ETAG, &v.etag).header(header::LAST_MODIFIED, &v.last_modified);
-    let (status, range) = match outcome {
-        Outcome::NotModified => (StatusCode::NOT_MODIFIED, None),
-        Outcome::Unsatisfiable => {
-            builder =
-                builder.header(header::CONTENT_RANGE, format!("bytes */{}", v.size)).header(header::CONTENT_LENGTH, 0);
-            (StatusCode::RANGE_NOT_SATISFIABLE, None)
-        }
-        Outcome::Full => (StatusCode::OK, Some((0, v.size))),
-        Outcome::Partial { start, end } => {
-            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{}", v.size));
-            (StatusCode::PARTIAL_CONTENT, Some((start, end - start + 1)))
-        }
-    };
-    let body = match range {
-        None => StaticBody::empty(),
-        Some((offset, len)) => {
-            builder = builder
-                .header(header::CONTENT_TYPE, content_type)
-                .header(header::CONTENT_LENGTH, len)
-                .header(header::ACCEPT_RANGES, "bytes");
-            if head {
-                StaticBody::empty()
-            } else if len <= INLINE_READ_LIMIT {
-                let bytes = read_inline(&opened, offset, len)?;
-                StaticBody::full(bytes)
-            } else {
-                StaticBody::file(opened.file, offset, len)
-            }
-        }
-    };
-    builder.status(status).body(body).map_err(|e| StaticError::Io(std::io::Error::other(e)))
-}
-
-/// Reads a small body now; a file that changed size since `fstat` is an error, not a short body.
-fn read_inline(opened: &Opened, offset: u64, len: u64) -> Result<Bytes, StaticError> {
-    let want = usize::try_from(len).map_err(|e| StaticError::Io(std::io::Error::other(e)))?;
-    let bytes = body::read_chunk(&opened.file, offset, want).map_err(StaticError::Io)?;
-    if bytes.len() != want {
-        return Err(StaticError::Io(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "file shrank while it was being read",
-        )));
+/// `/static/dir` → 301 `/static/dir/` (query kept), with the path as the client wrote it.
+fn redirect_to_slash(raw_path: &str, query: Option<&str>) -> Served {
+    let mut location = raw_path.to_owned();
+    location.push('/');
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
     }
-    Ok(bytes)
+    let mut response = Response::new(StaticBody::empty());
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    Served { response, meta: None }
 }

@@ -354,3 +354,126 @@ async fn seed_expires_max_through_the_meta_seam() {
         }
     }
 }
+
+/// A configuration whose cache keeps entries for `valid`.
+fn cached(site: &Site, valid: std::time::Duration) -> StaticConfig {
+    root(site).with_open_file_cache(OpenFileCacheSettings { valid, ..OpenFileCacheSettings::DEFAULT })
+}
+
+const LONG: std::time::Duration = std::time::Duration::from_secs(60);
+const SHORT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Sleeps past [`SHORT`].
+async fn past_short_interval() {
+    tokio::time::sleep(SHORT * 3).await;
+}
+
+#[tokio::test]
+async fn within_the_interval_the_cache_answers_and_after_it_the_disk() {
+    let site = site();
+    // Rewritten in place, same size: only the cache can still give the old bytes.
+    let long = cached(&site, LONG);
+    let short = cached(&site, SHORT);
+    for cfg in [&long, &short] {
+        assert_eq!(get(cfg, "/static/digits.txt").await.body, b"0123456789");
+        assert_eq!(get(cfg, "/static/sub/").await.body, b"<h1>index</h1>");
+    }
+    write(&site.www, "static/digits.txt", b"abcdefghij");
+    write(&site.www, "static/sub/index.html", b"<h1>new index</h1>");
+    assert_eq!(get(&long, "/static/digits.txt").await.body, b"0123456789");
+    assert_eq!(get(&long, "/static/sub/").await.body, b"<h1>index</h1>");
+    past_short_interval().await;
+    let a = get(&short, "/static/digits.txt").await;
+    assert_eq!((a.status, a.body.as_slice()), (StatusCode::OK, &b"abcdefghij"[..]));
+    let a = get(&short, "/static/sub/").await;
+    assert_eq!((a.body.as_slice(), a.header(header::CONTENT_LENGTH)), (&b"<h1>new index</h1>"[..], "18"));
+    // Without a cache, every request sees the disk.
+    let off = root(&site).with_open_file_cache(OpenFileCacheSettings::OFF);
+    assert_eq!(get(&off, "/static/digits.txt").await.body, b"abcdefghij");
+    write(&site.www, "static/digits.txt", b"0123456789");
+    assert_eq!(get(&off, "/static/digits.txt").await.body, b"0123456789");
+}
+
+#[tokio::test]
+async fn a_cached_entry_answers_each_request_for_itself() {
+    let site = site();
+    let cfg = cached(&site, LONG);
+    let first = get(&cfg, "/static/digits.txt").await;
+    let etag = first.header(header::ETAG).to_owned();
+    // Same file, from the cache: the query, the method, the conditions and the range are this
+    // request's.
+    let a = get(&cfg, "/static/digits.txt?v=2").await;
+    assert_eq!(a.meta.as_ref().and_then(|m| m.query.as_deref()), Some("v=2"));
+    let a = ask(&cfg, "/static/", &parts(Method::HEAD, "/static/digits.txt", &[])).await;
+    assert_eq!((a.status, a.body.len(), a.header(header::CONTENT_LENGTH)), (StatusCode::OK, 0, "10"));
+    let a = ask(&cfg, "/static/", &parts(Method::GET, "/static/digits.txt", &[("if-none-match", &etag)])).await;
+    assert_eq!((a.status, a.body.len()), (StatusCode::NOT_MODIFIED, 0));
+    let a = ask(&cfg, "/static/", &parts(Method::GET, "/static/digits.txt", &[("range", "bytes=2-4")])).await;
+    assert_eq!(
+        (a.status, a.body.as_slice(), a.header(header::CONTENT_LENGTH)),
+        (StatusCode::PARTIAL_CONTENT, &b"234"[..], "3")
+    );
+    // A directory without its slash is never cached as a file: still the redirect.
+    for _ in 0..2 {
+        let a = get(&cfg, "/static/sub").await;
+        assert_eq!((a.status, a.header(header::LOCATION)), (StatusCode::MOVED_PERMANENTLY, "/static/sub/"));
+        assert_eq!(get(&cfg, "/static/app.css/").await.status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn a_large_file_keeps_its_descriptor_until_the_interval_ends() {
+    let site = site();
+    let old = vec![b'o'; CHUNK_SIZE + 10];
+    let new = vec![b'n'; CHUNK_SIZE * 2 + 3];
+    write(&site.www, "static/big.bin", &old);
+    let settings = OpenFileCacheSettings { max_content_size: 1024, ..OpenFileCacheSettings::DEFAULT };
+    let long = root(&site).with_open_file_cache(OpenFileCacheSettings { valid: LONG, ..settings });
+    let short = root(&site).with_open_file_cache(OpenFileCacheSettings { valid: SHORT, ..settings });
+    for cfg in [&long, &short] {
+        assert!(get(cfg, "/static/big.bin").await.body == old);
+    }
+    // Replaced by a rename, as a deploy does: the cached descriptor still reads the old file.
+    write(&site.www, "static/big.new", &new);
+    std::fs::rename(site.www.join("static/big.new"), site.www.join("static/big.bin")).expect("rename");
+    let a = get(&long, "/static/big.bin").await;
+    assert!(a.status == StatusCode::OK && a.body == old);
+    past_short_interval().await;
+    let a = get(&short, "/static/big.bin").await;
+    assert_eq!(a.header(header::CONTENT_LENGTH), new.len().to_string());
+    assert!(a.body == new);
+    std::fs::remove_file(site.www.join("static/big.bin")).expect("remove");
+    past_short_interval().await;
+    assert_eq!(get(&short, "/static/big.bin").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_link_turned_outward_is_refused_once_the_interval_ends() {
+    let site = site();
+    let cfg = cached(&site, SHORT);
+    assert_eq!(get(&cfg, "/static/inside_link.css").await.body, b"body { color: red }\n");
+    let link = site.www.join("static/inside_link.css");
+    std::fs::remove_file(&link).expect("unlink");
+    symlink("../../secret.txt", &link).expect("symlink");
+    past_short_interval().await;
+    let a = get(&cfg, "/static/inside_link.css").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(!String::from_utf8_lossy(&a.body).contains(SECRET));
+}
+
+#[tokio::test]
+async fn more_files_than_the_bound_are_all_served_right() {
+    let site = site();
+    let cfg = root(&site).with_open_file_cache(OpenFileCacheSettings { max: 2, ..OpenFileCacheSettings::DEFAULT });
+    for _ in 0..3 {
+        for (uri, body) in [
+            ("/static/app.css", &b"body { color: red }\n"[..]),
+            ("/static/app.js", b"console.log(1)\n"),
+            ("/static/digits.txt", b"0123456789"),
+        ] {
+            let a = get(&cfg, uri).await;
+            assert_eq!((a.status, a.body.as_slice()), (StatusCode::OK, body), "{uri}");
+        }
+    }
+    assert!(cfg.cache().len() <= 2);
+}

@@ -284,3 +284,55 @@ fn gzip_on_static_css_not_on_png() {
     assert_eq!(png.header("content-encoding"), None, "image/png is not in gzip types:\n{png}");
     assert_eq!(png.body, fx.file("www/static/logo.png"));
 }
+
+/// The open file cache is on by default (`valid = "1s"`): within the interval gale may answer
+/// from what it found before, after it every change on disk shows: a file rewritten in place
+/// (same inode, same size), a large file replaced by a rename (its descriptor was cached), a
+/// link turned towards a file outside the root (404, and never the secret, even from the
+/// cache), a file removed.
+#[test]
+fn files_changed_on_disk_are_served_fresh_after_the_validity_interval() {
+    let fx = Fixture::new();
+    let stat = fx.base.join("www/static");
+    let css = fx.file("www/static/app.css");
+    std::fs::write(stat.join("fresh.txt"), b"version 1\n").expect("fresh.txt");
+    std::fs::write(stat.join("big.bin"), vec![b'a'; 200_000]).expect("big.bin");
+    symlink(stat.join("app.css"), stat.join("moving-link")).expect("symlink");
+    let after_the_interval = std::time::Duration::from_millis(1500);
+
+    let mut conn = fx.gale.conn();
+    for round in 0..2 {
+        // The second round is answered from the cache.
+        let small = conn.send(&Request::get("/static/fresh.txt"));
+        assert_eq!((small.status, small.body.as_slice()), (200, &b"version 1\n"[..]), "round {round}");
+        let big = conn.send(&Request::get("/static/big.bin"));
+        assert_eq!(big.status, 200, "round {round}");
+        assert!(big.body.len() == 200_000 && big.body.iter().all(|&b| b == b'a'), "round {round}");
+        let link = conn.send(&Request::get("/static/moving-link"));
+        assert_eq!((link.status, &link.body), (200, &css), "round {round}");
+    }
+
+    std::fs::write(stat.join("fresh.txt"), b"version 2\n").expect("rewrite in place");
+    std::fs::write(stat.join("big.new"), vec![b'b'; 300_000]).expect("big.new");
+    std::fs::rename(stat.join("big.new"), stat.join("big.bin")).expect("rename over big.bin");
+    std::fs::remove_file(stat.join("moving-link")).expect("unlink");
+    symlink(fx.base.join("secret.txt"), stat.join("moving-link")).expect("symlink out");
+    let link = conn.send(&Request::get("/static/moving-link"));
+    assert!(!contains(&link.body, SECRET), "served the secret:\n{link}");
+
+    std::thread::sleep(after_the_interval);
+    let small = conn.send(&Request::get("/static/fresh.txt"));
+    assert_eq!((small.status, small.body.as_slice()), (200, &b"version 2\n"[..]), "{small}");
+    let big = conn.send(&Request::get("/static/big.bin"));
+    assert_eq!(big.status, 200, "{big}");
+    assert_eq!(big.header("content-length"), Some("300000"));
+    assert!(big.body.len() == 300_000 && big.body.iter().all(|&b| b == b'b'), "the old big.bin was served");
+    let link = conn.send(&Request::get("/static/moving-link"));
+    assert_eq!(link.status, 404, "{link}");
+    assert!(!contains(&link.body, SECRET));
+
+    std::fs::remove_file(stat.join("fresh.txt")).expect("remove");
+    std::thread::sleep(after_the_interval);
+    let gone = conn.send(&Request::get("/static/fresh.txt"));
+    assert_eq!(gone.status, 404, "{gone}");
+}
