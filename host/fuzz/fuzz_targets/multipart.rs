@@ -27,7 +27,12 @@ fn parse(boundary: &Boundary, body: &[u8], sizes: &[u8]) -> Result<Vec<Event>, M
             usize::from(sizes[i % sizes.len()]).clamp(1, rest.len())
         };
         i += 1;
-        parser.push(&rest[..n]);
+        // Both ways in: borrowed (copied into the parser) and owned (sliced without a copy).
+        if i % 2 == 0 {
+            parser.push(&rest[..n]);
+        } else {
+            parser.push_bytes(bytes::Bytes::copy_from_slice(&rest[..n]));
+        }
         rest = &rest[n..];
         while let Some(event) = parser.next_event()? {
             match (events.last_mut(), event) {

@@ -101,6 +101,10 @@ pub struct Parser {
     /// Length of `--B`.
     dash_len: usize,
     buf: BytesMut,
+    /// Input not yet copied into `buf`: while a part's data is scanned with `buf` empty, the data
+    /// before the next possible delimiter is handed out as slices of the client's chunk, without
+    /// a copy (large files are almost all such data).
+    pending: Bytes,
     state: State,
     limits: ParserLimits,
     parts: usize,
@@ -118,6 +122,7 @@ impl Parser {
             dash_len: needle.len() - 1,
             finder: memmem::Finder::new(&needle).into_owned(),
             buf: BytesMut::new(),
+            pending: Bytes::new(),
             state: State::Start { discard: true },
             limits,
             parts: 0,
@@ -130,8 +135,41 @@ impl Parser {
     /// Appends input. Bytes after the close delimiter are dropped at once.
     pub fn push(&mut self, chunk: &[u8]) {
         if !matches!(self.state, State::Epilogue | State::Failed) {
+            self.absorb_pending();
             self.buf.extend_from_slice(chunk);
         }
+    }
+
+    /// [`Self::push`] for an owned chunk: file data in it is handed out without being copied.
+    pub fn push_bytes(&mut self, chunk: Bytes) {
+        if matches!(self.state, State::Epilogue | State::Failed) {
+            return;
+        }
+        if self.buf.is_empty() && self.pending.is_empty() {
+            self.pending = chunk;
+        } else {
+            self.absorb_pending();
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+
+    fn absorb_pending(&mut self) {
+        if !self.pending.is_empty() {
+            self.buf.extend_from_slice(&self.pending);
+            self.pending = Bytes::new();
+        }
+    }
+
+    /// Part data at the front of `pending` that cannot belong to a delimiter: everything before
+    /// the delimiter (and its CR) when there is one, else all but the last `\n--B`-length bytes
+    /// (the start of a delimiter split across chunks) — the same cut as `State::Scan` on `buf`.
+    fn data_from_pending(&mut self) -> Option<Bytes> {
+        let data_end = match self.finder.find(&self.pending) {
+            Some(i) if i > 0 && self.pending[i - 1] == b'\r' => i - 1,
+            Some(i) => i,
+            None => self.pending.len().saturating_sub(self.finder.needle().len()),
+        };
+        (data_end > 0).then(|| self.pending.split_to(data_end))
     }
 
     /// Whether the close delimiter has been seen.
@@ -146,6 +184,7 @@ impl Parser {
         if result.is_err() {
             self.state = State::Failed;
             self.buf.clear();
+            self.pending = Bytes::new();
         }
         result
     }
@@ -161,10 +200,20 @@ impl Parser {
 
     fn step(&mut self) -> Result<Option<Event>, MultipartError> {
         loop {
+            if !self.pending.is_empty() {
+                if self.state == (State::Scan { discard: false })
+                    && self.buf.is_empty()
+                    && let Some(data) = self.data_from_pending()
+                {
+                    return Ok(Some(Event::Data(data)));
+                }
+                self.absorb_pending();
+            }
             match self.state {
                 State::Failed => return Err(MultipartError::Truncated),
                 State::Epilogue => {
                     self.buf.clear();
+                    self.pending = Bytes::new();
                     return Ok(None);
                 }
                 State::Start { discard } => {
@@ -315,7 +364,12 @@ mod tests {
         while !rest.is_empty() {
             let n = sizes[i % sizes.len()].clamp(1, rest.len());
             i += 1;
-            p.push(&rest[..n]);
+            // Both ways in: borrowed (copied into the parser) and owned (sliced without a copy).
+            if i % 2 == 0 {
+                p.push(&rest[..n]);
+            } else {
+                p.push_bytes(Bytes::copy_from_slice(&rest[..n]));
+            }
             rest = &rest[n..];
             while let Some(ev) = p.next_event()? {
                 match (events.last_mut(), ev) {

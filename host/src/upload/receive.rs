@@ -75,7 +75,7 @@ where
             if parser.is_done() {
                 continue;
             }
-            parser.push(&chunk);
+            parser.push_bytes(chunk);
             while let Some(event) = parser.next_event()? {
                 rx.handle(event).await?;
             }

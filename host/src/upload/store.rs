@@ -318,7 +318,7 @@ pub struct Digests {
 
 /// Batch size handed to the blocking pool: large enough to amortise the hop, small enough to
 /// keep memory flat (at most two batches per upload are alive).
-const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
 
 struct Writer {
     file: File,
