@@ -401,7 +401,10 @@ async fn upload(
         Ok(resp) => resp.status().as_u16(),
         Err(e) => e.status().as_u16(),
     };
-    files.finish(status).await;
+    // Like nginx-upload-module (its cleanup runs when the request is finalized), the files go
+    // after the answer: unlinking a 1 GiB file takes about half a second, which the client
+    // should not wait for.
+    drop(tokio::spawn(files.finish(status)));
     result
 }
 

@@ -8,9 +8,10 @@
 //!
 //! Unlinking runs on the upload writer threads (`writers.rs`), never on the event loop: removing
 //! a large file frees its page-cache pages and blocks, and took tens of milliseconds per 100 MB
-//! file, during which every other request on the loop waited. The request waits for it: files
-//! are removed before the response goes out (after a failed upload too), and only when the
-//! client has left (the receiving future dropped) does the removal finish in the background.
+//! file (half a second per GiB), during which every other request on the loop waited. A failed
+//! upload's files are removed before its error answer; a completed upload's right after its
+//! answer (the pipeline does not wait for [`UploadedFiles::finish`]), as nginx-upload-module
+//! does when the request is finalized; an abandoned upload's in the background.
 
 use super::config::CleanupPolicy;
 use super::fields::StoredFile;

@@ -82,10 +82,16 @@ impl Site {
         multipart::list_dir(&self.store)
     }
 
-    /// Asserts the store is empty.
+    /// Asserts the store is empty, or becomes so within a few seconds: a completed upload's files
+    /// are removed right after its answer, not before.
     #[track_caller]
     pub fn assert_store_empty(&self, what: &str) {
-        let left = self.stored();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut left = self.stored();
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            left = self.stored();
+        }
         assert!(left.is_empty(), "{what}: files left in the store: {left:?}\ngale stderr:\n{}", self.gale.stderr());
     }
 

@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use gale_tests::multipart::{self, B, TXT, TXT_MD5, body, file, text};
 use gale_tests::{ConfigBuilder, Gale, Request, Response, Tornado, wait_until};
@@ -77,10 +78,12 @@ fn cleanup_table_with_a_real_tornado_handler() {
         assert_eq!(response.status, status, "the backend's status reaches the client:\n{response}");
         let report = tornado_report(&response, "0600");
         let path = report["files"][0]["path"].as_str().expect("path").to_owned();
-        let left = site.stored();
         if deleted {
-            assert!(left.is_empty(), "after {status} the file must be deleted: {left:?}");
+            // Removed right after the answer (like nginx-upload-module), not before it.
+            wait_until(HANG, &format!("the file to be deleted after {status}"), || site.stored().is_empty());
         } else {
+            std::thread::sleep(Duration::from_millis(200)); // time enough for a wrong removal to show
+            let left = site.stored();
             assert_eq!(left.len(), 1, "after {status} the file must be kept: {left:?}");
             assert_eq!(std::fs::read(&path).expect("kept file"), TXT, "after {status}");
             std::fs::remove_file(&path).expect("remove the kept file");
