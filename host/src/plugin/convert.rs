@@ -46,9 +46,12 @@ pub(crate) fn response_head(status: StatusCode, map: &HeaderMap) -> ResponseHead
 }
 
 fn headers(map: &HeaderMap) -> Vec<Header> {
-    map.iter()
-        .map(|(name, value)| Header { name: name.as_str().to_owned(), value: value.as_bytes().to_vec() })
-        .collect()
+    // `len` counts values, as the list does: one allocation for the list.
+    let mut list = Vec::with_capacity(map.len());
+    list.extend(
+        map.iter().map(|(name, value)| Header { name: name.as_str().to_owned(), value: value.as_bytes().to_vec() }),
+    );
+    list
 }
 
 /// Validates the guest's `request-decision`.

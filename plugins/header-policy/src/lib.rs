@@ -19,7 +19,9 @@ use std::cell::RefCell;
 pub(crate) mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "gale:plugin/header-policy",
+        // `header-policy` plus `header-interest`: gale calls only the hooks
+        // the configured rules use.
+        world: "gale:plugin/selective-header-policy",
         // Header ops are compared in tests.
         additional_derives: [PartialEq, Eq],
     });
@@ -28,6 +30,7 @@ pub(crate) mod bindings {
 }
 
 use bindings::exports::gale::plugin::header_hooks::{Guest, RequestDecision};
+use bindings::exports::gale::plugin::header_interest::{self, Hooks};
 use bindings::gale::plugin::host::{self, LogLevel};
 use bindings::gale::plugin::types::{HeaderOp, RequestHead, ResponseHead};
 use policy::Policy;
@@ -64,5 +67,18 @@ impl Guest for HeaderPolicy {
 
     fn on_response(head: RequestHead, response: ResponseHead) -> Vec<HeaderOp> {
         POLICY.with(|p| p.borrow().on_response(&head, &response))
+    }
+}
+
+impl header_interest::Guest for HeaderPolicy {
+    /// Only the hooks the configured rules use: a response-only policy
+    /// costs gale no `on-request` call, and so on.
+    fn wanted_hooks() -> Hooks {
+        POLICY.with(|p| {
+            let p = p.borrow();
+            let pick = |used: bool, hook: Hooks| if used { hook } else { Hooks::empty() };
+            pick(p.uses_request(), Hooks::ON_REQUEST)
+                | pick(p.uses_response(), Hooks::ON_RESPONSE)
+        })
     }
 }

@@ -75,9 +75,24 @@ impl Policy {
     pub fn on_response(&self, head: &RequestHead, _response: &ResponseHead) -> Vec<HeaderOp> {
         self.response.ops(head)
     }
+
+    /// Whether `on_request` can do anything: request edits or deny rules.
+    pub fn uses_request(&self) -> bool {
+        !self.request.is_empty() || !self.deny.is_empty()
+    }
+
+    /// Whether `on_response` can do anything: response edits.
+    pub fn uses_response(&self) -> bool {
+        !self.response.is_empty()
+    }
 }
 
 impl SideEdits {
+    /// No edits at all.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty()
+    }
+
     fn ops(&self, head: &RequestHead) -> Vec<HeaderOp> {
         let mut ops = Vec::with_capacity(self.remove.len() + self.set.len());
         ops.extend(
@@ -216,6 +231,18 @@ mod tests {
             headers: vec![],
         };
         assert!(p.on_response(&head("GET", "/"), &resp).is_empty());
+    }
+
+    #[test]
+    fn interest_follows_the_rules() {
+        let p = policy("{}");
+        assert!(!p.uses_request() && !p.uses_response());
+        let p = policy(r#"{"response": {"set": {"x-frame-options": "DENY"}}}"#);
+        assert!(!p.uses_request() && p.uses_response());
+        let p = policy(r#"{"request": {"remove": ["x-debug"]}}"#);
+        assert!(p.uses_request() && !p.uses_response());
+        let p = policy(r#"{"deny": [{"path_prefix": "/admin", "status": 403}]}"#);
+        assert!(p.uses_request() && !p.uses_response());
     }
 
     #[test]
