@@ -203,8 +203,9 @@ async fn run(
         };
         let mut edits = Vec::new();
         let mut head = None;
+        let policies = || hooks.iter().map(|hook| &hook.policy);
         if hooks.iter().any(|hook| hook.policy.wants_request()) {
-            let converted = HookRequest::new(&view);
+            let converted = HookRequest::for_policies(&view, policies());
             for hook in hooks.iter().filter(|hook| hook.policy.wants_request()) {
                 match hook.policy.on_request_with(&converted).await {
                     Ok(RequestAction::Continue(e)) if e.is_empty() => {}
@@ -225,14 +226,17 @@ async fn run(
             // What the response hooks see of the request: after the edits.
             response_view = Some(match head {
                 Some(head) if edits.is_empty() => head,
-                _ => HookRequest::new(&RequestView {
-                    method: &parts.method,
-                    uri: &parts.uri,
-                    headers: &parts.headers,
-                    remote_addr: conn.remote,
-                    scheme: conn.scheme,
-                    host: &host_name,
-                }),
+                _ => HookRequest::for_policies(
+                    &RequestView {
+                        method: &parts.method,
+                        uri: &parts.uri,
+                        headers: &parts.headers,
+                        remote_addr: conn.remote,
+                        scheme: conn.scheme,
+                        host: &host_name,
+                    },
+                    policies(),
+                ),
             });
         }
     }

@@ -122,19 +122,23 @@ pub(crate) trait World: Sized + Send + Sync + 'static {
     fn declared(&self, store: &mut Store<Ctx>) -> impl Future<Output = wasmtime::Result<Self::Declared>> + Send;
 }
 
-/// The hooks a header policy wants called (`header-interest`).
+/// What a header policy declared it needs (`header-interest`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WantedHooks {
     /// Call `on-request`.
     pub(crate) request: bool,
     /// Call `on-response`.
     pub(crate) response: bool,
+    /// Pass the request headers.
+    pub(crate) request_headers: bool,
+    /// Pass the response headers to `on-response`.
+    pub(crate) response_headers: bool,
 }
 
 impl Default for WantedHooks {
-    /// Every hook: what a policy without `header-interest` gets.
+    /// Everything: what a policy without `header-interest` gets.
     fn default() -> Self {
-        Self { request: true, response: true }
+        Self { request: true, response: true, request_headers: true, response_headers: true }
     }
 }
 
@@ -169,10 +173,13 @@ impl World for HeaderPolicyBindings {
         let Some(interest) = &self.interest else {
             return Ok(WantedHooks::default());
         };
-        let hooks = interest.call_wanted_hooks(store).await?;
+        let declared = interest.call_declare(store).await?;
+        use header_interest::Interest;
         Ok(WantedHooks {
-            request: hooks.contains(header_interest::Hooks::ON_REQUEST),
-            response: hooks.contains(header_interest::Hooks::ON_RESPONSE),
+            request: declared.contains(Interest::ON_REQUEST),
+            response: declared.contains(Interest::ON_RESPONSE),
+            request_headers: declared.contains(Interest::REQUEST_HEADERS),
+            response_headers: declared.contains(Interest::RESPONSE_HEADERS),
         })
     }
 }

@@ -41,12 +41,25 @@ pub struct RequestView<'a> {
 /// again after applying request edits, for hooks that must see them.
 pub struct HookRequest {
     head: RequestHead,
+    /// Whether `head` carries the request headers.
+    has_headers: bool,
 }
 
 impl HookRequest {
-    /// Converts `req`.
+    /// Converts `req`, headers included.
     pub fn new(req: &RequestView<'_>) -> Self {
-        Self { head: convert::request_head(req) }
+        Self::build(req, true)
+    }
+
+    /// Converts `req` for these policies: the headers are copied only when
+    /// one of them reads them ([`HeaderPolicy::wants_request_headers`]).
+    /// Hand it to these policies only.
+    pub fn for_policies<'p>(req: &RequestView<'_>, policies: impl IntoIterator<Item = &'p HeaderPolicy>) -> Self {
+        Self::build(req, policies.into_iter().any(HeaderPolicy::wants_request_headers))
+    }
+
+    fn build(req: &RequestView<'_>, has_headers: bool) -> Self {
+        Self { head: convert::request_head(req, has_headers), has_headers }
     }
 }
 
@@ -143,7 +156,7 @@ impl HeaderPolicy {
         if !self.wants_request() {
             return Ok(RequestAction::Continue(HeaderEdits::default()));
         }
-        self.on_request_with(&HookRequest::new(req)).await
+        self.on_request_with(&HookRequest::for_policies(req, [self])).await
     }
 
     /// [`Self::on_request`] for a request converted once already.
@@ -152,6 +165,7 @@ impl HeaderPolicy {
         if !self.wants_request() {
             return Ok(RequestAction::Continue(HeaderEdits::default()));
         }
+        debug_assert!(req.has_headers || !self.wants_request_headers(), "{self:?} needs the request headers");
         let mut instance = self.pool.enter(HOOK).await?;
         let limit = self.pool.timeout();
         self.pool.arm(&mut instance, limit);
@@ -177,7 +191,7 @@ impl HeaderPolicy {
         if !self.wants_response() {
             return Ok(());
         }
-        self.on_response_with(&HookRequest::new(req), status, headers).await
+        self.on_response_with(&HookRequest::for_policies(req, [self]), status, headers).await
     }
 
     /// [`Self::on_response`] for a request converted once already.
@@ -191,7 +205,8 @@ impl HeaderPolicy {
         if !self.wants_response() {
             return Ok(());
         }
-        let response = convert::response_head(status, headers);
+        debug_assert!(req.has_headers || !self.wants_request_headers(), "{self:?} needs the request headers");
+        let response = convert::response_head(status, headers, self.wanted().response_headers);
         let mut instance = self.pool.enter(HOOK).await?;
         let limit = self.pool.timeout();
         self.pool.arm(&mut instance, limit);
@@ -212,6 +227,13 @@ impl HeaderPolicy {
     /// Whether `on-response` is called (see [`Self::wants_request`]).
     pub fn wants_response(&self) -> bool {
         self.wanted().response
+    }
+
+    /// Whether the hooks read the request headers: false when the plugin
+    /// declared (`header-interest`) that they do not; then a
+    /// [`HookRequest`] built for it alone carries none.
+    pub fn wants_request_headers(&self) -> bool {
+        self.wanted().request_headers
     }
 
     fn wanted(&self) -> WantedHooks {

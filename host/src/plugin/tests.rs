@@ -279,6 +279,18 @@ async fn policies_are_only_called_for_the_hooks_they_declare() {
     response_only.on_response(&req.view(), StatusCode::OK, &mut headers).await.expect("runs");
     assert_eq!(headers["x-frame-options"], "DENY");
     assert!(matches!(deny_only.on_request(&Req::get("/admin").view()).await, Ok(RequestAction::Respond(_))));
+
+    // Headers are copied in only for a policy that reads them.
+    assert!(!response_only.wants_request_headers() && !deny_only.wants_request_headers());
+    let reads = load(&rt, "header-policy", "response = { set = { x-ua = \"$http_user_agent\" } }", relaxed()).await;
+    assert!(reads.wants_request_headers());
+    let mut headers = HeaderMap::new();
+    reads.on_response(&req.view(), StatusCode::OK, &mut headers).await.expect("runs");
+    assert_eq!(headers["x-ua"], "curl/8");
+    let converted = HookRequest::for_policies(&req.view(), [&response_only, &reads]);
+    let mut headers = HeaderMap::new();
+    reads.on_response_with(&converted, StatusCode::OK, &mut headers).await.expect("runs");
+    assert_eq!(headers["x-ua"], "curl/8", "one reader is enough to copy them");
 }
 
 #[tokio::test]

@@ -30,7 +30,7 @@ pub(crate) mod bindings {
 }
 
 use bindings::exports::gale::plugin::header_hooks::{Guest, RequestDecision};
-use bindings::exports::gale::plugin::header_interest::{self, Hooks};
+use bindings::exports::gale::plugin::header_interest::{self, Interest};
 use bindings::gale::plugin::host::{self, LogLevel};
 use bindings::gale::plugin::types::{HeaderOp, RequestHead, ResponseHead};
 use policy::Policy;
@@ -71,14 +71,15 @@ impl Guest for HeaderPolicy {
 }
 
 impl header_interest::Guest for HeaderPolicy {
-    /// Only the hooks the configured rules use: a response-only policy
-    /// costs gale no `on-request` call, and so on.
-    fn wanted_hooks() -> Hooks {
+    /// Only what the configured rules use: a response-only policy costs gale
+    /// no `on-request` call, and no rule reads the response headers.
+    fn declare() -> Interest {
         POLICY.with(|p| {
             let p = p.borrow();
-            let pick = |used: bool, hook: Hooks| if used { hook } else { Hooks::empty() };
-            pick(p.uses_request(), Hooks::ON_REQUEST)
-                | pick(p.uses_response(), Hooks::ON_RESPONSE)
+            let pick = |used: bool, flag: Interest| if used { flag } else { Interest::empty() };
+            pick(p.uses_request(), Interest::ON_REQUEST)
+                | pick(p.uses_response(), Interest::ON_RESPONSE)
+                | pick(p.reads_request_headers(), Interest::REQUEST_HEADERS)
         })
     }
 }

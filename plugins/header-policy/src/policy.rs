@@ -85,6 +85,15 @@ impl Policy {
     pub fn uses_response(&self) -> bool {
         !self.response.is_empty()
     }
+
+    /// Whether a hook reads the request headers: a `$http_<name>` value on
+    /// either side, or a deny rule on a header. (No rule reads the
+    /// response headers.)
+    pub fn reads_request_headers(&self) -> bool {
+        let templates = self.request.set.iter().chain(&self.response.set);
+        templates.map(|(_, t)| t).any(Template::reads_headers)
+            || self.deny.iter().any(|rule| rule.header.is_some())
+    }
 }
 
 impl SideEdits {
@@ -243,6 +252,13 @@ mod tests {
         assert!(p.uses_request() && !p.uses_response());
         let p = policy(r#"{"deny": [{"path_prefix": "/admin", "status": 403}]}"#);
         assert!(p.uses_request() && !p.uses_response());
+        assert!(!p.reads_request_headers());
+        let p = policy(r#"{"response": {"set": {"x-host": "$scheme://$host"}}}"#);
+        assert!(!p.reads_request_headers());
+        let p = policy(r#"{"response": {"set": {"x-ua": "$http_user_agent"}}}"#);
+        assert!(p.reads_request_headers());
+        let p = policy(r#"{"deny": [{"header": {"name": "x-debug"}, "status": 404}]}"#);
+        assert!(p.reads_request_headers());
     }
 
     #[test]
