@@ -68,7 +68,8 @@ def plugin_cost(scenario, med, attachments):
     text = (f"{scenario}: gale with plugins at {with_rps / without_rps:.2f}x plugin-free gale; the plugins cost "
             f"{cost:.1f} µs per request")
     if attachments:
-        text += f", {cost / (2 * attachments):.1f} µs per attached hook ({attachments} attachments, 2 hooks each)"
+        noun = "attachment" if attachments == 1 else "attachments"
+        text += f", {cost / (2 * attachments):.1f} µs per attached hook ({attachments} {noun}, 2 hooks each)"
     return text + " (medians; issue 3's target: ≤ 5 µs per hook, ≥ 0.9x)."
 
 
