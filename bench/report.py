@@ -60,10 +60,29 @@ def group(records, kind):
     return out
 
 
+def plugin_cost(scenario, med, attachments):
+    """The plugin cost of a run that has gale and a plugin-free gale (proxy-plugins), per request
+    and per attached hook (two per attachment): issue 3's figures."""
+    if "gale" not in med or "gale-noplugins" not in med:
+        return None
+    with_rps, without_rps = med["gale"]["rps"], med["gale-noplugins"]["rps"]
+    if not with_rps or not without_rps:
+        return None
+    cost = 1e6 / with_rps - 1e6 / without_rps
+    text = (f"{scenario}: gale with plugins at {with_rps / without_rps:.2f}x plugin-free gale; the plugins cost "
+            f"{cost:.1f} µs per request")
+    if attachments:
+        noun = "attachment" if attachments == 1 else "attachments"
+        text += f", {cost / (2 * attachments):.1f} µs per attached hook ({attachments} {noun}, 2 hooks each)"
+    return text + " (medians; issue 3's target: ≤ 5 µs per hook, ≥ 0.9x)."
+
+
 def http_table(records, notes):
     groups = group(records, "http")
     if not groups:
         return []
+    attachments = {r["scenario"]: r["count"] for r in records if r.get("kind") == "attachments"}
+    costs = []
     lines = [
         "| scenario | proxy | req/s (median) | req/s min–max | MiB/s | p50 | p99 | req/s ratio | p99 ratio | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -85,6 +104,9 @@ def http_table(records, notes):
                     for r in rs
                 ),
             }
+        cost = plugin_cost(scenario, med, attachments.get(scenario))
+        if cost:
+            costs.append(cost)
         # Ratios are to nginx; a scenario without nginx (upload-p99) compares to its first row.
         base = med.get("nginx") or med.get("gale-idle")
         label = scenario + (f" ({notes[scenario]})" if scenario in notes else "")
@@ -103,6 +125,8 @@ def http_table(records, notes):
         "read, write and timeout errors (h2load: failed streams and timeouts) plus non-2xx/3xx "
         "answers, over all rounds.",
     ]
+    if costs:
+        lines += [""] + costs
     return lines
 
 

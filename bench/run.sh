@@ -745,6 +745,10 @@ scenario_proxy_plugins() {
         return
     fi
     note proxy-plugins "$label"
+    # The report divides the plugin cost by the hooks attached (two per attachment).
+    local attachments
+    attachments="$(python3 -c 'import sys, tomllib; print(len(tomllib.loads("p = " + sys.argv[1])["p"]))' "$plugins" 2>/dev/null || true)"
+    [ -z "$attachments" ] || record "{\"kind\":\"attachments\",\"scenario\":\"proxy-plugins\",\"count\":$attachments}"
     use_upstreams fast
     gale_features=("plugins=$plugins")
     proxy_scenario proxy-plugins / "" plain verify_plugins gale gale-noplugins nginx haproxy

@@ -28,7 +28,7 @@ use crate::compress;
 use crate::config::{Handler, Location, OnError, UploadRoute};
 use crate::error::GaleError;
 use crate::framing::{self, sniff::Verdicts};
-use crate::plugin::{PluginError, RequestAction, RequestView};
+use crate::plugin::{HookRequest, PluginError, RequestAction, RequestView};
 use crate::proxy::ProxyError;
 use crate::proxy::{self, ProxyRequest, Upgrade};
 use crate::router;
@@ -185,13 +185,14 @@ async fn run(
     }
     let (location_index, location) = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
 
-    // 2. request hooks (they see the host as nginx's `$host`: no port)
+    // 2. request hooks (they see the host as nginx's `$host`: no port).
+    // The request is converted for the hooks once, not once per hook; the
+    // response hooks reuse it unless request edits changed the headers.
     let hooks = &site.locations[server_index][location_index].hooks;
     let host_name = router::host_for_matching(&host);
     let mut early: Option<Response<ResponseBody>> = None;
-    let snapshot = if hooks.is_empty() {
-        None
-    } else {
+    let mut response_view: Option<HookRequest> = None;
+    if !hooks.is_empty() {
         let view = RequestView {
             method: &parts.method,
             uri: &parts.uri,
@@ -201,22 +202,44 @@ async fn run(
             host: &host_name,
         };
         let mut edits = Vec::new();
-        for hook in hooks {
-            match hook.policy.on_request(&view).await {
-                Ok(RequestAction::Continue(e)) => edits.push(e),
-                Ok(RequestAction::Respond(resp)) => {
-                    early = Some(resp.map(crate::body::full));
-                    break;
+        let mut head = None;
+        let policies = || hooks.iter().map(|hook| &hook.policy);
+        if hooks.iter().any(|hook| hook.policy.wants_request()) {
+            let converted = HookRequest::for_policies(&view, policies());
+            for hook in hooks.iter().filter(|hook| hook.policy.wants_request()) {
+                match hook.policy.on_request_with(&converted).await {
+                    Ok(RequestAction::Continue(e)) if e.is_empty() => {}
+                    Ok(RequestAction::Continue(e)) => edits.push(e),
+                    Ok(RequestAction::Respond(resp)) => {
+                        early = Some(resp.map(crate::body::full));
+                        break;
+                    }
+                    Err(e) => plugin_failed(hook, "on-request", e)?,
                 }
-                Err(e) => plugin_failed(hook, "on-request", e)?,
             }
+            head = Some(converted);
         }
         for e in &edits {
             e.apply(&mut parts.headers);
         }
-        // What the response hooks see of the request.
-        Some((parts.method.clone(), parts.uri.clone(), parts.headers.clone()))
-    };
+        if hooks.iter().any(|hook| hook.policy.wants_response()) {
+            // What the response hooks see of the request: after the edits.
+            response_view = Some(match head {
+                Some(head) if edits.is_empty() => head,
+                _ => HookRequest::for_policies(
+                    &RequestView {
+                        method: &parts.method,
+                        uri: &parts.uri,
+                        headers: &parts.headers,
+                        remote_addr: conn.remote,
+                        scheme: conn.scheme,
+                        host: &host_name,
+                    },
+                    policies(),
+                ),
+            });
+        }
+    }
 
     // 3. handler, unless a plugin answered already
     let mut resp = match early {
@@ -225,18 +248,10 @@ async fn run(
     };
 
     // 4. response hooks (also on a plugin's own answer)
-    if let Some((method, uri, headers)) = snapshot {
-        let view = RequestView {
-            method: &method,
-            uri: &uri,
-            headers: &headers,
-            remote_addr: conn.remote,
-            scheme: conn.scheme,
-            host: &host_name,
-        };
-        for hook in hooks {
+    if let Some(view) = response_view {
+        for hook in hooks.iter().filter(|hook| hook.policy.wants_response()) {
             let status = resp.status();
-            if let Err(e) = hook.policy.on_response(&view, status, resp.headers_mut()).await {
+            if let Err(e) = hook.policy.on_response_with(&view, status, resp.headers_mut()).await {
                 plugin_failed(hook, "on-response", e)?;
             }
         }

@@ -13,11 +13,13 @@ use wasmtime::component::{HasSelf, InstancePre, Linker};
 
 use super::host::Ctx;
 
-/// Bindings of the `header-policy` world.
+/// Bindings of the `header-policy` world, generated from its superset
+/// `selective-header-policy` so that the optional `header-interest` export
+/// has types too; [`HeaderPolicyBindings`] requires only `header-hooks`.
 mod header_policy {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "gale:plugin/header-policy",
+        world: "gale:plugin/selective-header-policy",
         // Exports are async (they run on a fiber): WASI is linked in its
         // async flavour, so a guest parked in a host call (sleep, poll)
         // yields its tokio worker instead of blocking it. Imports (log,
@@ -57,8 +59,7 @@ mod upload_fields {
 
 pub(crate) use cache_policy::CachePolicy as CachePolicyBindings;
 pub(crate) use cache_policy::exports::gale::plugin::cache_hooks;
-pub(crate) use header_policy::HeaderPolicy as HeaderPolicyBindings;
-pub(crate) use header_policy::exports::gale::plugin::header_hooks;
+pub(crate) use header_policy::exports::gale::plugin::{header_hooks, header_interest};
 pub(crate) use header_policy::gale::plugin::{host, types};
 pub(crate) use upload_fields::UploadFields as UploadFieldsBindings;
 pub(crate) use upload_fields::exports::gale::plugin::upload_hooks;
@@ -66,7 +67,29 @@ pub(crate) use upload_fields::exports::gale::plugin::upload_hooks;
 /// Adds gale's imports (the `host` and `types` interfaces) to `linker`.
 /// Every world imports the same ones, so one linker serves all worlds.
 pub(crate) fn add_imports(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
-    HeaderPolicyBindings::add_to_linker::<Ctx, HasSelf<Ctx>>(linker, |ctx| ctx)
+    header_policy::SelectiveHeaderPolicy::add_to_linker::<Ctx, HasSelf<Ctx>>(linker, |ctx| ctx)
+}
+
+/// One instance of a `header-policy` plugin: its hooks, and its
+/// `header-interest` when it exports one (older policies do not).
+pub(crate) struct HeaderPolicyBindings {
+    hooks: header_hooks::Guest,
+    interest: Option<header_interest::Guest>,
+}
+
+impl HeaderPolicyBindings {
+    /// The `header-hooks` exports.
+    pub(crate) fn hooks(&self) -> &header_hooks::Guest {
+        &self.hooks
+    }
+}
+
+/// A pre-instantiated `header-policy` component and where its exports are.
+#[derive(Clone)]
+pub(crate) struct HeaderPolicyPre {
+    pre: InstancePre<Ctx>,
+    hooks: header_hooks::GuestIndices,
+    interest: Option<header_interest::GuestIndices>,
 }
 
 /// What the runtime needs to know about a world: how to prepare, instantiate
@@ -90,23 +113,74 @@ pub(crate) trait World: Sized + Send + Sync + 'static {
         store: &mut Store<Ctx>,
         config: &str,
     ) -> impl Future<Output = wasmtime::Result<Result<(), String>>> + Send;
+
+    /// What a configured plugin declares about itself, asked once per
+    /// attachment right after the first `configure` (see `Pool::declared`).
+    type Declared: Copy + Default + Send + Sync + 'static;
+
+    /// Asks a configured instance for its declaration.
+    fn declared(&self, store: &mut Store<Ctx>) -> impl Future<Output = wasmtime::Result<Self::Declared>> + Send;
+}
+
+/// What a header policy declared it needs (`header-interest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WantedHooks {
+    /// Call `on-request`.
+    pub(crate) request: bool,
+    /// Call `on-response`.
+    pub(crate) response: bool,
+    /// Pass the request headers.
+    pub(crate) request_headers: bool,
+    /// Pass the response headers to `on-response`.
+    pub(crate) response_headers: bool,
+}
+
+impl Default for WantedHooks {
+    /// Everything: what a policy without `header-interest` gets.
+    fn default() -> Self {
+        Self { request: true, response: true, request_headers: true, response_headers: true }
+    }
 }
 
 impl World for HeaderPolicyBindings {
-    type Pre = header_policy::HeaderPolicyPre<Ctx>;
+    type Pre = HeaderPolicyPre;
+    type Declared = WantedHooks;
 
     const NAME: &'static str = "header-policy";
 
     fn pre(pre: InstancePre<Ctx>) -> wasmtime::Result<Self::Pre> {
-        header_policy::HeaderPolicyPre::new(pre)
+        let hooks = header_hooks::GuestIndices::new(&pre)?;
+        // Optional: a policy built against `header-policy` alone lacks it.
+        let interest = header_interest::GuestIndices::new(&pre).ok();
+        Ok(HeaderPolicyPre { pre, hooks, interest })
     }
 
     async fn instantiate(pre: &Self::Pre, store: &mut Store<Ctx>) -> wasmtime::Result<Self> {
-        pre.instantiate_async(store).await
+        let instance = pre.pre.instantiate_async(&mut *store).await?;
+        let hooks = pre.hooks.load(&mut *store, &instance)?;
+        let interest = match &pre.interest {
+            Some(indices) => Some(indices.load(&mut *store, &instance)?),
+            None => None,
+        };
+        Ok(Self { hooks, interest })
     }
 
     async fn configure(&self, store: &mut Store<Ctx>, config: &str) -> wasmtime::Result<Result<(), String>> {
-        self.gale_plugin_header_hooks().call_configure(store, config).await
+        self.hooks.call_configure(store, config).await
+    }
+
+    async fn declared(&self, store: &mut Store<Ctx>) -> wasmtime::Result<WantedHooks> {
+        let Some(interest) = &self.interest else {
+            return Ok(WantedHooks::default());
+        };
+        let declared = interest.call_declare(store).await?;
+        use header_interest::Interest;
+        Ok(WantedHooks {
+            request: declared.contains(Interest::ON_REQUEST),
+            response: declared.contains(Interest::ON_RESPONSE),
+            request_headers: declared.contains(Interest::REQUEST_HEADERS),
+            response_headers: declared.contains(Interest::RESPONSE_HEADERS),
+        })
     }
 }
 
@@ -126,6 +200,12 @@ impl World for CachePolicyBindings {
     async fn configure(&self, store: &mut Store<Ctx>, config: &str) -> wasmtime::Result<Result<(), String>> {
         self.gale_plugin_cache_hooks().call_configure(store, config).await
     }
+
+    type Declared = ();
+
+    async fn declared(&self, _store: &mut Store<Ctx>) -> wasmtime::Result<()> {
+        Ok(())
+    }
 }
 
 impl World for UploadFieldsBindings {
@@ -143,5 +223,11 @@ impl World for UploadFieldsBindings {
 
     async fn configure(&self, store: &mut Store<Ctx>, config: &str) -> wasmtime::Result<Result<(), String>> {
         self.gale_plugin_upload_hooks().call_configure(store, config).await
+    }
+
+    type Declared = ();
+
+    async fn declared(&self, _store: &mut Store<Ctx>) -> wasmtime::Result<()> {
+        Ok(())
     }
 }

@@ -12,6 +12,7 @@
 //! sleeping; [`Breaker`] puts it behind a mutex and logs transitions.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,11 @@ impl State {
         Self { settings, recent: VecDeque::new(), phase: Phase::Closed, backoff: settings.backoff, since: None }
     }
 
+    /// Whether calls run without question (no quarantine or probe).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
     /// Decides whether a call at `now` may run. The first call after the
     /// backoff becomes the probe.
     pub(crate) fn admit(&mut self, now: Instant) -> Admit {
@@ -208,28 +214,51 @@ pub(crate) struct Breaker {
     pub(crate) plugin: String,
     settings: BreakerSettings,
     state: Mutex<State>,
+    /// Whether `state` is closed, readable without the lock: every call is
+    /// admitted and every success recorded, and while closed neither needs
+    /// the lock or the clock (a few hundred nanoseconds per call saved).
+    closed: AtomicBool,
 }
 
 impl Breaker {
     pub(crate) fn new(tenant: &str, plugin: &str, settings: BreakerSettings) -> Self {
-        Self { tenant: tenant.to_owned(), plugin: plugin.to_owned(), settings, state: Mutex::new(State::new(settings)) }
+        Self {
+            tenant: tenant.to_owned(),
+            plugin: plugin.to_owned(),
+            settings,
+            state: Mutex::new(State::new(settings)),
+            closed: AtomicBool::new(true),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs `f` on the state under the lock, then mirrors its phase.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = self.lock();
+        let result = f(&mut state);
+        self.closed.store(state.is_closed(), Ordering::Release);
+        result
+    }
+
     pub(crate) fn admit(&self) -> Admit {
-        self.lock().admit(Instant::now())
+        if self.closed.load(Ordering::Acquire) {
+            return Admit::Run;
+        }
+        self.with_state(|state| state.admit(Instant::now()))
     }
 
     /// Records a call's outcome; logs and returns a transition.
     pub(crate) fn record(&self, failed: bool, probe: bool, hook: &str) -> Option<Transition> {
+        if !failed && !probe {
+            // A success that is not a probe changes nothing, in any phase.
+            return None;
+        }
         let now = Instant::now();
-        let transition = {
-            let mut state = self.lock();
-            if failed { state.failure(now, probe) } else { state.success(now, probe) }
-        };
+        let transition =
+            self.with_state(|state| if failed { state.failure(now, probe) } else { state.success(now, probe) });
         let (tenant, plugin) = (&self.tenant, &self.plugin);
         match transition {
             Some(Transition::Opened { backoff, after_probe: false }) => {
@@ -262,7 +291,7 @@ impl Breaker {
     }
 
     pub(crate) fn abandon(&self) {
-        self.lock().abandon(Instant::now());
+        self.with_state(|state| state.abandon(Instant::now()));
     }
 
     pub(crate) fn snapshot(&self) -> (BreakerState, usize, Option<Duration>) {

@@ -58,7 +58,7 @@ impl CachePolicy {
     /// discarded and the caller applies the attachment's failure policy.
     pub async fn decide(&self, req: &RequestView<'_>, file: &FileMeta) -> Result<CacheHeaders, PluginError> {
         const HOOK: &str = "decide";
-        let head = convert::request_head(req);
+        let head = convert::request_head(req, true);
         let info = convert::file_info(file);
         let mut instance = self.pool.take().await?;
         let limit = self.pool.timeout();

@@ -24,13 +24,14 @@ pub(crate) enum Decision {
     Respond(Response<Bytes>),
 }
 
-/// The WIT request head for a request.
-pub(crate) fn request_head(req: &RequestView<'_>) -> RequestHead {
+/// The WIT request head for a request; its header list stays empty
+/// unless `with_headers`.
+pub(crate) fn request_head(req: &RequestView<'_>, with_headers: bool) -> RequestHead {
     RequestHead {
         method: req.method.as_str().to_owned(),
         path: req.uri.path().to_owned(),
         query: req.uri.query().map(str::to_owned),
-        headers: headers(req.headers),
+        headers: if with_headers { headers(req.headers) } else { Vec::new() },
         // `::ffff:192.0.2.7` (a v4 client on a dual-stack listener) is
         // shown as `192.0.2.7`, as backends expect in X-Real-IP.
         remote_addr: req.remote_addr.ip().to_canonical().to_string(),
@@ -40,15 +41,19 @@ pub(crate) fn request_head(req: &RequestView<'_>) -> RequestHead {
     }
 }
 
-/// The WIT response head for a status and headers.
-pub(crate) fn response_head(status: StatusCode, map: &HeaderMap) -> ResponseHead {
-    ResponseHead { status: status.as_u16(), headers: headers(map) }
+/// The WIT response head for a status and headers; its header list stays
+/// empty unless `with_headers`.
+pub(crate) fn response_head(status: StatusCode, map: &HeaderMap, with_headers: bool) -> ResponseHead {
+    ResponseHead { status: status.as_u16(), headers: if with_headers { headers(map) } else { Vec::new() } }
 }
 
 fn headers(map: &HeaderMap) -> Vec<Header> {
-    map.iter()
-        .map(|(name, value)| Header { name: name.as_str().to_owned(), value: value.as_bytes().to_vec() })
-        .collect()
+    // `len` counts values, as the list does: one allocation for the list.
+    let mut list = Vec::with_capacity(map.len());
+    list.extend(
+        map.iter().map(|(name, value)| Header { name: name.as_str().to_owned(), value: value.as_bytes().to_vec() }),
+    );
+    list
 }
 
 /// Validates the guest's `request-decision`.
@@ -232,7 +237,7 @@ mod tests {
             scheme: "https",
             host: "example.org",
         };
-        let head = request_head(&view);
+        let head = request_head(&view, true);
         assert_eq!(head.method, "PATCH");
         assert_eq!(head.path, "/a%20b/c");
         assert_eq!(head.query.as_deref(), Some("x=1&y"));
@@ -242,6 +247,27 @@ mod tests {
         let names: Vec<_> = head.headers.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["x-forwarded-for", "x-forwarded-for", "x-bin"]);
         assert_eq!(head.headers[2].value, b"caf\xe9");
+    }
+
+    #[test]
+    fn header_lists_are_left_empty_when_not_wanted() {
+        let mut map = HeaderMap::new();
+        map.append("x-a", HeaderValue::from_static("1"));
+        let uri: Uri = "/p?q".parse().expect("uri");
+        let view = RequestView {
+            method: &Method::GET,
+            uri: &uri,
+            headers: &map,
+            remote_addr: "192.0.2.1:80".parse().expect("addr"),
+            scheme: "http",
+            host: "h",
+        };
+        let bare = request_head(&view, false);
+        assert!(bare.headers.is_empty());
+        assert_eq!((bare.path.as_str(), bare.query.as_deref(), bare.host.as_str()), ("/p", Some("q"), "h"));
+        assert_eq!(request_head(&view, true).headers.len(), 1);
+        let response = response_head(StatusCode::OK, &map, false);
+        assert_eq!((response.status, response.headers.len()), (200, 0));
     }
 
     #[test]
@@ -258,7 +284,7 @@ mod tests {
                 scheme: "http",
                 host: "h",
             };
-            request_head(&view).query
+            request_head(&view, true).query
         };
         assert_eq!(query("/p"), None);
         assert_eq!(query("/p?"), Some(String::new()));
@@ -277,14 +303,14 @@ mod tests {
             scheme: "http",
             host: "h",
         };
-        assert_eq!(request_head(&view).remote_addr, "192.0.2.9");
+        assert_eq!(request_head(&view, true).remote_addr, "192.0.2.9");
     }
 
     #[test]
     fn response_head_keeps_status_and_headers() {
         let mut map = HeaderMap::new();
         map.append("server", HeaderValue::from_static("TornadoServer/6.4"));
-        let head = response_head(StatusCode::NOT_FOUND, &map);
+        let head = response_head(StatusCode::NOT_FOUND, &map, true);
         assert_eq!(head.status, 404);
         assert_eq!(head.headers, vec![hdr("server", b"TornadoServer/6.4")]);
     }

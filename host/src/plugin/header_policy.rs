@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 
-use super::bindings::HeaderPolicyBindings;
+use super::bindings::types::RequestHead;
+use super::bindings::{HeaderPolicyBindings, WantedHooks};
 use super::convert::{self, Decision};
 use super::error::PluginError;
 use super::headers::HeaderEdits;
@@ -32,6 +33,43 @@ pub struct RequestView<'a> {
     pub scheme: &'a str,
     /// The request's host without port (`$host`).
     pub host: &'a str,
+}
+
+/// A request converted once for every header-policy hook that sees it: the
+/// conversion copies the whole head, so a request passing several hooks
+/// (or both hooks of one policy) should build one and share it. Build it
+/// again after applying request edits, for hooks that must see them.
+pub struct HookRequest {
+    head: RequestHead,
+    /// Whether `head` carries the request headers.
+    has_headers: bool,
+}
+
+impl HookRequest {
+    /// Converts `req`, headers included.
+    pub fn new(req: &RequestView<'_>) -> Self {
+        Self::build(req, true)
+    }
+
+    /// Converts `req` for these policies: the headers are copied only when
+    /// one of them reads them ([`HeaderPolicy::wants_request_headers`]).
+    /// Hand it to these policies only.
+    pub fn for_policies<'p>(req: &RequestView<'_>, policies: impl IntoIterator<Item = &'p HeaderPolicy>) -> Self {
+        Self::build(req, policies.into_iter().any(HeaderPolicy::wants_request_headers))
+    }
+
+    fn build(req: &RequestView<'_>, has_headers: bool) -> Self {
+        Self { head: convert::request_head(req, has_headers), has_headers }
+    }
+}
+
+impl std::fmt::Debug for HookRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookRequest")
+            .field("method", &self.head.method)
+            .field("path", &self.head.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a header policy decided about a request.
@@ -111,13 +149,27 @@ impl HeaderPolicy {
 
     /// Runs `on-request`. On error the instance is discarded and the
     /// caller applies the attachment's failure policy.
+    ///
+    /// A policy that declared it does not want `on-request` is not called:
+    /// the answer is `Continue` with no edits.
     pub async fn on_request(&self, req: &RequestView<'_>) -> Result<RequestAction, PluginError> {
+        if !self.wants_request() {
+            return Ok(RequestAction::Continue(HeaderEdits::default()));
+        }
+        self.on_request_with(&HookRequest::for_policies(req, [self])).await
+    }
+
+    /// [`Self::on_request`] for a request converted once already.
+    pub async fn on_request_with(&self, req: &HookRequest) -> Result<RequestAction, PluginError> {
         const HOOK: &str = "on-request";
-        let head = convert::request_head(req);
+        if !self.wants_request() {
+            return Ok(RequestAction::Continue(HeaderEdits::default()));
+        }
+        debug_assert!(req.has_headers || !self.wants_request_headers(), "{self:?} needs the request headers");
         let mut instance = self.pool.enter(HOOK).await?;
         let limit = self.pool.timeout();
         self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.gale_plugin_header_hooks().call_on_request(&mut instance.store, &head);
+        let call = instance.bindings.hooks().call_on_request(&mut instance.store, &req.head);
         let result = self.pool.run(limit, call).await;
         let decision = self.pool.finish(instance, HOOK, result)?;
         match convert::decision(decision).map_err(|message| self.invalid(HOOK, message))? {
@@ -128,24 +180,64 @@ impl HeaderPolicy {
 
     /// Runs `on-response` and applies its edits to `headers` (which the
     /// hook also sees, with `status`). On error `headers` is untouched.
+    ///
+    /// A policy that declared it does not want `on-response` is not called.
     pub async fn on_response(
         &self,
         req: &RequestView<'_>,
         status: StatusCode,
         headers: &mut HeaderMap,
     ) -> Result<(), PluginError> {
+        if !self.wants_response() {
+            return Ok(());
+        }
+        self.on_response_with(&HookRequest::for_policies(req, [self]), status, headers).await
+    }
+
+    /// [`Self::on_response`] for a request converted once already.
+    pub async fn on_response_with(
+        &self,
+        req: &HookRequest,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Result<(), PluginError> {
         const HOOK: &str = "on-response";
-        let head = convert::request_head(req);
-        let response = convert::response_head(status, headers);
+        if !self.wants_response() {
+            return Ok(());
+        }
+        debug_assert!(req.has_headers || !self.wants_request_headers(), "{self:?} needs the request headers");
+        let response = convert::response_head(status, headers, self.wanted().response_headers);
         let mut instance = self.pool.enter(HOOK).await?;
         let limit = self.pool.timeout();
         self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.gale_plugin_header_hooks().call_on_response(&mut instance.store, &head, &response);
+        let call = instance.bindings.hooks().call_on_response(&mut instance.store, &req.head, &response);
         let result = self.pool.run(limit, call).await;
         let ops = self.pool.finish(instance, HOOK, result)?;
         let edits = convert::edits(ops).map_err(|message| self.invalid(HOOK, message))?;
         edits.apply(headers);
         Ok(())
+    }
+
+    /// Whether `on-request` is called: false when the plugin exports
+    /// `header-interest` and its configuration needs no request hook.
+    pub fn wants_request(&self) -> bool {
+        self.wanted().request
+    }
+
+    /// Whether `on-response` is called (see [`Self::wants_request`]).
+    pub fn wants_response(&self) -> bool {
+        self.wanted().response
+    }
+
+    /// Whether the hooks read the request headers: false when the plugin
+    /// declared (`header-interest`) that they do not; then a
+    /// [`HookRequest`] built for it alone carries none.
+    pub fn wants_request_headers(&self) -> bool {
+        self.wanted().request_headers
+    }
+
+    fn wanted(&self) -> WantedHooks {
+        self.pool.declared()
     }
 
     /// The plugin's counters (from `host.counter-add`), sorted by name.

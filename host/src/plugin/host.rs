@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -125,10 +126,11 @@ fn truncate(text: &str, max: usize) -> &str {
 /// The last [`STDERR_TAIL`] bytes a guest wrote to stderr. Writes never
 /// fail and never block, so a chatty guest cannot trap or stall on them.
 #[derive(Clone, Default)]
-pub(crate) struct StderrTail(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct StderrTail(Arc<Mutex<Vec<u8>>>, Arc<AtomicBool>);
 
 impl StderrTail {
     fn push(&self, bytes: &[u8]) {
+        self.1.store(true, Ordering::Release);
         let mut buf = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         buf.extend_from_slice(bytes);
         if buf.len() > STDERR_TAIL {
@@ -137,11 +139,11 @@ impl StderrTail {
         }
     }
 
-    /// Forgets earlier output (before each call).
+    /// Forgets earlier output (before each call); no lock when there was
+    /// none, the usual case.
     pub(crate) fn clear(&self) {
-        let mut buf = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if !buf.is_empty() {
-            buf.clear();
+        if self.1.swap(false, Ordering::AcqRel) {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
         }
     }
 

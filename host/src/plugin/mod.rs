@@ -37,7 +37,7 @@ mod upload_fields;
 pub use breaker::{BreakerSettings, BreakerState};
 pub use cache_policy::CachePolicy;
 pub use error::PluginError;
-pub use header_policy::{HeaderPolicy, RequestAction, RequestView};
+pub use header_policy::{HeaderPolicy, HookRequest, RequestAction, RequestView};
 pub use headers::{HeaderEdit, HeaderEdits};
 pub use limits::Limits;
 pub use loaded::LoadedPlugin;

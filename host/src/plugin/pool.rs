@@ -10,7 +10,9 @@
 //! the metrics, and its warm instances count against the tenant's cap.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use wasmtime::{Store, Trap};
@@ -40,6 +42,9 @@ pub(crate) struct Pool<W: World> {
     idle: Mutex<Vec<Instance<W>>>,
     /// The tenant's containment; `None` for a pool loaded without a tenant.
     scope: Option<Scope>,
+    /// What the plugin declared about itself once configured (asked at
+    /// warm-up; the world's default until then).
+    declared: OnceLock<W::Declared>,
 }
 
 /// The host-side deadline fired while the guest was parked in a host call
@@ -57,6 +62,8 @@ impl std::error::Error for HostDeadline {}
 
 impl<W: World> Pool<W> {
     pub(crate) fn new(runtime: Arc<Inner>, name: &str, pre: W::Pre, config: Arc<str>, limits: Limits) -> Self {
+        // The epoch ticker runs while any pool exists.
+        runtime.pool_created();
         Self {
             runtime,
             pre,
@@ -65,6 +72,7 @@ impl<W: World> Pool<W> {
             limits,
             idle: Mutex::new(Vec::new()),
             scope: None,
+            declared: OnceLock::new(),
         }
     }
 
@@ -85,11 +93,28 @@ impl<W: World> Pool<W> {
     }
 
     /// Creates the first instance (which validates the config through
-    /// `configure`) and keeps it warm.
+    /// `configure`), asks it what it declares about itself (see
+    /// [`Self::declared`]) and keeps it warm.
     pub(crate) async fn warm_up(&self) -> Result<(), PluginError> {
-        let instance = self.fresh().await?;
+        let mut instance = self.fresh().await?;
+        let limit = self.limits.setup_timeout;
+        self.arm(&mut instance, limit);
+        let declared = self.run(limit, instance.bindings.declared(&mut instance.store)).await;
+        match declared {
+            Ok(declared) => {
+                let _ = self.declared.set(declared);
+            }
+            Err(e) => return Err(self.classify("declare", &e, &instance.store, limit)),
+        }
         self.put(instance);
         Ok(())
+    }
+
+    /// What the configured plugin declared about itself at warm-up (for a
+    /// header policy: the hooks it wants called). It depends on the config
+    /// only, which never changes for a pool.
+    pub(crate) fn declared(&self) -> W::Declared {
+        self.declared.get().copied().unwrap_or_default()
     }
 
     /// Takes an instance for a call of `hook`: in a tenant's pool the call
@@ -138,13 +163,25 @@ impl<W: World> Pool<W> {
     /// Start the call's future first (it borrows the instance), then pass
     /// it here together with the instance's limits already armed by
     /// [`Self::arm`].
+    ///
+    /// The epoch deadline stops a spinning guest; a host timer stops one
+    /// parked in a host call (e.g. sleeping), where the epoch cannot reach
+    /// it. The timer is only set once the guest parks: nearly every call
+    /// runs to its end in the first poll, and a tokio timer per call would
+    /// cost more than some hooks. So a guest that parks is stopped at most
+    /// one limit (plus one tick) after it parked, and one that spins at its
+    /// epoch deadline.
     pub(crate) async fn run<T>(
         &self,
         limit: Duration,
         call: impl Future<Output = wasmtime::Result<T>>,
     ) -> wasmtime::Result<T> {
-        // The epoch stops a spinning guest; this stops one parked in a host
-        // call. One tick of slack lets the epoch report first when it can.
+        let mut call = pin!(call);
+        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+        if let Poll::Ready(result) = first {
+            return result;
+        }
+        // One tick of slack lets the epoch report first when it can.
         let slack = self.runtime.options.epoch_tick;
         match tokio::time::timeout(limit + slack, call).await {
             Ok(result) => result,
@@ -265,5 +302,6 @@ impl<W: World> Drop for Pool<W> {
         if let Some(scope) = &self.scope {
             scope.release_idle(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner).len());
         }
+        self.runtime.pool_dropped();
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -71,7 +71,23 @@ pub(crate) struct Inner {
     /// Compiled components by the sha-256 of their wasm, so that attaching
     /// one plugin to many locations compiles it once.
     components: Mutex<HashMap<[u8; 32], Component>>,
-    _ticker: Ticker,
+    ticker: Ticker,
+}
+
+impl Inner {
+    /// A pool was made: the epoch must advance (again).
+    pub(crate) fn pool_created(&self) {
+        if self.ticker.pools.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(thread) = &self.ticker.thread
+        {
+            thread.thread().unpark();
+        }
+    }
+
+    /// A pool was dropped; the ticker sleeps once none is left.
+    pub(crate) fn pool_dropped(&self) {
+        self.ticker.pools.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl PluginRuntime {
@@ -105,7 +121,7 @@ impl PluginRuntime {
                 options,
                 cache_dir,
                 components: Mutex::new(HashMap::new()),
-                _ticker: ticker,
+                ticker,
             }),
         })
     }
@@ -266,31 +282,42 @@ fn write_cache(component: &Component, file: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The thread that advances the engine's epoch every tick; stopped (and
-/// joined) when the runtime and every plugin loaded from it are gone.
+/// The thread that advances the engine's epoch every tick while plugins
+/// exist (it sleeps, parked, while no pool does: a plugin-free config pays
+/// no wake-ups); stopped (and joined) when the runtime and every plugin
+/// loaded from it are gone.
 struct Ticker {
     stop: Arc<AtomicBool>,
+    /// Live pools; the thread parks while there are none.
+    pools: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
     fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let pools = Arc::new(AtomicUsize::new(0));
+        let (flag, live) = (stop.clone(), pools.clone());
         let thread = std::thread::Builder::new().name("gale-plugin-epoch".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
+            while !flag.load(Ordering::Acquire) {
+                if live.load(Ordering::Acquire) == 0 {
+                    // Woken by the first new pool, or by the drop below.
+                    std::thread::park();
+                    continue;
+                }
                 std::thread::sleep(tick);
                 engine.increment_epoch();
             }
         })?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self { stop, pools, thread: Some(thread) })
     }
 }
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }

@@ -222,12 +222,17 @@ impl PluginRuntime {
     }
 }
 
+/// Hooks whose series a scope keeps at hand; a world has at most four
+/// (configure is not counted), plus `call` for `Pool::take`.
+const SERIES_SLOTS: usize = 6;
+
 /// What a pool of a tenant's attachment applies around each call.
 pub(crate) struct Scope {
     tenant: Tenant,
     breaker: Arc<Breaker>,
-    /// The pool's series, per hook, looked up once.
-    series: Mutex<Vec<(&'static str, Arc<CallMetrics>)>>,
+    /// The pool's series, per hook, looked up once: filled in first-use
+    /// order and never changed, so a call reads them without a lock.
+    series: [OnceLock<(&'static str, Arc<CallMetrics>)>; SERIES_SLOTS],
 }
 
 /// An admitted call: holds a concurrency slot until it is settled or
@@ -249,7 +254,7 @@ impl Drop for Ticket {
 
 impl Scope {
     pub(crate) fn new(tenant: &Tenant, plugin: &str) -> Self {
-        Self { tenant: tenant.clone(), breaker: tenant.breaker(plugin), series: Mutex::new(Vec::new()) }
+        Self { tenant: tenant.clone(), breaker: tenant.breaker(plugin), series: Default::default() }
     }
 
     /// The tenant's name.
@@ -258,13 +263,17 @@ impl Scope {
     }
 
     fn series(&self, hook: &'static str) -> Arc<CallMetrics> {
-        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, m)) = series.iter().find(|(h, _)| *h == hook) {
-            return m.clone();
+        let lookup = || (hook, metrics::series(self.tenant.name(), &self.breaker.plugin, hook));
+        for slot in &self.series {
+            // A free slot is taken for this hook, unless another thread
+            // takes it first (for its own hook): then look further.
+            let (h, m) = slot.get_or_init(lookup);
+            if *h == hook {
+                return m.clone();
+            }
         }
-        let m = metrics::series(self.tenant.name(), &self.breaker.plugin, hook);
-        series.push((hook, m.clone()));
-        m
+        // More hooks than slots: the registry (locked) answers.
+        lookup().1
     }
 
     /// Admits a call of `plugin`'s `hook`: refused while the plugin is

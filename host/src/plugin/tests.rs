@@ -234,6 +234,82 @@ async fn a_loop_is_cut_off_at_its_deadline_and_the_plugin_recovers() {
 }
 
 #[tokio::test]
+async fn a_sleeping_guest_is_stopped_by_the_host_deadline() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(cache.path());
+    // The epoch ticker pauses while no plugin exists, and must resume.
+    drop(load(&rt, "header-policy", POLICY, relaxed()).await);
+    let limits = Limits { timeout: Duration::from_millis(50), ..Limits::default() };
+    let sleeper = load(&rt, "test-loop", "path_prefix = \"/sleep\"\nsleep = true", limits).await;
+    let start = Instant::now();
+    let err = sleeper.on_request(&Req::get("/sleep").view()).await.expect_err("sleeps");
+    assert!(matches!(err, PluginError::Timeout { hook: "on-request", .. }), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(2), "stopped after {:?}", start.elapsed());
+    sleeper.on_request(&Req::get("/fine").view()).await.expect("a fresh instance works");
+    let spinner = load(&rt, "test-loop", "path_prefix = \"/loop\"", limits).await;
+    let err = spinner.on_request(&Req::get("/loop").view()).await.expect_err("loops");
+    assert!(matches!(err, PluginError::Timeout { hook: "on-request", .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn policies_are_only_called_for_the_hooks_they_declare() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(cache.path());
+    let wants = |p: &HeaderPolicy| (p.wants_request(), p.wants_response());
+    let response_only =
+        load(&rt, "header-policy", "response = { set = { x-frame-options = \"DENY\" } }", relaxed()).await;
+    assert_eq!(wants(&response_only), (false, true));
+    let request_only = load(&rt, "header-policy", "request = { remove = [\"x-debug\"] }", relaxed()).await;
+    assert_eq!(wants(&request_only), (true, false));
+    let deny_only = load(&rt, "header-policy", "deny = [{ path_prefix = \"/admin\", status = 403 }]", relaxed()).await;
+    assert_eq!(wants(&deny_only), (true, false));
+    assert_eq!(wants(&load(&rt, "header-policy", "", relaxed()).await), (false, false));
+    assert_eq!(wants(&load(&rt, "header-policy", POLICY, relaxed()).await), (true, true));
+    // A policy built against `header-policy` alone declares nothing: every hook.
+    assert_eq!(wants(&load(&rt, "test-trap", "path_prefix = \"/trap\"", relaxed()).await), (true, true));
+
+    let req = Req::get("/");
+    // Not called: no edits, and the headers stay as they are.
+    assert!(continued(response_only.on_request(&req.view()).await.expect("skipped")).is_empty());
+    let mut headers = HeaderMap::new();
+    headers.insert("server", HeaderValue::from_static("TornadoServer/6.4"));
+    request_only.on_response(&req.view(), StatusCode::OK, &mut headers).await.expect("skipped");
+    assert_eq!(headers.len(), 1);
+    // Called: the declared hooks still run.
+    response_only.on_response(&req.view(), StatusCode::OK, &mut headers).await.expect("runs");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(matches!(deny_only.on_request(&Req::get("/admin").view()).await, Ok(RequestAction::Respond(_))));
+
+    // Headers are copied in only for a policy that reads them.
+    assert!(!response_only.wants_request_headers() && !deny_only.wants_request_headers());
+    let reads = load(&rt, "header-policy", "response = { set = { x-ua = \"$http_user_agent\" } }", relaxed()).await;
+    assert!(reads.wants_request_headers());
+    let mut headers = HeaderMap::new();
+    reads.on_response(&req.view(), StatusCode::OK, &mut headers).await.expect("runs");
+    assert_eq!(headers["x-ua"], "curl/8");
+    let converted = HookRequest::for_policies(&req.view(), [&response_only, &reads]);
+    let mut headers = HeaderMap::new();
+    reads.on_response_with(&converted, StatusCode::OK, &mut headers).await.expect("runs");
+    assert_eq!(headers["x-ua"], "curl/8", "one reader is enough to copy them");
+}
+
+#[tokio::test]
+async fn one_converted_request_serves_every_hook() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = load(&runtime(cache.path()), "header-policy", POLICY, relaxed()).await;
+    let req = Req::get("/app?x=1");
+    let converted = HookRequest::new(&req.view());
+    for _ in 0..2 {
+        let shared = continued(policy.on_request_with(&converted).await.expect("on-request"));
+        assert_eq!(shared, continued(policy.on_request(&req.view()).await.expect("on-request")));
+        let (mut a, mut b) = (HeaderMap::new(), HeaderMap::new());
+        policy.on_response_with(&converted, StatusCode::OK, &mut a).await.expect("on-response");
+        policy.on_response(&req.view(), StatusCode::OK, &mut b).await.expect("on-response");
+        assert_eq!((a.len(), a), (1, b));
+    }
+}
+
+#[tokio::test]
 async fn a_trap_fails_every_time_and_the_next_call_works() {
     let cache = tempfile::tempdir().expect("tempdir");
     let policy = load(&runtime(cache.path()), "test-trap", "path_prefix = \"/trap\"", relaxed()).await;

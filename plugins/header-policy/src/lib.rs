@@ -19,7 +19,9 @@ use std::cell::RefCell;
 pub(crate) mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "gale:plugin/header-policy",
+        // `header-policy` plus `header-interest`: gale calls only the hooks
+        // the configured rules use.
+        world: "gale:plugin/selective-header-policy",
         // Header ops are compared in tests.
         additional_derives: [PartialEq, Eq],
     });
@@ -28,6 +30,7 @@ pub(crate) mod bindings {
 }
 
 use bindings::exports::gale::plugin::header_hooks::{Guest, RequestDecision};
+use bindings::exports::gale::plugin::header_interest::{self, Interest};
 use bindings::gale::plugin::host::{self, LogLevel};
 use bindings::gale::plugin::types::{HeaderOp, RequestHead, ResponseHead};
 use policy::Policy;
@@ -64,5 +67,19 @@ impl Guest for HeaderPolicy {
 
     fn on_response(head: RequestHead, response: ResponseHead) -> Vec<HeaderOp> {
         POLICY.with(|p| p.borrow().on_response(&head, &response))
+    }
+}
+
+impl header_interest::Guest for HeaderPolicy {
+    /// Only what the configured rules use: a response-only policy costs gale
+    /// no `on-request` call, and no rule reads the response headers.
+    fn declare() -> Interest {
+        POLICY.with(|p| {
+            let p = p.borrow();
+            let pick = |used: bool, flag: Interest| if used { flag } else { Interest::empty() };
+            pick(p.uses_request(), Interest::ON_REQUEST)
+                | pick(p.uses_response(), Interest::ON_RESPONSE)
+                | pick(p.reads_request_headers(), Interest::REQUEST_HEADERS)
+        })
     }
 }

@@ -75,9 +75,33 @@ impl Policy {
     pub fn on_response(&self, head: &RequestHead, _response: &ResponseHead) -> Vec<HeaderOp> {
         self.response.ops(head)
     }
+
+    /// Whether `on_request` can do anything: request edits or deny rules.
+    pub fn uses_request(&self) -> bool {
+        !self.request.is_empty() || !self.deny.is_empty()
+    }
+
+    /// Whether `on_response` can do anything: response edits.
+    pub fn uses_response(&self) -> bool {
+        !self.response.is_empty()
+    }
+
+    /// Whether a hook reads the request headers: a `$http_<name>` value on
+    /// either side, or a deny rule on a header. (No rule reads the
+    /// response headers.)
+    pub fn reads_request_headers(&self) -> bool {
+        let templates = self.request.set.iter().chain(&self.response.set);
+        templates.map(|(_, t)| t).any(Template::reads_headers)
+            || self.deny.iter().any(|rule| rule.header.is_some())
+    }
 }
 
 impl SideEdits {
+    /// No edits at all.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty()
+    }
+
     fn ops(&self, head: &RequestHead) -> Vec<HeaderOp> {
         let mut ops = Vec::with_capacity(self.remove.len() + self.set.len());
         ops.extend(
@@ -216,6 +240,25 @@ mod tests {
             headers: vec![],
         };
         assert!(p.on_response(&head("GET", "/"), &resp).is_empty());
+    }
+
+    #[test]
+    fn interest_follows_the_rules() {
+        let p = policy("{}");
+        assert!(!p.uses_request() && !p.uses_response());
+        let p = policy(r#"{"response": {"set": {"x-frame-options": "DENY"}}}"#);
+        assert!(!p.uses_request() && p.uses_response());
+        let p = policy(r#"{"request": {"remove": ["x-debug"]}}"#);
+        assert!(p.uses_request() && !p.uses_response());
+        let p = policy(r#"{"deny": [{"path_prefix": "/admin", "status": 403}]}"#);
+        assert!(p.uses_request() && !p.uses_response());
+        assert!(!p.reads_request_headers());
+        let p = policy(r#"{"response": {"set": {"x-host": "$scheme://$host"}}}"#);
+        assert!(!p.reads_request_headers());
+        let p = policy(r#"{"response": {"set": {"x-ua": "$http_user_agent"}}}"#);
+        assert!(p.reads_request_headers());
+        let p = policy(r#"{"deny": [{"header": {"name": "x-debug"}, "status": 404}]}"#);
+        assert!(p.reads_request_headers());
     }
 
     #[test]

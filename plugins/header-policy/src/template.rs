@@ -88,6 +88,13 @@ impl Template {
         Ok(Self { parts })
     }
 
+    /// Whether the value depends on request headers (`$http_<name>`).
+    pub fn reads_headers(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Var(Var::Header(_))))
+    }
+
     /// The value for this request, as bytes (header values may be non-UTF-8).
     pub fn expand(&self, head: &RequestHead) -> Vec<u8> {
         let mut out = Vec::new();

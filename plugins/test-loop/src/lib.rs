@@ -4,8 +4,10 @@
 //! `{ path_prefix = "/x" }` limits the misbehaviour to matching paths
 //! (default: every request); other requests continue with the header
 //! `x-fixture: test-loop`, so a test can see the plugin recover.
+//! `{ sleep = true }` sleeps for an hour instead of spinning: parked in a
+//! host call, where the epoch cannot reach it, so gale's host deadline must.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 // The generated glue exports raw C-ABI functions, which needs `unsafe`.
 #[allow(unsafe_code)]
@@ -20,6 +22,7 @@ use bindings::gale::plugin::types::{Header, HeaderOp, RequestHead, ResponseHead}
 
 thread_local! {
     static PREFIX: RefCell<String> = RefCell::new("/".to_string());
+    static SLEEP: Cell<bool> = const { Cell::new(false) };
 }
 
 struct Fixture;
@@ -30,6 +33,9 @@ impl Guest for Fixture {
         if let Some(prefix) = value.get("path_prefix") {
             let prefix = prefix.as_str().ok_or("path_prefix must be a string")?;
             PREFIX.with(|p| *p.borrow_mut() = prefix.to_string());
+        }
+        if let Some(sleep) = value.get("sleep") {
+            SLEEP.set(sleep.as_bool().ok_or("sleep must be a boolean")?);
         }
         Ok(())
     }
@@ -49,8 +55,11 @@ impl Guest for Fixture {
     }
 }
 
-/// Spins without end; only the host's deadline stops it.
+/// Spins (or sleeps) without end; only the host's deadline stops it.
 fn misbehave() {
+    if SLEEP.get() {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
     let mut n: u64 = 0;
     loop {
         n = std::hint::black_box(n.wrapping_add(1));

@@ -365,9 +365,12 @@ fn metrics_carry_tenant_plugin_and_hook_labels() {
          [upstream.app]\nservers = [\"{backend}\"]\n\n\
          [[server]]\nlisten = [\"127.0.0.1:{port}\"]\nserver_name = [\"acme.test\"]\ntenant = \"acme\"\n\
          [[server.location]]\npath = \"/\"\nproxy = {{ pass = \"app\" }}\n\
-         plugins = [{{ name = \"test-trap\", on_error = \"fail-open\", config = {{ path_prefix = \"/x\" }} }}, \"header-policy\"]\n\n\
+         plugins = [{{ name = \"test-trap\", on_error = \"fail-open\", config = {{ path_prefix = \"/x\" }} }}, {edits}]\n\n\
          [[server]]\nlisten = [\"127.0.0.1:{port}\"]\nserver_name = [\"other.test\"]\n\
-         [[server.location]]\npath = \"/\"\nproxy = {{ pass = \"app\" }}\nplugins = [\"header_policy\"]\n",
+         [[server.location]]\npath = \"/\"\nproxy = {{ pass = \"app\" }}\nplugins = [{edits_global}]\n",
+        // Request edits: header-policy asks for on-request only (it declares the hooks it uses).
+        edits = "{ name = \"header-policy\", config = { request = { set = { x-seen = \"1\" } } } }",
+        edits_global = "{ name = \"header_policy\", config = { request = { set = { x-seen = \"1\" } } } }",
         global = q(global_dir.display().to_string()),
         dir = q(dir.display().to_string()),
         backend = tornado.addr(),
@@ -392,6 +395,8 @@ fn metrics_carry_tenant_plugin_and_hook_labels() {
     assert_eq!(calls("acme", "test-trap", "on-response", "ok"), 4.0);
     assert_eq!(calls("acme", "header-policy", "on-request", "ok"), 4.0);
     assert_eq!(calls("global", "header-policy", "on-request", "ok"), 1.0, "no tenant: the global one");
+    let skipped = [("tenant", "acme"), ("plugin", "header-policy"), ("hook", "on-response"), ("outcome", "ok")];
+    assert_eq!(m.get("gale_plugin_calls_total", &skipped), None, "a hook it did not ask for is not called");
     let labels = [("tenant", "acme"), ("plugin", "test-trap"), ("hook", "on-request")];
     assert_eq!(m.value("gale_plugin_call_seconds_count", &labels), 4.0);
     let with_le = [labels[0], labels[1], labels[2], ("le", "+Inf")];
