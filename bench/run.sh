@@ -913,7 +913,10 @@ scenario_upload() {
 # through the same gale (one thread) without pause. Rounds alternate gale-idle, gale-uploading.
 # The GET load is paced (each of the CONNECTIONS waits UPLOAD_P99_DELAY_MS after each answer), well
 # below saturation: at saturation every cycle the uploads get is taken from GET /, so a closed-loop
-# p99 would measure CPU sharing, not whether uploads stall the event loop.
+# p99 would measure CPU sharing, not whether uploads stall the event loop. The uploading curls run
+# in the idle scheduling class on the load CPU: sending 300 MiB/s over loopback (the receive path
+# runs in the sender's context) otherwise starved wrk and the upstreams there, and p99 grew 5x even
+# for requests sent straight to the upstream, without gale.
 uploader_pids=()
 uploads_hook() { # start|stop TARGET
     [ "$2" = gale-uploading ] || return 0
@@ -924,7 +927,7 @@ uploads_hook() { # start|stop TARGET
             # shellcheck disable=SC2016 # expanded by the inner shell
             spawn "uploader-$i-$(date +%s%N)" "$LOAD_CPU" bash -c 'trap "kill \$c 2>/dev/null; exit 0" TERM
                 while :; do
-                    curl -s -o /dev/null -w "%{http_code} %{size_upload}\n" -H "Expect:" \
+                    chrt --idle 0 curl -s -o /dev/null -w "%{http_code} %{size_upload}\n" -H "Expect:" \
                         -F "file=@$0;type=application/octet-stream" "http://127.0.0.1:$1/upload" & c=$!
                     wait $c
                 done' "$run/upload-100m.bin" "$GALE_PORT"

@@ -253,7 +253,10 @@ fn service(
     service_fn(move |req| {
         let site = running.site_for(info.listener, &accepted_under);
         let info = info.clone();
-        async move { Ok::<_, Infallible>(pipeline::handle(site, info, req).await) }
+        // Boxed: hyper keeps a slot the size of the service's future for the whole life of an
+        // HTTP/1 connection, idle keep-alive included, and the pipeline's future is many
+        // kilobytes; boxed, the slot is a pointer and the memory exists only while a request runs.
+        Box::pin(async move { Ok::<_, Infallible>(pipeline::handle(site, info, req).await) })
     })
 }
 

@@ -197,6 +197,16 @@ impl Store {
         Err(StoreError::new("create", last.unwrap_or_else(|| io::Error::other("name collision"))))
     }
 
+    /// [`Self::create_file`] on the upload writer threads, so that the event loop never waits on
+    /// the store directory's lock (see `writers.rs`). A file whose creator went away before
+    /// claiming it is removed.
+    pub(crate) async fn create_file_off_loop(&self) -> Result<NewFile, StoreError> {
+        let store = self.clone();
+        writers::start(move || store.create_file().map(|(name, file)| NewFile { store, name, file: Some(file) }))
+            .await
+            .map_err(|_| StoreError::new("create", io::Error::other("the upload writer thread failed")))?
+    }
+
     /// `openat(O_CREAT|O_EXCL|O_NOFOLLOW)` then `fchmod` to the exact mode.
     pub(crate) fn open_new(&self, name: &str) -> io::Result<File> {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -303,6 +313,33 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         s.push(char::from(DIGITS[usize::from(b & 15)]));
     }
     s
+}
+
+/// A just-created store file, removed (on the writer threads) unless claimed.
+pub(crate) struct NewFile {
+    store: Store,
+    name: String,
+    file: Option<File>,
+}
+
+impl NewFile {
+    /// The store name and the open file, now the caller's to clean up.
+    pub(crate) fn claim(mut self) -> Result<(String, File), StoreError> {
+        let file =
+            self.file.take().ok_or_else(|| StoreError::new("create", io::Error::other("file already claimed")))?;
+        Ok((std::mem::take(&mut self.name), file))
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let (store, name) = (self.store.clone(), std::mem::take(&mut self.name));
+            writers::spawn(move || {
+                let _ = store.remove(&name);
+            });
+        }
+    }
 }
 
 /// Size and digests of a completed file.

@@ -13,7 +13,9 @@
 //! (a niced thread still runs out its time slice before the loop gets the CPU back); in
 //! `SCHED_IDLE` 1.2x, with the uploads streaming at the same rate.
 //!
-//! Unlinking stored files runs here too (`cleanup.rs`). If the class cannot be set, the threads
+//! Creating and unlinking stored files runs here too (`cleanup.rs`, `store.rs`): an idle-class
+//! thread can be preempted while it holds the store directory's lock, and an event loop that
+//! then touched the directory would wait for it (a priority inversion). If the class cannot be set, the threads
 //! fall back to nice 19; if the threads cannot be started, jobs go to tokio's blocking pool.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -61,13 +63,9 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Starts `f` on a writer thread; its result arrives on the returned channel (closed without a
-/// value if `f` panicked).
-pub(crate) fn start<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> oneshot::Receiver<T> {
-    let (tx, rx) = oneshot::channel();
-    let job: Job = Box::new(move || {
-        let _ = tx.send(f());
-    });
+/// Runs `f` on a writer thread, without waiting for it.
+pub(crate) fn spawn(f: impl FnOnce() + Send + 'static) {
+    let job: Job = Box::new(f);
     let unsent = match pool() {
         Some(sender) => sender.lock().unwrap_or_else(PoisonError::into_inner).send(job).err().map(|e| e.0),
         None => Some(job),
@@ -75,6 +73,15 @@ pub(crate) fn start<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
     if let Some(job) = unsent {
         drop(tokio::task::spawn_blocking(job));
     }
+}
+
+/// Starts `f` on a writer thread; its result arrives on the returned channel (closed without a
+/// value if `f` panicked).
+pub(crate) fn start<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> oneshot::Receiver<T> {
+    let (tx, rx) = oneshot::channel();
+    spawn(move || {
+        let _ = tx.send(f());
+    });
     rx
 }
 
