@@ -21,7 +21,9 @@ fn tenant(name: &str, failures: u32, max_instances: usize) -> Tenant {
     Tenant::new(TenantSettings {
         name: name.into(),
         plugin_dir: plugins_dir(),
-        limits: Limits { timeout: Duration::from_millis(50), ..Limits::default() },
+        // Long enough that test-oom always reaches its memory limit first, even in a debug build
+        // on a loaded machine (at 50 ms it sometimes timed out instead).
+        limits: Limits { timeout: Duration::from_millis(500), ..Limits::default() },
         max_concurrent: 4,
         max_instances,
         breaker: BreakerSettings { failures, backoff: Duration::from_secs(60), ..BreakerSettings::default() },
