@@ -138,6 +138,18 @@ fn wants_upgrade(parts: &http::request::Parts) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// What the header-policy hooks see of the request as it stands.
+fn hook_view<'a>(parts: &'a http::request::Parts, conn: &ConnInfo, host: &'a str) -> RequestView<'a> {
+    RequestView {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        remote_addr: conn.remote,
+        scheme: conn.scheme,
+        host,
+    }
+}
+
 fn header_text(h: &http::HeaderMap, name: header::HeaderName) -> Option<String> {
     h.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
@@ -193,14 +205,7 @@ async fn run(
     let mut early: Option<Response<ResponseBody>> = None;
     let mut response_view: Option<HookRequest> = None;
     if !hooks.is_empty() {
-        let view = RequestView {
-            method: &parts.method,
-            uri: &parts.uri,
-            headers: &parts.headers,
-            remote_addr: conn.remote,
-            scheme: conn.scheme,
-            host: &host_name,
-        };
+        let view = hook_view(&parts, conn, &host_name);
         let mut edits = Vec::new();
         let mut head = None;
         let policies = || hooks.iter().map(|hook| &hook.policy);
@@ -226,17 +231,7 @@ async fn run(
             // What the response hooks see of the request: after the edits.
             response_view = Some(match head {
                 Some(head) if edits.is_empty() => head,
-                _ => HookRequest::for_policies(
-                    &RequestView {
-                        method: &parts.method,
-                        uri: &parts.uri,
-                        headers: &parts.headers,
-                        remote_addr: conn.remote,
-                        scheme: conn.scheme,
-                        host: &host_name,
-                    },
-                    policies(),
-                ),
+                _ => HookRequest::for_policies(&hook_view(&parts, conn, &host_name), policies()),
             });
         }
     }
