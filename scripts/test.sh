@@ -22,4 +22,8 @@ step "building the guest plugins (wasm32-wasip2)"
 step "cargo test --workspace"
 cargo test --workspace
 
+# The plugins' own unit tests (their rules and configs), on the host target.
+step "plugin unit tests (plugins/)"
+(cd "$repo/plugins" && CARGO_TARGET_DIR="$repo/plugins/target" cargo test --workspace --locked)
+
 step "all tests passed"

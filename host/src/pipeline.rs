@@ -28,7 +28,7 @@ use crate::compress;
 use crate::config::{Handler, Location, OnError, UploadRoute};
 use crate::error::GaleError;
 use crate::framing::{self, sniff::Verdicts};
-use crate::plugin::{HookRequest, PluginError, RequestAction, RequestView};
+use crate::plugin::{HookRequest, PluginError, RequestAction, RequestView, ResponseInput};
 use crate::proxy::ProxyError;
 use crate::proxy::{self, ProxyRequest, Upgrade};
 use crate::router;
@@ -198,40 +198,54 @@ async fn run(
     let (location_index, location) = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
 
     // 2. request hooks (they see the host as nginx's `$host`: no port).
-    // The request is converted for the hooks once, not once per hook; the
-    // response hooks reuse it unless request edits changed the headers.
+    // A hook that declared its inputs is given only those (and may be
+    // answered from memory); the others share one conversion of the whole
+    // request, made only when one of them runs. The response hooks take
+    // what they need of the request now, after the request edits.
     let hooks = &site.locations[server_index][location_index].hooks;
     let host_name = router::host_for_matching(&host);
     let mut early: Option<Response<ResponseBody>> = None;
-    let mut response_view: Option<HookRequest> = None;
+    let mut response_inputs: Vec<(&Hook, ResponseInput)> = Vec::new();
+    let mut whole_request: Option<HookRequest> = None;
     if !hooks.is_empty() {
         let view = hook_view(&parts, conn, &host_name);
         let mut edits = Vec::new();
-        let mut head = None;
         let policies = || hooks.iter().map(|hook| &hook.policy);
-        if hooks.iter().any(|hook| hook.policy.wants_request()) {
-            let converted = HookRequest::for_policies(&view, policies());
-            for hook in hooks.iter().filter(|hook| hook.policy.wants_request()) {
-                match hook.policy.on_request_with(&converted).await {
-                    Ok(RequestAction::Continue(e)) if e.is_empty() => {}
-                    Ok(RequestAction::Continue(e)) => edits.push(e),
-                    Ok(RequestAction::Respond(resp)) => {
-                        early = Some(resp.map(crate::body::full));
-                        break;
-                    }
-                    Err(e) => plugin_failed(hook, "on-request", e)?,
+        for hook in hooks.iter().filter(|hook| hook.policy.wants_request()) {
+            let result = match hook.policy.on_request_remembered(&view).await {
+                Some(result) => result,
+                None => {
+                    let whole = whole_request.get_or_insert_with(|| HookRequest::for_policies(&view, policies()));
+                    hook.policy.on_request_with(whole).await
                 }
+            };
+            match result {
+                Ok(RequestAction::Continue(e)) if e.is_empty() => {}
+                Ok(RequestAction::Continue(e)) => edits.push(e),
+                Ok(RequestAction::Respond(resp)) => {
+                    early = Some(resp.map(crate::body::full));
+                    break;
+                }
+                Err(e) => plugin_failed(hook, "on-request", e)?,
             }
-            head = Some(converted);
         }
         for e in &edits {
             e.apply(&mut parts.headers);
         }
-        if hooks.iter().any(|hook| hook.policy.wants_response()) {
+        if !edits.is_empty() {
+            whole_request = None;
+        }
+        let view = hook_view(&parts, conn, &host_name);
+        response_inputs = hooks
+            .iter()
+            .filter(|hook| hook.policy.wants_response())
+            .map(|hook| (hook, hook.policy.response_input(&view)))
+            .collect();
+        if hooks.iter().any(|hook| hook.policy.response_needs_whole_request()) {
             // What the response hooks see of the request: after the edits.
-            response_view = Some(match head {
-                Some(head) if edits.is_empty() => head,
-                _ => HookRequest::for_policies(&hook_view(&parts, conn, &host_name), policies()),
+            whole_request = Some(match whole_request {
+                Some(whole) => whole,
+                None => HookRequest::for_policies(&view, policies()),
             });
         }
     }
@@ -243,12 +257,10 @@ async fn run(
     };
 
     // 4. response hooks (also on a plugin's own answer)
-    if let Some(view) = response_view {
-        for hook in hooks.iter().filter(|hook| hook.policy.wants_response()) {
-            let status = resp.status();
-            if let Err(e) = hook.policy.on_response_with(&view, status, resp.headers_mut()).await {
-                plugin_failed(hook, "on-response", e)?;
-            }
+    for (hook, input) in &response_inputs {
+        let status = resp.status();
+        if let Err(e) = hook.policy.on_response_from(input, whole_request.as_ref(), status, resp.headers_mut()).await {
+            plugin_failed(hook, "on-response", e)?;
         }
     }
     Ok(resp)

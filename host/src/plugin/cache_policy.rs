@@ -7,9 +7,12 @@ use std::time::SystemTime;
 
 use super::RequestView;
 use super::bindings::CachePolicyBindings;
+use super::bindings::cache_hooks::{CacheDecision, FileInfo};
+use super::bindings::types::RequestHead;
 use super::convert;
 use super::error::PluginError;
 use super::limits::Limits;
+use super::memo::{Key, Memo};
 use super::pool::Pool;
 use super::runtime::PluginRuntime;
 use crate::static_files::{CacheHeaders, FileMeta};
@@ -20,6 +23,9 @@ use crate::static_files::{CacheHeaders, FileMeta};
 #[derive(Clone)]
 pub struct CachePolicy {
     pool: Arc<Pool<CachePolicyBindings>>,
+    /// Decisions of a policy that declared its inputs (`cache-inputs`),
+    /// keyed by what `decide` was given; rendered anew for each answer.
+    memo: Arc<Memo<CacheDecision>>,
 }
 
 impl std::fmt::Debug for CachePolicy {
@@ -42,9 +48,12 @@ impl PluginRuntime {
         limits: Limits,
     ) -> Result<CachePolicy, PluginError> {
         let pool = self.load::<CachePolicyBindings>(dir, name, config, limits).await?;
-        Ok(CachePolicy { pool })
+        Ok(CachePolicy { pool, memo: Arc::new(Memo::new()) })
     }
 }
+
+/// The hook's name in errors and metrics.
+const HOOK: &str = "decide";
 
 impl CachePolicy {
     /// The plugin's name, as attached.
@@ -56,21 +65,65 @@ impl CachePolicy {
     /// (gale writes the dates; see `wit/cache-policy.wit`). The caller adds
     /// the headers with [`CacheHeaders::apply`]. On error the instance is
     /// discarded and the caller applies the attachment's failure policy.
+    ///
+    /// A policy that declared its inputs (`cache-inputs`) is given only
+    /// those, and its decision is remembered for the next answer with the
+    /// same inputs.
     pub async fn decide(&self, req: &RequestView<'_>, file: &FileMeta) -> Result<CacheHeaders, PluginError> {
-        const HOOK: &str = "decide";
-        let head = convert::request_head(req, true);
-        let info = convert::file_info(file);
+        let Some(inputs) = self.pool.declared() else {
+            let decision = self.call(&convert::request_head(req, true), &convert::file_info(file)).await?;
+            return self.render(decision);
+        };
+        let head = inputs.request.head(req);
+        let mut info = convert::file_info(file);
+        if !inputs.query {
+            info.query = None;
+        }
+        if !inputs.size {
+            info.size = 0;
+        }
+        if !inputs.mtime {
+            info.mtime = 0;
+        }
+        let key = Key::default()
+            .head(&head)
+            .bytes(info.path.as_bytes())
+            .option(info.query.as_deref().map(str::as_bytes))
+            .number(info.size)
+            .number(info.mtime)
+            .bytes(info.content_type.as_bytes())
+            .finish();
+        if let Some(decision) = self.memo.get(&key) {
+            self.pool.remembered(HOOK);
+            return self.render(decision);
+        }
+        let decision = self.call(&head, &info).await?;
+        // Validated before it is remembered: a bad answer is never reused.
+        let rendered = self.render(decision.clone())?;
+        self.memo.put(key, decision);
+        Ok(rendered)
+    }
+
+    async fn call(&self, head: &RequestHead, info: &FileInfo) -> Result<CacheDecision, PluginError> {
         let mut instance = self.pool.take().await?;
         let limit = self.pool.timeout();
         self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.gale_plugin_cache_hooks().call_decide(&mut instance.store, &head, &info);
+        let call = instance.bindings.hooks().call_decide(&mut instance.store, head, info);
         let result = self.pool.run(limit, call).await;
-        let decision = self.pool.finish(instance, HOOK, result)?;
+        self.pool.finish(instance, HOOK, result)
+    }
+
+    fn render(&self, decision: CacheDecision) -> Result<CacheHeaders, PluginError> {
         convert::cache_headers(decision, SystemTime::now()).map_err(|message| PluginError::InvalidOutput {
             plugin: self.name().to_owned(),
             hook: HOOK,
             message,
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        self.memo.len()
     }
 
     /// The plugin's counters (from `host.counter-add`), sorted by name.

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 
 use super::bindings::types::RequestHead;
-use super::bindings::{HeaderPolicyBindings, WantedHooks};
+use super::bindings::{HeaderDeclared, HeaderPolicyBindings, WantedHooks};
 use super::convert::{self, Decision};
 use super::error::PluginError;
 use super::headers::HeaderEdits;
 use super::limits::Limits;
+use super::memo::{self, Key, Memo};
 use super::pool::Pool;
 use super::runtime::PluginRuntime;
 use super::tenant::Tenant;
@@ -91,6 +92,54 @@ pub enum RequestAction {
 #[derive(Clone)]
 pub struct HeaderPolicy {
     pool: Arc<Pool<HeaderPolicyBindings>>,
+    memo: Arc<Remembered>,
+}
+
+/// The answers of a policy's hooks that declared their inputs
+/// (`hook-inputs`), keyed by what the hook was given.
+struct Remembered {
+    request: Memo<Arc<RequestAnswer>>,
+    response: Memo<Arc<HeaderEdits>>,
+}
+
+/// A remembered `on-request` answer.
+enum RequestAnswer {
+    Continue(HeaderEdits),
+    Respond(StatusCode, HeaderMap, Bytes),
+}
+
+impl RequestAnswer {
+    fn new(decision: Decision) -> Self {
+        match decision {
+            Decision::Continue(edits) => Self::Continue(edits),
+            Decision::Respond(response) => {
+                let (parts, body) = response.into_parts();
+                Self::Respond(parts.status, parts.headers, body)
+            }
+        }
+    }
+
+    fn action(&self) -> RequestAction {
+        match self {
+            Self::Continue(edits) => RequestAction::Continue(edits.clone()),
+            Self::Respond(status, headers, body) => {
+                let mut response = Response::new(body.clone());
+                *response.status_mut() = *status;
+                *response.headers_mut() = headers.clone();
+                RequestAction::Respond(response)
+            }
+        }
+    }
+}
+
+/// What an `on-response` call will be given of the request, taken before
+/// the handler consumes the request ([`HeaderPolicy::response_input`]).
+pub struct ResponseInput(Option<RequestHead>);
+
+impl std::fmt::Debug for ResponseInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ResponseInput(declared)" } else { "ResponseInput(whole)" })
+    }
 }
 
 impl std::fmt::Debug for HeaderPolicy {
@@ -116,7 +165,7 @@ impl PluginRuntime {
         limits: Limits,
     ) -> Result<HeaderPolicy, PluginError> {
         let pool = self.load::<HeaderPolicyBindings>(dir, name, config, limits).await?;
-        Ok(HeaderPolicy { pool })
+        Ok(HeaderPolicy::new(pool))
     }
 
     /// Loads the header policy `name` for `tenant`: like
@@ -132,11 +181,15 @@ impl PluginRuntime {
         config: &toml::Table,
     ) -> Result<HeaderPolicy, PluginError> {
         let pool = self.load_for::<HeaderPolicyBindings>(tenant, name, config).await?;
-        Ok(HeaderPolicy { pool })
+        Ok(HeaderPolicy::new(pool))
     }
 }
 
 impl HeaderPolicy {
+    fn new(pool: Arc<Pool<HeaderPolicyBindings>>) -> Self {
+        Self { pool, memo: Arc::new(Remembered { request: Memo::new(), response: Memo::new() }) }
+    }
+
     /// The plugin's name, as attached.
     pub fn name(&self) -> &str {
         self.pool.name()
@@ -152,30 +205,112 @@ impl HeaderPolicy {
     ///
     /// A policy that declared it does not want `on-request` is not called:
     /// the answer is `Continue` with no edits.
+    ///
+    /// A policy that declared its inputs (`hook-inputs`) is given only those
+    /// and may be answered from memory ([`Self::on_request_remembered`]).
     pub async fn on_request(&self, req: &RequestView<'_>) -> Result<RequestAction, PluginError> {
         if !self.wants_request() {
             return Ok(RequestAction::Continue(HeaderEdits::default()));
+        }
+        if let Some(result) = self.on_request_remembered(req).await {
+            return result;
         }
         self.on_request_with(&HookRequest::for_policies(req, [self])).await
     }
 
     /// [`Self::on_request`] for a request converted once already.
     pub async fn on_request_with(&self, req: &HookRequest) -> Result<RequestAction, PluginError> {
-        const HOOK: &str = "on-request";
         if !self.wants_request() {
             return Ok(RequestAction::Continue(HeaderEdits::default()));
         }
         debug_assert!(req.has_headers || !self.wants_request_headers(), "{self:?} needs the request headers");
-        let mut instance = self.pool.enter(HOOK).await?;
-        let limit = self.pool.timeout();
-        self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.hooks().call_on_request(&mut instance.store, &req.head);
-        let result = self.pool.run(limit, call).await;
-        let decision = self.pool.finish(instance, HOOK, result)?;
-        match convert::decision(decision).map_err(|message| self.invalid(HOOK, message))? {
+        match self.call_request(&req.head).await? {
             Decision::Continue(edits) => Ok(RequestAction::Continue(edits)),
             Decision::Respond(response) => Ok(RequestAction::Respond(response)),
         }
+    }
+
+    /// Runs `on-request` on its declared inputs (`hook-inputs`), or answers
+    /// from memory when the same inputs were seen before. `None` when the
+    /// policy declared none: then call [`Self::on_request_with`].
+    pub async fn on_request_remembered(&self, req: &RequestView<'_>) -> Option<Result<RequestAction, PluginError>> {
+        let inputs = self.declared().on_request.as_ref()?;
+        if !self.wants_request() {
+            return Some(Ok(RequestAction::Continue(HeaderEdits::default())));
+        }
+        let head = inputs.head(req);
+        let key = Key::default().head(&head).finish();
+        if let Some(answer) = self.memo.request.get(&key) {
+            self.pool.remembered("on-request");
+            return Some(Ok(answer.action()));
+        }
+        let answer = match self.call_request(&head).await {
+            Ok(decision) => Arc::new(RequestAnswer::new(decision)),
+            Err(e) => return Some(Err(e)),
+        };
+        self.memo.request.put(key, answer.clone());
+        Some(Ok(answer.action()))
+    }
+
+    async fn call_request(&self, head: &RequestHead) -> Result<Decision, PluginError> {
+        const HOOK: &str = "on-request";
+        let mut instance = self.pool.enter(HOOK).await?;
+        let limit = self.pool.timeout();
+        self.pool.arm(&mut instance, limit);
+        let call = instance.bindings.hooks().call_on_request(&mut instance.store, head);
+        let result = self.pool.run(limit, call).await;
+        let decision = self.pool.finish(instance, HOOK, result)?;
+        convert::decision(decision).map_err(|message| self.invalid(HOOK, message))
+    }
+
+    /// Whether `on-response` takes the whole converted request
+    /// ([`HookRequest`]) rather than its declared inputs.
+    pub fn response_needs_whole_request(&self) -> bool {
+        self.wants_response() && self.declared().on_response.is_none()
+    }
+
+    /// What `on-response` will be given of `req`: its declared inputs, or
+    /// (none declared) the [`HookRequest`] passed to
+    /// [`Self::on_response_from`].
+    pub fn response_input(&self, req: &RequestView<'_>) -> ResponseInput {
+        ResponseInput(self.declared().on_response.as_ref().map(|(inputs, _)| inputs.head(req)))
+    }
+
+    /// Runs `on-response` like [`Self::on_response_with`], on what
+    /// [`Self::response_input`] took (`whole` must be given when that is
+    /// the whole request); a policy with declared inputs is answered from
+    /// memory when the same request inputs, status and response headers
+    /// were seen before.
+    pub async fn on_response_from(
+        &self,
+        input: &ResponseInput,
+        whole: Option<&HookRequest>,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Result<(), PluginError> {
+        const HOOK: &str = "on-response";
+        if !self.wants_response() {
+            return Ok(());
+        }
+        let (Some(head), Some((_, names))) = (&input.0, &self.declared().on_response) else {
+            let Some(whole) = whole else {
+                tracing::error!(plugin = self.name(), "internal: on-response without its request");
+                return Err(self.invalid(HOOK, "gale lost the request head".into()));
+            };
+            return self.on_response_with(whole, status, headers).await;
+        };
+        let response =
+            super::bindings::types::ResponseHead { status: status.as_u16(), headers: memo::select(headers, names) };
+        let key = Key::default().head(head).number(u64::from(response.status)).headers(&response.headers).finish();
+        if let Some(edits) = self.memo.response.get(&key) {
+            self.pool.remembered("on-response");
+            edits.apply(headers);
+            return Ok(());
+        }
+        let edits = Arc::new(self.call_response(head, &response).await?);
+        edits.apply(headers);
+        self.memo.response.put(key, edits);
+        Ok(())
     }
 
     /// Runs `on-response` and applies its edits to `headers` (which the
@@ -191,7 +326,9 @@ impl HeaderPolicy {
         if !self.wants_response() {
             return Ok(());
         }
-        self.on_response_with(&HookRequest::for_policies(req, [self]), status, headers).await
+        let input = self.response_input(req);
+        let whole = self.response_needs_whole_request().then(|| HookRequest::for_policies(req, [self]));
+        self.on_response_from(&input, whole.as_ref(), status, headers).await
     }
 
     /// [`Self::on_response`] for a request converted once already.
@@ -201,21 +338,28 @@ impl HeaderPolicy {
         status: StatusCode,
         headers: &mut HeaderMap,
     ) -> Result<(), PluginError> {
-        const HOOK: &str = "on-response";
         if !self.wants_response() {
             return Ok(());
         }
         debug_assert!(req.has_headers || !self.wants_request_headers(), "{self:?} needs the request headers");
         let response = convert::response_head(status, headers, self.wanted().response_headers);
+        self.call_response(&req.head, &response).await?.apply(headers);
+        Ok(())
+    }
+
+    async fn call_response(
+        &self,
+        head: &RequestHead,
+        response: &super::bindings::types::ResponseHead,
+    ) -> Result<HeaderEdits, PluginError> {
+        const HOOK: &str = "on-response";
         let mut instance = self.pool.enter(HOOK).await?;
         let limit = self.pool.timeout();
         self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.hooks().call_on_response(&mut instance.store, &req.head, &response);
+        let call = instance.bindings.hooks().call_on_response(&mut instance.store, head, response);
         let result = self.pool.run(limit, call).await;
         let ops = self.pool.finish(instance, HOOK, result)?;
-        let edits = convert::edits(ops).map_err(|message| self.invalid(HOOK, message))?;
-        edits.apply(headers);
-        Ok(())
+        convert::edits(ops).map_err(|message| self.invalid(HOOK, message))
     }
 
     /// Whether `on-request` is called: false when the plugin exports
@@ -237,7 +381,16 @@ impl HeaderPolicy {
     }
 
     fn wanted(&self) -> WantedHooks {
+        self.declared().wanted
+    }
+
+    fn declared(&self) -> &HeaderDeclared {
         self.pool.declared()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> (usize, usize) {
+        (self.memo.request.len(), self.memo.response.len())
     }
 
     /// The plugin's counters (from `host.counter-add`), sorted by name.

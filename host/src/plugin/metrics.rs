@@ -35,11 +35,20 @@ pub(crate) enum Outcome {
     Busy,
     /// Refused without running: the plugin is quarantined.
     Quarantined,
+    /// Answered from memory without running (the hook declared its inputs).
+    Remembered,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 6] =
-        [Outcome::Ok, Outcome::Trap, Outcome::Timeout, Outcome::MemoryLimit, Outcome::Busy, Outcome::Quarantined];
+    const ALL: [Outcome; 7] = [
+        Outcome::Ok,
+        Outcome::Trap,
+        Outcome::Timeout,
+        Outcome::MemoryLimit,
+        Outcome::Busy,
+        Outcome::Quarantined,
+        Outcome::Remembered,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -49,6 +58,7 @@ impl Outcome {
             Outcome::MemoryLimit => "memory_limit",
             Outcome::Busy => "busy",
             Outcome::Quarantined => "quarantined",
+            Outcome::Remembered => "remembered",
         }
     }
 }

@@ -113,8 +113,15 @@ impl<W: World> Pool<W> {
     /// What the configured plugin declared about itself at warm-up (for a
     /// header policy: the hooks it wants called). It depends on the config
     /// only, which never changes for a pool.
-    pub(crate) fn declared(&self) -> W::Declared {
-        self.declared.get().copied().unwrap_or_default()
+    pub(crate) fn declared(&self) -> &W::Declared {
+        self.declared.get_or_init(W::Declared::default)
+    }
+
+    /// Counts a call of `hook` answered from memory in the tenant's metrics.
+    pub(crate) fn remembered(&self, hook: &'static str) {
+        if let Some(scope) = &self.scope {
+            scope.remembered(hook);
+        }
     }
 
     /// Takes an instance for a call of `hook`: in a tenant's pool the call

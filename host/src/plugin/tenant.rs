@@ -279,6 +279,12 @@ impl Scope {
     /// Admits a call of `plugin`'s `hook`: refused while the plugin is
     /// quarantined; otherwise it waits up to `wait` for one of the tenant's
     /// concurrency slots.
+    /// Counts a call of `hook` answered from memory (no admission: nothing
+    /// runs).
+    pub(crate) fn remembered(&self, hook: &'static str) {
+        self.series(hook).outcome(Outcome::Remembered);
+    }
+
     pub(crate) async fn admit(&self, plugin: &str, hook: &'static str, wait: Duration) -> Result<Ticket, PluginError> {
         let probe = match self.breaker.admit() {
             Admit::Refuse(retry_in) => {

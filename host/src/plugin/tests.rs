@@ -113,6 +113,49 @@ async fn header_policy_sets_and_removes_request_headers() {
     assert_eq!(headers["host"], "www.example.org");
 }
 
+/// [`POLICY`] with `memoize = false`: every hook call reaches the guest.
+fn unremembered() -> String {
+    format!("memoize = false\n{POLICY}")
+}
+
+#[tokio::test]
+async fn remembered_answers_are_the_answers() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(cache.path());
+    let remembered = load(&rt, "header-policy", POLICY, relaxed()).await;
+    let every_time = load(&rt, "header-policy", &unremembered(), relaxed()).await;
+    let targets = ["/app?x=1", "/app?x=1", "/app?x=2", "/admin", "/admin", "/admin/x", "/app?x=1"];
+    for target in targets {
+        let req = Req::get(target);
+        let a = remembered.on_request(&req.view()).await.expect("on-request");
+        let b = every_time.on_request(&req.view()).await.expect("on-request");
+        match (a, b) {
+            (RequestAction::Continue(a), RequestAction::Continue(b)) => assert_eq!(a, b, "{target}"),
+            (RequestAction::Respond(a), RequestAction::Respond(b)) => {
+                assert_eq!((a.status(), a.headers(), a.body()), (b.status(), b.headers(), b.body()), "{target}");
+            }
+            _ => panic!("{target}: the remembered answer differs"),
+        }
+        for status in [StatusCode::OK, StatusCode::NOT_FOUND] {
+            let mut a = HeaderMap::new();
+            a.insert("server", HeaderValue::from_static("TornadoServer/6.4"));
+            let mut b = a.clone();
+            remembered.on_response(&req.view(), status, &mut a).await.expect("on-response");
+            every_time.on_response(&req.view(), status, &mut b).await.expect("on-response");
+            assert_eq!(a, b, "{target} {status}");
+            assert_eq!(a["x-frame-options"], "DENY");
+        }
+    }
+    // on-request reads the path and query (`$request_uri`, the deny rule):
+    // four distinct requests; on-response reads nothing of the request but
+    // is keyed by status: two.
+    assert_eq!(remembered.remembered(), (4, 2));
+    assert_eq!(every_time.remembered(), (0, 0));
+    // The guest counted only the denials it was called for.
+    assert_eq!(remembered.counters(), vec![("denied".to_string(), 2)]);
+    assert_eq!(every_time.counters(), vec![("denied".to_string(), 3)]);
+}
+
 #[tokio::test]
 async fn header_policy_edits_response_headers() {
     let cache = tempfile::tempdir().expect("tempdir");
@@ -189,7 +232,9 @@ async fn warm_instances_are_reused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_share_one_policy() {
     let cache = tempfile::tempdir().expect("tempdir");
-    let policy = load(&runtime(cache.path()), "header-policy", POLICY, relaxed()).await;
+    // Every call reaches the guest (nothing remembered), so that the calls
+    // really run concurrently and the guest counts each denial.
+    let policy = load(&runtime(cache.path()), "header-policy", &unremembered(), relaxed()).await;
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let policy = policy.clone();
@@ -427,10 +472,12 @@ async fn an_unsafe_cache_folder_is_not_used() {
 async fn per_call_cost() {
     let cache = tempfile::tempdir().expect("tempdir");
     let rt = runtime(cache.path());
-    let policy = load(&rt, "header-policy", POLICY, Limits::default()).await;
+    let policy = load(&rt, "header-policy", &unremembered(), Limits::default()).await;
+    let remembered = load(&rt, "header-policy", POLICY, Limits::default()).await;
     let empty = load(&rt, "header-policy", "", Limits::default()).await;
     let req = Req::get("/app?x=1");
-    for (what, policy) in [("seed-like policy", &policy), ("empty policy", &empty)] {
+    let cases = [("seed-like policy", &policy), ("the same, remembered", &remembered), ("empty policy", &empty)];
+    for (what, policy) in cases {
         for _ in 0..1_000 {
             policy.on_request(&req.view()).await.expect("warm-up");
         }

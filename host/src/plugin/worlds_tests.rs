@@ -106,6 +106,40 @@ async fn static_cache_default_is_the_seed_rule_exactly() {
 }
 
 #[tokio::test]
+async fn static_cache_decisions_are_remembered_per_declared_input() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(cache.path());
+    let remembered =
+        rt.load_cache_policy(&plugins_dir(), "static-cache", &toml::Table::new(), relaxed()).await.expect("loads");
+    let every_time = rt
+        .load_cache_policy(&plugins_dir(), "static-cache", &table("memoize = false"), relaxed())
+        .await
+        .expect("loads");
+    let targets = ["/static/app.css?v=1", "/static/app.css?v=1", "/static/app.css", "/static/app.css?v=2"];
+    for target in targets {
+        let req = StaticReq::new(target, "text/css");
+        let a = remembered.decide(&req.view(), &req.meta).await.expect("decides");
+        let b = every_time.decide(&req.view(), &req.meta).await.expect("decides");
+        assert_eq!(a, b, "{target}: a remembered decision is the decision");
+        assert_eq!(a, seed_expires_max(&req.meta), "{target}");
+    }
+    // The seed reads the path, the content type and the query: three
+    // distinct inputs among the four answers; the other policy remembers none.
+    assert_eq!(remembered.remembered(), 3);
+    assert_eq!(every_time.remembered(), 0);
+    // The same path with another size or mtime is the same input (the
+    // seed does not read them).
+    let mut req = StaticReq::new("/static/app.css?v=1", "text/css");
+    req.meta.size += 1;
+    req.meta.mtime += Duration::from_secs(60);
+    remembered.decide(&req.view(), &req.meta).await.expect("decides");
+    assert_eq!(remembered.remembered(), 3);
+    let png = StaticReq::new("/static/app.css?v=1", "image/png");
+    remembered.decide(&png.view(), &png.meta).await.expect("decides");
+    assert_eq!(remembered.remembered(), 4, "the content type is an input");
+}
+
+#[tokio::test]
 async fn static_cache_rules_by_prefix_extension_and_type() {
     let cache = tempfile::tempdir().expect("tempdir");
     let config = r#"

@@ -18,6 +18,7 @@ struct RawConfig {
     response: RawSide,
     #[serde(default)]
     deny: Vec<RawDeny>,
+    memoize: Option<bool>,
 }
 
 /// `{ set = { name = "value" }, remove = ["name"] }`.
@@ -62,8 +63,7 @@ const FRAMING_HEADERS: &[&str] = &[
 
 /// Parses and validates the JSON configuration. Errors say which key is wrong.
 pub fn parse(json: &str) -> Result<Policy, String> {
-    let raw: RawConfig =
-        serde_json::from_str(json).map_err(|e| format!("invalid header-policy config: {e}"))?;
+    let raw: RawConfig = serde_json::from_str(json).map_err(|e| format!("invalid header-policy config: {e}"))?;
     Ok(Policy {
         request: side(raw.request, "request")?,
         response: side(raw.response, "response")?,
@@ -73,6 +73,7 @@ pub fn parse(json: &str) -> Result<Policy, String> {
             .enumerate()
             .map(|(i, rule)| deny_rule(rule).map_err(|e| format!("deny[{i}]: {e}")))
             .collect::<Result<_, _>>()?,
+        memoize: raw.memoize.unwrap_or(true),
     })
 }
 
@@ -119,13 +120,7 @@ fn deny_rule(raw: RawDeny) -> Result<DenyRule, String> {
         None => None,
     };
     let body = raw.body.unwrap_or_else(|| default_body(status));
-    Ok(DenyRule {
-        path_prefix: raw.path_prefix,
-        method,
-        header,
-        status,
-        body,
-    })
+    Ok(DenyRule { path_prefix: raw.path_prefix, method, header, status, body })
 }
 
 /// A valid, lower-cased header name that is not a framing header.
@@ -135,9 +130,7 @@ fn header_name(name: &str) -> Result<String, String> {
     }
     let lower = name.to_ascii_lowercase();
     if FRAMING_HEADERS.contains(&lower.as_str()) {
-        return Err(format!(
-            "header `{lower}` is managed by gale and cannot be changed"
-        ));
+        return Err(format!("header `{lower}` is managed by gale and cannot be changed"));
     }
     Ok(lower)
 }

@@ -19,9 +19,10 @@ use std::cell::RefCell;
 pub(crate) mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        // `header-policy` plus `header-interest`: gale calls only the hooks
-        // the configured rules use.
-        world: "gale:plugin/selective-header-policy",
+        // `header-policy` plus `header-interest` (gale calls only the hooks
+        // the configured rules use) and `hook-inputs` (gale gives each hook
+        // only what it reads and remembers the answers).
+        world: "gale:plugin/memoizable-header-policy",
         // Header ops are compared in tests.
         additional_derives: [PartialEq, Eq],
     });
@@ -31,6 +32,7 @@ pub(crate) mod bindings {
 
 use bindings::exports::gale::plugin::header_hooks::{Guest, RequestDecision};
 use bindings::exports::gale::plugin::header_interest::{self, Interest};
+use bindings::exports::gale::plugin::hook_inputs::{self, Declaration, ResponseInputs};
 use bindings::gale::plugin::host::{self, LogLevel};
 use bindings::gale::plugin::types::{HeaderOp, RequestHead, ResponseHead};
 use policy::Policy;
@@ -54,13 +56,7 @@ impl Guest for HeaderPolicy {
         if let RequestDecision::Respond(response) = &decision {
             // Shown in gale's metrics: how many requests the policy denied.
             host::counter_add("denied", 1);
-            host::log(
-                LogLevel::Debug,
-                &format!(
-                    "denied {} {} with {}",
-                    head.method, head.path, response.status
-                ),
-            );
+            host::log(LogLevel::Debug, &format!("denied {} {} with {}", head.method, head.path, response.status));
         }
         decision
     }
@@ -80,6 +76,24 @@ impl header_interest::Guest for HeaderPolicy {
             pick(p.uses_request(), Interest::ON_REQUEST)
                 | pick(p.uses_response(), Interest::ON_RESPONSE)
                 | pick(p.reads_request_headers(), Interest::REQUEST_HEADERS)
+        })
+    }
+}
+
+impl hook_inputs::Guest for HeaderPolicy {
+    /// Every rule is a function of a few request parts (the variables its
+    /// templates use, the conditions of deny rules) and never of the
+    /// response: gale may remember the answers, unless `memoize = false`.
+    fn declare_inputs() -> Declaration {
+        POLICY.with(|p| {
+            let p = p.borrow();
+            if !p.memoize {
+                return Declaration { on_request: None, on_response: None };
+            }
+            Declaration {
+                on_request: Some(p.request_inputs()),
+                on_response: Some(ResponseInputs { request: p.response_inputs(), headers: Vec::new() }),
+            }
         })
     }
 }

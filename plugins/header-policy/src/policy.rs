@@ -1,10 +1,8 @@
 //! The validated policy and what it does to one request or response.
 
 use crate::bindings::exports::gale::plugin::header_hooks::RequestDecision;
-use crate::bindings::gale::plugin::types::{
-    Header, HeaderOp, LocalResponse, RequestHead, ResponseHead,
-};
-use crate::template::Template;
+use crate::bindings::gale::plugin::types::{Header, HeaderOp, LocalResponse, RequestHead, RequestInputs, ResponseHead};
+use crate::template::{Template, add_header};
 
 /// Edits for one side (request or response): removals first, then sets, so
 /// that removing and setting the same header leaves the set value.
@@ -50,6 +48,9 @@ pub struct Policy {
     pub response: SideEdits,
     /// Deny rules, first match wins.
     pub deny: Vec<DenyRule>,
+    /// Whether gale may remember the hooks' answers (config `memoize`,
+    /// default true): off, every request is a call and counts in `denied`.
+    pub memoize: bool,
 }
 
 impl Policy {
@@ -60,10 +61,7 @@ impl Policy {
             if let Some(rule) = self.deny.iter().find(|rule| rule.matches(head, &path)) {
                 return RequestDecision::Respond(LocalResponse {
                     status: rule.status,
-                    headers: vec![Header {
-                        name: "content-type".into(),
-                        value: b"text/plain; charset=utf-8".to_vec(),
-                    }],
+                    headers: vec![Header { name: "content-type".into(), value: b"text/plain; charset=utf-8".to_vec() }],
                     body: rule.body.as_bytes().to_vec(),
                 });
             }
@@ -74,6 +72,34 @@ impl Policy {
     /// The response edits.
     pub fn on_response(&self, head: &RequestHead, _response: &ResponseHead) -> Vec<HeaderOp> {
         self.response.ops(head)
+    }
+
+    /// What `on_request` reads: the request templates' variables, and for
+    /// deny rules their conditions (plus the method and path its log line
+    /// shows).
+    pub fn request_inputs(&self) -> RequestInputs {
+        let mut inputs = no_inputs();
+        for (_, template) in &self.request.set {
+            template.add_inputs(&mut inputs);
+        }
+        for rule in &self.deny {
+            inputs.method = true;
+            inputs.path = true;
+            if let Some(header) = &rule.header {
+                add_header(&mut inputs, &header.name);
+            }
+        }
+        inputs
+    }
+
+    /// What `on_response` reads: its templates' variables (never the
+    /// response itself).
+    pub fn response_inputs(&self) -> RequestInputs {
+        let mut inputs = no_inputs();
+        for (_, template) in &self.response.set {
+            template.add_inputs(&mut inputs);
+        }
+        inputs
     }
 
     /// Whether `on_request` can do anything: request edits or deny rules.
@@ -91,8 +117,7 @@ impl Policy {
     /// response headers.)
     pub fn reads_request_headers(&self) -> bool {
         let templates = self.request.set.iter().chain(&self.response.set);
-        templates.map(|(_, t)| t).any(Template::reads_headers)
-            || self.deny.iter().any(|rule| rule.header.is_some())
+        templates.map(|(_, t)| t).any(Template::reads_headers) || self.deny.iter().any(|rule| rule.header.is_some())
     }
 }
 
@@ -104,20 +129,13 @@ impl SideEdits {
 
     fn ops(&self, head: &RequestHead) -> Vec<HeaderOp> {
         let mut ops = Vec::with_capacity(self.remove.len() + self.set.len());
-        ops.extend(
-            self.remove
-                .iter()
-                .map(|name| HeaderOp::Remove(name.clone())),
-        );
+        ops.extend(self.remove.iter().map(|name| HeaderOp::Remove(name.clone())));
         for (name, template) in &self.set {
             let value = template.expand(head);
             ops.push(if value.is_empty() {
                 HeaderOp::Remove(name.clone())
             } else {
-                HeaderOp::Set(Header {
-                    name: name.clone(),
-                    value,
-                })
+                HeaderOp::Set(Header { name: name.clone(), value })
             });
         }
         ops
@@ -186,14 +204,26 @@ fn normalize_path(raw: &str) -> Vec<u8> {
         out.push(b'/');
         out.extend_from_slice(segment);
     }
-    let trailing = decoded.ends_with(b"/")
-        || decoded.ends_with(b"/.")
-        || decoded.ends_with(b"/..")
-        || segments.is_empty();
+    let trailing =
+        decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..") || segments.is_empty();
     if trailing {
         out.push(b'/');
     }
     out
+}
+
+/// Reads nothing.
+pub fn no_inputs() -> RequestInputs {
+    RequestInputs {
+        method: false,
+        path: false,
+        query: false,
+        remote_addr: false,
+        remote_port: false,
+        scheme: false,
+        host: false,
+        headers: Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -206,10 +236,7 @@ mod tests {
             method: method.into(),
             path: path.into(),
             query: None,
-            headers: vec![Header {
-                name: "x-debug".into(),
-                value: b"1".to_vec(),
-            }],
+            headers: vec![Header { name: "x-debug".into(), value: b"1".to_vec() }],
             remote_addr: "192.0.2.7".into(),
             remote_port: 4000,
             scheme: "http".into(),
@@ -235,11 +262,32 @@ mod tests {
             RequestDecision::Continue(ops) => assert!(ops.is_empty()),
             RequestDecision::Respond(_) => panic!("must continue"),
         }
-        let resp = ResponseHead {
-            status: 200,
-            headers: vec![],
-        };
+        let resp = ResponseHead { status: 200, headers: vec![] };
         assert!(p.on_response(&head("GET", "/"), &resp).is_empty());
+    }
+
+    #[test]
+    fn inputs_follow_the_rules() {
+        let p = policy(r#"{"response": {"set": {"x-frame-options": "DENY"}}, "request": {"remove": ["x-a"]}}"#);
+        assert_eq!(p.request_inputs(), no_inputs());
+        assert_eq!(p.response_inputs(), no_inputs());
+        assert!(p.memoize);
+        let p = policy(
+            r#"{"request": {"set": {"x-h": "$host", "x-u": "$request_uri", "x-c": "$http_cookie$http_Cookie"}},
+                "response": {"set": {"x-ip": "$remote_addr:$remote_port", "x-m": "$request_method $scheme $args"}},
+                "memoize": false}"#,
+        );
+        let r = p.request_inputs();
+        assert!(r.host && r.path && r.query && !r.method && !r.remote_addr && !r.scheme);
+        assert_eq!(r.headers, ["cookie"]);
+        let r = p.response_inputs();
+        assert!(r.remote_addr && r.remote_port && r.method && r.scheme && r.query);
+        assert!(!r.host && !r.path && r.headers.is_empty());
+        assert!(!p.memoize);
+        let p = policy(r#"{"deny": [{"header": {"name": "X-Debug"}, "status": 404}]}"#);
+        let r = p.request_inputs();
+        assert!(r.method && r.path && !r.query && !r.host);
+        assert_eq!(r.headers, ["x-debug"]);
     }
 
     #[test]
@@ -276,34 +324,21 @@ mod tests {
             vec![
                 HeaderOp::Remove("x-debug".into()),
                 HeaderOp::Remove("x-empty".into()),
-                HeaderOp::Set(Header {
-                    name: "x-real-ip".into(),
-                    value: b"192.0.2.7".to_vec()
-                }),
-                HeaderOp::Set(Header {
-                    name: "x-scheme".into(),
-                    value: b"http".to_vec()
-                }),
+                HeaderOp::Set(Header { name: "x-real-ip".into(), value: b"192.0.2.7".to_vec() }),
+                HeaderOp::Set(Header { name: "x-scheme".into(), value: b"http".to_vec() }),
             ]
         );
     }
 
     #[test]
     fn response_edits() {
-        let p =
-            policy(r#"{"response": {"set": {"x-frame-options": "DENY"}, "remove": ["server"]}}"#);
-        let resp = ResponseHead {
-            status: 200,
-            headers: vec![],
-        };
+        let p = policy(r#"{"response": {"set": {"x-frame-options": "DENY"}, "remove": ["server"]}}"#);
+        let resp = ResponseHead { status: 200, headers: vec![] };
         assert_eq!(
             p.on_response(&head("GET", "/"), &resp),
             vec![
                 HeaderOp::Remove("server".into()),
-                HeaderOp::Set(Header {
-                    name: "x-frame-options".into(),
-                    value: b"DENY".to_vec()
-                }),
+                HeaderOp::Set(Header { name: "x-frame-options".into(), value: b"DENY".to_vec() }),
             ]
         );
     }
@@ -311,19 +346,8 @@ mod tests {
     #[test]
     fn deny_by_prefix_cannot_be_bypassed_by_encoding() {
         let p = policy(r#"{"deny": [{"path_prefix": "/admin", "status": 403}]}"#);
-        for path in [
-            "/admin",
-            "/admin/x",
-            "/%61dmin",
-            "//admin",
-            "/x/../admin",
-            "/./admin",
-        ] {
-            assert_eq!(
-                status(&p.on_request(&head("GET", path))),
-                Some(403),
-                "{path}"
-            );
+        for path in ["/admin", "/admin/x", "/%61dmin", "//admin", "/x/../admin", "/./admin"] {
+            assert_eq!(status(&p.on_request(&head("GET", path))), Some(403), "{path}");
         }
         for path in ["/", "/adm", "/public/admin"] {
             assert_eq!(status(&p.on_request(&head("GET", path))), None, "{path}");
@@ -346,10 +370,7 @@ mod tests {
         assert_eq!(status(&p.on_request(&h)), Some(400));
         h.headers[0].value = b"0".to_vec();
         assert_eq!(status(&p.on_request(&h)), None);
-        h.headers.push(Header {
-            name: "x-probe".into(),
-            value: vec![],
-        });
+        h.headers.push(Header { name: "x-probe".into(), value: vec![] });
         assert_eq!(status(&p.on_request(&h)), Some(404));
     }
 

@@ -3,7 +3,7 @@
 //! Parsed once at configure time so that a typo in a variable name is a
 //! config error, not a surprise at request time.
 
-use crate::bindings::gale::plugin::types::RequestHead;
+use crate::bindings::gale::plugin::types::{RequestHead, RequestInputs};
 
 /// A variable a template can refer to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,9 +45,7 @@ impl Template {
     /// `$`. Unknown variables and control characters are errors.
     pub fn parse(text: &str) -> Result<Self, String> {
         if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\t') {
-            return Err(format!(
-                "value {text:?} contains the control character {c:?}"
-            ));
+            return Err(format!("value {text:?} contains the control character {c:?}"));
         }
         let mut parts = Vec::new();
         let mut literal = String::new();
@@ -60,20 +58,14 @@ impl Template {
                 rest = stripped;
                 continue;
             } else if let Some(braced) = after.strip_prefix('{') {
-                let end = braced
-                    .find('}')
-                    .ok_or_else(|| format!("value {text:?} has an unclosed `${{`"))?;
+                let end = braced.find('}').ok_or_else(|| format!("value {text:?} has an unclosed `${{`"))?;
                 (&braced[..end], end + 2)
             } else {
-                let end = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
+                let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
                 (&after[..end], end)
             };
             if name.is_empty() {
-                return Err(format!(
-                    "value {text:?} has a `$` without a variable name (write `$$` for a literal `$`)"
-                ));
+                return Err(format!("value {text:?} has a `$` without a variable name (write `$$` for a literal `$`)"));
             }
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
@@ -90,9 +82,28 @@ impl Template {
 
     /// Whether the value depends on request headers (`$http_<name>`).
     pub fn reads_headers(&self) -> bool {
-        self.parts
-            .iter()
-            .any(|part| matches!(part, Part::Var(Var::Header(_))))
+        self.parts.iter().any(|part| matches!(part, Part::Var(Var::Header(_))))
+    }
+
+    /// Adds the parts of the request this template reads to `inputs`.
+    pub fn add_inputs(&self, inputs: &mut RequestInputs) {
+        for part in &self.parts {
+            let Part::Var(var) = part else { continue };
+            match var {
+                Var::RemoteAddr => inputs.remote_addr = true,
+                Var::RemotePort => inputs.remote_port = true,
+                Var::Scheme => inputs.scheme = true,
+                Var::Host => inputs.host = true,
+                Var::RequestUri => {
+                    inputs.path = true;
+                    inputs.query = true;
+                }
+                Var::Uri => inputs.path = true,
+                Var::Args => inputs.query = true,
+                Var::Method => inputs.method = true,
+                Var::Header(name) => add_header(inputs, name),
+            }
+        }
     }
 
     /// The value for this request, as bytes (header values may be non-UTF-8).
@@ -162,6 +173,13 @@ fn expand_var(var: &Var, head: &RequestHead, out: &mut Vec<u8>) {
     }
 }
 
+/// Declares that `name` is read (once).
+pub fn add_header(inputs: &mut RequestInputs, name: &str) {
+    if !inputs.headers.iter().any(|h| h == name) {
+        inputs.headers.push(name.to_owned());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,18 +191,9 @@ mod tests {
             path: "/a%20b".into(),
             query: Some("x=1".into()),
             headers: vec![
-                Header {
-                    name: "x-forwarded-for".into(),
-                    value: b"10.0.0.1".to_vec(),
-                },
-                Header {
-                    name: "x-forwarded-for".into(),
-                    value: b"10.0.0.2".to_vec(),
-                },
-                Header {
-                    name: "user-agent".into(),
-                    value: b"curl".to_vec(),
-                },
+                Header { name: "x-forwarded-for".into(), value: b"10.0.0.1".to_vec() },
+                Header { name: "x-forwarded-for".into(), value: b"10.0.0.2".to_vec() },
+                Header { name: "user-agent".into(), value: b"curl".to_vec() },
             ],
             remote_addr: "192.0.2.7".into(),
             remote_port: 51234,
@@ -207,15 +216,9 @@ mod tests {
     #[test]
     fn variables_expand() {
         assert_eq!(expand("$remote_addr"), "192.0.2.7");
-        assert_eq!(
-            expand("$scheme://$host$request_uri"),
-            "https://www.example.org/a%20b?x=1"
-        );
+        assert_eq!(expand("$scheme://$host$request_uri"), "https://www.example.org/a%20b?x=1");
         assert_eq!(expand("${host}x"), "www.example.orgx");
-        assert_eq!(
-            expand("$uri|$args|$request_method|$remote_port"),
-            "/a%20b|x=1|GET|51234"
-        );
+        assert_eq!(expand("$uri|$args|$request_method|$remote_port"), "/a%20b|x=1|GET|51234");
         assert_eq!(expand("$$5"), "$5");
     }
 
@@ -236,26 +239,10 @@ mod tests {
 
     #[test]
     fn bad_templates_are_rejected_with_a_reason() {
-        assert!(
-            Template::parse("$nope")
-                .expect_err("invalid")
-                .contains("unknown variable `$nope`")
-        );
-        assert!(
-            Template::parse("a $ b")
-                .expect_err("invalid")
-                .contains("$$")
-        );
-        assert!(
-            Template::parse("${host")
-                .expect_err("invalid")
-                .contains("unclosed")
-        );
-        assert!(
-            Template::parse("a\r\nb")
-                .expect_err("invalid")
-                .contains("control")
-        );
+        assert!(Template::parse("$nope").expect_err("invalid").contains("unknown variable `$nope`"));
+        assert!(Template::parse("a $ b").expect_err("invalid").contains("$$"));
+        assert!(Template::parse("${host").expect_err("invalid").contains("unclosed"));
+        assert!(Template::parse("a\r\nb").expect_err("invalid").contains("control"));
         assert!(Template::parse("$http_").is_err());
     }
 }

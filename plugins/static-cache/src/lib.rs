@@ -16,7 +16,8 @@ use std::cell::RefCell;
 pub(crate) mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "gale:plugin/cache-policy",
+        // `cache-policy` plus `cache-inputs`: gale remembers the decisions.
+        world: "gale:plugin/memoizable-cache-policy",
         // Decisions are compared in tests.
         additional_derives: [PartialEq, Eq],
     });
@@ -25,7 +26,8 @@ pub(crate) mod bindings {
 }
 
 use bindings::exports::gale::plugin::cache_hooks::{CacheDecision, FileInfo, Guest};
-use bindings::gale::plugin::types::RequestHead;
+use bindings::exports::gale::plugin::cache_inputs::{self, DecisionInputs, FileInputs};
+use bindings::gale::plugin::types::{RequestHead, RequestInputs};
 use rules::Policy;
 
 thread_local! {
@@ -44,5 +46,28 @@ impl Guest for StaticCache {
 
     fn decide(_request: RequestHead, file: FileInfo) -> CacheDecision {
         POLICY.with(|p| p.borrow().decide(&file))
+    }
+}
+
+impl cache_inputs::Guest for StaticCache {
+    /// A decision depends on the file's path and content type, and on the
+    /// query string when a rule tests it; never on the request head.
+    fn declare_inputs() -> Option<DecisionInputs> {
+        POLICY.with(|p| {
+            let p = p.borrow();
+            p.memoize.then(|| DecisionInputs {
+                request: RequestInputs {
+                    method: false,
+                    path: false,
+                    query: false,
+                    remote_addr: false,
+                    remote_port: false,
+                    scheme: false,
+                    host: false,
+                    headers: Vec::new(),
+                },
+                file: FileInputs { query: p.reads_query(), size: false, mtime: false },
+            })
+        })
     }
 }

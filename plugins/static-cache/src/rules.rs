@@ -14,6 +14,7 @@ const MAX_SECONDS: u64 = 315_360_000;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     rules: Option<Vec<RawRule>>,
+    memoize: Option<bool>,
 }
 
 /// One rule as written in gale's TOML.
@@ -91,6 +92,8 @@ struct Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// Whether gale may remember the decisions (config `memoize`, default true).
+    pub memoize: bool,
 }
 
 impl Policy {
@@ -107,7 +110,14 @@ impl Policy {
                 no_cache: false,
                 private: false,
             }],
+            memoize: true,
         }
+    }
+
+    /// Whether a rule reads the query string (`query = true | false`); the rest of a decision
+    /// depends only on the file's path and content type.
+    pub fn reads_query(&self) -> bool {
+        self.rules.iter().any(|r| r.query.is_some())
     }
 
     /// The decision of the first rule that matches `file`; no headers when none does.
@@ -187,15 +197,16 @@ fn media_type(content_type: &str) -> String {
 /// Parses and validates the JSON configuration. Errors name the rule and key.
 pub fn parse(json: &str) -> Result<Policy, String> {
     let raw: RawConfig = serde_json::from_str(json).map_err(|e| format!("invalid static-cache config: {e}"))?;
+    let memoize = raw.memoize.unwrap_or(true);
     let Some(rules) = raw.rules else {
-        return Ok(Policy::seed());
+        return Ok(Policy { memoize, ..Policy::seed() });
     };
     let rules = rules
         .into_iter()
         .enumerate()
         .map(|(i, r)| rule(r).map_err(|e| format!("rules[{i}]: {e}")))
         .collect::<Result<_, _>>()?;
-    Ok(Policy { rules })
+    Ok(Policy { rules, memoize })
 }
 
 fn rule(raw: RawRule) -> Result<Rule, String> {
@@ -312,6 +323,15 @@ mod tests {
             assert_eq!(p.decide(&file("/static/app.css", None, "text/css")), none());
             assert_eq!(p.decide(&file("/static/app.css", Some(""), "text/css")), none());
         }
+    }
+
+    #[test]
+    fn the_query_is_read_only_when_a_rule_tests_it() {
+        assert!(Policy::seed().reads_query() && Policy::seed().memoize);
+        let p = parse(r#"{"rules": [{"extension": "css", "max_age": 60}], "memoize": false}"#).expect("valid");
+        assert!(!p.reads_query() && !p.memoize);
+        let p = parse(r#"{"memoize": false}"#).expect("valid");
+        assert!(p.reads_query() && !p.memoize);
     }
 
     #[test]

@@ -38,10 +38,7 @@ impl Guest for Fixture {
         if PREFIX.with(|p| head.path.starts_with(p.borrow().as_str())) {
             misbehave();
         }
-        RequestDecision::Continue(vec![HeaderOp::Set(Header {
-            name: "x-fixture".into(),
-            value: b"test-oom".to_vec(),
-        })])
+        RequestDecision::Continue(vec![HeaderOp::Set(Header { name: "x-fixture".into(), value: b"test-oom".to_vec() })])
     }
 
     fn on_response(_head: RequestHead, _response: ResponseHead) -> Vec<HeaderOp> {

@@ -82,7 +82,10 @@ impl Guest for Probe {
             c.get()
         });
         let report = TARGETS.with(|t| probe(&t.borrow()));
-        host::log(LogLevel::Info, &format!("test-probe: {}", report.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")));
+        host::log(
+            LogLevel::Info,
+            &format!("test-probe: {}", report.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")),
+        );
         let mut ops: Vec<HeaderOp> = report.into_iter().map(|(name, value)| set(name, &value)).collect();
         ops.push(set("x-probe-calls", &calls.to_string()));
         ops
