@@ -80,8 +80,8 @@ pub(crate) fn edits(ops: Vec<HeaderOp>) -> Result<HeaderEdits, String> {
                 HeaderOp::Remove(name) => HeaderEdit::Remove(header_name(&name)?),
             })
         })
-        .collect::<Result<_, String>>()
-        .map(HeaderEdits)
+        .collect::<Result<Vec<_>, String>>()
+        .map(HeaderEdits::from)
 }
 
 /// Validates a local response; gale frames it (hyper adds `content-length`).

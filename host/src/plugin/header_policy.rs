@@ -238,13 +238,12 @@ impl HeaderPolicy {
         if !self.wants_request() {
             return Some(Ok(RequestAction::Continue(HeaderEdits::default())));
         }
-        let head = inputs.head(req);
-        let key = Key::default().head(&head).finish();
+        let key = inputs.key(req).finish();
         if let Some(answer) = self.memo.request.get(&key) {
             self.pool.remembered("on-request");
             return Some(Ok(answer.action()));
         }
-        let answer = match self.call_request(&head).await {
+        let answer = match self.call_request(&inputs.head(req)).await {
             Ok(decision) => Arc::new(RequestAnswer::new(decision)),
             Err(e) => return Some(Err(e)),
         };

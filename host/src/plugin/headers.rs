@@ -1,5 +1,7 @@
 //! Header edits a plugin asks for, in HTTP terms, and how they apply.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
@@ -29,14 +31,21 @@ pub enum HeaderEdit {
 
 /// The edits a hook returned, in order. Returned rather than applied so that
 /// the caller can apply them to the header map it owns (the request view
-/// borrows the original headers while the hook runs).
+/// borrows the original headers while the hook runs). Shared, not copied,
+/// when cloned: a remembered answer is handed out for many requests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeaderEdits(pub(crate) Vec<HeaderEdit>);
+pub struct HeaderEdits(Arc<[HeaderEdit]>);
+
+impl From<Vec<HeaderEdit>> for HeaderEdits {
+    fn from(edits: Vec<HeaderEdit>) -> Self {
+        Self(edits.into())
+    }
+}
 
 impl HeaderEdits {
     /// Applies the edits to `headers`, in order.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for edit in &self.0 {
+        for edit in self.0.iter() {
             match edit {
                 HeaderEdit::Set(name, value) => {
                     headers.insert(name.clone(), value.clone());
@@ -80,7 +89,7 @@ mod tests {
         headers.append("x-a", value("1"));
         headers.append("x-a", value("2"));
         headers.append("x-b", value("b"));
-        let edits = HeaderEdits(vec![
+        let edits = HeaderEdits::from(vec![
             HeaderEdit::Set(name("x-a"), value("3")),
             HeaderEdit::Append(name("x-c"), value("c1")),
             HeaderEdit::Append(name("x-c"), value("c2")),

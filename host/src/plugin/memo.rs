@@ -9,6 +9,7 @@
 //! without a memo, and memory stays bounded.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::{Mutex, PoisonError};
 
 use http::HeaderMap;
@@ -20,14 +21,16 @@ use super::bindings::types::{Header, RequestHead, RequestInputs};
 /// Answers remembered per attachment and hook.
 const CAPACITY: usize = 4096;
 
-/// One hook's remembered answers.
+/// One hook's remembered answers. foldhash rather than SipHash: a lookup
+/// is on every request's path; its seed is random per process, so keys
+/// chosen by clients (paths) cannot be aimed at one bucket.
 pub(crate) struct Memo<V> {
-    map: Mutex<HashMap<Box<[u8]>, V>>,
+    map: Mutex<HashMap<Box<[u8]>, V, foldhash::quality::RandomState>>,
 }
 
 impl<V: Clone> Memo<V> {
     pub(crate) fn new() -> Self {
-        Self { map: Mutex::new(HashMap::new()) }
+        Self { map: Mutex::new(HashMap::default()) }
     }
 
     /// The answer remembered for `key`.
@@ -110,6 +113,42 @@ impl Inputs {
     }
 }
 
+impl Inputs {
+    /// The key of the head [`Self::head`] would build for `req`, written
+    /// straight from `req` (no head is built when the answer is
+    /// remembered): the same bytes as `Key::head(&self.head(req))`.
+    pub(crate) fn key(&self, req: &RequestView<'_>) -> Key {
+        fn text(on: bool, s: &str) -> &[u8] {
+            if on { s.as_bytes() } else { &[] }
+        }
+        let mut key = Key::default();
+        key.bytes(text(self.method, req.method.as_str()))
+            .bytes(text(self.path, req.uri.path()))
+            .option(if self.query { req.uri.query().map(str::as_bytes) } else { None });
+        let count = self.headers.iter().map(|n| req.headers.get_all(n).iter().count()).sum::<usize>();
+        key.number(count as u64);
+        for name in &self.headers {
+            for value in req.headers.get_all(name) {
+                key.bytes(name.as_str().as_bytes()).bytes(value.as_bytes());
+            }
+        }
+        if self.remote_addr {
+            // An IPv6 address in text is at most 45 bytes.
+            let mut buf = [0u8; 64];
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{}", req.remote_addr.ip().to_canonical());
+            let n = usize::try_from(cursor.position()).unwrap_or(0);
+            key.bytes(&buf[..n]);
+        } else {
+            key.bytes(&[]);
+        }
+        key.number(if self.remote_port { u64::from(req.remote_addr.port()) } else { 0 })
+            .bytes(text(self.scheme, req.scheme))
+            .bytes(text(self.host, req.host));
+        key
+    }
+}
+
 /// The values of `names` in `map`, in the declared order, every value of
 /// each.
 pub(crate) fn select(map: &HeaderMap, names: &[HeaderName]) -> Vec<Header> {
@@ -124,8 +163,14 @@ pub(crate) fn select(map: &HeaderMap, names: &[HeaderName]) -> Vec<Header> {
 
 /// Serialises what a hook is given into a memo key. Every field is length
 /// prefixed, so that no two different inputs share a key.
-#[derive(Default)]
 pub(crate) struct Key(Vec<u8>);
+
+impl Default for Key {
+    fn default() -> Self {
+        // Enough for a typical head's declared parts without growing.
+        Self(Vec::with_capacity(192))
+    }
+}
 
 impl Key {
     pub(crate) fn bytes(&mut self, b: &[u8]) -> &mut Self {
@@ -217,6 +262,23 @@ mod tests {
         assert_eq!(head.path, "");
         let got: Vec<_> = head.headers.iter().map(|h| (h.name.as_str(), h.value.as_slice())).collect();
         assert_eq!(got, [("x-one", &b"1"[..]), ("x-one", &b"2"[..])]);
+        // The key written from the view is the key of the head.
+        let all = Inputs {
+            method: true,
+            path: true,
+            query: true,
+            remote_addr: true,
+            remote_port: true,
+            scheme: true,
+            host: true,
+            headers: names(vec!["x-two".into(), "x-one".into()]),
+        };
+        let v6: std::net::SocketAddr = "[::ffff:192.0.2.9]:80".parse().expect("addr");
+        for inputs in [Inputs::default(), some, all] {
+            for view in [view, RequestView { remote_addr: v6, ..view }] {
+                assert_eq!(inputs.key(&view).finish(), Key::default().head(&inputs.head(&view)).finish(), "{inputs:?}");
+            }
+        }
     }
 
     #[test]
