@@ -108,6 +108,23 @@ impl Tracker {
                     }
                     &bytes[used..]
                 }
+                State::Head(buf) if buf.is_empty() => {
+                    // The common case, a whole head in one read: parsed in
+                    // place, copied only when it is incomplete.
+                    match self.parse_head(bytes) {
+                        Some(head_len) => &bytes[head_len..],
+                        None => {
+                            if !matches!(self.state, State::Off) {
+                                self.state = if bytes.len() > MAX_TRACKED_HEAD {
+                                    State::Off
+                                } else {
+                                    State::Head(bytes.to_vec())
+                                };
+                            }
+                            return;
+                        }
+                    }
+                }
                 State::Head(buf) => {
                     let before = buf.len();
                     buf.extend_from_slice(bytes);
@@ -133,9 +150,11 @@ impl Tracker {
     /// Parses a complete head from `buf`, records its verdict and sets the
     /// body state; returns the head's length, or `None` if incomplete.
     fn parse_head(&mut self, buf: &[u8]) -> Option<usize> {
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut req = httparse::Request::new(&mut headers);
-        let len = match req.parse(buf) {
+        // Uninitialised: zeroing 128 headers (4 KiB) per request would cost
+        // more than the parse.
+        let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(buf, &mut headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return None,
             Err(_) => {

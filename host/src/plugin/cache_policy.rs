@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::RequestView;
 use super::bindings::CachePolicyBindings;
-use super::bindings::cache_hooks::{CacheDecision, FileInfo};
+use super::bindings::cache_hooks::{CacheDecision, Expiry, FileInfo};
 use super::bindings::types::RequestHead;
 use super::convert;
 use super::error::PluginError;
@@ -24,8 +24,15 @@ use crate::static_files::{CacheHeaders, FileMeta};
 pub struct CachePolicy {
     pool: Arc<Pool<CachePolicyBindings>>,
     /// Decisions of a policy that declared its inputs (`cache-inputs`),
-    /// keyed by what `decide` was given; rendered anew for each answer.
-    memo: Arc<Memo<CacheDecision>>,
+    /// keyed by what `decide` was given.
+    memo: Arc<Memo<Arc<Remembered>>>,
+}
+
+/// A remembered decision: rendered once when its headers do not depend on
+/// the time (no expiry, or `max`), else rendered anew for each answer.
+enum Remembered {
+    Fixed(CacheHeaders),
+    Timed(CacheDecision),
 }
 
 impl std::fmt::Debug for CachePolicy {
@@ -74,7 +81,21 @@ impl CachePolicy {
             let decision = self.call(&convert::request_head(req, true), &convert::file_info(file)).await?;
             return self.render(decision);
         };
-        let head = inputs.request.head(req);
+        let mtime = convert::file_info_mtime(file);
+        let mut key = inputs.request.key(req);
+        key.bytes(file.path.as_bytes())
+            .option(if inputs.query { file.query.as_deref().map(str::as_bytes) } else { None })
+            .number(if inputs.size { file.size } else { 0 })
+            .number(if inputs.mtime { mtime } else { 0 })
+            .bytes(file.content_type.as_bytes());
+        let key = key.finish();
+        if let Some(answer) = self.memo.get(&key) {
+            self.pool.remembered(HOOK);
+            return match &*answer {
+                Remembered::Fixed(headers) => Ok(headers.clone()),
+                Remembered::Timed(decision) => self.render(decision.clone()),
+            };
+        }
         let mut info = convert::file_info(file);
         if !inputs.query {
             info.query = None;
@@ -85,22 +106,13 @@ impl CachePolicy {
         if !inputs.mtime {
             info.mtime = 0;
         }
-        let key = Key::default()
-            .head(&head)
-            .bytes(info.path.as_bytes())
-            .option(info.query.as_deref().map(str::as_bytes))
-            .number(info.size)
-            .number(info.mtime)
-            .bytes(info.content_type.as_bytes())
-            .finish();
-        if let Some(decision) = self.memo.get(&key) {
-            self.pool.remembered(HOOK);
-            return self.render(decision);
-        }
-        let decision = self.call(&head, &info).await?;
+        let decision = self.call(&inputs.request.head(req), &info).await?;
         // Validated before it is remembered: a bad answer is never reused.
+        // Headers that do not depend on the time are kept rendered.
+        let timed = matches!(decision.expires, Some(Expiry::At(_) | Expiry::After(_)));
         let rendered = self.render(decision.clone())?;
-        self.memo.put(key, decision);
+        let answer = if timed { Remembered::Timed(decision) } else { Remembered::Fixed(rendered.clone()) };
+        self.memo.put(key, Arc::new(answer));
         Ok(rendered)
     }
 

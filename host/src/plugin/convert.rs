@@ -127,10 +127,15 @@ pub(crate) fn file_info(meta: &FileMeta) -> FileInfo {
         path: meta.path.clone(),
         query: meta.query.clone(),
         size: meta.size,
-        // A file dated before 1970 shows as 0.
-        mtime: meta.mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        mtime: file_info_mtime(meta),
         content_type: meta.content_type.clone(),
     }
+}
+
+/// `file-info.mtime` of a served file: whole seconds since the epoch (a
+/// file dated before 1970 shows as 0).
+pub(crate) fn file_info_mtime(meta: &FileMeta) -> u64 {
+    meta.mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Renders a cache decision as headers at time `now`: `Expires` from the

@@ -140,6 +140,24 @@ async fn static_cache_decisions_are_remembered_per_declared_input() {
 }
 
 #[tokio::test]
+async fn a_remembered_relative_expiry_counts_from_each_answer() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = runtime(cache.path())
+        .load_cache_policy(&plugins_dir(), "static-cache", &table("rules = [{ max_age = \"1h\" }]"), relaxed())
+        .await
+        .expect("loads");
+    let req = StaticReq::new("/static/app.css", "text/css");
+    let first = policy.decide(&req.view(), &req.meta).await.expect("decides");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = policy.decide(&req.view(), &req.meta).await.expect("decides");
+    assert_eq!(policy.remembered(), 1, "the second answer came from memory");
+    assert_eq!(text(&first).0, Some("max-age=3600"));
+    assert_eq!(text(&second).0, Some("max-age=3600"));
+    let date = |h: &CacheHeaders| httpdate::parse_http_date(text(h).1.expect("expires")).expect("a date");
+    assert!(date(&second) > date(&first), "{first:?} then {second:?}");
+}
+
+#[tokio::test]
 async fn static_cache_rules_by_prefix_extension_and_type() {
     let cache = tempfile::tempdir().expect("tempdir");
     let config = r#"
