@@ -12,7 +12,7 @@ use super::bindings::types::RequestHead;
 use super::convert;
 use super::error::PluginError;
 use super::limits::Limits;
-use super::memo::{Key, Memo};
+use super::memo::Memo;
 use super::pool::Pool;
 use super::runtime::PluginRuntime;
 use crate::static_files::{CacheHeaders, FileMeta};
