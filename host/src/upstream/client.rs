@@ -111,7 +111,13 @@ pub type OnDone = Box<dyn FnOnce() + Send>;
 pub struct UpstreamBody {
     inner: Incoming,
     read_timeout: Duration,
-    sleep: Pin<Box<Sleep>>,
+    /// The `read_timeout` timer, made at the first wait: a body that is
+    /// read to its end without waiting (most small ones) never touches the
+    /// timer wheel.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// A frame arrived since the timer was last set: the next wait starts
+    /// a new `read_timeout`.
+    progressed: bool,
     conn: Option<(Arc<ConnPool>, Sender)>,
     on_done: Option<OnDone>,
 }
@@ -129,13 +135,7 @@ impl UpstreamBody {
         conn: Option<(Arc<ConnPool>, Sender)>,
         on_done: OnDone,
     ) -> Self {
-        let mut this = Self {
-            inner,
-            read_timeout,
-            sleep: Box::pin(tokio::time::sleep(read_timeout)),
-            conn,
-            on_done: Some(on_done),
-        };
+        let mut this = Self { inner, read_timeout, sleep: None, progressed: true, conn, on_done: Some(on_done) };
         if this.inner.is_end_stream() {
             this.finish(true);
         }
@@ -168,8 +168,7 @@ impl Body for UpstreamBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = Instant::now() + this.read_timeout;
-                this.sleep.as_mut().reset(deadline);
+                this.progressed = true;
                 if this.inner.is_end_stream() {
                     this.finish(true);
                 }
@@ -183,13 +182,25 @@ impl Body for UpstreamBody {
                 this.finish(true);
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.finish(false);
-                    Poll::Ready(Some(Err(Box::new(UpstreamBodyTimeout))))
+            Poll::Pending => {
+                if std::mem::take(&mut this.progressed) || this.sleep.is_none() {
+                    let deadline = Instant::now() + this.read_timeout;
+                    match &mut this.sleep {
+                        Some(sleep) => sleep.as_mut().reset(deadline),
+                        None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                let Some(sleep) = &mut this.sleep else {
+                    return Poll::Pending;
+                };
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.finish(false);
+                        Poll::Ready(Some(Err(Box::new(UpstreamBodyTimeout))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
