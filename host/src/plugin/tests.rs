@@ -463,38 +463,3 @@ async fn an_unsafe_cache_folder_is_not_used() {
     assert_eq!(rt.cache_file_for(&plugins_dir().join("header_policy.wasm")), None);
     load(&rt, "header-policy", "", relaxed()).await;
 }
-
-/// Prints the mean cost of one `on-request` call on a warm instance. Not a
-/// timed assertion: run it by hand, in release mode, on a quiet machine:
-/// `cargo test --release -p gale --lib per_call_cost -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore = "a measurement, not a test: run by hand in release mode"]
-async fn per_call_cost() {
-    let cache = tempfile::tempdir().expect("tempdir");
-    let rt = runtime(cache.path());
-    let policy = load(&rt, "header-policy", &unremembered(), Limits::default()).await;
-    let remembered = load(&rt, "header-policy", POLICY, Limits::default()).await;
-    let empty = load(&rt, "header-policy", "", Limits::default()).await;
-    let req = Req::get("/app?x=1");
-    let cases = [("seed-like policy", &policy), ("the same, remembered", &remembered), ("empty policy", &empty)];
-    for (what, policy) in cases {
-        for _ in 0..1_000 {
-            policy.on_request(&req.view()).await.expect("warm-up");
-        }
-        let n = 100_000;
-        let start = Instant::now();
-        for _ in 0..n {
-            policy.on_request(&req.view()).await.expect("on-request");
-        }
-        let request = start.elapsed() / n;
-        let mut headers = HeaderMap::new();
-        headers.insert("server", HeaderValue::from_static("TornadoServer/6.4"));
-        let start = Instant::now();
-        for _ in 0..n {
-            let mut h = headers.clone();
-            policy.on_response(&req.view(), StatusCode::OK, &mut h).await.expect("on-response");
-        }
-        let response = start.elapsed() / n;
-        println!("{what}: on-request {request:?}/call, on-response {response:?}/call");
-    }
-}
