@@ -335,7 +335,9 @@ async fn dispatch(
         }
         Handler::Upload(route) => {
             let policy = site.locations[server_index][location_index].field_policy.clone();
-            upload(site, conn, route, policy, parts, body).await
+            // Boxed: the upload's future (parser, store, writers) is several
+            // times the proxy's, and would otherwise size every request's.
+            Box::pin(upload(site, conn, route, policy, parts, body)).await
         }
         Handler::Static(cfg) => {
             let served = static_files::serve(cfg, location.matcher.path(), &parts).await?;

@@ -185,9 +185,28 @@ impl Running {
         let _ = stream.set_nodelay(true);
         let site = self.current();
         let tls = site.listener_index(key).and_then(|i| site.tls[i].clone());
-        let Some(acceptor) = tls else {
-            return serve_http1(self, site, key, "http", stream, remote).await;
-        };
+        match tls {
+            None => serve_http1(self, site, key, "http", stream, remote).await,
+            // Boxed: the handshake and the TLS stream make this future
+            // several times larger, and a plain connection's task (kept for
+            // its whole life, idle keep-alive included) would carry that
+            // size too.
+            Some(acceptor) => {
+                let tls = Box::pin(self.serve_tls(site, key, acceptor, stream, remote));
+                tls.await;
+            }
+        }
+    }
+
+    /// A TLS connection: the handshake, then HTTP/2 or HTTP/1.1 by ALPN.
+    async fn serve_tls(
+        self: Arc<Self>,
+        site: Arc<Site>,
+        key: ListenerKey,
+        acceptor: tokio_rustls::TlsAcceptor,
+        stream: TcpStream,
+        remote: SocketAddr,
+    ) {
         let handshake = site.config.http.client_header_timeout;
         let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
             Ok(Ok(s)) => s,

@@ -116,13 +116,18 @@ impl CachePolicy {
         Ok(rendered)
     }
 
+    /// A call into the guest, boxed: its future is kilobytes, and the static
+    /// handler's future (carried by every request) should not be.
     async fn call(&self, head: &RequestHead, info: &FileInfo) -> Result<CacheDecision, PluginError> {
-        let mut instance = self.pool.take().await?;
-        let limit = self.pool.timeout();
-        self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.hooks().call_decide(&mut instance.store, head, info);
-        let result = self.pool.run(limit, call).await;
-        self.pool.finish(instance, HOOK, result)
+        Box::pin(async move {
+            let mut instance = self.pool.take().await?;
+            let limit = self.pool.timeout();
+            self.pool.arm(&mut instance, limit);
+            let call = instance.bindings.hooks().call_decide(&mut instance.store, head, info);
+            let result = self.pool.run(limit, call).await;
+            self.pool.finish(instance, HOOK, result)
+        })
+        .await
     }
 
     fn render(&self, decision: CacheDecision) -> Result<CacheHeaders, PluginError> {

@@ -251,15 +251,21 @@ impl HeaderPolicy {
         Some(Ok(answer.action()))
     }
 
+    /// A call into the guest. Its future (wasmtime's call, the pool's
+    /// admission) is kilobytes: boxed, so that the futures of the callers,
+    /// which every request carries through the pipeline, stay small.
     async fn call_request(&self, head: &RequestHead) -> Result<Decision, PluginError> {
         const HOOK: &str = "on-request";
-        let mut instance = self.pool.enter(HOOK).await?;
-        let limit = self.pool.timeout();
-        self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.hooks().call_on_request(&mut instance.store, head);
-        let result = self.pool.run(limit, call).await;
-        let decision = self.pool.finish(instance, HOOK, result)?;
-        convert::decision(decision).map_err(|message| self.invalid(HOOK, message))
+        Box::pin(async move {
+            let mut instance = self.pool.enter(HOOK).await?;
+            let limit = self.pool.timeout();
+            self.pool.arm(&mut instance, limit);
+            let call = instance.bindings.hooks().call_on_request(&mut instance.store, head);
+            let result = self.pool.run(limit, call).await;
+            let decision = self.pool.finish(instance, HOOK, result)?;
+            convert::decision(decision).map_err(|message| self.invalid(HOOK, message))
+        })
+        .await
     }
 
     /// Whether `on-response` takes the whole converted request
@@ -352,13 +358,17 @@ impl HeaderPolicy {
         response: &super::bindings::types::ResponseHead,
     ) -> Result<HeaderEdits, PluginError> {
         const HOOK: &str = "on-response";
-        let mut instance = self.pool.enter(HOOK).await?;
-        let limit = self.pool.timeout();
-        self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.hooks().call_on_response(&mut instance.store, head, response);
-        let result = self.pool.run(limit, call).await;
-        let ops = self.pool.finish(instance, HOOK, result)?;
-        convert::edits(ops).map_err(|message| self.invalid(HOOK, message))
+        // Boxed like `call_request`'s.
+        Box::pin(async move {
+            let mut instance = self.pool.enter(HOOK).await?;
+            let limit = self.pool.timeout();
+            self.pool.arm(&mut instance, limit);
+            let call = instance.bindings.hooks().call_on_response(&mut instance.store, head, response);
+            let result = self.pool.run(limit, call).await;
+            let ops = self.pool.finish(instance, HOOK, result)?;
+            convert::edits(ops).map_err(|message| self.invalid(HOOK, message))
+        })
+        .await
     }
 
     /// Whether `on-request` is called: false when the plugin exports
