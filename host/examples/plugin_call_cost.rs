@@ -19,17 +19,15 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 /// A seed-like policy: request sets with variables, a removal, a deny rule; a
 /// response set and removal.
-const POLICY: &str = r#"
-[request]
-set = { x-real-ip = "$remote_addr", x-scheme = "$scheme", x-target = "$host$request_uri", x-ua = "$http_user_agent" }
-remove = ["x-debug"]
-[response]
-set = { x-frame-options = "DENY" }
-remove = ["server"]
-[[deny]]
-path_prefix = "/admin"
-status = 403
-"#;
+const POLICY: &str = concat!(
+    r#"request = { remove = ["x-debug"], set = { x-real-ip = "$remote_addr", x-scheme = "$scheme", "#,
+    r#"x-target = "$host$request_uri", x-ua = "$http_user_agent" } }"#,
+    "\n",
+    r#"response = { set = { x-frame-options = "DENY" }, remove = ["server"] }"#,
+    "\n",
+    r#"deny = [{ path_prefix = "/admin", status = 403 }]"#,
+    "\n",
+);
 
 const CALLS: u32 = 100_000;
 

@@ -182,7 +182,7 @@ mod tests {
     //! `scripts/build-plugins.sh`): a name or path larger than the plugin's
     //! memory limit makes the call fail deterministically.
 
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::time::{Duration, SystemTime};
 
     use bytes::Bytes;
@@ -194,12 +194,7 @@ mod tests {
     const MEMORY: usize = 4 << 20;
 
     fn plugins_dir() -> PathBuf {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
-        for wasm in ["static_cache", "upload_fields"] {
-            let file = dir.join(format!("{wasm}.wasm"));
-            assert!(file.is_file(), "{} is missing: run scripts/build-plugins.sh first", file.display());
-        }
-        dir
+        crate::plugin::test_support::plugins_dir(&["static_cache", "upload_fields"])
     }
 
     fn limits() -> Limits {

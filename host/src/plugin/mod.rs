@@ -51,6 +51,8 @@ pub use upload_fields::UploadFieldsPlugin;
 #[cfg(test)]
 mod tenant_tests;
 #[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod worlds_tests;

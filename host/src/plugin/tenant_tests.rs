@@ -12,9 +12,7 @@ use http::{HeaderMap, Method, Uri};
 use super::*;
 
 fn plugins_dir() -> PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
-    assert!(dir.join("test_oom.wasm").is_file(), "run scripts/build-plugins.sh first");
-    dir
+    test_support::plugins_dir(&["test_oom"])
 }
 
 fn tenant(name: &str, failures: u32, max_instances: usize) -> Tenant {

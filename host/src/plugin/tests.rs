@@ -2,37 +2,16 @@
 //! `scripts/build-plugins.sh` into `<repo>/target/plugins/`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
+use super::test_support::{relaxed, runtime, table};
 use super::*;
 
-/// `<repo>/target/plugins`, which must hold the built guests.
 fn plugins_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
-    for wasm in ["header_policy", "test_loop", "test_trap", "test_oom"] {
-        let file = dir.join(format!("{wasm}.wasm"));
-        assert!(file.is_file(), "{} is missing: run scripts/build-plugins.sh first", file.display());
-    }
-    dir
-}
-
-fn runtime(cache: &Path) -> PluginRuntime {
-    PluginRuntime::new(RuntimeOptions { cache_dir: Some(cache.to_owned()), ..Default::default() })
-        .expect("runtime starts")
-}
-
-/// Default limits with a long hook deadline. Deadlines are wall-clock: on a
-/// loaded test machine a descheduled thread can overrun 10 ms, and only the
-/// timeout test is about timing.
-fn relaxed() -> Limits {
-    Limits { timeout: Duration::from_secs(2), ..Limits::default() }
-}
-
-fn table(text: &str) -> toml::Table {
-    text.parse().expect("valid toml")
+    test_support::plugins_dir(&["header_policy", "test_loop", "test_trap", "test_oom"])
 }
 
 /// A request and what a view of it needs.

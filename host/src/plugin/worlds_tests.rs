@@ -3,38 +3,19 @@
 //! `scripts/build-plugins.sh` into `<repo>/target/plugins/`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
+use super::test_support::{relaxed, runtime, table};
 use super::*;
 use crate::static_files::{CacheHeaders, FileMeta, seed_expires_max};
 use crate::upload::{FieldPolicy, FieldPolicyConfig, FileAttr, NativeFieldPolicy, StoredFile};
 
-/// `<repo>/target/plugins`, which must hold the built guests.
 fn plugins_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
-    for wasm in ["header_policy", "static_cache", "upload_fields"] {
-        let file = dir.join(format!("{wasm}.wasm"));
-        assert!(file.is_file(), "{} is missing: run scripts/build-plugins.sh first", file.display());
-    }
-    dir
-}
-
-fn runtime(cache: &Path) -> PluginRuntime {
-    PluginRuntime::new(RuntimeOptions { cache_dir: Some(cache.to_owned()), ..Default::default() })
-        .expect("runtime starts")
-}
-
-/// A long hook deadline: these tests are about answers, not timing.
-fn relaxed() -> Limits {
-    Limits { timeout: Duration::from_secs(2), ..Limits::default() }
-}
-
-fn table(text: &str) -> toml::Table {
-    text.parse().expect("valid toml")
+    test_support::plugins_dir(&["header_policy", "static_cache", "upload_fields"])
 }
 
 /// A GET for `target` and the meta of the file it names.
