@@ -138,7 +138,8 @@ fn wants_upgrade(parts: &http::request::Parts) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// What the header-policy hooks see of the request as it stands.
+/// What the plugin hooks (header and cache policies) see of the request as
+/// it stands.
 fn hook_view<'a>(parts: &'a http::request::Parts, conn: &ConnInfo, host: &'a str) -> RequestView<'a> {
     RequestView {
         method: &parts.method,
@@ -344,16 +345,8 @@ async fn dispatch(
             let mut response = served.response;
             // The cache-policy plugin decides the caching headers.
             if let (Some(cache), Some(meta)) = (&site.locations[server_index][location_index].cache, &served.meta) {
-                let view = RequestView {
-                    method: &parts.method,
-                    uri: &parts.uri,
-                    headers: &parts.headers,
-                    remote_addr: conn.remote,
-                    scheme: conn.scheme,
-                    host,
-                };
                 let status = response.status();
-                cache.apply(&view, meta, status, response.headers_mut()).await?;
+                cache.apply(&hook_view(&parts, conn, host), meta, status, response.headers_mut()).await?;
             }
             Ok(response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
         }
