@@ -105,6 +105,8 @@ pub struct Parser {
     /// before the next possible delimiter is handed out as slices of the client's chunk, without
     /// a copy (large files are almost all such data).
     pending: Bytes,
+    /// Scratch for [`Parser::held_back_data`]: the held-back bytes and the start of `pending`.
+    junction: Vec<u8>,
     state: State,
     limits: ParserLimits,
     parts: usize,
@@ -123,6 +125,7 @@ impl Parser {
             finder: memmem::Finder::new(&needle).into_owned(),
             buf: BytesMut::new(),
             pending: Bytes::new(),
+            junction: Vec::new(),
             state: State::Start { discard: true },
             limits,
             parts: 0,
@@ -145,7 +148,7 @@ impl Parser {
         if matches!(self.state, State::Epilogue | State::Failed) {
             return;
         }
-        if self.buf.is_empty() && self.pending.is_empty() {
+        if self.pending.is_empty() {
             self.pending = chunk;
         } else {
             self.absorb_pending();
@@ -170,6 +173,28 @@ impl Parser {
             None => self.pending.len().saturating_sub(self.finder.needle().len()),
         };
         (data_end > 0).then(|| self.pending.split_to(data_end))
+    }
+
+    /// The bytes `State::Scan` held back at the end of the previous chunk (at most a delimiter's
+    /// length, in `buf`), as data, when no delimiter starts in them: then `pending` is scanned in
+    /// place by [`Self::data_from_pending`] instead of being copied in behind them. Without this,
+    /// every chunk of a large file after the first was copied once more (3.4% of an upload's CPU).
+    fn held_back_data(&mut self) -> Option<Bytes> {
+        let (held, needle_len) = (self.buf.len(), self.finder.needle().len());
+        if held > needle_len || self.pending.len() < needle_len {
+            return None;
+        }
+        // A delimiter starting in the held-back bytes ends within the first `needle_len` of
+        // `pending`; one starting later is found in `pending` itself.
+        self.junction.clear();
+        self.junction.extend_from_slice(&self.buf);
+        self.junction.extend_from_slice(&self.pending[..needle_len]);
+        match self.finder.find(&self.junction) {
+            // It starts in them, or right after them with their last byte as its CR: the
+            // general path (copying `pending` into `buf`) handles it.
+            Some(i) if i <= held => None,
+            _ => Some(self.buf.split().freeze()),
+        }
     }
 
     /// Whether the close delimiter has been seen.
@@ -201,11 +226,11 @@ impl Parser {
     fn step(&mut self) -> Result<Option<Event>, MultipartError> {
         loop {
             if !self.pending.is_empty() {
-                if self.state == (State::Scan { discard: false })
-                    && self.buf.is_empty()
-                    && let Some(data) = self.data_from_pending()
-                {
-                    return Ok(Some(Event::Data(data)));
+                if self.state == (State::Scan { discard: false }) {
+                    let data = if self.buf.is_empty() { self.data_from_pending() } else { self.held_back_data() };
+                    if let Some(data) = data {
+                        return Ok(Some(Event::Data(data)));
+                    }
                 }
                 self.absorb_pending();
             }
@@ -426,6 +451,82 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A file part of `len` bytes of near-delimiters (`\r\n--XbOuNdArY12`, bare CRs, ...) at
+    /// shifting offsets, so that chunk edges fall inside and next to them.
+    fn near_miss_file(len: usize) -> Vec<u8> {
+        let b = "XbOuNdArY123";
+        let pieces: [&[u8]; 4] = [b"\r\n--XbOuNdArY12", b"\r\r\n", b"\n--X", b"abcdefghij"];
+        let mut data = Vec::with_capacity(len);
+        let mut i = 0;
+        while data.len() < len {
+            data.extend_from_slice(&pieces[i % 4][..1 + i % pieces[i % 4].len()]);
+            i += 1;
+        }
+        data.truncate(len);
+        let mut body =
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n").into_bytes();
+        body.extend_from_slice(&data);
+        body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+        body
+    }
+
+    #[test]
+    fn owned_chunks_agree_with_one_piece() {
+        // Only `push_bytes`: the held-back tail of each chunk is handed out on its own and the
+        // next chunk scanned in place (`held_back_data`), whatever the chunk sizes.
+        let body = near_miss_file(3000);
+        let whole = parse(&body, &[usize::MAX]).expect("valid");
+        let boundary = Boundary::new(b"XbOuNdArY123").expect("boundary");
+        for seed in 0..40 {
+            for max in [1, 14, 15, 16, 17, 30, 64, 200] {
+                let sizes = lcg_sizes(seed, max);
+                let mut p = Parser::new(&boundary, LIMITS);
+                let (mut events, mut rest, mut i) = (Vec::new(), &body[..], 0);
+                while !rest.is_empty() {
+                    let n = sizes[i % sizes.len()].min(rest.len());
+                    i += 1;
+                    p.push_bytes(Bytes::copy_from_slice(&rest[..n]));
+                    rest = &rest[n..];
+                    while let Some(ev) = p.next_event().expect("valid") {
+                        match (events.last_mut(), ev) {
+                            (Some(Event::Data(prev)), Event::Data(more)) => {
+                                *prev = [&prev[..], &more[..]].concat().into();
+                            }
+                            (_, ev) => events.push(ev),
+                        }
+                    }
+                }
+                p.finish().expect("complete");
+                assert_eq!(events, whole, "seed {seed} max {max}");
+            }
+        }
+    }
+
+    #[test]
+    fn file_data_in_owned_chunks_is_not_copied() {
+        let body = near_miss_file(256 * 1024);
+        let boundary = Boundary::new(b"XbOuNdArY123").expect("boundary");
+        let mut p = Parser::new(&boundary, LIMITS);
+        let (mut copied, mut data_len) = (0, 0);
+        for piece in body.chunks(8192) {
+            let chunk = Bytes::copy_from_slice(piece);
+            let range = chunk.as_ptr_range();
+            p.push_bytes(chunk.clone());
+            while let Some(ev) = p.next_event().expect("valid") {
+                if let Event::Data(d) = ev {
+                    data_len += d.len();
+                    if !range.contains(&d.as_ptr()) {
+                        copied += d.len();
+                    }
+                }
+            }
+        }
+        assert_eq!(data_len, 256 * 1024);
+        // Only the data in the first chunk (after the part's header, parsed in `buf`) and the
+        // held-back tails (at most a delimiter's length, 15 bytes, per chunk) were copied.
+        assert!(copied <= 8192 + 32 * 15, "{copied} bytes copied");
     }
 
     #[test]

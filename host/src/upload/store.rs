@@ -15,16 +15,16 @@
 //! disk I/O runs on the async workers and at most two batches are in memory per upload.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use md5::{Digest, Md5};
+use md5::{Digest as _, Md5};
 use rustix::fs::{AtFlags, Mode, OFlags};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use tokio::task::JoinHandle;
 
 use super::writers;
@@ -364,18 +364,50 @@ struct Writer {
     size: u64,
 }
 
+/// Bytes hashed before they are written: small enough to be still in cache when `writev` copies
+/// them into the page cache, large enough that a write is one syscall per many client chunks (the
+/// parser hands out a chunk's held-back tail, tens of bytes, as a chunk of its own).
+const WRITE_GROUP_BYTES: usize = 128 * 1024;
+
 impl Writer {
     fn write_batch(&mut self, batch: &[Bytes]) -> io::Result<()> {
-        for chunk in batch {
-            self.md5.update(chunk);
-            if let Some(sha) = &mut self.sha256 {
-                sha.update(chunk);
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let mut end = 0;
+            let mut group_len = 0;
+            while end < rest.len() && group_len < WRITE_GROUP_BYTES {
+                group_len += rest[end].len();
+                end += 1;
             }
-            self.file.write_all(chunk)?;
-            self.size += chunk.len() as u64;
+            let (group, after) = rest.split_at(end);
+            for chunk in group {
+                self.md5.update(chunk);
+                if let Some(sha) = &mut self.sha256 {
+                    sha.update(chunk);
+                }
+            }
+            write_all_vectored(&mut self.file, group)?;
+            self.size += group_len as u64;
+            rest = after;
         }
         Ok(())
     }
+}
+
+/// `write_all` for several buffers: `writev` until every byte is written.
+fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    IoSlice::advance_slices(&mut slices, 0); // skips empty chunks
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Streams one file's data to disk, hashing it on the way; one write is in flight while the next
