@@ -62,8 +62,6 @@ impl std::error::Error for HostDeadline {}
 
 impl<W: World> Pool<W> {
     pub(crate) fn new(runtime: Arc<Inner>, name: &str, pre: W::Pre, config: Arc<str>, limits: Limits) -> Self {
-        // The epoch ticker runs while any pool exists.
-        runtime.pool_created();
         Self {
             runtime,
             pre,
@@ -183,6 +181,7 @@ impl<W: World> Pool<W> {
         limit: Duration,
         call: impl Future<Output = wasmtime::Result<T>>,
     ) -> wasmtime::Result<T> {
+        let _running = self.runtime.guest_running();
         let mut call = pin!(call);
         let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
         if let Poll::Ready(result) = first {
@@ -309,6 +308,5 @@ impl<W: World> Drop for Pool<W> {
         if let Some(scope) = &self.scope {
             scope.release_idle(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner).len());
         }
-        self.runtime.pool_dropped();
     }
 }

@@ -75,22 +75,36 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// A pool was made: the epoch must advance (again).
-    pub(crate) fn pool_created(&self) {
-        if self.ticker.pools.fetch_add(1, Ordering::AcqRel) == 0
-            && let Some(thread) = &self.ticker.thread
+    /// Marks guest code as (possibly) running until the guard is dropped:
+    /// the epoch must advance meanwhile, so a sleeping ticker is woken.
+    pub(crate) fn guest_running(&self) -> GuestRunning<'_> {
+        let ticker = &self.ticker;
+        ticker.running.fetch_add(1, Ordering::SeqCst);
+        if ticker.sleeping.load(Ordering::SeqCst)
+            && let Some(thread) = &ticker.thread
         {
             thread.thread().unpark();
         }
+        GuestRunning(ticker)
     }
+}
 
-    /// A pool was dropped; the ticker sleeps once none is left.
-    pub(crate) fn pool_dropped(&self) {
-        self.ticker.pools.fetch_sub(1, Ordering::AcqRel);
+/// See [`Inner::guest_running`].
+pub(crate) struct GuestRunning<'a>(&'a Ticker);
+
+impl Drop for GuestRunning<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl PluginRuntime {
+    /// Whether the epoch ticker is asleep (no guest code ran lately).
+    #[cfg(test)]
+    pub(crate) fn ticker_sleeping(&self) -> bool {
+        self.inner.ticker.sleeping.load(Ordering::SeqCst)
+    }
+
     /// Creates the engine, starts the epoch ticker and prepares the linker
     /// (deny-everything WASI plus gale's `host` interface).
     pub fn new(options: RuntimeOptions) -> Result<Self, PluginError> {
@@ -282,34 +296,56 @@ fn write_cache(component: &Component, file: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The thread that advances the engine's epoch every tick while plugins
-/// exist (it sleeps, parked, while no pool does: a plugin-free config pays
-/// no wake-ups); stopped (and joined) when the runtime and every plugin
-/// loaded from it are gone.
+/// How long the ticker goes on ticking after the last guest code ran
+/// before it sleeps: long enough that a steady stream of calls never waits
+/// for it to wake, short enough that an idle gale (or one busy with other
+/// work, such as hashing an upload) is not woken a thousand times a second.
+const TICKER_LINGER: Duration = Duration::from_millis(100);
+
+/// The thread that advances the engine's epoch every tick while guest code
+/// runs (and for [`TICKER_LINGER`] after); it sleeps, parked, otherwise, so
+/// a gale whose plugins are idle pays no wake-ups. Stopped (and joined) when
+/// the runtime and every plugin loaded from it are gone.
 struct Ticker {
     stop: Arc<AtomicBool>,
-    /// Live pools; the thread parks while there are none.
-    pools: Arc<AtomicUsize>,
+    /// Guest calls (and instantiations) in progress.
+    running: Arc<AtomicUsize>,
+    /// Set by the thread just before it parks; a caller that sees it wakes it.
+    sleeping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
     fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let pools = Arc::new(AtomicUsize::new(0));
-        let (flag, live) = (stop.clone(), pools.clone());
+        let running = Arc::new(AtomicUsize::new(0));
+        let sleeping = Arc::new(AtomicBool::new(false));
+        let (flag, busy, asleep) = (stop.clone(), running.clone(), sleeping.clone());
+        let linger_ticks = TICKER_LINGER.as_nanos().div_ceil(tick.as_nanos()).max(1);
         let thread = std::thread::Builder::new().name("gale-plugin-epoch".into()).spawn(move || {
+            let mut idle_ticks = 0;
             while !flag.load(Ordering::Acquire) {
-                if live.load(Ordering::Acquire) == 0 {
-                    // Woken by the first new pool, or by the drop below.
-                    std::thread::park();
+                if busy.load(Ordering::SeqCst) > 0 {
+                    idle_ticks = 0;
+                } else if idle_ticks >= linger_ticks {
+                    // A caller increments `running` and then reads `sleeping`;
+                    // this sets `sleeping` and then reads `running`: one of the
+                    // two sees the other (both SeqCst), so no call is missed.
+                    asleep.store(true, Ordering::SeqCst);
+                    if busy.load(Ordering::SeqCst) == 0 && !flag.load(Ordering::Acquire) {
+                        std::thread::park();
+                    }
+                    asleep.store(false, Ordering::SeqCst);
+                    idle_ticks = 0;
                     continue;
+                } else {
+                    idle_ticks += 1;
                 }
                 std::thread::sleep(tick);
                 engine.increment_epoch();
             }
         })?;
-        Ok(Self { stop, pools, thread: Some(thread) })
+        Ok(Self { stop, running, sleeping, thread: Some(thread) })
     }
 }
 

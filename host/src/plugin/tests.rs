@@ -261,8 +261,9 @@ async fn a_loop_is_cut_off_at_its_deadline_and_the_plugin_recovers() {
 async fn a_sleeping_guest_is_stopped_by_the_host_deadline() {
     let cache = tempfile::tempdir().expect("tempdir");
     let rt = runtime(cache.path());
-    // The epoch ticker pauses while no plugin exists, and must resume.
+    // The epoch ticker sleeps while no guest code runs, and must resume.
     drop(load(&rt, "header-policy", POLICY, relaxed()).await);
+    wait_for_ticker_sleep(&rt).await;
     let limits = Limits { timeout: Duration::from_millis(50), ..Limits::default() };
     let sleeper = load(&rt, "test-loop", "path_prefix = \"/sleep\"\nsleep = true", limits).await;
     let start = Instant::now();
@@ -273,6 +274,32 @@ async fn a_sleeping_guest_is_stopped_by_the_host_deadline() {
     let spinner = load(&rt, "test-loop", "path_prefix = \"/loop\"", limits).await;
     let err = spinner.on_request(&Req::get("/loop").view()).await.expect_err("loops");
     assert!(matches!(err, PluginError::Timeout { hook: "on-request", .. }), "{err:?}");
+}
+
+/// Waits until the epoch ticker has gone to sleep (100 ms after the last
+/// guest code ran), failing after a generous bound.
+async fn wait_for_ticker_sleep(rt: &PluginRuntime) {
+    let start = Instant::now();
+    while !rt.ticker_sleeping() {
+        assert!(start.elapsed() < Duration::from_secs(5), "the epoch ticker never went to sleep");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_epoch_ticker_sleeps_between_calls_and_a_loop_still_meets_its_deadline() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(cache.path());
+    let limits = Limits { timeout: Duration::from_millis(50), ..Limits::default() };
+    let spinner = load(&rt, "test-loop", "path_prefix = \"/loop\"", limits).await;
+    for _ in 0..2 {
+        // Asleep: an idle gale with plugins is not woken every millisecond.
+        wait_for_ticker_sleep(&rt).await;
+        let start = Instant::now();
+        let err = spinner.on_request(&Req::get("/loop").view()).await.expect_err("loops");
+        assert!(matches!(err, PluginError::Timeout { hook: "on-request", .. }), "{err:?}");
+        assert!(start.elapsed() < Duration::from_secs(2), "cut off after {:?}", start.elapsed());
+    }
 }
 
 #[tokio::test]
