@@ -18,6 +18,11 @@ fn plugins_dir() -> PathBuf {
     test_support::plugins_dir(&["header_policy", "static_cache", "upload_fields"])
 }
 
+/// The bundled static-cache policy with `config` (TOML text), relaxed limits.
+async fn static_cache(rt: &PluginRuntime, config: &str) -> Result<CachePolicy, PluginError> {
+    rt.load_cache_policy(&plugins_dir(), "static-cache", &table(config), relaxed()).await
+}
+
 /// A GET for `target` and the meta of the file it names.
 struct StaticReq {
     uri: Uri,
@@ -62,10 +67,7 @@ fn text(h: &CacheHeaders) -> (Option<&str>, Option<&str>) {
 #[tokio::test]
 async fn static_cache_default_is_the_seed_rule_exactly() {
     let cache = tempfile::tempdir().expect("tempdir");
-    let policy = runtime(cache.path())
-        .load_cache_policy(&plugins_dir(), "static-cache", &toml::Table::new(), relaxed())
-        .await
-        .expect("loads");
+    let policy = static_cache(&runtime(cache.path()), "").await.expect("loads");
     let cases = [
         ("/static/app.css?v=1", "text/css", true),
         ("/static/app.css", "text/css", false),
@@ -90,12 +92,8 @@ async fn static_cache_default_is_the_seed_rule_exactly() {
 async fn static_cache_decisions_are_remembered_per_declared_input() {
     let cache = tempfile::tempdir().expect("tempdir");
     let rt = runtime(cache.path());
-    let remembered =
-        rt.load_cache_policy(&plugins_dir(), "static-cache", &toml::Table::new(), relaxed()).await.expect("loads");
-    let every_time = rt
-        .load_cache_policy(&plugins_dir(), "static-cache", &table("memoize = false"), relaxed())
-        .await
-        .expect("loads");
+    let remembered = static_cache(&rt, "").await.expect("loads");
+    let every_time = static_cache(&rt, "memoize = false").await.expect("loads");
     let targets = ["/static/app.css?v=1", "/static/app.css?v=1", "/static/app.css", "/static/app.css?v=2"];
     for target in targets {
         let req = StaticReq::new(target, "text/css");
@@ -123,10 +121,7 @@ async fn static_cache_decisions_are_remembered_per_declared_input() {
 #[tokio::test]
 async fn a_remembered_relative_expiry_counts_from_each_answer() {
     let cache = tempfile::tempdir().expect("tempdir");
-    let policy = runtime(cache.path())
-        .load_cache_policy(&plugins_dir(), "static-cache", &table("rules = [{ max_age = \"1h\" }]"), relaxed())
-        .await
-        .expect("loads");
+    let policy = static_cache(&runtime(cache.path()), "rules = [{ max_age = \"1h\" }]").await.expect("loads");
     let req = StaticReq::new("/static/app.css", "text/css");
     let first = policy.decide(&req.view(), &req.meta).await.expect("decides");
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -178,10 +173,7 @@ async fn static_cache_rules_by_prefix_extension_and_type() {
 #[tokio::test]
 async fn static_cache_rejects_a_bad_config_with_its_message() {
     let cache = tempfile::tempdir().expect("tempdir");
-    let err = runtime(cache.path())
-        .load_cache_policy(&plugins_dir(), "static-cache", &table("rules = [{ max_age = \"soon\" }]"), relaxed())
-        .await
-        .expect_err("rejected");
+    let err = static_cache(&runtime(cache.path()), "rules = [{ max_age = \"soon\" }]").await.expect_err("rejected");
     let PluginError::Config { ref plugin, ref message } = err else {
         panic!("expected a config error, got {err:?}");
     };
@@ -375,10 +367,7 @@ async fn cache_headers_are_only_for_eligible_statuses() {
     // The policy's answer goes through `CacheHeaders::apply`, which keeps
     // nginx's `expires` statuses.
     let cache = tempfile::tempdir().expect("tempdir");
-    let policy = runtime(cache.path())
-        .load_cache_policy(&plugins_dir(), "static-cache", &toml::Table::new(), relaxed())
-        .await
-        .expect("loads");
+    let policy = static_cache(&runtime(cache.path()), "").await.expect("loads");
     let req = StaticReq::new("/static/app.css?v=1", "text/css");
     let decided = policy.decide(&req.view(), &req.meta).await.expect("decides");
     for (status, sent) in [(StatusCode::OK, true), (StatusCode::NOT_MODIFIED, true), (StatusCode::NOT_FOUND, false)] {

@@ -183,16 +183,13 @@ impl Body for UpstreamBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if std::mem::take(&mut this.progressed) || this.sleep.is_none() {
-                    let deadline = Instant::now() + this.read_timeout;
-                    match &mut this.sleep {
-                        Some(sleep) => sleep.as_mut().reset(deadline),
-                        None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    }
+                let progressed = std::mem::take(&mut this.progressed);
+                let fresh = this.sleep.is_none();
+                let read_timeout = this.read_timeout;
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(read_timeout)));
+                if progressed && !fresh {
+                    sleep.as_mut().reset(Instant::now() + read_timeout);
                 }
-                let Some(sleep) = &mut this.sleep else {
-                    return Poll::Pending;
-                };
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.finish(false);
