@@ -26,7 +26,8 @@ Handlers (every one accepts any method):
                 with a JSON report (fields, files with their checks and mode)
   /html?n=N     exactly N bytes of a fixed text/html page (the gzip tests)
   /big?n=N      N bytes of a fixed pattern (byte i is i % 251); &chunked=1 streams it chunked;
-                &die_after=M sends the head and M bytes, then exits (a response cut short)
+                &die_after=M sends the head and M bytes, then exits (a response cut short);
+                &stall_after=M&stall=S pauses S seconds after every M bytes (a slow backend)
   /redirect?to=URL   302 to URL (gale must not rewrite Location)
   /ws           (also /any/prefix/ws) WebSocket echo (text and binary); the text "__whoami__"
                 answers JSON (protocol, host, remote_ip), "__close__" makes the server close;
@@ -259,6 +260,18 @@ class Big(Base):
             await self.flush()
             await asyncio.sleep(0.2)
             os._exit(1)
+        stall_after = int(self.get_argument("stall_after", "0"))
+        if stall_after > 0:
+            stall = float(self.get_argument("stall", "1"))
+            if not chunked:
+                self.set_header("Content-Length", str(n))
+            for start in range(0, n, stall_after):
+                self.write(data[start : start + stall_after])
+                await self.flush()
+                if start + stall_after < n:
+                    await asyncio.sleep(stall)
+            self.finish()
+            return
         if not chunked:
             self.finish(data)
             return

@@ -142,6 +142,31 @@ fn a_response_cut_by_a_dying_backend_is_never_completed() {
     }
 }
 
+#[test]
+fn read_timeout_cuts_a_body_that_stops_but_not_one_that_trickles() {
+    // read_timeout bounds each wait for the next piece of the body, not the whole body.
+    for chunked in [false, true] {
+        let (_tornadoes, gale) = pool(1, |c| c.upstream("read_timeout", "1s"));
+        let c = u8::from(chunked);
+        // Three pauses of 0.6 s: 1.8 s in all, never 1 s without a byte.
+        let trickle = gale.get(&format!("/big?n=100000&stall_after=30000&stall=0.6&chunked={c}"));
+        trickle.expect_status(200);
+        assert_eq!(trickle.body.len(), 100_000, "chunked={chunked}: the trickling body was cut");
+        assert!(trickle.body.iter().enumerate().all(|(i, &b)| usize::from(b) == i % 251));
+        // One pause of 4 s: gale gives up after 1 s, and the client must see a broken
+        // response, never the complete one the backend would have sent at 4 s.
+        let mut conn = gale.conn();
+        let stalled = conn.try_send(&Request::get(&format!("/big?n=100000&stall_after=50000&stall=4&chunked={c}")));
+        if let Ok(response) = stalled {
+            panic!(
+                "chunked={chunked}: a stalled body was waited for: {} with {} bytes",
+                response.status,
+                response.body.len()
+            );
+        }
+    }
+}
+
 /// Deterministic bytes that are not a repeating short pattern.
 fn noise(n: usize) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9;
