@@ -30,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod explain;
 pub mod framing;
+pub mod heap;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;

@@ -96,6 +96,7 @@ enum PluginsCommand {
 }
 
 fn main() -> ExitCode {
+    gale::heap::use_small_pages();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match load(config.as_deref()).map_err(|e| e.to_string()).and_then(|cfg| {

@@ -90,16 +90,19 @@ pub(super) fn command(plan: &Plan) -> Command {
 
 /// Asks the kernel to SIGKILL the child when the thread that forks it
 /// ends, and closes the race where gale died before the request was made.
+/// Also gives the child the machine's huge-page setting back (`heap.rs`).
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn die_with_parent(cmd: &mut Command) {
     let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
     // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe calls are allowed: it calls prctl(2) and getppid(2),
+    // async-signal-safe calls are allowed: it calls prctl(2) (here and in
+    // heap::restore_in_child) and getppid(2),
     // which are, and builds io::Errors from raw codes, which does not
     // allocate. It touches no lock and no memory shared with the parent.
     unsafe {
         cmd.pre_exec(move || {
+            crate::heap::restore_in_child();
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                 return Err(io::Error::last_os_error());
             }

@@ -389,3 +389,20 @@ fn status_and_metrics_show_the_children() {
     assert!(metrics.contains("gale_child_state{upstream=\"tornadoes\",index=\"1\",state=\"running\"} 1"), "{metrics}");
     assert!(metrics.contains("gale_child_restarts_total{upstream=\"tornadoes\",index=\"0\"} 0"), "{metrics}");
 }
+
+/// The `THP_enabled` line of a process's status: 0 once it opted out of transparent huge pages.
+fn thp_enabled(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:")).expect("THP_enabled line");
+    line["THP_enabled:".len()..].trim().to_owned()
+}
+
+#[test]
+fn gale_keeps_its_heap_in_small_pages_and_its_children_get_the_machines_setting() {
+    let base = free_ports(1);
+    let gale = supervised(tornado_process(1, base, ""));
+    let pids = running_pids(&gale, 1);
+    assert_eq!(thp_enabled(gale.pid()), "0", "gale opts out of huge pages (heap.rs)");
+    // The opt-out is inherited across fork and exec unless the child undoes it.
+    assert_eq!(thp_enabled(pids[0]), thp_enabled(std::process::id()), "the child runs with the machine's setting");
+}
