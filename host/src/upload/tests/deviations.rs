@@ -5,6 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::*;
+use crate::upload::store::BATCH_BYTES;
 
 #[tokio::test]
 async fn d2_forged_generated_fields_are_dropped() {
@@ -153,7 +154,7 @@ async fn client_error_mid_file_leaves_no_file() {
     data.extend_from_slice(
         format!("--{B}\r\nContent-Disposition: form-data; name=\"g\"; filename=\"half.bin\"\r\n\r\n").as_bytes(),
     );
-    data.extend_from_slice(&[1u8; 600 * 1024]); // more than two write batches
+    data.extend_from_slice(&vec![1u8; 2 * BATCH_BYTES + 1000]); // more than two write batches
     let items: Vec<Result<Bytes, std::io::Error>> = data
         .chunks(16 * 1024)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -223,10 +224,10 @@ async fn policy_failure_is_500_and_unlinks() {
 
 #[tokio::test]
 async fn large_file_streams_through_many_batches() {
-    // 5 MiB in 16 KiB frames: twenty write batches, one in flight while the next fills.
+    // 16 KiB frames: eight and a bit write batches, one in flight while the next fills.
     let (_dir, cfg) = config();
     let mut x: u32 = 1;
-    let payload: Vec<u8> = (0..5 * 1024 * 1024)
+    let payload: Vec<u8> = (0..8 * BATCH_BYTES + 12_345)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 17;
