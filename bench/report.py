@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 # Row order inside a scenario; anything else follows in the order it was recorded.
-TARGET_ORDER = ["gale", "gale-noplugins", "gale-idle", "gale-uploading", "nginx", "haproxy", "md5sum"]
+TARGET_ORDER = ["gale", "gale-noplugins", "gale-idle", "gale-uploading", "direct-idle", "direct-uploading", "nginx", "haproxy", "md5sum"]
 
 
 def load(run_dir):
@@ -109,10 +109,10 @@ def http_table(records, notes):
         cost = plugin_cost(scenario, med, attachments.get(scenario))
         if cost:
             costs.append(cost)
-        # Ratios are to nginx; a scenario without nginx (upload-p99) compares to its first row.
-        base = med.get("nginx") or med.get("gale-idle")
+        # Ratios are to nginx; upload-p99 compares each row to the same path while idle.
         label = scenario + (f" ({notes[scenario]})" if scenario in notes else "")
         for target in ordered(list(med)):
+            base = med.get("nginx") or med.get(target.split("-")[0] + "-idle")
             m = med[target]
             lines.append(
                 f"| {label} | {target} | {m['rps']:,.0f} | {m['min']:,.0f}–{m['max']:,.0f} "
@@ -122,7 +122,8 @@ def http_table(records, notes):
             )
     lines += [
         "",
-        "Ratios are to nginx in the same run (to `gale-idle` in upload-p99); a p99 ratio below 1 is "
+        "Ratios are to nginx in the same run (in upload-p99, to the same path while idle: `gale-idle`, "
+        "`direct-idle`); a p99 ratio below 1 is "
         "better than nginx. MiB/s counts response bytes including headers. Errors: wrk's connect, "
         "read, write and timeout errors (h2load: failed streams and timeouts) plus non-2xx/3xx "
         "answers, over all rounds.",

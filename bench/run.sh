@@ -581,6 +581,7 @@ port_of() { # TARGET
     gale) echo "$GALE_PORT" ;;
     gale-noplugins) echo "$GALE2_PORT" ;;
     gale-idle | gale-uploading) echo "$GALE_PORT" ;;
+    direct-idle | direct-uploading) echo "${UPSTREAM_PORTS[0]}" ;;
     nginx) echo "$NGINX_PORT" ;;
     haproxy) echo "$HAPROXY_PORT" ;;
     *) die "unknown target $1" ;;
@@ -910,7 +911,10 @@ scenario_upload() {
 }
 
 # upload-p99 (issue 5): p99 of GET / through gale, idle versus while four 100 MiB uploads stream
-# through the same gale (one thread) without pause. Rounds alternate gale-idle, gale-uploading.
+# through the same gale (one thread) without pause. Rounds alternate gale-idle, gale-uploading,
+# direct-idle, direct-uploading: the direct rows send the same GET / straight to the upstream, with
+# and without the same uploads streaming through gale, a control for what the uploads cost the load
+# CPU (wrk and the upstream) rather than gale.
 # The GET load is paced (each of the CONNECTIONS waits UPLOAD_P99_DELAY_MS after each answer), well
 # below saturation: at saturation every cycle the uploads get is taken from GET /, so a closed-loop
 # p99 would measure CPU sharing, not whether uploads stall the event loop. The uploading curls run
@@ -919,7 +923,7 @@ scenario_upload() {
 # for requests sent straight to the upstream, without gale.
 uploader_pids=()
 uploads_hook() { # start|stop TARGET
-    [ "$2" = gale-uploading ] || return 0
+    case "$2" in *-uploading) ;; *) return 0 ;; esac
     local i
     if [ "$1" = start ]; then
         uploads_started="$(date +%s.%N)"
@@ -951,7 +955,7 @@ scenario_upload_p99() {
     verify_upstream_body gale || die "upload-p99: gale answers wrongly"
     round_hook=uploads_hook
     uploads_seconds=0
-    WRK_DELAY_MS="$UPLOAD_P99_DELAY_MS" bench_http upload-p99 / "" gale-idle gale-uploading
+    WRK_DELAY_MS="$UPLOAD_P99_DELAY_MS" bench_http upload-p99 / "" gale-idle gale-uploading direct-idle direct-uploading
     round_hook=""
     stop_proxies
     local done_mb
