@@ -6,7 +6,7 @@
 //! resident. gale's heap is mostly short-lived buffers scattered over a large arena: a 1 GiB
 //! upload keeps about 3 MB of body buffers alive at a time, yet with huge pages the process grew
 //! by 14.7-18.9 MB during its first upload (over the 16 MiB that issue 5 allows); with small pages
-//! by 7.9-9.6 MB, at the same CPU cost per upload (`docs/performance.md`, 2026-11-30).
+//! by 7.6-9.9 MB, at the same CPU cost per upload (`docs/performance.md`, 2026-11-30).
 //!
 //! The switch is `prctl(PR_SET_THP_DISABLE)`, which is per process and inherited across `fork`
 //! and `execve`: the supervised backends get the machine's own setting back before they start
