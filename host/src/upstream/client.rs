@@ -183,11 +183,9 @@ impl Body for UpstreamBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let progressed = std::mem::take(&mut this.progressed);
-                let fresh = this.sleep.is_none();
                 let read_timeout = this.read_timeout;
                 let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(read_timeout)));
-                if progressed && !fresh {
+                if std::mem::take(&mut this.progressed) {
                     sleep.as_mut().reset(Instant::now() + read_timeout);
                 }
                 match sleep.as_mut().poll(cx) {
