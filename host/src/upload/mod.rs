@@ -17,10 +17,9 @@
 //! Plus [`spawn_sweeper`] per store for orphans older than the TTL (D12).
 //!
 //! Submodules: `request` (head checks, boundary), `multipart` + `headers` (the streaming parser),
-//! `store` (files, hashing, sweeper), `checksum` (md5 with AVX-512 where the CPU has it), `fields` (the policy), `form` (the rewritten body),
+//! `store` (files, hashing, sweeper), `fields` (the policy), `form` (the rewritten body),
 //! `cleanup` (abort guard and cleanup table), `receive` (the driver), `config`.
 
-mod checksum;
 mod cleanup;
 mod config;
 mod fields;

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use gale_md5::Md5;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinHandle;
 
-use super::checksum::Md5;
 use super::writers;
 
 /// How the store is opened.
