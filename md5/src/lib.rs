@@ -21,15 +21,16 @@
 //! CPU without AVX-512 gets `md-5` itself. The tests compare the two on every length up to three
 //! blocks, on split updates and on the RFC 1321 vectors.
 
-use digest::core_api::{Block, BlockSizeUser, Buffer, BufferKindUser, CoreWrapper, FixedOutputCore, UpdateCore};
-use digest::typenum::{U16, U64, Unsigned};
-use digest::{FixedOutput as _, HashMarker, Output, OutputSizeUser, Update as _};
+#[cfg(target_arch = "x86_64")]
+use digest::{FixedOutput as _, Update as _, core_api::CoreWrapper};
 use md5::Digest as _;
 
-/// An md5 hasher that uses AVX-512 where the CPU has it.
+/// An md5 hasher that uses AVX-512 where the CPU has it (chosen per hasher: the detection is a
+/// cached load).
 pub struct Md5(Hasher);
 
 enum Hasher {
+    #[cfg(target_arch = "x86_64")]
     Avx512(Box<CoreWrapper<avx512::Core>>),
     Generic(Box<md5::Md5>),
 }
@@ -43,10 +44,11 @@ impl Default for Md5 {
 impl Md5 {
     /// A hasher for the fastest code this CPU runs.
     pub fn new() -> Self {
-        match avx512::Core::detect() {
-            Some(core) => Md5(Hasher::Avx512(Box::new(CoreWrapper::from_core(core)))),
-            None => Md5::generic(),
+        #[cfg(target_arch = "x86_64")]
+        if let Some(core) = avx512::Core::detect() {
+            return Md5(Hasher::Avx512(Box::new(CoreWrapper::from_core(core))));
         }
+        Md5::generic()
     }
 
     /// The `md-5` crate's hasher, whatever the CPU.
@@ -56,11 +58,17 @@ impl Md5 {
 
     /// Whether this hasher runs gale's AVX-512 compression function.
     pub fn uses_avx512(&self) -> bool {
-        matches!(self.0, Hasher::Avx512(_))
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Hasher::Avx512(_) => true,
+            Hasher::Generic(_) => false,
+        }
     }
 
+    /// Hashes `data` after everything given before; partial blocks wait in the buffer.
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.0 {
+            #[cfg(target_arch = "x86_64")]
             Hasher::Avx512(h) => h.update(data),
             Hasher::Generic(h) => md5::Digest::update(h.as_mut(), data),
         }
@@ -69,6 +77,7 @@ impl Md5 {
     /// The 16-byte digest.
     pub fn finalize(self) -> [u8; 16] {
         match self.0 {
+            #[cfg(target_arch = "x86_64")]
             Hasher::Avx512(h) => h.finalize_fixed().into(),
             Hasher::Generic(h) => h.finalize().into(),
         }
@@ -82,8 +91,9 @@ mod avx512 {
     use std::arch::x86_64::{__m128i, _mm_add_epi32, _mm_cvtsi32_si128, _mm_cvtsi128_si32};
     use std::arch::x86_64::{_mm_rol_epi32, _mm_ternarylogic_epi32};
 
-    use super::{Block, BlockSizeUser, Buffer, BufferKindUser, FixedOutputCore, HashMarker, Output};
-    use super::{OutputSizeUser, U16, U64, Unsigned, UpdateCore};
+    use digest::core_api::{Block, BlockSizeUser, Buffer, BufferKindUser, FixedOutputCore, UpdateCore};
+    use digest::typenum::{U16, U64, Unsigned};
+    use digest::{HashMarker, Output, OutputSizeUser};
 
     const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
@@ -284,18 +294,6 @@ mod avx512 {
             d = _mm_add_epi32(d, d0);
         }
         *state = [word(a), word(b), word(c), word(d)];
-    }
-}
-
-/// Other architectures: no core, `md-5` always.
-#[cfg(not(target_arch = "x86_64"))]
-mod avx512 {
-    pub enum Core {}
-
-    impl Core {
-        pub fn detect() -> Option<Core> {
-            None
-        }
     }
 }
 
