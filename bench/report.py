@@ -201,8 +201,24 @@ def upload_table(records, notes):
                 f"| {target} | {m['mibps']:,.0f} | {ratio(m['mibps'], base['mibps']) if base and base['mibps'] else '—'} "
                 f"| {growth} | {m['statuses'] if target != 'md5sum' else '—'} |"
             )
+        lines += paired_upload_ratios(by_target)
         lines.append("")
     return lines
+
+
+def paired_upload_ratios(by_target):
+    """Each round runs md5sum and then the upload, a minute apart at most: on a host whose speed
+    drifts, the ratio within a round is steadier than the ratio of the two medians."""
+    md5sum = {r["round"]: r["bytes"] / r["seconds"] for r in by_target.get("md5sum", [])}
+    pairs = [
+        (r["bytes"] / r["seconds"]) / md5sum[r["round"]]
+        for r in by_target.get("gale", [])
+        if r["round"] in md5sum and 200 <= r.get("status", 0) < 300
+    ]
+    if not pairs:
+        return []
+    listed = ", ".join(f"{p:.2f}x" for p in pairs)
+    return ["", f"Per round (md5sum, then gale): {listed}; median {statistics.median(pairs):.2f}x."]
 
 
 def handshake_table(records, notes):
