@@ -84,8 +84,8 @@ impl Md5 {
     }
 }
 
-/// The MD5 block state around [`avx512::compress`], in the shape `digest` wraps (as `md-5`'s own
-/// `Md5Core`): the four state words and the number of blocks seen.
+/// The MD5 block state around the AVX-512 compression function, in the shape `digest` wraps (as
+/// `md-5`'s own `Md5Core`): the four state words and the number of blocks seen.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{__m128i, _mm_add_epi32, _mm_cvtsi32_si128, _mm_cvtsi128_si32};
@@ -97,12 +97,9 @@ mod avx512 {
 
     const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
-    /// Whether the CPU has the instructions; a value exists only once they were detected.
-    #[derive(Clone, Copy)]
-    struct Detected(());
-
+    /// Made only by [`Core::detect`] (the fields are private): holding one means the CPU has the
+    /// instructions `compress` needs.
     pub struct Core {
-        detected: Detected,
         state: [u32; 4],
         blocks: u64,
     }
@@ -111,14 +108,13 @@ mod avx512 {
         pub fn detect() -> Option<Core> {
             let present =
                 std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl");
-            present.then_some(Core { detected: Detected(()), state: INIT, blocks: 0 })
+            present.then_some(Core { state: INIT, blocks: 0 })
         }
 
         fn compress(&mut self, blocks: &[Block<Self>]) {
-            let Detected(()) = self.detected;
             #[allow(unsafe_code)]
-            // SAFETY: `compress` only needs avx512f and avx512vl, and a `Core` (with its
-            // `Detected`) is only made by `detect`, after the CPU said it has both.
+            // SAFETY: `compress` only needs avx512f and avx512vl, and a `Core` is only made by
+            // `detect`, after the CPU said it has both.
             unsafe {
                 compress(&mut self.state, blocks);
             }
