@@ -355,12 +355,14 @@ pub struct Digests {
 
 /// Batch size handed to a writer thread: large enough to amortise the hop, small enough to keep
 /// memory flat (at most two batches per upload are alive). Measured on a 1 GiB upload with gale on
-/// one core (2026-11-30): 2 MiB batches cost 3-6% less CPU than 1 MiB when the machine is quiet,
-/// but when it is slow the first upload grew the process by 15.9-21.8 MB (1.5 MiB: 14.1-16.5 MB;
-/// 1 MiB: 10.9-12.7 MB), over the 16 MiB that issue 5 allows: hyper's ~400 KB read buffers are
-/// "large" objects for mimalloc, eight to a 4 MiB page, and buffers freed on the writer threads
-/// come back to the event loop's heap late, so more batches in flight touch more pages.
-pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
+/// one core (2026-11-30): 2 MiB batches cost 3-6% less CPU than 1 MiB when the machine was quiet,
+/// but when it is slow the first upload after start grows the process by 15.9-21.8 MB with 2 MiB,
+/// up to 15.4 MB with 1 MiB, 6.7-8.4 MB with 512 KiB and 6.2-6.5 MB with 256 KiB, against the
+/// 16 MiB that issue 5 allows; 512 KiB cost 0-5.6% more CPU than 1 MiB in two A/Bs, which the
+/// AVX-512 md5 (10-14% less) pays for. Why the batches decide it: hyper's ~400 KB read buffers
+/// are "large" objects for mimalloc, eight to a 4 MiB page, and buffers freed on the writer
+/// threads come back to the event loop's heap late, so more bytes in flight touch more pages.
+pub(crate) const BATCH_BYTES: usize = 512 * 1024;
 
 struct Writer {
     file: File,
