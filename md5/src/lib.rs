@@ -31,8 +31,8 @@ pub struct Md5(Hasher);
 
 enum Hasher {
     #[cfg(target_arch = "x86_64")]
-    Avx512(Box<CoreWrapper<avx512::Core>>),
-    Generic(Box<md5::Md5>),
+    Avx512(CoreWrapper<avx512::Core>),
+    Generic(md5::Md5),
 }
 
 impl Default for Md5 {
@@ -46,14 +46,14 @@ impl Md5 {
     pub fn new() -> Self {
         #[cfg(target_arch = "x86_64")]
         if let Some(core) = avx512::Core::detect() {
-            return Md5(Hasher::Avx512(Box::new(CoreWrapper::from_core(core))));
+            return Md5(Hasher::Avx512(CoreWrapper::from_core(core)));
         }
         Md5::generic()
     }
 
     /// The `md-5` crate's hasher, whatever the CPU.
     pub fn generic() -> Self {
-        Md5(Hasher::Generic(Box::new(md5::Md5::new())))
+        Md5(Hasher::Generic(md5::Md5::new()))
     }
 
     /// Whether this hasher runs gale's AVX-512 compression function.
@@ -70,7 +70,7 @@ impl Md5 {
         match &mut self.0 {
             #[cfg(target_arch = "x86_64")]
             Hasher::Avx512(h) => h.update(data),
-            Hasher::Generic(h) => md5::Digest::update(h.as_mut(), data),
+            Hasher::Generic(h) => md5::Digest::update(h, data),
         }
     }
 
