@@ -279,7 +279,10 @@ def handshake_table(records, notes):
 
 
 def render(meta, records):
-    notes = {r["scenario"]: r["text"] for r in records if r.get("kind") == "note"}
+    notes = {}
+    for r in records:
+        if r.get("kind") == "note":
+            notes[r["scenario"]] = "; ".join(filter(None, [notes.get(r["scenario"]), r["text"]]))
     out = []
     if meta:
         out += [

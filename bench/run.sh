@@ -18,6 +18,8 @@
 #   LOAD_CPU=1           CPU list for wrk, the upstreams and the other clients
 #   IDLE_CONNECTIONS=10000   connections held open in idle-10k
 #   UPLOAD_MB=1024       size of the upload in upload-1g (MiB)
+#   UPLOAD_SRC_DIR=...   where upload-1g's source file is written (default: a private tmpfs with huge
+#                        pages mounted under the run directory when root, else /dev/shm)
 #   UPLOAD_P99_DELAY_MS=5  pause of each connection between requests in upload-p99 (paced load)
 #   INSTALL=1            install nginx, haproxy and wrk with apt-get when missing (0: never)
 #   BUILD=1              cargo build --release -p gale (and the plugins when missing); 0: use GALE_BIN
@@ -120,12 +122,17 @@ stop_pid() { # PID: TERM, then KILL after 5 s
     forget "$pid"
 }
 
+upload_src_mount="" # upload-1g's private tmpfs, when one was mounted
 cleanup() {
     local pid
     for pid in "${started[@]+"${started[@]}"}"; do
         stop_pid "$pid"
     done
     rm -f "/dev/shm/gale-bench-upload-$$.bin" # upload-1g's source, when in memory
+    if [ -n "$upload_src_mount" ]; then
+        umount "$upload_src_mount" 2>/dev/null || true
+        rmdir "$upload_src_mount" 2>/dev/null || true
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -874,12 +881,26 @@ scenario_upload() {
         skip upload-1g "needs $((UPLOAD_MB * 3)) MiB free in $run, has $free_mb"
         return
     fi
-    # The source file lives in memory (/dev/shm when it has room) so that neither side reads the
-    # disk: on this VM the kernel's proactive reclaim (kdamond) evicted a warm 1 GiB file from the
-    # page cache between rounds, and md5sum then measured the disk.
-    local src_dir="$run" shm_mb
+    # The source file lives in memory so that neither side reads the disk: on this VM the kernel's
+    # proactive reclaim (kdamond) evicted a warm 1 GiB file from the page cache between rounds, and
+    # md5sum then measured the disk. Best is a private tmpfs with huge pages (root only): on this VM
+    # reading a file kept in 4 KiB pages was slow for hours at a time (md5sum of 1 GiB in /dev/shm
+    # 2.4-3.9 s, half of it kernel copy time, against 1.6 s from huge pages in the same minute,
+    # 2026-11-30), which made md5sum's figure, the yardstick, depend on the host's state of the day.
+    # Then /dev/shm when it has room, else the run directory.
+    local src_dir="$run" shm_mb mnt="$run/upload-src"
     shm_mb="$(df -Pm /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')"
-    [ "${shm_mb:-0}" -gt $((UPLOAD_MB + 256)) ] && src_dir=/dev/shm
+    if [ -n "${UPLOAD_SRC_DIR:-}" ]; then
+        src_dir="$UPLOAD_SRC_DIR"
+    elif mkdir -p "$mnt" && mount -t tmpfs -o "size=$((UPLOAD_MB + 64))m,huge=always,mode=0700" tmpfs "$mnt" 2>/dev/null; then
+        upload_src_mount="$mnt" src_dir="$mnt"
+    else
+        rmdir "$mnt" 2>/dev/null || true
+        [ "${shm_mb:-0}" -gt $((UPLOAD_MB + 256)) ] && src_dir=/dev/shm
+    fi
+    local fs
+    fs="$(findmnt -n -o FSTYPE,OPTIONS --target "$src_dir" | tail -n 1 | awk '{print $1 ($2 ~ /huge=(always|within_size)/ ? ", huge pages" : "")}')"
+    note upload-1g "source file in $src_dir ($fs)"
     local file="$src_dir/gale-bench-upload-$$.bin"
     say "upload-1g: writing $UPLOAD_MB MiB of random bytes to $file"
     head -c "$((UPLOAD_MB * 1024 * 1024))" /dev/urandom >"$file"
@@ -908,6 +929,10 @@ scenario_upload() {
     done
     stop_proxies
     rm -f "$file"
+    if [ -n "$upload_src_mount" ]; then
+        umount "$upload_src_mount" && rmdir "$upload_src_mount"
+        upload_src_mount=""
+    fi
 }
 
 # upload-p99 (issue 5): p99 of GET / through gale, idle versus while four 100 MiB uploads stream
