@@ -123,16 +123,20 @@ stop_pid() { # PID: TERM, then KILL after 5 s
 }
 
 upload_src_mount="" # upload-1g's private tmpfs, when one was mounted
+unmount_upload_src() {
+    if [ -n "$upload_src_mount" ]; then
+        umount "$upload_src_mount" && rmdir "$upload_src_mount"
+        upload_src_mount=""
+    fi
+}
+
 cleanup() {
     local pid
     for pid in "${started[@]+"${started[@]}"}"; do
         stop_pid "$pid"
     done
     rm -f "/dev/shm/gale-bench-upload-$$.bin" # upload-1g's source, when in memory
-    if [ -n "$upload_src_mount" ]; then
-        umount "$upload_src_mount" 2>/dev/null || true
-        rmdir "$upload_src_mount" 2>/dev/null || true
-    fi
+    unmount_upload_src 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -929,10 +933,7 @@ scenario_upload() {
     done
     stop_proxies
     rm -f "$file"
-    if [ -n "$upload_src_mount" ]; then
-        umount "$upload_src_mount" && rmdir "$upload_src_mount"
-        upload_src_mount=""
-    fi
+    unmount_upload_src
 }
 
 # upload-p99 (issue 5): p99 of GET / through gale, idle versus while four 100 MiB uploads stream
