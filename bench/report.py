@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 # Row order inside a scenario; anything else follows in the order it was recorded.
-TARGET_ORDER = ["gale", "gale-noplugins", "gale-idle", "gale-uploading", "direct-idle", "direct-uploading", "nginx", "haproxy", "md5sum"]
+TARGET_ORDER = ["gale", "gale-one-core", "gale-noplugins", "gale-idle", "gale-uploading", "direct-idle", "direct-uploading", "nginx", "haproxy", "md5sum"]
 
 
 def load(run_dir):
@@ -207,18 +207,20 @@ def upload_table(records, notes):
 
 
 def paired_upload_ratios(by_target):
-    """Each round runs md5sum and then the upload, a minute apart at most: on a host whose speed
+    """Each round runs md5sum and then the uploads, a minute apart at most: on a host whose speed
     drifts, the ratio within a round is steadier than the ratio of the two medians."""
     md5sum = {r["round"]: r["bytes"] / r["seconds"] for r in by_target.get("md5sum", [])}
-    pairs = [
-        (r["bytes"] / r["seconds"]) / md5sum[r["round"]]
-        for r in by_target.get("gale", [])
-        if r["round"] in md5sum and 200 <= r.get("status", 0) < 300
-    ]
-    if not pairs:
-        return []
-    listed = ", ".join(f"{p:.2f}x" for p in pairs)
-    return ["", f"Per round (md5sum, then gale): {listed}; median {statistics.median(pairs):.2f}x."]
+    lines = []
+    for target in ordered([t for t in by_target if t != "md5sum"]):
+        pairs = [
+            (r["bytes"] / r["seconds"]) / md5sum[r["round"]]
+            for r in by_target[target]
+            if r["round"] in md5sum and 200 <= r.get("status", 0) < 300
+        ]
+        if pairs:
+            listed = ", ".join(f"{p:.2f}x" for p in pairs)
+            lines += ["", f"Per round, {target} against md5sum: {listed}; median {statistics.median(pairs):.2f}x."]
+    return lines
 
 
 def handshake_table(records, notes):

@@ -18,6 +18,8 @@
 #   LOAD_CPU=1           CPU list for wrk, the upstreams and the other clients
 #   IDLE_CONNECTIONS=10000   connections held open in idle-10k
 #   UPLOAD_MB=1024       size of the upload in upload-1g (MiB)
+#   UPLOAD_GALE_CPU=...  CPU list of the gale that upload-1g measures against md5sum (default: every
+#                        CPU; a second gale, gale-one-core, is pinned to PROXY_CPU like md5sum)
 #   UPLOAD_SRC_DIR=...   where upload-1g's source file is written (default: a private tmpfs with huge
 #                        pages mounted under the run directory when root, else /dev/shm)
 #   UPLOAD_P99_DELAY_MS=5  pause of each connection between requests in upload-p99 (paced load)
@@ -57,6 +59,7 @@ else
 fi
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-10000}"
 UPLOAD_MB="${UPLOAD_MB:-1024}"
+UPLOAD_GALE_CPU="${UPLOAD_GALE_CPU:-0-$(($(nproc) - 1))}"
 UPLOAD_P99_DELAY_MS="${UPLOAD_P99_DELAY_MS:-5}"
 INSTALL="${INSTALL:-1}"
 BUILD="${BUILD:-1}"
@@ -543,12 +546,12 @@ proxy_scheme=http   # https while a TLS scenario runs (the proxies' listeners, n
 scenario_bench=bench_http   # how proxy_scenario runs the rounds (bench/tls.sh sets others)
 declare -A target_pid=()    # TARGET -> the pid proxy_scenario started for it
 
-start_gale() { # NAME PORT FEATURE...
+start_gale() { # NAME PORT FEATURE... (pinned to gale_cpu when set, else PROXY_CPU)
     local name=$1 port=$2
     shift 2
     port_free "$port" || die "port $port is in use: is a previous run still going?"
     gale_config "$run/$name.toml" "$port" "$@"
-    spawn "$name" "$PROXY_CPU" "$GALE_BIN" run --config "$run/$name.toml"
+    spawn "$name" "${gale_cpu:-$PROXY_CPU}" "$GALE_BIN" run --config "$run/$name.toml"
     proxy_pids+=("$last_pid")
     wait_port "$name" "$last_pid" "$port" "$proxy_scheme" || die "$name did not start"
 }
@@ -877,6 +880,21 @@ choose_upload() { # SCENARIO: sets upload_with (gale feature), or records a skip
     fi
 }
 
+upload_round() { # TARGET PORT PID ROUND FILE BYTES: one upload-1g upload, recorded
+    local target=$1 port=$2 pid=$3 round=$4 file=$5 bytes=$6 out status secs before hwm
+    cat "$file" >/dev/null
+    before="$(rss_kb "$pid")"
+    echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true # resets VmHWM to the current RSS
+    out="$(taskset -c "$LOAD_CPU" curl -s -o "$run/upload-response-$target-$round.txt" -H 'Expect:' \
+        -w '%{http_code} %{time_total}' -F "file=@$file;type=application/octet-stream" \
+        "http://127.0.0.1:$port/upload")" || out="000 0"
+    status="$((10#${out%% *}))" secs="${out##* }"
+    hwm="$(hwm_kb "$pid")"
+    record "{\"kind\":\"upload\",\"scenario\":\"upload-1g\",\"target\":\"$target\",\"round\":$round,\"bytes\":$bytes,\"seconds\":$secs,\"status\":$status,\"rss_before_kb\":$before,\"hwm_kb\":$hwm}"
+    say "upload-1g round $round: $target answered $status in $secs s, VmRSS $before kB, peak $hwm kB"
+    [ "$status" = 200 ] || say "upload-1g: expected 200 from $target (see $run/upload-response-$target-$round.txt)"
+}
+
 scenario_upload() {
     choose_upload upload-1g || return 0
     local free_mb
@@ -909,8 +927,17 @@ scenario_upload() {
     say "upload-1g: writing $UPLOAD_MB MiB of random bytes to $file"
     head -c "$((UPLOAD_MB * 1024 * 1024))" /dev/urandom >"$file"
     use_upstreams fast
-    start_gale gale "$GALE_PORT" "$upload_with"
-    local pid=$last_pid round t0 t1 out status secs before hwm bytes
+    # gale as deployed uses every CPU: its writer threads hash a batch on one while another
+    # writes the previous one and the event loop receives (host/src/upload/store.rs). md5sum is
+    # one thread, so it gets one CPU. gale-one-core shows what gale does on md5sum's CPU alone.
+    gale_cpu="$UPLOAD_GALE_CPU" start_gale gale "$GALE_PORT" "$upload_with"
+    local gale_pid=$last_pid one_pid="" round t0 t1 bytes
+    note upload-1g "gale on CPUs $UPLOAD_GALE_CPU (one event loop), md5sum on CPU $PROXY_CPU, curl on CPU $LOAD_CPU"
+    if [ "$UPLOAD_GALE_CPU" != "$PROXY_CPU" ]; then
+        start_gale gale-one-core "$GALE2_PORT" "$upload_with"
+        one_pid=$last_pid
+        note upload-1g "gale-one-core: the same gale pinned to CPU $PROXY_CPU"
+    fi
     bytes="$(stat -c %s "$file")"
     for round in $(seq "$ROUNDS"); do
         cat "$file" >/dev/null # page cache warm, in case the file is on disk
@@ -918,18 +945,8 @@ scenario_upload() {
         taskset -c "$PROXY_CPU" md5sum "$file" >/dev/null
         t1="$(date +%s.%N)"
         record "{\"kind\":\"upload\",\"scenario\":\"upload-1g\",\"target\":\"md5sum\",\"round\":$round,\"bytes\":$bytes,\"seconds\":$(awk "BEGIN {print $t1 - $t0}")}"
-
-        cat "$file" >/dev/null
-        before="$(rss_kb "$pid")"
-        echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true # resets VmHWM to the current RSS
-        out="$(taskset -c "$LOAD_CPU" curl -s -o "$run/upload-response-$round.txt" -H 'Expect:' \
-            -w '%{http_code} %{time_total}' -F "file=@$file;type=application/octet-stream" \
-            "http://127.0.0.1:$GALE_PORT/upload")" || out="000 0"
-        status="$((10#${out%% *}))" secs="${out##* }"
-        hwm="$(hwm_kb "$pid")"
-        record "{\"kind\":\"upload\",\"scenario\":\"upload-1g\",\"target\":\"gale\",\"round\":$round,\"bytes\":$bytes,\"seconds\":$secs,\"status\":$status,\"rss_before_kb\":$before,\"hwm_kb\":$hwm}"
-        say "upload-1g round $round: gale answered $status in $secs s, VmRSS $before kB, peak $hwm kB"
-        [ "$status" = 200 ] || say "upload-1g: expected 200 (see $run/upload-response-$round.txt)"
+        upload_round gale "$GALE_PORT" "$gale_pid" "$round" "$file" "$bytes"
+        [ -z "$one_pid" ] || upload_round gale-one-core "$GALE2_PORT" "$one_pid" "$round" "$file" "$bytes"
     done
     stop_proxies
     rm -f "$file"

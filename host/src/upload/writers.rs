@@ -63,6 +63,14 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
     }
 }
 
+/// Whether gale may run on more than one CPU, so that two writer threads can work on one upload
+/// at the same time (one hashing a batch while the other writes it). On one CPU the two would
+/// only take turns and read the batch from memory twice.
+pub(crate) fn parallel() -> bool {
+    static PARALLEL: OnceLock<bool> = OnceLock::new();
+    *PARALLEL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 /// Runs `f` on a writer thread, without waiting for it.
 pub(crate) fn spawn(f: impl FnOnce() + Send + 'static) {
     let job: Job = Box::new(f);

@@ -178,3 +178,32 @@ async fn backend_moved_the_file() {
     assert_eq!(up.files.finish(200).await, CleanupOutcome::Deleted(1));
     assert!(moved.exists());
 }
+
+#[tokio::test]
+async fn sink_hashes_and_writes_alike_on_one_thread_or_two() {
+    use crate::upload::store::{BATCH_BYTES, FileSink, hex};
+    use sha2::Digest as _;
+    // Uneven chunks, with empty ones, across several batches and a short last one.
+    let payload: Vec<u8> = (0..3 * BATCH_BYTES + 777).map(|i| (i * 31 % 251) as u8).collect();
+    let want_sha = hex(&sha2::Sha256::digest(&payload));
+    for apart in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path(), 0o600, false).expect("store");
+        let (name, file) = store.create_file().expect("create");
+        let mut sink = FileSink::with_threads(file, true, apart);
+        let mut rest = &payload[..];
+        for size in [0, 1, 70_000, 0, 300_000, 5].into_iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (chunk, after) = rest.split_at(size.min(rest.len()));
+            sink.write(Bytes::copy_from_slice(chunk)).await.expect("write");
+            rest = after;
+        }
+        let digests = sink.finish().await.expect("finish");
+        assert_eq!(digests.size, payload.len() as u64, "apart={apart}");
+        assert_eq!(digests.md5, hex(&md5_of(&payload)), "apart={apart}");
+        assert_eq!(digests.sha256.as_deref(), Some(want_sha.as_str()), "apart={apart}");
+        assert_eq!(fs::read(store.file_path(&name)).expect("read"), payload, "apart={apart}");
+    }
+}
