@@ -178,8 +178,8 @@ def upload_table(records, notes):
             f"Scenario `{scenario}`: {size / 2**20:,.0f} MiB, gale (multipart POST to /upload) versus "
             f"`md5sum` of the same file (page cache warm).{note}",
             "",
-            "| what | MiB/s (median) | vs md5sum | peak RSS growth | statuses |",
-            "|---|---:|---:|---:|---|",
+            "| what | MiB/s (median) | vs md5sum | CPU s per GiB | peak RSS growth | statuses |",
+            "|---|---:|---:|---:|---:|---|",
         ]
         med = {}
         for target, rs in by_target.items():
@@ -189,18 +189,26 @@ def upload_table(records, notes):
                 "mibps": statistics.median(r["bytes"] / r["seconds"] / 2**20 for r in ok) if ok else None,
                 "growth": max((r.get("hwm_kb", 0) - r.get("rss_before_kb", 0)) for r in rs),
                 "statuses": ",".join(sorted({str(r.get("status", "")) for r in rs})),
+                # Older runs did not record CPU time.
+                "cpu": statistics.median(r["cpu_seconds"] * 2**30 / r["bytes"] for r in ok)
+                if ok and all("cpu_seconds" in r for r in ok)
+                else None,
             }
         base = med.get("md5sum")
         for target in ordered(list(med)):
             m = med[target]
             growth = f"{m['growth'] / 1024:.1f} MiB" if target != "md5sum" else "—"
+            cpu = "—" if m["cpu"] is None else f"{m['cpu']:.2f}"
             if m["mibps"] is None:
-                lines.append(f"| {target} | no successful upload | — | {growth} | {m['statuses']} |")
+                lines.append(f"| {target} | no successful upload | — | {cpu} | {growth} | {m['statuses']} |")
                 continue
             lines.append(
                 f"| {target} | {m['mibps']:,.0f} | {ratio(m['mibps'], base['mibps']) if base and base['mibps'] else '—'} "
-                f"| {growth} | {m['statuses'] if target != 'md5sum' else '—'} |"
+                f"| {cpu} | {growth} | {m['statuses'] if target != 'md5sum' else '—'} |"
             )
+        steal = sum(r.get("steal_seconds", 0) for rs in by_target.values() for r in rs)
+        if steal:
+            lines += ["", f"The hypervisor took {steal:.2f} s of CPU time from this machine during the uploads (steal)."]
         lines += paired_upload_ratios(by_target)
         lines.append("")
     return lines

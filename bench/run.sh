@@ -173,6 +173,14 @@ hwm_kb() { # PID -> VmHWM (peak RSS) in kB
     awk '/^VmHWM:/ {print $2}' "/proc/$1/status"
 }
 
+cpu_ticks() { # PID -> user+system clock ticks of the process, all its threads
+    awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"
+}
+
+steal_ticks() { # -> clock ticks the hypervisor took from this machine's CPUs since boot
+    awk '$1 == "cpu" {print $9}' /proc/stat
+}
+
 # ---------------------------------------------------------------------------------------------
 # Setup: packages, gale, scratch dir.
 
@@ -881,16 +889,19 @@ choose_upload() { # SCENARIO: sets upload_with (gale feature), or records a skip
 }
 
 upload_round() { # TARGET PORT PID ROUND FILE BYTES: one upload-1g upload, recorded
-    local target=$1 port=$2 pid=$3 round=$4 file=$5 bytes=$6 out status secs before hwm
+    local target=$1 port=$2 pid=$3 round=$4 file=$5 bytes=$6 out status secs before hwm cpu0 steal0 hz
     cat "$file" >/dev/null
     before="$(rss_kb "$pid")"
     echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true # resets VmHWM to the current RSS
+    cpu0="$(cpu_ticks "$pid")" steal0="$(steal_ticks)" hz="$(getconf CLK_TCK)"
     out="$(taskset -c "$LOAD_CPU" curl -s -o "$run/upload-response-$target-$round.txt" -H 'Expect:' \
         -w '%{http_code} %{time_total}' -F "file=@$file;type=application/octet-stream" \
         "http://127.0.0.1:$port/upload")" || out="000 0"
     status="$((10#${out%% *}))" secs="${out##* }"
     hwm="$(hwm_kb "$pid")"
-    record "{\"kind\":\"upload\",\"scenario\":\"upload-1g\",\"target\":\"$target\",\"round\":$round,\"bytes\":$bytes,\"seconds\":$secs,\"status\":$status,\"rss_before_kb\":$before,\"hwm_kb\":$hwm}"
+    # gale's CPU time and the hypervisor's steal during the upload: a slow round with little CPU
+    # time or much steal was the host's, not gale's.
+    record "{\"kind\":\"upload\",\"scenario\":\"upload-1g\",\"target\":\"$target\",\"round\":$round,\"bytes\":$bytes,\"seconds\":$secs,\"status\":$status,\"rss_before_kb\":$before,\"hwm_kb\":$hwm,\"cpu_seconds\":$(((10#$(cpu_ticks "$pid") - cpu0) * 100 / hz))e-2,\"steal_seconds\":$(((10#$(steal_ticks) - steal0) * 100 / hz))e-2}"
     say "upload-1g round $round: $target answered $status in $secs s, VmRSS $before kB, peak $hwm kB"
     [ "$status" = 200 ] || say "upload-1g: expected 200 from $target (see $run/upload-response-$target-$round.txt)"
 }
