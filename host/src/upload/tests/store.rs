@@ -207,3 +207,25 @@ async fn sink_hashes_and_writes_alike_on_one_thread_or_two() {
         assert_eq!(fs::read(store.file_path(&name)).expect("read"), payload, "apart={apart}");
     }
 }
+
+#[tokio::test]
+async fn sink_reports_a_full_disk_on_one_thread_or_two() {
+    use crate::upload::store::{BATCH_BYTES, FileSink};
+    // /dev/full fails every write with ENOSPC: the upload must end in 507, not a short file.
+    for apart in [false, true] {
+        let full = fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        let mut sink = FileSink::with_threads(full, false, apart);
+        let mut failed = None;
+        for _ in 0..4 {
+            if let Err(e) = sink.write(Bytes::from(vec![7u8; BATCH_BYTES / 2])).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        let err = match failed {
+            Some(e) => e,
+            None => sink.finish().await.expect_err("a full disk must fail the upload"),
+        };
+        assert!(err.is_no_space(), "apart={apart}: {err}");
+    }
+}
