@@ -173,7 +173,7 @@ hwm_kb() { # PID -> VmHWM (peak RSS) in kB
     awk '/^VmHWM:/ {print $2}' "/proc/$1/status"
 }
 
-cpu_ticks() { # PID -> user+system clock ticks of the process, all its threads
+cpu_ticks() { # PID -> user+system clock ticks of the process, all its threads (also bench/tls.sh)
     awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"
 }
 
@@ -889,11 +889,11 @@ choose_upload() { # SCENARIO: sets upload_with (gale feature), or records a skip
 }
 
 upload_round() { # TARGET PORT PID ROUND FILE BYTES: one upload-1g upload, recorded
-    local target=$1 port=$2 pid=$3 round=$4 file=$5 bytes=$6 out status secs before hwm cpu0 steal0 hz
+    local target=$1 port=$2 pid=$3 round=$4 file=$5 bytes=$6 out status secs before hwm cpu0 steal0 cpu steal
     cat "$file" >/dev/null
     before="$(rss_kb "$pid")"
     echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true # resets VmHWM to the current RSS
-    cpu0="$(cpu_ticks "$pid")" steal0="$(steal_ticks)" hz="$(getconf CLK_TCK)"
+    cpu0="$(cpu_ticks "$pid")" steal0="$(steal_ticks)"
     out="$(taskset -c "$LOAD_CPU" curl -s -o "$run/upload-response-$target-$round.txt" -H 'Expect:' \
         -w '%{http_code} %{time_total}' -F "file=@$file;type=application/octet-stream" \
         "http://127.0.0.1:$port/upload")" || out="000 0"
@@ -901,7 +901,9 @@ upload_round() { # TARGET PORT PID ROUND FILE BYTES: one upload-1g upload, recor
     hwm="$(hwm_kb "$pid")"
     # gale's CPU time and the hypervisor's steal during the upload: a slow round with little CPU
     # time or much steal was the host's, not gale's.
-    record "{\"kind\":\"upload\",\"scenario\":\"upload-1g\",\"target\":\"$target\",\"round\":$round,\"bytes\":$bytes,\"seconds\":$secs,\"status\":$status,\"rss_before_kb\":$before,\"hwm_kb\":$hwm,\"cpu_seconds\":$(((10#$(cpu_ticks "$pid") - cpu0) * 100 / hz))e-2,\"steal_seconds\":$(((10#$(steal_ticks) - steal0) * 100 / hz))e-2}"
+    cpu="$(awk "BEGIN {print ($(cpu_ticks "$pid") - $cpu0) / $(getconf CLK_TCK)}")"
+    steal="$(awk "BEGIN {print ($(steal_ticks) - $steal0) / $(getconf CLK_TCK)}")"
+    record "{\"kind\":\"upload\",\"scenario\":\"upload-1g\",\"target\":\"$target\",\"round\":$round,\"bytes\":$bytes,\"seconds\":$secs,\"status\":$status,\"rss_before_kb\":$before,\"hwm_kb\":$hwm,\"cpu_seconds\":$cpu,\"steal_seconds\":$steal}"
     say "upload-1g round $round: $target answered $status in $secs s, VmRSS $before kB, peak $hwm kB"
     [ "$status" = 200 ] || say "upload-1g: expected 200 from $target (see $run/upload-response-$target-$round.txt)"
 }

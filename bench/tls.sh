@@ -120,10 +120,6 @@ verify_h2() { # TARGET: verify_tls, then curl over HTTP/2 (ALPN h2) gets the bod
     fi
 }
 
-cpu_ticks() { # PID -> utime + stime of the whole process, in clock ticks
-    awk '{print $14 + $15}' "/proc/$1/stat"
-}
-
 # handshake_round TARGET SECONDS NAME: hsload on LOAD_CPU for SECONDS, HANDSHAKE_CLIENTS threads
 # each connecting, handshaking, sending HS_REQUEST and reading the answer to the close, one
 # connection after the other. hsload runs at nice 10: its 8 runnable threads would otherwise
