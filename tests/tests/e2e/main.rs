@@ -5,6 +5,7 @@
 //! `scripts/test.sh` does both, then runs this.
 
 mod admin;
+mod adversarial;
 mod balancing;
 mod check;
 mod failover;

@@ -1,0 +1,1 @@
+//! A plugin's circuit breaker cannot be tripped for every client by one client's input.

@@ -1,0 +1,1 @@
+//! Silent connections, slowloris and connection floods: the connection limit reclaims idle connections.

@@ -1,0 +1,1 @@
+//! Path spellings: locations, static files and plugins see one normalised path.
