@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 # Row order inside a scenario; anything else follows in the order it was recorded.
-TARGET_ORDER = ["gale", "gale-one-core", "gale-noplugins", "gale-idle", "gale-uploading", "direct-idle", "direct-uploading", "nginx", "haproxy", "md5sum"]
+TARGET_ORDER = ["gale", "gale-base", "gale-one-core", "gale-noplugins", "gale-idle", "gale-uploading", "direct-idle", "direct-uploading", "nginx", "haproxy", "md5sum"]
 
 
 def load(run_dir):
@@ -109,6 +109,11 @@ def http_table(records, notes):
         cost = plugin_cost(scenario, med, attachments.get(scenario))
         if cost:
             costs.append(cost)
+        if "gale" in med and "gale-base" in med and med["gale-base"]["rps"]:
+            costs.append(
+                f"{scenario}: gale at {med['gale']['rps'] / med['gale-base']['rps']:.2f}x gale-base's req/s, "
+                f"p99 {ratio(med['gale']['p99'], med['gale-base']['p99'])} gale-base's (GALE_BASE_BIN; medians)."
+            )
         # Ratios are to nginx; upload-p99 compares each row to the same path while idle.
         label = scenario + (f" ({notes[scenario]})" if scenario in notes else "")
         for target in ordered(list(med)):

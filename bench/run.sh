@@ -26,6 +26,9 @@
 #   INSTALL=1            install nginx, haproxy and wrk with apt-get when missing (0: never)
 #   BUILD=1              cargo build --release -p gale (and the plugins when missing); 0: use GALE_BIN
 #   GALE_BIN=...         the gale binary (default: $CARGO_TARGET_DIR or target/, release/gale)
+#   GALE_BASE_BIN=...    a second gale binary (e.g. the last commit before a change), run as target
+#                        gale-base beside gale in proxy-small: a before/after comparison in one run
+#                        (the report adds gale's ratio to gale-base)
 #   PLUGIN_DIR=...       where NAME.wasm plugins are (default: <repo>/target/plugins)
 #   GALE_PLUGINS='[...]' TOML array for the route in proxy-plugins (default: see choose_plugins)
 #   TORNADO_APP=...      the Tornado backend (default: <repo>/tests/tornado/app.py)
@@ -80,6 +83,7 @@ NGINX_PORT=18080
 HAPROXY_PORT=18081
 GALE_PORT=18082
 GALE2_PORT=18083     # a second gale (without plugins) in proxy-plugins
+GALE3_PORT=18084     # gale-base (GALE_BASE_BIN), the binary a change is compared with
 PROBE_PORT=18099     # only written into configs that `gale check` reads, never bound
 UPSTREAM_PORTS=(19000 19001 19002 19003)
 
@@ -559,7 +563,7 @@ start_gale() { # NAME PORT FEATURE... (pinned to gale_cpu when set, else PROXY_C
     shift 2
     port_free "$port" || die "port $port is in use: is a previous run still going?"
     gale_config "$run/$name.toml" "$port" "$@"
-    spawn "$name" "${gale_cpu:-$PROXY_CPU}" "$GALE_BIN" run --config "$run/$name.toml"
+    spawn "$name" "${gale_cpu:-$PROXY_CPU}" "${gale_bin:-$GALE_BIN}" run --config "$run/$name.toml"
     proxy_pids+=("$last_pid")
     wait_port "$name" "$last_pid" "$port" "$proxy_scheme" || die "$name did not start"
 }
@@ -602,6 +606,7 @@ port_of() { # TARGET
     case "$1" in
     gale) echo "$GALE_PORT" ;;
     gale-noplugins) echo "$GALE2_PORT" ;;
+    gale-base) echo "$GALE3_PORT" ;;
     gale-idle | gale-uploading) echo "$GALE_PORT" ;;
     direct-idle | direct-uploading) echo "${UPSTREAM_PORTS[0]}" ;;
     nginx) echo "$NGINX_PORT" ;;
@@ -662,9 +667,13 @@ round_hook=""   # a function called as HOOK start|stop TARGET around each measur
 # ---------------------------------------------------------------------------------------------
 # Scenarios.
 
-wanted() { # TARGET: in TARGETS? (gale-noplugins comes with gale)
+wanted() { # TARGET: in TARGETS? (gale-noplugins comes with gale, gale-base with gale and GALE_BASE_BIN)
     case " $TARGETS " in *" $1 "*) return 0 ;; esac
-    [ "$1" = gale-noplugins ] && wanted gale
+    case "$1" in
+    gale-noplugins) wanted gale ;;
+    gale-base) [ -n "${GALE_BASE_BIN:-}" ] && wanted gale ;;
+    *) return 1 ;;
+    esac
 }
 
 # proxy_scenario SCENARIO PATH "WRK ARGS" PEER_VARIANT VERIFY TARGET...: starts the wanted targets
@@ -688,6 +697,7 @@ proxy_scenario() {
         case "$t" in
         gale) start_gale gale "$GALE_PORT" "${gale_features[@]+"${gale_features[@]}"}" ;;
         gale-noplugins) start_gale gale-noplugins "$GALE2_PORT" "${gale2_features[@]+"${gale2_features[@]}"}" ;;
+        gale-base) gale_bin="$GALE_BASE_BIN" start_gale gale-base "$GALE3_PORT" "${gale_features[@]+"${gale_features[@]}"}" ;;
         nginx) start_nginx "$variant" ;;
         haproxy) start_haproxy "$variant" ;;
         esac
@@ -737,7 +747,7 @@ verify_gzip() { # gzip-encoded, and decompresses to the page
 scenario_proxy_small() {
     use_upstreams fast
     gale_features=()
-    proxy_scenario proxy-small / "" plain verify_upstream_body gale nginx haproxy
+    proxy_scenario proxy-small / "" plain verify_upstream_body gale gale-base nginx haproxy
 }
 
 # The plugins on the route. gale bundles header-policy (issue 3) for proxied routes; static-cache
