@@ -209,9 +209,9 @@ async fn run(
     let mut response_inputs: Vec<(&Hook, ResponseInput)> = Vec::new();
     let mut whole_request: Option<HookRequest> = None;
     let mut edits = Vec::new();
+    let policies = || hooks.iter().map(|hook| &hook.policy);
     if !hooks.is_empty() {
         let view = hook_view(&parts, conn, &host_name);
-        let policies = || hooks.iter().map(|hook| &hook.policy);
         for hook in hooks.iter().filter(|hook| hook.policy.wants_request()) {
             let result = match hook.policy.on_request_remembered(&view).await {
                 Some(result) => result,
@@ -358,7 +358,7 @@ async fn dispatch(
             let policy = site.locations[server_index][location_index].field_policy.clone();
             // Boxed: the upload's future (parser, store, writers) is several
             // times the proxy's, and would otherwise size every request's.
-            Box::pin(upload(site, conn, route, policy, parts, body)).await
+            Box::pin(upload(site, route, policy, parts, body)).await
         }
         Handler::Static(cfg) => {
             let served = static_files::serve(cfg, location.matcher.path(), &parts).await?;
@@ -378,7 +378,6 @@ async fn dispatch(
 /// (nginx-upload-module's `upload_pass` + `upload_cleanup`).
 async fn upload(
     site: &Site,
-    conn: &ConnInfo,
     route: &UploadRoute,
     policy: Option<Arc<dyn FieldPolicy>>,
     mut parts: http::request::Parts,

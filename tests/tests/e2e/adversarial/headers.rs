@@ -116,12 +116,13 @@ fn upgrade_request(target: &str, protocol: &str) -> Request {
         .header("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")
 }
 
+/// `location /` with gale's defaults only (websocket allowed), so this case also runs against
+/// a gale that predates `allow_upgrade`.
 #[test]
 fn a_protocol_the_location_does_not_allow_goes_upstream_as_a_plain_request() {
-    let (_tornado, gale) = upgrade_site();
-    for (target, protocol) in
-        [("/whoami", "h2c"), ("/whoami", "foo"), ("/whoami", "foo/1, h2c"), ("/foo/whoami", "h2c")]
-    {
+    let tornado = Tornado::spawn("upgrade");
+    let gale = ConfigBuilder::new([tornado.addr()]).start();
+    for (target, protocol) in [("/whoami", "h2c"), ("/whoami", "foo"), ("/whoami", "foo/1, h2c")] {
         let case = format!("{target} Upgrade: {protocol}");
         let response = gale.send(&upgrade_request(target, protocol));
         assert_eq!(response.status, 200, "{case}:\n{response}");
@@ -144,6 +145,9 @@ fn allow_upgrade_lets_a_location_forward_another_protocol() {
     let who: Whoami = response.json();
     assert_eq!(who.header("upgrade"), Some("foo/2"), "only the allowed token: {who:#?}");
     assert_eq!(who.header("connection"), Some("upgrade"), "{who:#?}");
+    // The same location drops what it does not list.
+    let who: Whoami = gale.send(&upgrade_request("/foo/whoami", "h2c")).expect_status(200).json();
+    assert_eq!(who.header("upgrade"), None, "{who:#?}");
 }
 
 #[test]
