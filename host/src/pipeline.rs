@@ -208,10 +208,10 @@ async fn run(
     let mut early: Option<Response<ResponseBody>> = None;
     let mut response_inputs: Vec<(&Hook, ResponseInput)> = Vec::new();
     let mut whole_request: Option<HookRequest> = None;
+    let mut edits = Vec::new();
+    let policies = || hooks.iter().map(|hook| &hook.policy);
     if !hooks.is_empty() {
         let view = hook_view(&parts, conn, &host_name);
-        let mut edits = Vec::new();
-        let policies = || hooks.iter().map(|hook| &hook.policy);
         for hook in hooks.iter().filter(|hook| hook.policy.wants_request()) {
             let result = match hook.policy.on_request_remembered(&view).await {
                 Some(result) => result,
@@ -230,10 +230,21 @@ async fn run(
                 Err(e) => plugin_failed(hook, "on-request", e)?,
             }
         }
-        for e in &edits {
-            e.apply(&mut parts.headers);
-        }
-        if !edits.is_empty() {
+    }
+    // The headers as they will cross (proxy/headers.rs): the client's
+    // `Connection` options go first, gale's own headers come next and the
+    // plugins' edits last, so a client cannot name away what gale or a
+    // plugin adds.
+    let forwards = matches!(location.handler, Handler::Proxy(_) | Handler::Upload(_));
+    if forwards {
+        proxy::headers::strip_connection_options(&mut parts.headers);
+        proxy::headers::set_forwarding(&mut parts.headers, parts.uri.authority(), conn.remote.ip(), conn.scheme);
+    }
+    for e in &edits {
+        e.apply(&mut parts.headers);
+    }
+    if !hooks.is_empty() {
+        if forwards || !edits.is_empty() {
             whole_request = None;
         }
         let view = hook_view(&parts, conn, &host_name);
@@ -314,16 +325,25 @@ async fn dispatch(
     // handler
     match &location.handler {
         Handler::Proxy(route) => {
-            let upgrade = if wants_upgrade(&parts) {
-                let slot =
-                    site.locations[server_index][location_index].tunnels.try_take().ok_or(GaleError::TooManyTunnels)?;
-                parts.extensions.remove::<OnUpgrade>().map(|client| Upgrade {
-                    client,
-                    slot,
-                    idle_timeout: route.tunnel_idle_timeout,
-                })
-            } else {
-                None
+            // An upgrade to a protocol the route does not allow (`h2c`, say)
+            // goes upstream as a plain request, without `Upgrade`.
+            let protocol = wants_upgrade(&parts)
+                .then(|| proxy::headers::allowed_upgrade(&parts.headers, &route.allow_upgrade))
+                .flatten();
+            let upgrade = match protocol {
+                Some(protocol) => {
+                    let slot = site.locations[server_index][location_index]
+                        .tunnels
+                        .try_take()
+                        .ok_or(GaleError::TooManyTunnels)?;
+                    parts.extensions.remove::<OnUpgrade>().map(|client| Upgrade {
+                        protocol,
+                        client,
+                        slot,
+                        idle_timeout: route.tunnel_idle_timeout,
+                    })
+                }
+                None => None,
             };
             let fault = Arc::new(OnceLock::new());
             let body = if has_body {
@@ -331,14 +351,14 @@ async fn dispatch(
             } else {
                 UpstreamRequestBody::Empty
             };
-            let req = ProxyRequest { parts, body, has_body, remote: conn.remote, scheme: conn.scheme, fault, upgrade };
+            let req = ProxyRequest { parts, body, has_body, fault, upgrade };
             Ok(proxy::forward(&site.upstreams[route.upstream.0], req).await?)
         }
         Handler::Upload(route) => {
             let policy = site.locations[server_index][location_index].field_policy.clone();
             // Boxed: the upload's future (parser, store, writers) is several
             // times the proxy's, and would otherwise size every request's.
-            Box::pin(upload(site, conn, route, policy, parts, body)).await
+            Box::pin(upload(site, route, policy, parts, body)).await
         }
         Handler::Static(cfg) => {
             let served = static_files::serve(cfg, location.matcher.path(), &parts).await?;
@@ -358,7 +378,6 @@ async fn dispatch(
 /// (nginx-upload-module's `upload_pass` + `upload_cleanup`).
 async fn upload(
     site: &Site,
-    conn: &ConnInfo,
     route: &UploadRoute,
     policy: Option<Arc<dyn FieldPolicy>>,
     mut parts: http::request::Parts,
@@ -408,8 +427,6 @@ async fn upload(
         parts,
         body: UpstreamRequestBody::Full(Some(received.body)),
         has_body: true,
-        remote: conn.remote,
-        scheme: conn.scheme,
         fault: Arc::new(OnceLock::new()),
         upgrade: None,
     };

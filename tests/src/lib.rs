@@ -38,6 +38,6 @@ pub use capture::{Capture, Captured, Reply, Snapshot};
 pub use config::ConfigBuilder;
 pub use gale::{Finished, Gale, gale_command, run_gale};
 pub use http::{Conn, Request, Response};
-pub use libc::{SIGINT, SIGKILL, SIGQUIT, SIGTERM};
+pub use libc::{SIGCONT, SIGINT, SIGKILL, SIGQUIT, SIGSTOP, SIGTERM};
 pub use net::{dead_addr, free_port, wait_until};
 pub use tornado::{Stats, Tornado, Whoami};

@@ -119,6 +119,18 @@ impl Tornado {
         }
     }
 
+    /// Sends it a signal: `SIGSTOP` makes a backend that accepts connections (the kernel
+    /// completes the handshake) and never answers; `SIGCONT` brings it back.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, which
+        // is reaped only under this lock (so the pid cannot have been reused).
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+    }
+
     /// Kills it now (a backend that crashed).
     pub fn kill(&self) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());

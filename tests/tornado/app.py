@@ -283,6 +283,16 @@ class Big(Base):
         self.finish()
 
 
+class SetHeaders(Base):
+    """Answers with every query argument as a response header (`?Connection=x-a&X-A=1`)."""
+
+    async def handle(self):
+        for name, values in self.request.query_arguments.items():
+            for value in values:
+                self.add_header(name, value.decode())
+        self.write_json(self.identity())
+
+
 class Redirect(Base):
     async def handle(self):
         self.redirect(self.get_argument("to"), permanent=False)
@@ -346,6 +356,7 @@ def make_app(port, name):
             (r"/html", Html),
             (r"/big", Big),
             (r"/redirect", Redirect),
+            (r"/set-headers", SetHeaders),
             # Also under any prefix (/idle/ws): tests give WebSocket routes their own locations.
             (r"/(?:.*/)?ws", WsEcho),
             (r"/ws-refuse", WsRefuse),

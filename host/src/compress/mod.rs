@@ -29,6 +29,9 @@ pub use config::{GzipConfig, GzipConfigError, GzipOptions, GzipProxied, GzipType
 pub enum GzipDecision {
     /// Compress it (and add `Vary: Accept-Encoding`).
     Compress,
+    /// A HEAD request whose GET would be compressed: the head a compressed
+    /// response has (RFC 9110 9.3.2: the same header fields as GET), no body.
+    CompressedHead,
     /// The response could have been compressed for another client: send it as it is, but add
     /// `Vary: Accept-Encoding` so caches keep the variants apart (nginx's `gzip_vary on`).
     VaryOnly,
@@ -38,13 +41,15 @@ pub enum GzipDecision {
 
 /// Decides, in nginx's order, whether a response is compressed.
 ///
-/// The response is a candidate when: the request is not HEAD; the status is 200, 403 or 404
-/// (the statuses nginx compresses, so never 204, 206 or 304); it has no `Content-Encoding`; its
-/// `Content-Length`, when known, is at least `min_length` (an unknown length is compressed); its
-/// media type (without parameters) is listed; and it has no `Cache-Control: no-transform`.
+/// The response is a candidate when: the status is 200, 403 or 404 (the statuses nginx
+/// compresses, so never 204, 206 or 304); it has no `Content-Encoding`; its `Content-Length`,
+/// when known, is at least `min_length` (an unknown length is compressed); its media type
+/// (without parameters) is listed; and it has no `Cache-Control: no-transform`.
 /// A candidate is compressed when the request is HTTP/1.1 or later, accepts gzip with q > 0,
 /// and, if it came through another proxy (has `Via`), `proxied` allows it; otherwise it only
-/// gets `Vary`.
+/// gets `Vary`. A HEAD request is decided as its GET would be, and gets the head only
+/// ([`GzipDecision::CompressedHead`]); nginx leaves HEAD alone, which gives it other headers
+/// than GET.
 pub fn decide(
     cfg: &GzipConfig,
     method: &Method,
@@ -53,7 +58,7 @@ pub fn decide(
     status: StatusCode,
     resp_headers: &HeaderMap,
 ) -> GzipDecision {
-    if *method == Method::HEAD || !matches!(status.as_u16(), 200 | 403 | 404) {
+    if !matches!(status.as_u16(), 200 | 403 | 404) {
         return GzipDecision::Skip;
     }
     if resp_headers.get(CONTENT_ENCODING).is_some_and(|v| !v.is_empty()) {
@@ -76,6 +81,9 @@ pub fn decide(
     }
     if req_headers.contains_key(VIA) && !proxied_allows(&cfg.proxied, req_headers, resp_headers, SystemTime::now()) {
         return GzipDecision::VaryOnly;
+    }
+    if *method == Method::HEAD {
+        return GzipDecision::CompressedHead;
     }
     GzipDecision::Compress
 }
@@ -140,6 +148,11 @@ fn proxied_allows(p: &GzipProxied, req_headers: &HeaderMap, resp_headers: &Heade
 pub fn apply<B>(cfg: &GzipConfig, decision: GzipDecision, resp: Response<B>) -> Response<GzipBody<B>> {
     match decision {
         GzipDecision::Compress => compress(cfg, resp),
+        GzipDecision::CompressedHead => {
+            let mut resp = resp.map(GzipBody::identity);
+            gzip_head(resp.headers_mut());
+            resp
+        }
         GzipDecision::VaryOnly => {
             let mut resp = resp.map(GzipBody::identity);
             add_vary(resp.headers_mut());
@@ -155,7 +168,12 @@ pub fn apply<B>(cfg: &GzipConfig, decision: GzipDecision, resp: Response<B>) -> 
 /// bytes differ from the identity encoding; nginx does the same and drops a malformed ETag).
 pub fn compress<B>(cfg: &GzipConfig, resp: Response<B>) -> Response<GzipBody<B>> {
     let (mut head, body) = resp.into_parts();
-    let h = &mut head.headers;
+    gzip_head(&mut head.headers);
+    Response::from_parts(head, GzipBody::gzip(body, cfg.level))
+}
+
+/// The header changes of [`compress`].
+fn gzip_head(h: &mut HeaderMap) {
     h.remove(CONTENT_LENGTH);
     h.remove(ACCEPT_RANGES);
     h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
@@ -170,7 +188,6 @@ pub fn compress<B>(cfg: &GzipConfig, resp: Response<B>) -> Response<GzipBody<B>>
             }
         }
     }
-    Response::from_parts(head, GzipBody::gzip(body, cfg.level))
 }
 
 /// `"x"` → `W/"x"`; a weak tag stays; anything else is not an entity tag (`None`).

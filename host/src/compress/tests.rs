@@ -88,7 +88,9 @@ fn eligibility_table() {
         Case { status: 301, ..case("301", Skip) },
         Case { status: 404, ..case("404", Compress) },
         Case { status: 403, ..case("403", Compress) },
-        Case { method: Method::HEAD, ..case("HEAD", Skip) },
+        Case { method: Method::HEAD, ..case("HEAD", CompressedHead) },
+        Case { method: Method::HEAD, version: Version::HTTP_10, ..case("HEAD HTTP/1.0", VaryOnly) },
+        Case { method: Method::HEAD, status: 206, ..case("HEAD 206", Skip) },
         Case { method: Method::POST, ..case("POST", Compress) },
         Case { version: Version::HTTP_10, ..case("HTTP/1.0", VaryOnly) },
         Case {

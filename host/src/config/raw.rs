@@ -327,6 +327,8 @@ pub struct RawProxy {
     pub max_tunnels: Option<Spanned<i64>>,
     /// Idle time after which a tunnel is closed.
     pub tunnel_idle_timeout: Option<Spanned<Scalar>>,
+    /// `Upgrade` protocols forwarded to the backend (default `["websocket"]`).
+    pub allow_upgrade: Option<Vec<Spanned<String>>>,
 }
 
 /// A value written either as a string (`"65s"`, `"100M"`) or as a bare

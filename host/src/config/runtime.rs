@@ -279,6 +279,9 @@ pub struct ProxyRoute {
     /// Idle time after which a tunnel is closed (separate from the upstream's
     /// `read_timeout`, which is for request/response exchanges).
     pub tunnel_idle_timeout: Duration,
+    /// The `Upgrade` protocols (lower case) forwarded as an upgrade; a
+    /// request asking for another goes upstream as a plain request.
+    pub allow_upgrade: Vec<String>,
 }
 
 /// A socket to listen on and the servers reachable through it.

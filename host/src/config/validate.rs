@@ -17,6 +17,7 @@ use super::upload::upload_route;
 pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Option<Config> {
     let global = global(raw.global, base, c);
     let http = http(raw.http, c);
+    let admin_span = raw.admin.as_ref().map(|a| a.get_ref().listen.span());
     let admin = raw.admin.and_then(|a| admin(a.into_inner(), c));
 
     let names: Vec<String> = raw.upstream.keys().cloned().collect();
@@ -41,6 +42,9 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
         c.error(None, "no [[server]] block: add one with `listen` and at least one [[server.location]]");
     }
     let listeners = listeners(&servers, &spans, c);
+    if let (Some(addr), Some(span), Some(listeners)) = (admin, admin_span, listeners.as_ref()) {
+        admin_apart(addr, span, listeners, c);
+    }
 
     if !c.diagnostics.is_empty() {
         return None;
@@ -471,12 +475,38 @@ pub(super) fn upstream_ref(pass: &Spanned<String>, upstreams: &[String], c: &mut
 fn proxy_route(proxy: raw::RawProxy, upstreams: &[String], c: &mut Collector<'_>) -> Option<Handler> {
     let max_tunnels = int_in(proxy.max_tunnels, 10_000, 0, 10_000_000, "max_tunnels", c);
     let tunnel_idle_timeout = duration(proxy.tunnel_idle_timeout, Duration::from_secs(3600), c);
+    let allow_upgrade = allow_upgrade(proxy.allow_upgrade, c);
     let upstream = upstream_ref(&proxy.pass, upstreams, c)?;
     Some(Handler::Proxy(ProxyRoute {
         upstream,
         max_tunnels: max_tunnels? as usize,
         tunnel_idle_timeout: tunnel_idle_timeout?,
+        allow_upgrade: allow_upgrade?,
     }))
+}
+
+/// `allow_upgrade`: protocol names as `Upgrade` carries them (RFC 9110
+/// tokens, matched without case and without a `/version`).
+fn allow_upgrade(list: Option<Vec<Spanned<String>>>, c: &mut Collector<'_>) -> Option<Vec<String>> {
+    let Some(list) = list else { return Some(vec!["websocket".to_owned()]) };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for name in list {
+        let text = name.get_ref();
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if text.is_empty() || !text.bytes().all(token) {
+            c.error(
+                Some(name.span()),
+                format!(
+                    "`allow_upgrade`: {text:?} is not a protocol name: give names like \"websocket\", without a version"
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        out.push(text.to_ascii_lowercase());
+    }
+    ok.then_some(out)
 }
 
 fn server_tls(t: raw::RawTls, base: &Path, c: &mut Collector<'_>) -> Option<ServerTls> {
@@ -505,6 +535,27 @@ fn admin(a: raw::RawAdmin, c: &mut Collector<'_>) -> Option<SocketAddr> {
         return None;
     }
     Some(addr)
+}
+
+/// The admin listener may not share a socket address with a public one:
+/// one of the two would fail to bind, or the public one would take the
+/// admin's connections. A wildcard address (`0.0.0.0`, `[::]`) covers every
+/// address of its family on that port (gale binds IPv6 sockets v6-only).
+fn admin_apart(addr: SocketAddr, span: std::ops::Range<usize>, listeners: &[Listener], c: &mut Collector<'_>) {
+    let overlaps = |public: &SocketAddr| {
+        addr.port() != 0
+            && addr.port() == public.port()
+            && addr.is_ipv4() == public.is_ipv4()
+            && (addr.ip() == public.ip() || addr.ip().is_unspecified() || public.ip().is_unspecified())
+    };
+    if let Some(public) = listeners.iter().map(|l| l.addr).find(overlaps) {
+        c.error(
+            Some(span),
+            format!(
+                "admin listener {addr} overlaps the public listener {public}: give the admin listener a port of its own"
+            ),
+        );
+    }
 }
 
 fn static_route(

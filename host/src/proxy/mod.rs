@@ -21,12 +21,13 @@ use crate::upstream::{Backend, UpstreamPool};
 
 /// A request ready to forward.
 pub struct ProxyRequest {
+    /// The head, its headers through the first steps of `headers` (the
+    /// client's `Connection` options removed, gale's forwarding headers set)
+    /// and the plugins' edits.
     pub parts: http::request::Parts,
     pub body: UpstreamRequestBody,
     /// Whether the request carries a body (it cannot be replayed once sent).
     pub has_body: bool,
-    pub remote: SocketAddr,
-    pub scheme: &'static str,
     /// Where the client body records why it stopped, if it did.
     pub fault: FaultSlot,
     /// Set when the client asked to upgrade the connection (WebSocket).
@@ -35,6 +36,8 @@ pub struct ProxyRequest {
 
 /// A client's upgrade request, admitted under its route's tunnel cap.
 pub struct Upgrade {
+    /// What goes upstream as `Upgrade`: the protocols the route allows.
+    pub protocol: HeaderValue,
     pub client: hyper::upgrade::OnUpgrade,
     pub slot: tunnel::TunnelSlot,
     pub idle_timeout: std::time::Duration,
@@ -71,21 +74,14 @@ fn idempotent(m: &Method) -> bool {
 /// Forwards `req` to `pool` and returns the backend's response head with a
 /// streaming body.
 pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Response<ResponseBody>, ProxyError> {
-    let ProxyRequest { mut parts, body, has_body, remote, scheme, fault, mut upgrade } = req;
+    let ProxyRequest { mut parts, body, has_body, fault, mut upgrade } = req;
     let cfg = &pool.config;
     let name = || cfg.name.clone();
 
-    // HTTP/2 clients send `:authority` instead of Host; backends speak HTTP/1.1.
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(host) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        parts.headers.insert(header::HOST, host);
-    }
-    let protocol = upgrade.as_ref().and_then(|_| parts.headers.get(header::UPGRADE).cloned());
-    headers::to_upstream(&mut parts.headers, remote.ip(), scheme);
-    if let Some(p) = protocol {
+    headers::to_upstream(&mut parts.headers);
+    if let Some(up) = &upgrade {
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, p);
+        parts.headers.insert(header::UPGRADE, up.protocol.clone());
     }
     parts.version = Version::HTTP_11;
     parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
@@ -146,15 +142,13 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
             let request = Request::from_parts(head, body.take().unwrap_or(UpstreamRequestBody::Empty));
             match tokio::time::timeout(cfg.read_timeout, sender.try_send_request(request)).await {
                 Err(_) => {
-                    // Not a health failure (nginx counts timeouts only when it
-                    // would retry them) and never retried.
-                    backend.metrics.outcome(Outcome::Timeout);
-                    tracing::warn!(upstream = %cfg.name, addr = %backend.addr, "upstream timed out ({:?}) waiting for the response header", cfg.read_timeout);
-                    return Err(ProxyError::Timeout {
-                        upstream: name(),
-                        addr: backend.addr,
-                        timeout: cfg.read_timeout,
-                    });
+                    // Never retried (the backend may be running the request),
+                    // but a failure towards `max_fails`, as nginx counts one
+                    // under `proxy_next_upstream timeout`: a hung backend
+                    // leaves rotation instead of taking its share for ever.
+                    let err = ProxyError::Timeout { upstream: name(), addr: backend.addr, timeout: cfg.read_timeout };
+                    note_failure(pool, &backend, Outcome::Timeout, &err);
+                    return Err(err);
                 }
                 Ok(Ok(resp)) => break Ok(resp),
                 Ok(Err(mut e)) => {

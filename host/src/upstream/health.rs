@@ -1,6 +1,12 @@
 //! Passive health, nginx's `max_fails` / `fail_timeout`: a backend that
 //! fails `max_fails` times within `fail_timeout` is left out for
 //! `fail_timeout`, then given real traffic again.
+//!
+//! A failure is an attempt that got no response header: no connection, a
+//! connection broken before the header, or no header within `read_timeout`
+//! (a timeout is never retried, but it counts: a backend that accepts and
+//! never answers must leave rotation). A response, whatever its status, is a
+//! success and starts the count again.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

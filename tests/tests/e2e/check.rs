@@ -83,3 +83,28 @@ fn run_refuses_a_bad_config_the_same_way() {
     assert!(!out.stdout.contains("listening"), "{out:?}");
     assert!(!out.stderr.contains("panicked"), "{out:?}");
 }
+
+/// The admin listener on a public listener's socket (the same address, or a wildcard on the
+/// same port) is an error at the admin `listen`; other ports, or the other address family's
+/// wildcard (gale binds IPv6 v6-only), are fine.
+#[test]
+fn an_admin_listen_overlapping_a_public_listen_is_an_error_at_its_position() {
+    let config = |admin: &str, public: &str| {
+        format!(
+            "[admin]\nlisten = \"{admin}\"\n\n[[server]]\nlisten = [\"{public}\"]\n\
+             [[server.location]]\npath = \"/\"\nstatic = {{ root = \".\" }}\n"
+        )
+    };
+    for (admin, public) in
+        [("127.0.0.1:18080", "127.0.0.1:18080"), ("127.0.0.1:18080", "0.0.0.0:18080"), ("[::1]:18080", "[::]:18080")]
+    {
+        let (out, path, _dir) = gale_on("check", &config(admin, public));
+        assert_eq!(out.code(), Some(1), "admin {admin}, public {public}: {out:?}");
+        assert!(out.stderr.contains(&format!("{path}:2:10: admin listener")), "{}", out.stderr);
+        assert!(out.stderr.contains(&format!("overlaps the public listener {public}")), "{}", out.stderr);
+    }
+    for (admin, public) in [("127.0.0.1:18081", "127.0.0.1:18080"), ("[::1]:18080", "0.0.0.0:18080")] {
+        let (out, _, _dir) = gale_on("check", &config(admin, public));
+        assert_eq!(out.code(), Some(0), "admin {admin}, public {public}: {out:?}");
+    }
+}
