@@ -179,6 +179,7 @@ fn http(h: raw::RawHttp, c: &mut Collector<'_>) -> Option<Http> {
         },
         http2: h.http2.unwrap_or(true),
         http2_max_concurrent_streams: streams? as u32,
+        merge_slashes: h.merge_slashes.unwrap_or(true),
     })
 }
 
