@@ -235,9 +235,8 @@ async fn missing_and_methods() {
     let cfg = root(&site);
     assert_eq!(get(&cfg, "/static/nope.css").await.status, StatusCode::NOT_FOUND);
     for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
-        let err = serve(&cfg, "/static/", "/static/app.css", &parts(method, "/static/app.css", &[]))
-            .await
-            .expect_err("405");
+        let err =
+            serve(&cfg, "/static/", "/static/app.css", &parts(method, "/static/app.css", &[])).await.expect_err("405");
         assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert!(matches!(err, StaticError::MethodNotAllowed));
     }

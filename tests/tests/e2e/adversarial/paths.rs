@@ -19,8 +19,7 @@ use tempfile::TempDir;
 const DENY_ALL: &str = r#"[{ name = "header-policy", config = { deny = [{ path_prefix = "/", status = 403 }] } }]"#;
 
 /// The policy on `location /`: shows the backend the path the plugin was given.
-const SHOW_URI: &str =
-    r#"[{ name = "header-policy", config = { request = { set = { "x-plugin-uri" = "$uri", "x-plugin-request-uri" = "$request_uri" } } } }]"#;
+const SHOW_URI: &str = r#"[{ name = "header-policy", config = { request = { set = { "x-plugin-uri" = "$uri", "x-plugin-request-uri" = "$request_uri" } } } }]"#;
 
 /// What a spelling must get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
