@@ -110,6 +110,7 @@ fn every_spelling_of_a_denied_location_is_denied_or_refused() {
         ("/x/..%2Floop/whoami", BadRequest),
         ("/loop%5Cwhoami", BadRequest),
         ("/loop%5cwhoami", BadRequest),
+        ("/loop\\whoami", BadRequest),
         ("/loop%00/whoami", BadRequest),
         ("/%00/loop/whoami", BadRequest),
         ("/loop/%zz/whoami", BadRequest),
