@@ -1,7 +1,8 @@
 //! The request pipeline: the one place that knows the order of phases.
 //!
 //! 1. framing: strict HTTP/1.1 checks on the head (400)
-//! 2. route: server block by Host on this listener, location by path (404)
+//! 2. route: server block by Host on this listener, location by the path's
+//!    normal form (`uri_path`: 400 when it has none; 404)
 //! 3. limits: URI size (414), declared body size (413)
 //! 4. handler: proxy to an upstream pool
 //! 5. finish: the access log line, written when the response body ends
