@@ -23,6 +23,10 @@ pub enum GaleError {
     /// The declared body is larger than `client_max_body_size`.
     #[error("request body of {declared} bytes exceeds client_max_body_size ({limit})")]
     BodyTooLarge { declared: u64, limit: u64 },
+    /// The request path has no normal form (bad escape, `%2F`, `\`, NUL,
+    /// `..` above `/`): 400.
+    #[error(transparent)]
+    Path(#[from] crate::uri_path::NormaliseError),
     /// No location of the server matches the path.
     #[error("no location matches")]
     NoLocation,
@@ -51,7 +55,7 @@ impl GaleError {
     /// The status this failure answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            GaleError::Framing(_) => StatusCode::BAD_REQUEST,
+            GaleError::Framing(_) | GaleError::Path(_) => StatusCode::BAD_REQUEST,
             GaleError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             GaleError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GaleError::NoLocation => StatusCode::NOT_FOUND,
@@ -137,6 +141,7 @@ mod tests {
         assert_eq!(GaleError::UriTooLong { limit: 1 }.status(), 414);
         assert_eq!(GaleError::BodyTooLarge { declared: 2, limit: 1 }.status(), 413);
         assert_eq!(GaleError::Framing(FramingError::MissingHost).status(), 400);
+        assert_eq!(GaleError::Path(crate::uri_path::NormaliseError::AboveRoot).status(), 400);
         let timeout = ProxyError::Timeout {
             upstream: "u".into(),
             addr: "127.0.0.1:1".parse().unwrap(),

@@ -16,6 +16,9 @@ pub enum ExplainError {
     /// `--listen` names an address the config does not listen on.
     #[error("the config has no listener on {0}; it listens on {1}")]
     NoListener(SocketAddr, String),
+    /// The path has no normal form: gale answers it 400 before routing.
+    #[error("gale answers this path 400 before choosing a location: {0}")]
+    Path(#[from] crate::uri_path::NormaliseError),
 }
 
 /// Where a request goes and what plugins it meets.
@@ -25,6 +28,9 @@ pub struct Explanation {
     pub host: String,
     /// The path as given.
     pub path: String,
+    /// The path in normal form, which the location is chosen by
+    /// (`uri_path`; docs/config.md, "Path normalisation").
+    pub normal_path: String,
     /// The listener considered.
     pub listener: SocketAddr,
     /// The server block chosen (index into `Config::servers`).
@@ -66,6 +72,7 @@ pub fn explain(
 ) -> Result<Explanation, ExplainError> {
     let host = router::host_for_matching(host);
     let path = path.split_once('?').map_or(path, |(p, _)| p).to_owned();
+    let normal_path = crate::uri_path::normalise(&path, config.http.merge_slashes)?.into_owned();
     let listener = match listen {
         Some(addr) => config.listeners.iter().find(|l| l.addr == addr).ok_or_else(|| {
             let all: Vec<String> = config.listeners.iter().map(|l| l.addr.to_string()).collect();
@@ -79,7 +86,7 @@ pub fn explain(
     };
     let (index, server) = ListenerRoutes::new(listener.servers.clone()).server(config, &host);
     let tenant = crate::tenancy::settings(config, server.tenant);
-    let location = router::location(server, &path);
+    let location = router::location(server, &normal_path);
     let plugins = location
         .map(|(_, l)| {
             l.plugins
@@ -98,6 +105,7 @@ pub fn explain(
         server_label: label(server),
         host,
         path,
+        normal_path,
         listener: listener.addr,
         server: index,
         tenant,
@@ -153,6 +161,9 @@ impl Explanation {
         let mut out = String::new();
         let t = &self.tenant;
         let _ = writeln!(out, "request:  host {}, path {}", self.host, self.path);
+        if self.normal_path != self.path {
+            let _ = writeln!(out, "          matched as {}", self.normal_path);
+        }
         let _ = writeln!(out, "listener: {}", self.listener);
         let _ = writeln!(out, "server:   #{} {} (chosen by {})", self.server + 1, self.server_label, self.chosen_by);
         let _ = writeln!(out, "tenant:   {}", t.name);
@@ -218,6 +229,7 @@ impl Explanation {
         serde_json::json!({
             "host": self.host,
             "path": self.path,
+            "normal_path": self.normal_path,
             "listener": self.listener.to_string(),
             "server": { "index": self.server, "label": self.server_label, "chosen_by": self.chosen_by },
             "tenant": {
@@ -337,6 +349,11 @@ plugins = ["probe"]
         let exact = explain(&cfg, None, "a.test", "/exact").expect("placed");
         assert_eq!(exact.location.as_ref().map(|l| l.1.as_str()), Some("= /exact"));
         assert!(exact.plugins.is_empty());
+        // Chosen by the path's normal form, as the pipeline chooses.
+        let spelled = explain(&cfg, None, "a.test", "//%65xact").expect("placed");
+        assert_eq!(spelled.location.as_ref().map(|l| l.1.as_str()), Some("= /exact"));
+        assert!(spelled.to_text().contains("matched as /exact"), "{}", spelled.to_text());
+        assert!(matches!(explain(&cfg, None, "a.test", "/../exact"), Err(ExplainError::Path(_))));
 
         // An unknown host goes to the listener's default server (the first).
         let other = explain(&cfg, None, "b.test", "/b/c").expect("placed");

@@ -46,3 +46,4 @@ pub mod tenancy;
 pub mod tls;
 pub mod upload;
 pub mod upstream;
+pub mod uri_path;

@@ -1,7 +1,8 @@
 //! The request pipeline: the one place that knows the order of phases.
 //!
 //! 1. framing: strict HTTP/1.1 checks on the head (400)
-//! 2. route: server block by Host on this listener, location by path (404)
+//! 2. route: server block by Host on this listener, location by the path's
+//!    normal form (`uri_path`: 400 when it has none; 404)
 //! 3. limits: URI size (414), declared body size (413)
 //! 4. handler: proxy to an upstream pool
 //! 5. finish: the access log line, written when the response body ends
@@ -35,6 +36,7 @@ use crate::router;
 use crate::site::{Hook, ListenerKey, Site};
 use crate::static_files;
 use crate::upload::{self, FieldPolicy, NativeFieldPolicy, RequestCheck};
+use crate::uri_path;
 
 /// What gale knows about the client connection a request came in on.
 #[derive(Debug)]
@@ -138,12 +140,33 @@ fn wants_upgrade(parts: &http::request::Parts) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// The request target with its path in normal form (`uri_path`), or `None`
+/// when the client already wrote it so (no allocation).
+fn normal_form(uri: &http::Uri, merge_slashes: bool) -> Result<Option<http::Uri>, GaleError> {
+    let std::borrow::Cow::Owned(path) = uri_path::normalise(uri.path(), merge_slashes)? else {
+        return Ok(None);
+    };
+    let target = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    // A normal form holds only characters the client's path held (escapes
+    // of unreserved characters are decoded to themselves), so it parses.
+    let pq = http::uri::PathAndQuery::try_from(target).map_err(|_| uri_path::NormaliseError::BadEscape)?;
+    Ok(Some(http::Uri::from(pq)))
+}
+
 /// What the plugin hooks (header and cache policies) see of the request as
-/// it stands.
-fn hook_view<'a>(parts: &'a http::request::Parts, conn: &ConnInfo, host: &'a str) -> RequestView<'a> {
+/// it stands: the path in normal form when it differs from the client's.
+fn hook_view<'a>(
+    parts: &'a http::request::Parts,
+    normal_uri: Option<&'a http::Uri>,
+    conn: &ConnInfo,
+    host: &'a str,
+) -> RequestView<'a> {
     RequestView {
         method: &parts.method,
-        uri: &parts.uri,
+        uri: normal_uri.unwrap_or(&parts.uri),
         headers: &parts.headers,
         remote_addr: conn.remote,
         scheme: conn.scheme,
@@ -196,7 +219,13 @@ async fn run(
     if server.redirect_http {
         return Ok(redirect_to_https(&host, &parts.uri, site.https_port()));
     }
-    let (location_index, location) = router::location(server, parts.uri.path()).ok_or(GaleError::NoLocation)?;
+    // The location, static files and plugins go by the normal form of the
+    // path (`uri_path`); the upstream is still sent the client's bytes.
+    // `None`: the path already is in normal form.
+    let normal_uri = normal_form(&parts.uri, http.merge_slashes)?;
+    let normal_uri = normal_uri.as_ref();
+    let path = normal_uri.unwrap_or(&parts.uri).path();
+    let (location_index, location) = router::location(server, path).ok_or(GaleError::NoLocation)?;
 
     // 2. request hooks (they see the host as nginx's `$host`: no port).
     // A hook that declared its inputs is given only those (and may be
@@ -211,7 +240,7 @@ async fn run(
     let mut edits = Vec::new();
     let policies = || hooks.iter().map(|hook| &hook.policy);
     if !hooks.is_empty() {
-        let view = hook_view(&parts, conn, &host_name);
+        let view = hook_view(&parts, normal_uri, conn, &host_name);
         for hook in hooks.iter().filter(|hook| hook.policy.wants_request()) {
             let result = match hook.policy.on_request_remembered(&view).await {
                 Some(result) => result,
@@ -247,7 +276,7 @@ async fn run(
         if forwards || !edits.is_empty() {
             whole_request = None;
         }
-        let view = hook_view(&parts, conn, &host_name);
+        let view = hook_view(&parts, normal_uri, conn, &host_name);
         response_inputs = hooks
             .iter()
             .filter(|hook| hook.policy.wants_response())
@@ -265,7 +294,10 @@ async fn run(
     // 3. handler, unless a plugin answered already
     let mut resp = match early {
         Some(resp) => resp,
-        None => dispatch(site, conn, (server_index, location_index), location, &host_name, parts, body).await?,
+        None => {
+            let at = (server_index, location_index);
+            dispatch(site, conn, at, location, &host_name, normal_uri, parts, body).await?
+        }
     };
 
     // 4. response hooks (also on a plugin's own answer)
@@ -298,12 +330,14 @@ fn plugin_failed(hook: &Hook, hook_name: &str, e: PluginError) -> Result<(), Gal
 }
 
 /// Phases 3 and 4 of one location: body limits, then its handler.
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     site: &Site,
     conn: &ConnInfo,
     (server_index, location_index): (usize, usize),
     location: &Location,
     host: &str,
+    normal_uri: Option<&http::Uri>,
     mut parts: http::request::Parts,
     body: Incoming,
 ) -> Result<Response<ResponseBody>, GaleError> {
@@ -361,12 +395,13 @@ async fn dispatch(
             Box::pin(upload(site, route, policy, parts, body)).await
         }
         Handler::Static(cfg) => {
-            let served = static_files::serve(cfg, location.matcher.path(), &parts).await?;
+            let path = normal_uri.unwrap_or(&parts.uri).path();
+            let served = static_files::serve(cfg, location.matcher.path(), path, &parts).await?;
             let mut response = served.response;
             // The cache-policy plugin decides the caching headers.
             if let (Some(cache), Some(meta)) = (&site.locations[server_index][location_index].cache, &served.meta) {
                 let status = response.status();
-                cache.apply(&hook_view(&parts, conn, host), meta, status, response.headers_mut()).await?;
+                cache.apply(&hook_view(&parts, normal_uri, conn, host), meta, status, response.headers_mut()).await?;
             }
             Ok(response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
         }

@@ -43,8 +43,10 @@ impl ListenerRoutes {
     }
 }
 
-/// The location for `path`: an exact match wins; otherwise the longest
-/// matching prefix. `None` means 404.
+/// The location for `path`, which must be the request path in normal form
+/// (`crate::uri_path`) so that every spelling of a path finds the same
+/// location: an exact match wins; otherwise the longest matching prefix,
+/// byte for byte (case-sensitive, as in nginx). `None` means 404.
 pub fn location<'s>(server: &'s Server, path: &str) -> Option<(usize, &'s Location)> {
     let mut best: Option<(usize, &Location)> = None;
     for (i, loc) in server.locations.iter().enumerate() {

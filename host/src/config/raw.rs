@@ -70,6 +70,9 @@ pub struct RawHttp {
     /// Offer HTTP/2 by ALPN on TLS listeners.
     pub http2: Option<bool>,
     pub http2_max_concurrent_streams: Option<Spanned<i64>>,
+    /// nginx's `merge_slashes` (default on): `//` in a request path is `/`
+    /// for location matching.
+    pub merge_slashes: Option<bool>,
 }
 
 /// `[admin]`: the operator's listener (`/metrics`, `/status`).

@@ -75,6 +75,9 @@ pub struct Http {
     pub http2_max_concurrent_streams: u32,
     /// `None`: gzip off.
     pub gzip: Option<crate::compress::GzipConfig>,
+    /// Merge `//` in the request path before matching locations (nginx's
+    /// `merge_slashes`; `uri_path`).
+    pub merge_slashes: bool,
 }
 
 /// `[upstream.NAME]`.

@@ -36,7 +36,8 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
         let body_limit = http.as_ref().map_or(1 << 20, |h| h.client_max_body_size.bytes());
         let mut s = s.into_inner();
         let tenant = super::tenant::reference(s.tenant.take(), &tenant_names, c);
-        servers.push(server(s, span, &names, base, body_limit, c).map(|s| Server { tenant, ..s }));
+        let merge_slashes = http.as_ref().is_none_or(|h| h.merge_slashes);
+        servers.push(server(s, span, &names, base, body_limit, merge_slashes, c).map(|s| Server { tenant, ..s }));
     }
     if servers.is_empty() {
         c.error(None, "no [[server]] block: add one with `listen` and at least one [[server.location]]");
@@ -183,7 +184,28 @@ fn http(h: raw::RawHttp, c: &mut Collector<'_>) -> Option<Http> {
         },
         http2: h.http2.unwrap_or(true),
         http2_max_concurrent_streams: streams? as u32,
+        merge_slashes: h.merge_slashes.unwrap_or(true),
     })
+}
+
+/// Requests are matched by the normal form of their path (`uri_path`), so a
+/// location path in any other form could never match: say which to write.
+fn normal_location_path(matcher: &PathMatch, merge_slashes: bool) -> Result<(), String> {
+    let path = matcher.path();
+    match crate::uri_path::normalise(path, merge_slashes) {
+        Ok(normal) if normal == path => Ok(()),
+        Ok(normal) => {
+            let written = match matcher {
+                PathMatch::Exact(_) => format!("= {normal}"),
+                PathMatch::Prefix(_) => normal.into_owned(),
+            };
+            Err(format!(
+                "would never match: request paths are matched in normal form (docs/config.md, \
+                 \"Path normalisation\"); write `{written}`"
+            ))
+        }
+        Err(e) => Err(format!("would never match: such a request is answered 400 ({e})")),
+    }
 }
 
 fn socket_addr(s: &Spanned<String>, what: &str, c: &mut Collector<'_>) -> Option<SocketAddr> {
@@ -290,6 +312,7 @@ fn server(
     upstreams: &[String],
     base: &Path,
     body_limit: u64,
+    merge_slashes: bool,
     c: &mut Collector<'_>,
 ) -> Option<Server> {
     let mut ok = true;
@@ -360,6 +383,10 @@ fn server(
             );
             ok = false;
             continue;
+        }
+        if let Err(e) = normal_location_path(&matcher, merge_slashes) {
+            c.error(Some(l.path.span()), format!("location path `{p}` {e}"));
+            ok = false;
         }
         if seen.insert(matcher.clone(), ()).is_some() {
             c.error(Some(l.path.span()), format!("duplicate location `{p}` in this server"));

@@ -109,20 +109,27 @@ pub struct Served {
     pub meta: Option<FileMeta>,
 }
 
-/// Serves the file `req` names under `cfg`.
+/// Serves the file `path` names under `cfg`.
 ///
-/// `location_prefix` is the matched location's path (e.g. `/static/`); it matters only for
+/// `path` is the request's path in normal form (`crate::uri_path`), the one its location was
+/// chosen by, so that no other spelling of it names another file. `location_prefix` is the matched location's path (e.g. `/static/`); it matters only for
 /// `alias`, whose directory replaces it. A file found less than `open_file_cache.valid` ago is
 /// answered from the location's open file cache without leaving the runtime thread; otherwise
 /// opening (with every safety check) and reading run on tokio's blocking pool, and the body
 /// streams large files chunk by chunk.
-pub async fn serve(cfg: &StaticConfig, location_prefix: &str, req: &request::Parts) -> Result<Served, StaticError> {
+pub async fn serve(
+    cfg: &StaticConfig,
+    location_prefix: &str,
+    path: &str,
+    req: &request::Parts,
+) -> Result<Served, StaticError> {
     let head = match req.method {
         Method::GET => false,
         Method::HEAD => true,
         _ => return Err(StaticError::MethodNotAllowed),
     };
-    let mut path = RequestPath::parse(req.uri.path())?;
+    let request_path = path;
+    let mut path = RequestPath::parse(request_path)?;
     let display_path = path.display();
     let names = match cfg.base() {
         Base::Root(_) => std::mem::take(&mut path.segments),
@@ -147,7 +154,7 @@ pub async fn serve(cfg: &StaticConfig, location_prefix: &str, req: &request::Par
                 .await
                 .map_err(|e| StaticError::Io(std::io::Error::other(e)))??;
             match found {
-                Found::Directory => return Ok(redirect_to_slash(req.uri.path(), query)),
+                Found::Directory => return Ok(redirect_to_slash(request_path, query)),
                 Found::File { entry, at } => {
                     if let Some(key) = key {
                         cache.insert(key, Arc::clone(&entry), at, Instant::now());
@@ -249,9 +256,10 @@ impl Job {
     }
 }
 
-/// `/static/dir` → 301 `/static/dir/` (query kept), with the path as the client wrote it.
-fn redirect_to_slash(raw_path: &str, query: Option<&str>) -> Served {
-    let mut location = raw_path.to_owned();
+/// `/static/dir` → 301 `/static/dir/` (query kept), with the path in normal form, as nginx
+/// redirects with `$uri`.
+fn redirect_to_slash(path: &str, query: Option<&str>) -> Served {
+    let mut location = path.to_owned();
     location.push('/');
     if let Some(q) = query {
         location.push('?');

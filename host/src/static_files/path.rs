@@ -1,6 +1,10 @@
 //! Turning a request path into file-system segments, safely and without I/O.
 //!
-//! The rules, in order (see `docs/static-and-gzip.md`):
+//! The pipeline hands over the path in the normal form its location was chosen by
+//! (`crate::uri_path`: unreserved escapes decoded, dot segments resolved, `%2F`, `%5C`, `%00`
+//! and paths above `/` already answered 400), so every spelling of a path names the same file.
+//! These rules hold on their own all the same, for any path, in order (see
+//! `docs/static-and-gzip.md`):
 //! 1. split the *raw* path on `/`, then percent-decode each segment exactly once, so `%2f` can never
 //!    become a separator and `%252e` stays the literal name `%2e`;
 //! 2. a malformed escape or a NUL byte is a client error (400);

@@ -71,7 +71,7 @@ impl Answer {
 }
 
 async fn ask(cfg: &StaticConfig, prefix: &str, req: &request::Parts) -> Answer {
-    match serve(cfg, prefix, req).await {
+    match serve(cfg, prefix, req.uri.path(), req).await {
         Ok(served) => {
             let (head, body) = served.response.into_parts();
             let body = body.collect().await.expect("body").to_bytes().to_vec();
@@ -235,7 +235,8 @@ async fn missing_and_methods() {
     let cfg = root(&site);
     assert_eq!(get(&cfg, "/static/nope.css").await.status, StatusCode::NOT_FOUND);
     for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
-        let err = serve(&cfg, "/static/", &parts(method, "/static/app.css", &[])).await.expect_err("405");
+        let err =
+            serve(&cfg, "/static/", "/static/app.css", &parts(method, "/static/app.css", &[])).await.expect_err("405");
         assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert!(matches!(err, StaticError::MethodNotAllowed));
     }
@@ -337,7 +338,8 @@ async fn seed_expires_max_through_the_meta_seam() {
     let site = site();
     let cfg = root(&site);
     for (uri, expected) in [("/static/app.css?v=3", true), ("/static/app.css", false), ("/static/app.css?", false)] {
-        let served = serve(&cfg, "/static/", &parts(Method::GET, uri, &[])).await.expect("served");
+        let req = parts(Method::GET, uri, &[]);
+        let served = serve(&cfg, "/static/", req.uri.path(), &req).await.expect("served");
         let meta = served.meta.expect("meta");
         assert_eq!(meta.path, "/static/app.css");
         assert_eq!(meta.content_type, "text/css");

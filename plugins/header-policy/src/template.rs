@@ -16,7 +16,8 @@ enum Var {
     Scheme,
     /// `$host`: the request's host, without port.
     Host,
-    /// `$request_uri`: path and query as the client sent them.
+    /// `$request_uri`: path and query (the path in gale's normal form, as the
+    /// request head carries it).
     RequestUri,
     /// `$uri`: the path without the query.
     Uri,
