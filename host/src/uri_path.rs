@@ -108,7 +108,8 @@ fn decode_unreserved(raw: &str) -> Result<String, NormaliseError> {
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
-fn hex(c: u8) -> Option<u8> {
+/// The value of one hex digit of a percent-escape, either case.
+pub(crate) fn hex(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),

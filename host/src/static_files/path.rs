@@ -18,6 +18,8 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
+use crate::uri_path::hex;
+
 /// Why a request path cannot name a file under the base directory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -121,15 +123,6 @@ fn decode_segment(raw: &str) -> Result<Vec<u8>, PathError> {
         }
     }
     Ok(out)
-}
-
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Applies the refusal rules to one decoded, non-empty, non-`.` segment.
