@@ -117,19 +117,19 @@ impl Registry {
     pub async fn make_room(&self, permits: &Arc<Semaphore>, max: usize) -> Option<OwnedSemaphorePermit> {
         metrics::connections().limit_reached();
         let _starving = Starving::new(&self.shared);
-        let mut reclaimed = 0;
-        let permit = loop {
+        let mut first = true;
+        loop {
             let idle = self.shared.became_idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
-            reclaimed += self.reclaim_oldest();
+            let reclaimed = self.reclaim_oldest();
+            self.warn(max, first, reclaimed);
+            first = false;
             tokio::select! {
-                p = permits.clone().acquire_owned() => break p.ok(),
+                p = permits.clone().acquire_owned() => return p.ok(),
                 _ = idle => {}
             }
-        };
-        self.warn(max, reclaimed);
-        permit
+        }
     }
 
     /// Asks the oldest idle connections to close; returns how many.
@@ -159,14 +159,15 @@ impl Registry {
         n as u64
     }
 
-    /// The error log's warning that the limit bit, at most every
-    /// [`WARN_EVERY`], with what happened since the last one.
-    fn warn(&self, max: usize, reclaimed: u64) {
+    /// The error log's warning that the limit bit (`first` of a wait, with
+    /// `reclaimed` connections asked to close), at most every [`WARN_EVERY`],
+    /// with the counts since the last one.
+    fn warn(&self, max: usize, first: bool, reclaimed: u64) {
         let mut w = self.warning.lock().unwrap_or_else(|e| e.into_inner());
-        w.times += 1;
+        w.times += u64::from(first);
         w.reclaimed += reclaimed;
         let now = Instant::now();
-        if w.last.is_some_and(|last| now.duration_since(last) < WARN_EVERY) {
+        if !first || w.last.is_some_and(|last| now.duration_since(last) < WARN_EVERY) {
             return;
         }
         let (times, reclaimed) = (w.times, w.reclaimed);

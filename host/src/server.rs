@@ -386,7 +386,7 @@ where
     let svc = service(running.clone(), site.clone(), info, conn.clone());
     let served = builder.serve_connection(io, svc).with_upgrades();
     tokio::pin!(served);
-    let ended = drive(served, &conn, None, shutdown, |c| c.graceful_shutdown()).await;
+    let ended = drive(served, remote, &conn, None, shutdown, |c| c.graceful_shutdown()).await;
     // What was answered before a request reached the pipeline: the tap's
     // 408 or 414, or hyper's own 400, 414 or 431.
     let refused = match conn.tap_answer() {
@@ -428,7 +428,7 @@ where
     let svc = service(running, site.clone(), info, conn.clone());
     let served = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(served);
-    let _ = drive(served, &conn, Some(idle), shutdown, |c| c.graceful_shutdown()).await;
+    let _ = drive(served, remote, &conn, Some(idle), shutdown, |c| c.graceful_shutdown()).await;
 }
 
 /// The idle timers `drive` keeps for an HTTP/2 connection.
@@ -471,6 +471,7 @@ fn log_refused(site: &Site, listener: ListenerKey, remote: SocketAddr, status: u
 /// HTTP/2, `idle` are the timers hyper lacks.
 async fn drive<F>(
     mut served: Pin<&mut F>,
+    remote: SocketAddr,
     conn: &Conn,
     idle: Option<IdleTimeouts>,
     mut shutdown: watch::Receiver<bool>,
@@ -495,7 +496,7 @@ where
         let close_idle = tokio::select! {
             r = served.as_mut() => {
                 if let Err(e) = &r {
-                    tracing::debug!(error = %e, "client connection ended with an error");
+                    tracing::debug!(client = %remote, error = %e, "client connection ended with an error");
                 }
                 return r;
             }

@@ -542,6 +542,31 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r
     }
 
     #[test]
+    fn heads_with_hundreds_of_headers_are_still_followed() {
+        let mut head = String::from("POST / HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..300 {
+            head.push_str(&format!("X-H-{i}: v\r\n"));
+        }
+        let dup = format!("{head}Content-Length: 1\r\nContent-Length: 1\r\n\r\na");
+        for chunk in [7, 4096, dup.len()] {
+            assert_eq!(verdicts_for(dup.as_bytes(), chunk), vec![Some(FramingError::DuplicateContentLength)]);
+        }
+        let two = format!("{head}Content-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(verdicts_for(two.as_bytes(), 100), vec![None, None]);
+    }
+
+    #[test]
+    fn a_request_target_is_too_long_once_that_much_of_it_arrived() {
+        assert!(!target_too_long(b"GET /aaaa", 8));
+        assert!(target_too_long(b"GET /aaaaaaaaa", 8));
+        assert!(!target_too_long(b"\r\nGET /aaaaaaa HTTP/1.1\r\nHost: aaaaaaaaaaaaa", 8));
+        assert!(target_too_long(b"GET /aaaaaaaaa HTTP/1.1\r\nHost: a", 8));
+        assert!(!target_too_long(b"AVERYLONGMETHODNAMEWITHOUTSPACE", 8), "no target yet");
+        assert_eq!(first_line(b"\r\nGET / HTTP/1.1\r\nHost: a"), b"GET / HTTP/1.1\r\n");
+        assert_eq!(first_line(&[b'a'; 5000]).len(), KEPT_LINE);
+    }
+
+    #[test]
     fn duplicate_equal_lengths_and_te_before_cl_are_flagged() {
         let s = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na";
         assert_eq!(verdicts_for(s, 100), vec![Some(FramingError::DuplicateContentLength)]);

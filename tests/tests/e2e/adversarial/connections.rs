@@ -262,7 +262,11 @@ fn refused_heads_are_in_the_json_access_log() {
 
 /// A GET with `n` small headers `X-H-0: v0` ...
 fn many_headers(n: usize) -> Request {
-    (0..n).fold(Request::get("/whoami"), |r, i| r.header(&format!("X-H-{i}"), &format!("v{i}")))
+    with_headers(Request::get("/whoami"), n)
+}
+
+fn with_headers(request: Request, n: usize) -> Request {
+    (0..n).fold(request, |r, i| r.header(&format!("X-H-{i}"), &format!("v{i}")))
 }
 
 #[test]
@@ -275,6 +279,13 @@ fn two_hundred_small_headers_are_forwarded_and_the_count_limit_is_a_key() {
     assert_eq!(who.header("X-H-199"), Some("v199"), "the 200th header did not reach Tornado");
     // Past the default of 256: 431, logged and counted like any answer.
     assert_eq!(gale.send(&many_headers(300)).status, 431);
+    // A head with more headers than the framing tracker's stack array is still checked: equal
+    // duplicate lengths (which hyper would merge) are refused.
+    let smuggle = with_headers(Request::post("/whoami", "a"), 200)
+        .header("Content-Length", "1")
+        .header("Content-Length", "1")
+        .without_framing();
+    assert_eq!(gale.send(&smuggle).status, 400);
 
     let strict = limited(&tornado, |c| c.http("max_headers", 50u32));
     assert_eq!(strict.send(&many_headers(40)).status, 200);
