@@ -439,6 +439,17 @@ struct IdleTimeouts {
     between: Duration,
 }
 
+impl IdleTimeouts {
+    /// When to look at `conn` again, or `None` if it is to be closed now.
+    fn next_check(&self, conn: &Conn, now: Instant) -> Option<Instant> {
+        match conn.idle_for() {
+            None => Some(now + self.between),
+            Some(_) if !conn.started() => (now < self.first).then_some(self.first),
+            Some(idle) => self.between.checked_sub(idle).filter(|left| !left.is_zero()).map(|left| now + left),
+        }
+    }
+}
+
 /// The status hyper wrote itself for a head it could not parse (it answers
 /// these before the service sees a request), if it did.
 fn hyper_answer(e: &hyper::Error) -> Option<u16> {
@@ -491,7 +502,8 @@ where
     let mut closing = false;
     // The GOAWAY grace of an HTTP/2 connection asked to close.
     let mut grace: Option<Pin<Box<Sleep>>> = None;
-    let mut idle_check: Option<Pin<Box<Sleep>>> = idle.as_ref().map(|t| Box::pin(tokio::time::sleep_until(t.first)));
+    let mut idle_check: Option<Pin<Box<Sleep>>> =
+        idle.as_ref().map(|t| Box::pin(tokio::time::sleep_until(t.first.min(Instant::now() + t.between))));
     loop {
         let close_idle = tokio::select! {
             r = served.as_mut() => {
@@ -513,18 +525,12 @@ where
             () = conn.reclaimed(), if !closing => conn.is_idle(),
             () = async { if let Some(g) = grace.as_mut() { g.as_mut().await } }, if grace.is_some() => return Ok(()),
             () = async { if let Some(c) = idle_check.as_mut() { c.as_mut().await } }, if idle_check.is_some() => {
-                let between = idle.as_ref().map_or(Duration::ZERO, |t| t.between);
-                match conn.idle_for() {
-                    Some(_) if !conn.started() => true,
-                    Some(d) if d >= between => true,
-                    Some(d) => {
-                        idle_check = Some(Box::pin(tokio::time::sleep(between - d)));
+                match (idle.as_ref().map(|t| t.next_check(conn, Instant::now())), idle_check.as_mut()) {
+                    (Some(Some(at)), Some(check)) => {
+                        check.as_mut().reset(at);
                         false
                     }
-                    None => {
-                        idle_check = Some(Box::pin(tokio::time::sleep(between)));
-                        false
-                    }
+                    _ => true,
                 }
             }
         };

@@ -5,8 +5,9 @@
 //! a connection one at a time, in order, so the n-th verdict belongs to the
 //! n-th request the service sees.
 //!
-//! The tap never changes the bytes. When it cannot follow the stream (a
-//! head hyper will reject anyway, an upgrade), it stops watching.
+//! The tap never changes the bytes; it only ends the stream early, after
+//! answering a head itself (see [`Tapped`]). When it cannot follow the
+//! stream (a head hyper will reject anyway, an upgrade), it stops watching.
 
 use std::collections::VecDeque;
 use std::io;

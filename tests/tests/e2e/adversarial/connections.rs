@@ -9,7 +9,7 @@
 //! `client_header_timeout`; a request line longer than `large_client_header_buffers` is 414; all
 //! of its 400, 408, 414 and 431 answers appear in the access log.
 
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -177,6 +177,61 @@ fn a_connection_that_sends_nothing_is_closed_after_client_header_timeout() {
     // Nothing was asked, so nothing is logged as a request.
     let log = access_log(plain);
     assert!(log.trim().is_empty(), "a silent connection was logged:\n{log}");
+}
+
+/// Sends one HTTP/2 request (`GET /whoami` for `a.test`) on a fresh TLS connection with hand-made
+/// frames and reads frames until its response ended; returns the connection, idle.
+fn h2_request(addr: SocketAddr) -> tls::TlsStream {
+    let (mut stream, hs) = tls::connect(addr, &ClientOptions::sni("a.test").alpn(&[b"h2"])).expect("handshake");
+    assert_eq!(hs.alpn.as_deref(), Some(&b"h2"[..]));
+    // HPACK: :method GET, :scheme https (static 2, 7), :path and :authority as literals.
+    let mut block = vec![0x82, 0x87, 0x44, 7];
+    block.extend_from_slice(b"/whoami");
+    block.extend_from_slice(&[0x41, 6]);
+    block.extend_from_slice(b"a.test");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    let len = u32::try_from(block.len()).expect("small").to_be_bytes();
+    out.extend_from_slice(&[len[1], len[2], len[3], 0x1, 0x5, 0, 0, 0, 1]); // HEADERS, END_STREAM|END_HEADERS
+    out.extend_from_slice(&block);
+    stream.write_all(&out).expect("send the request");
+    stream.flush().expect("flush");
+    // Frames until one on stream 1 carries END_STREAM (bounded by GUARD through the read timeout).
+    for _ in 0..1000 {
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).expect("a frame header");
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).expect("a frame payload");
+        let stream_id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        if stream_id == 1 && matches!(head[3], 0x0 | 0x1) && head[4] & 0x1 != 0 {
+            return stream;
+        }
+    }
+    panic!("no end of the response on stream 1 within 1000 frames");
+}
+
+#[test]
+fn http2_connections_idle_past_keepalive_timeout_or_reclaimed_are_closed() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = ca.issue(&["a.test"]).write(dir.path(), "a");
+    let tornado = Tornado::spawn("app");
+
+    // Idle after a request: closed after keepalive_timeout (hyper has no such timer for HTTP/2).
+    let gale = limited(&tornado, |c| https(c.http("keepalive_timeout", "1s"), &cert, &key));
+    let mut idle = h2_request(gale.addr());
+    idle.sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    assert!(closed_within(&mut idle, GUARD), "an idle HTTP/2 connection outlived keepalive_timeout");
+
+    // Idle after a request, then the limit is reached: the oldest idle connection goes first.
+    let gale = limited(&tornado, |c| https(c, &cert, &key));
+    let admin = admin_addr(&gale);
+    let mut idle = h2_request(gale.addr());
+    idle.sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let _silent = silent(gale.addr(), 20);
+    assert!(closed_within(&mut idle, GUARD), "the oldest idle HTTP/2 connection was not reclaimed");
+    metrics_when(admin, "the reclaim counted", |m| m.value("gale_connections_reclaimed_total", &[]) >= 1.0);
 }
 
 #[test]
