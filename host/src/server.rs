@@ -241,10 +241,12 @@ impl Running {
         let remote = client.remote;
         let deadline = client.accepted + site.config.http.client_header_timeout;
         // A handshake in progress is a connection with no request yet: it
-        // may be reclaimed like any other.
+        // may be reclaimed like any other, and does not hold up a shutdown.
+        let mut shutdown = self.shutdown.clone();
         let handshake = tokio::select! {
             r = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => r,
             _ = client.conn.reclaimed() => return,
+            _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let stream = match handshake {
             Ok(Ok(s)) => s,
