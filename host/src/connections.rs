@@ -231,6 +231,12 @@ impl Conn {
         self.close.notified().await;
     }
 
+    /// A connection asked to close that had a request start meanwhile stays
+    /// open, and may be asked again once it is idle.
+    pub fn reprieve(&self) {
+        self.reclaimed.store(false, Ordering::Relaxed);
+    }
+
     /// What the tap answered itself, if it did.
     pub fn tap_answer(&self) -> Option<(u16, &[u8])> {
         self.tap_answer.get().map(|(s, l)| (*s, &l[..]))

@@ -524,7 +524,13 @@ where
                 }
                 false
             }
-            () = conn.reclaimed(), if !closing => conn.is_idle(),
+            () = conn.reclaimed(), if !closing => {
+                let idle = conn.is_idle();
+                if !idle {
+                    conn.reprieve();
+                }
+                idle
+            }
             () = async { if let Some(g) = grace.as_mut() { g.as_mut().await } }, if grace.is_some() => return Ok(()),
             () = async { if let Some(c) = idle_check.as_mut() { c.as_mut().await } }, if idle_check.is_some() => {
                 match (idle.as_ref().map(|t| t.next_check(conn, Instant::now())), idle_check.as_mut()) {
