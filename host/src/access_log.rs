@@ -78,6 +78,34 @@ impl AccessLog {
         let _ = w.write_all(line.as_bytes());
     }
 
+    /// Writes the line for an answer gale wrote before a request could be
+    /// read in full (hyper's 400 and 431, the 408 and 414 of
+    /// `framing::sniff`): what arrived of the head's first line, `-` for
+    /// each part that could not be read (all three `-`: the request is
+    /// logged as `"-"`, as nginx logs an empty one).
+    pub fn write_refused(&self, remote: SocketAddr, status: u16, first_line: Option<&[u8]>) {
+        let Some(sink) = &self.sink else { return };
+        let (method, target, protocol) = first_line.map_or(("-", "-", "-"), split_request_line);
+        let e = Entry {
+            remote,
+            start: OffsetDateTime::now_utc(),
+            method: method.to_owned(),
+            target: target.to_owned(),
+            version: http::Version::HTTP_11,
+            status,
+            bytes_sent: 0,
+            referer: None,
+            user_agent: None,
+            duration: Duration::ZERO,
+        };
+        let line = match self.format {
+            AccessLogFormat::Combined => combined_with(&e, protocol),
+            AccessLogFormat::Json => json_with(&e, protocol),
+        };
+        let mut w = sink.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = w.write_all(line.as_bytes());
+    }
+
     /// Flushes buffered lines.
     pub fn flush(&self) {
         if let Some(sink) = &self.sink {
@@ -110,18 +138,45 @@ fn version(v: http::Version) -> &'static str {
     }
 }
 
+/// Method, target and protocol of a request line as far as it arrived (with
+/// its LF if it ended): a part is known once the space after it has (the
+/// protocol once the line ended); `-` otherwise, and for a line that is not
+/// UTF-8.
+fn split_request_line(line: &[u8]) -> (&str, &str, &str) {
+    let text = std::str::from_utf8(line).unwrap_or_default();
+    let ended = text.ends_with('\n');
+    let mut parts = text.trim_end_matches(['\r', '\n']).split(' ');
+    let method = parts.next().filter(|_| !text.is_empty());
+    let target = parts.next();
+    let after_target = parts.next();
+    let protocol = after_target.filter(|p| p.starts_with("HTTP/") && ended && parts.next().is_none());
+    (known(method, target.is_some()), known(target, after_target.is_some()), known(protocol, true))
+}
+
+/// `part` if it arrived whole (`followed` by what comes after it), else `-`.
+fn known(part: Option<&str>, followed: bool) -> &str {
+    part.filter(|p| followed && !p.is_empty()).unwrap_or("-")
+}
+
 /// nginx `combined`: `$remote_addr - $remote_user [$time_local] "$request"
 /// $status $body_bytes_sent "$http_referer" "$http_user_agent"`.
 fn combined(e: &Entry) -> String {
+    combined_with(e, version(e.version))
+}
+
+fn combined_with(e: &Entry, protocol: &str) -> String {
     let fmt = format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
     let time = e.start.format(&fmt).unwrap_or_default();
+    let request = if e.method == "-" && e.target == "-" && protocol == "-" {
+        "-".to_owned()
+    } else {
+        format!("{} {} {}", escape(&e.method), escape(&e.target), protocol)
+    };
     format!(
-        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"\n",
+        "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
         e.remote.ip(),
         time,
-        escape(&e.method),
-        escape(&e.target),
-        version(e.version),
+        request,
         e.status,
         e.bytes_sent,
         escape(e.referer.as_deref().unwrap_or("-")),
@@ -143,6 +198,10 @@ fn escape(s: &str) -> String {
 }
 
 fn json(e: &Entry) -> String {
+    json_with(e, version(e.version))
+}
+
+fn json_with(e: &Entry, protocol: &str) -> String {
     let q = |s: &str| {
         let mut o = String::from('"');
         for c in s.chars() {
@@ -163,7 +222,7 @@ fn json(e: &Entry) -> String {
         q(&e.remote.ip().to_string()),
         q(&e.method),
         q(&e.target),
-        q(version(e.version)),
+        q(protocol),
         e.status,
         e.bytes_sent,
         e.referer.as_deref().map_or("null".to_owned(), q),
@@ -197,6 +256,21 @@ mod tests {
             combined(&entry()),
             "10.1.2.3 - - [29/Nov/2026:19:35:04 +0000] \"GET /a?b=\\x22c\\x22 HTTP/1.1\" 200 612 \"-\" \"curl/8.0\"\n"
         );
+    }
+
+    #[test]
+    fn refused_requests_log_what_arrived_of_the_line() {
+        assert_eq!(split_request_line(b"GET /x HTTP/1.1\r\n"), ("GET", "/x", "HTTP/1.1"));
+        assert_eq!(split_request_line(b"GET /very-long-cut"), ("GET", "-", "-"));
+        assert_eq!(split_request_line(b"GET /x HTTP/1."), ("GET", "/x", "-"));
+        assert_eq!(split_request_line(b"\x16\x03\x01\xff"), ("-", "-", "-"));
+        assert_eq!(split_request_line(b""), ("-", "-", "-"));
+        let mut e = entry();
+        e.method = "-".into();
+        e.target = "-".into();
+        e.status = 400;
+        assert!(combined_with(&e, "-").contains("] \"-\" 400 "), "{}", combined_with(&e, "-"));
+        assert!(json_with(&e, "-").contains("\"method\":\"-\",\"uri\":\"-\",\"protocol\":\"-\""));
     }
 
     #[test]

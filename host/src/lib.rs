@@ -27,6 +27,7 @@ pub mod attach;
 pub mod body;
 pub mod compress;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod explain;
 pub mod framing;

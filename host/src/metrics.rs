@@ -99,6 +99,55 @@ impl BackendMetrics {
     }
 }
 
+/// Client connections, process-wide: the open count and what
+/// `max_connections` did when it was reached.
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    open: AtomicU64,
+    limit_reached: AtomicU64,
+    reclaimed: AtomicU64,
+}
+
+impl ConnectionMetrics {
+    /// Sets the number of open client connections.
+    pub fn set_open(&self, n: usize) {
+        self.open.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one time a new connection found every slot taken.
+    pub fn limit_reached(&self) {
+        self.limit_reached.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts idle connections closed to make room.
+    pub fn reclaimed(&self, n: u64) {
+        self.reclaimed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        out.push_str("# HELP gale_connections_open Client connections open.\n");
+        out.push_str("# TYPE gale_connections_open gauge\n");
+        let _ = writeln!(out, "gale_connections_open {}", load(&self.open));
+        out.push_str(
+            "# HELP gale_connections_limit_reached_total Times a new client connection found max_connections open.\n",
+        );
+        out.push_str("# TYPE gale_connections_limit_reached_total counter\n");
+        let _ = writeln!(out, "gale_connections_limit_reached_total {}", load(&self.limit_reached));
+        out.push_str(
+            "# HELP gale_connections_reclaimed_total Idle client connections closed to make room under max_connections.\n",
+        );
+        out.push_str("# TYPE gale_connections_reclaimed_total counter\n");
+        let _ = writeln!(out, "gale_connections_reclaimed_total {}", load(&self.reclaimed));
+    }
+}
+
+/// The process's connection series.
+pub fn connections() -> &'static ConnectionMetrics {
+    static C: OnceLock<ConnectionMetrics> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
 /// A source of extra series rendered into `/metrics` (plugins register one).
 pub type Renderer = Box<dyn Fn(&mut String) + Send + Sync>;
 
@@ -179,6 +228,7 @@ pub fn render() -> String {
             &format!("upstream=\"{}\",backend=\"{}\"", label(up), label(be)),
         );
     }
+    connections().render(&mut out);
     for extra in &r.extra {
         extra(&mut out);
     }

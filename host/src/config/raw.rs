@@ -65,6 +65,8 @@ pub struct RawHttp {
     pub client_body_timeout: Option<Spanned<Scalar>>,
     pub max_header_size: Option<Spanned<Scalar>>,
     pub max_uri_size: Option<Spanned<Scalar>>,
+    /// Most header fields in a request head.
+    pub max_headers: Option<Spanned<i64>>,
     /// nginx's `gzip on` with its settings.
     pub gzip: Option<Spanned<crate::compress::GzipOptions>>,
     /// Offer HTTP/2 by ALPN on TLS listeners.

@@ -71,6 +71,8 @@ pub struct Http {
     pub client_body_timeout: Duration,
     pub max_header_size: ByteSize,
     pub max_uri_size: ByteSize,
+    /// Most header fields in an HTTP/1.1 request head (more: 431).
+    pub max_headers: usize,
     pub http2: bool,
     pub http2_max_concurrent_streams: u32,
     /// `None`: gzip off.

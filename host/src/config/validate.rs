@@ -161,6 +161,7 @@ fn http(h: raw::RawHttp, c: &mut Collector<'_>) -> Option<Http> {
         None => Some(ByteSize(32 << 10)),
     };
     let max_uri_size = size(h.max_uri_size, ByteSize(8 << 10), c);
+    let max_headers = int_in(h.max_headers, 256, 1, 1024, "max_headers", c);
     let streams = int_in(h.http2_max_concurrent_streams, 128, 1, 10_000, "http2_max_concurrent_streams", c);
     Some(Http {
         keepalive_timeout: keepalive_timeout?,
@@ -169,6 +170,7 @@ fn http(h: raw::RawHttp, c: &mut Collector<'_>) -> Option<Http> {
         client_body_timeout: client_body_timeout?,
         max_header_size: max_header_size?,
         max_uri_size: max_uri_size?,
+        max_headers: max_headers? as usize,
         gzip: match h.gzip {
             None => None,
             Some(g) => {

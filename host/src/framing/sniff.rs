@@ -5,8 +5,9 @@
 //! a connection one at a time, in order, so the n-th verdict belongs to the
 //! n-th request the service sees.
 //!
-//! The tap never changes the bytes. When it cannot follow the stream (a
-//! head hyper will reject anyway, an upgrade), it stops watching.
+//! The tap never changes the bytes; it only ends the stream early, after
+//! answering a head itself (see [`Tapped`]). When it cannot follow the
+//! stream (a head hyper will reject anyway, an upgrade), it stops watching.
 
 use std::collections::VecDeque;
 use std::io;
@@ -86,6 +87,15 @@ impl Tracker {
         matches!(&self.state, State::Head(b) if b.iter().any(|c| !c.is_ascii_whitespace()))
     }
 
+    /// The bytes of a request head that has started to arrive but is not
+    /// complete yet (empty otherwise).
+    pub fn pending_head(&self) -> &[u8] {
+        match &self.state {
+            State::Head(b) => b,
+            _ => &[],
+        }
+    }
+
     /// Feeds bytes in the order they were read.
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
@@ -154,15 +164,44 @@ impl Tracker {
         // more than the parse.
         let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
         let mut req = httparse::Request::new(&mut []);
-        let len = match req.parse_with_uninit_headers(buf, &mut headers) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return None,
+        match req.parse_with_uninit_headers(buf, &mut headers) {
+            Ok(httparse::Status::Complete(len)) => {
+                self.record(&req);
+                Some(len)
+            }
+            Ok(httparse::Status::Partial) => None,
+            Err(httparse::Error::TooManyHeaders) => self.parse_long_head(buf),
             Err(_) => {
                 // hyper rejects this head itself; nothing more to follow.
                 self.state = State::Off;
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// [`Self::parse_head`] for a head with more headers than the stack
+    /// array holds (`max_headers` may allow hundreds): a head the tracker
+    /// stopped following would escape its checks. No head has more headers
+    /// than lines, so that many slots always suffice.
+    fn parse_long_head(&mut self, buf: &[u8]) -> Option<usize> {
+        let lines = buf.iter().filter(|b| **b == b'\n').count();
+        let mut headers = vec![httparse::EMPTY_HEADER; lines];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                self.record(&req);
+                Some(len)
+            }
+            Ok(httparse::Status::Partial) => None,
+            Err(_) => {
+                self.state = State::Off;
+                None
+            }
+        }
+    }
+
+    /// Records the verdict on a complete head and sets the body state.
+    fn record(&mut self, req: &httparse::Request<'_, '_>) {
         let mut lengths = 0;
         let mut length: Option<u64> = None;
         let mut te = false;
@@ -204,7 +243,6 @@ impl Tracker {
                 None => State::Off,
             }
         };
-        Some(len)
     }
 }
 
@@ -269,30 +307,109 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
 const REQUEST_TIMEOUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/html\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
+/// What a client whose request target passes `max_uri_size` is told.
+const URI_TOO_LONG: &[u8] =
+    b"HTTP/1.1 414 URI Too Long\r\nContent-Type: text/html\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// At most this much of a refused head's first line is kept for the log.
+const KEPT_LINE: usize = 1024;
+
+/// The limits the tap enforces on request heads, before hyper sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    /// When the connection was accepted: the first request's head must
+    /// arrive within `header_timeout` of it (nginx's `client_header_timeout`
+    /// from accept), or the connection is closed without a word.
+    pub accepted: tokio::time::Instant,
+    /// `client_header_timeout`.
+    pub header_timeout: Duration,
+    /// `max_uri_size`: a longer request target gets 414 as soon as that
+    /// many bytes of it have arrived (hyper would buffer it up to
+    /// `max_header_size` and answer 431).
+    pub max_uri: u64,
+}
+
+/// What the tap tells its connection's owner as it goes.
+pub trait TapObserver: Send + Sync {
+    /// Bytes of a request (not only blank lines) arrived.
+    fn request_bytes(&self);
+    /// The tap answered `status` itself (408, 414) and ended the read side;
+    /// `first_line` is what arrived of the head's first line (at most 1 KiB).
+    fn answered(&self, status: u16, first_line: &[u8]);
+}
+
 pin_project_lite::pin_project! {
     /// An I/O stream whose reads are shown to a [`Tracker`]. It also
-    /// enforces `client_header_timeout` on a request head that has started
-    /// to arrive: when it passes, the client gets a 408 and the read side
-    /// ends (hyper's own header timer closes the connection without a word,
-    /// which is right for an idle keep-alive connection but not for a head
-    /// cut short).
+    /// enforces [`HeadLimits`]: a first request that does not start within
+    /// `client_header_timeout` of accept ends the connection silently (like
+    /// nginx); a head that has started to arrive and stalls past it gets a
+    /// 408 (hyper's own header timer closes without a word, which is right
+    /// for an idle keep-alive connection but not for a head cut short); a
+    /// request target longer than `max_uri_size` gets a 414. After an answer
+    /// the read side ends.
     pub struct Tapped<T> {
         #[pin]
         inner: T,
         tracker: Tracker,
-        head_timeout: Duration,
+        limits: HeadLimits,
+        observer: Arc<dyn TapObserver>,
+        // No byte of a first request yet: `deadline` runs from accept.
+        awaiting_first: bool,
         deadline: Option<Pin<Box<Sleep>>>,
-        // Bytes of the 408 written so far, once it is being sent.
-        reply: Option<usize>,
+        // The answer being sent and how many of its bytes are written.
+        reply: Option<(&'static [u8], usize)>,
         done: bool,
     }
 }
 
 impl<T> Tapped<T> {
-    /// Wraps `inner`, recording verdicts into `verdicts`.
-    pub fn new(inner: T, verdicts: Verdicts, head_timeout: Duration) -> Self {
-        Self { inner, tracker: Tracker::new(verdicts), head_timeout, deadline: None, reply: None, done: false }
+    /// Wraps `inner`, recording verdicts into `verdicts` and telling
+    /// `observer` when requests start and what the tap answered.
+    pub fn new(inner: T, verdicts: Verdicts, limits: HeadLimits, observer: Arc<dyn TapObserver>) -> Self {
+        let first = tokio::time::sleep_until(limits.accepted + limits.header_timeout);
+        Self {
+            inner,
+            tracker: Tracker::new(verdicts),
+            limits,
+            observer,
+            awaiting_first: true,
+            deadline: Some(Box::pin(first)),
+            reply: None,
+            done: false,
+        }
     }
+}
+
+/// Whether the request target in `head` (what arrived of a head) is already
+/// longer than `limit`; looked at only once the head itself is.
+fn target_too_long(head: &[u8], limit: u64) -> bool {
+    if head.len() as u64 <= limit {
+        return false;
+    }
+    let line = head.trim_ascii_start();
+    let line = match line.iter().position(|b| *b == b'\n') {
+        // A complete line: the target ends at its last space.
+        Some(end) => {
+            let l = line[..end].trim_ascii_end();
+            match l.iter().rposition(|b| *b == b' ') {
+                Some(sp) => &l[..sp],
+                None => l,
+            }
+        }
+        None => line,
+    };
+    match line.iter().position(|b| *b == b' ') {
+        Some(sp) => (line.len() - sp - 1) as u64 > limit,
+        None => false,
+    }
+}
+
+/// The first line of `head` so far with its LF if it ended, at most
+/// [`KEPT_LINE`] bytes of it.
+fn first_line(head: &[u8]) -> &[u8] {
+    let line = head.trim_ascii_start();
+    let end = line.iter().position(|b| *b == b'\n').map_or(line.len(), |lf| lf + 1);
+    &line[..end.min(KEPT_LINE)]
 }
 
 impl<T: AsyncRead + AsyncWrite> AsyncRead for Tapped<T> {
@@ -302,9 +419,9 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for Tapped<T> {
             if *this.done {
                 return Poll::Ready(Ok(()));
             }
-            if let Some(sent) = this.reply.as_mut() {
-                while *sent < REQUEST_TIMEOUT.len() {
-                    match this.inner.as_mut().poll_write(cx, &REQUEST_TIMEOUT[*sent..]) {
+            if let Some((reply, sent)) = this.reply.as_mut() {
+                while *sent < reply.len() {
+                    match this.inner.as_mut().poll_write(cx, &reply[*sent..]) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
                         Poll::Ready(Ok(n)) => *sent += n,
                         Poll::Pending => return Poll::Pending,
@@ -317,20 +434,45 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for Tapped<T> {
             let before = buf.filled().len();
             let r = this.inner.as_mut().poll_read(cx, buf);
             if let Poll::Ready(Ok(())) = r {
-                this.tracker.feed(&buf.filled()[before..]);
-                if !this.tracker.head_in_progress() {
-                    *this.deadline = None;
-                } else if this.deadline.is_none() {
-                    *this.deadline = Some(Box::pin(tokio::time::sleep(*this.head_timeout)));
+                let read = &buf.filled()[before..];
+                if !read.is_empty() {
+                    this.tracker.feed(read);
+                    if read.iter().any(|b| !b.is_ascii_whitespace()) {
+                        *this.awaiting_first = false;
+                        this.observer.request_bytes();
+                    }
+                    if target_too_long(this.tracker.pending_head(), this.limits.max_uri) {
+                        // hyper never sees the rest of this head: it reads
+                        // the end of the stream after the 414.
+                        this.observer.answered(414, first_line(this.tracker.pending_head()));
+                        buf.set_filled(before);
+                        *this.deadline = None;
+                        *this.reply = Some((URI_TOO_LONG, 0));
+                        continue;
+                    }
+                }
+                if !*this.awaiting_first {
+                    if !this.tracker.head_in_progress() {
+                        *this.deadline = None;
+                    } else if this.deadline.is_none() {
+                        *this.deadline = Some(Box::pin(tokio::time::sleep(this.limits.header_timeout)));
+                    }
                 }
             }
             let expired = match this.deadline.as_mut() {
                 Some(d) => d.as_mut().poll(cx).is_ready(),
                 None => false,
             };
-            if expired && this.tracker.head_in_progress() {
+            if expired && *this.awaiting_first {
+                // Nothing of a request within client_header_timeout of accept.
                 *this.deadline = None;
-                *this.reply = Some(0);
+                *this.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            if expired && this.tracker.head_in_progress() {
+                this.observer.answered(408, first_line(this.tracker.pending_head()));
+                *this.deadline = None;
+                *this.reply = Some((REQUEST_TIMEOUT, 0));
                 if buf.filled().len() > before {
                     // Hand over what was read; the 408 goes out on the next read.
                     return Poll::Ready(Ok(()));
@@ -398,6 +540,31 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r
     fn body_bytes_that_look_like_a_head_are_not_heads() {
         let stream = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 63\r\n\r\nGET /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n\r\n";
         assert_eq!(verdicts_for(stream, 5), vec![None]);
+    }
+
+    #[test]
+    fn heads_with_hundreds_of_headers_are_still_followed() {
+        let mut head = String::from("POST / HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..300 {
+            head.push_str(&format!("X-H-{i}: v\r\n"));
+        }
+        let dup = format!("{head}Content-Length: 1\r\nContent-Length: 1\r\n\r\na");
+        for chunk in [7, 4096, dup.len()] {
+            assert_eq!(verdicts_for(dup.as_bytes(), chunk), vec![Some(FramingError::DuplicateContentLength)]);
+        }
+        let two = format!("{head}Content-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(verdicts_for(two.as_bytes(), 100), vec![None, None]);
+    }
+
+    #[test]
+    fn a_request_target_is_too_long_once_that_much_of_it_arrived() {
+        assert!(!target_too_long(b"GET /aaaa", 8));
+        assert!(target_too_long(b"GET /aaaaaaaaa", 8));
+        assert!(!target_too_long(b"\r\nGET /aaaaaaa HTTP/1.1\r\nHost: aaaaaaaaaaaaa", 8));
+        assert!(target_too_long(b"GET /aaaaaaaaa HTTP/1.1\r\nHost: a", 8));
+        assert!(!target_too_long(b"AVERYLONGMETHODNAMEWITHOUTSPACE", 8), "no target yet");
+        assert_eq!(first_line(b"\r\nGET / HTTP/1.1\r\nHost: a"), b"GET / HTTP/1.1\r\n");
+        assert_eq!(first_line(&[b'a'; 5000]).len(), KEPT_LINE);
     }
 
     #[test]
