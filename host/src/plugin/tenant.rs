@@ -280,7 +280,6 @@ impl Scope {
     /// Admits a call of `plugin`'s `hook`: refused while the plugin is
     /// quarantined; otherwise it waits up to `wait` for one of the tenant's
     /// concurrency slots.
-
     pub(crate) async fn admit(&self, plugin: &str, hook: &'static str, wait: Duration) -> Result<Ticket, PluginError> {
         let probe = match self.breaker.admit() {
             Admit::Refuse(retry_in) => {
