@@ -12,9 +12,9 @@
 //! could quarantine it for every client of the route — switching a
 //! fail-open policy off for everyone, or a fail-closed route to 503.
 //!
-//! The breaker opens when, within `window`, at least `failures` calls hit a
-//! limit **and** they are at least `failure_percent` of the calls that ran
-//! in the window: a plugin that times out on one unlucky input among many
+//! The breaker opens when, within `window`, at least `failures` calls of one
+//! hook hit a limit **and** they are at least `failure_percent` of that
+//! hook's calls that ran in the window: a plugin that times out on one unlucky input among many
 //! good ones is cheaper to keep than to switch off; one that times out on
 //! most calls is broken (or under a flood that burns the machine) and is
 //! quarantined — its calls are refused without running it, so the
@@ -27,10 +27,11 @@
 //! trap included — the breaker closes, if it hits a limit it opens again
 //! with twice the backoff). [`State`] is the pure machine, driven with
 //! explicit instants so that it is tested without sleeping; [`Breaker`]
-//! adds the lock-free call counter and logs transitions.
+//! adds the lock-free counters (per hook, per slice of the window) and logs
+//! transitions.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// When a plugin is quarantined and how it is retried. Defaults: 5 calls
@@ -39,9 +40,9 @@ use std::time::{Duration, Instant};
 /// 60 s. `failures = 0` switches the breaker off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerSettings {
-    /// Calls that hit a limit (timeouts, memory-limit hits, failed setups)
-    /// within `window` that open the breaker, if they also make
-    /// `failure_percent`; 0 never opens it.
+    /// Calls of one hook that hit a limit (timeouts, memory-limit hits,
+    /// failed setups) within `window` that open the breaker, if they also
+    /// make `failure_percent` of that hook's calls; 0 never opens it.
     pub failures: u32,
     /// The least share of the window's calls, in percent, that must have
     /// hit a limit; 0 opens on `failures` alone.
@@ -207,12 +208,19 @@ impl Window {
     }
 }
 
+/// One hook's calls and limit hits within the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Calls that hit a limit.
+    pub(crate) limit_hits: u64,
+    /// Calls that ran (the limit hits included).
+    pub(crate) calls: u64,
+}
+
 /// The pure state machine.
 #[derive(Debug)]
 pub(crate) struct State {
     settings: BreakerSettings,
-    /// Calls that hit a limit within the window (closed state only).
-    failures: Window,
     phase: Phase,
     /// The current backoff (doubles while probes fail).
     backoff: Duration,
@@ -228,14 +236,8 @@ enum Phase {
 }
 
 impl State {
-    pub(crate) fn new(settings: BreakerSettings, origin: Instant) -> Self {
-        Self {
-            settings,
-            failures: Window::new(settings.window, origin),
-            phase: Phase::Closed,
-            backoff: settings.backoff,
-            since: None,
-        }
+    pub(crate) fn new(settings: BreakerSettings) -> Self {
+        Self { settings, phase: Phase::Closed, backoff: settings.backoff, since: None }
     }
 
     /// Whether calls run without question (no quarantine or probe).
@@ -264,7 +266,6 @@ impl State {
         if probe && self.phase == Phase::Probing {
             let quarantined = self.since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
             self.phase = Phase::Closed;
-            self.failures.clear();
             self.backoff = self.settings.backoff;
             self.since = None;
             return Some(Transition::Closed { quarantined });
@@ -272,9 +273,9 @@ impl State {
         None
     }
 
-    /// Records a call that hit a limit; `calls` is how many calls ran
-    /// within the window, this one included.
-    pub(crate) fn limit_hit(&mut self, now: Instant, probe: bool, calls: u64) -> Option<Transition> {
+    /// Records a call that hit a limit; `counts` are its hook's within the
+    /// window, this call included.
+    pub(crate) fn limit_hit(&mut self, now: Instant, probe: bool, counts: Counts) -> Option<Transition> {
         if self.settings.failures == 0 {
             return None;
         }
@@ -285,17 +286,15 @@ impl State {
                 Some(Transition::Opened { backoff: self.backoff, failures: 0, calls: 0, after_probe: true })
             }
             Phase::Closed => {
-                self.failures.add(now);
-                let failures = self.failures.count(now);
+                let failures = counts.limit_hits;
                 // The counts are taken without a lock: never fewer calls
                 // than failures.
-                let calls = calls.max(failures);
+                let calls = counts.calls.max(failures);
                 let enough = failures >= u64::from(self.settings.failures);
                 let share = failures * 100 >= u64::from(self.settings.failure_percent) * calls;
                 if !(enough && share) {
                     return None;
                 }
-                self.failures.clear();
                 self.backoff = self.settings.backoff.min(self.settings.max_backoff);
                 self.phase = Phase::Open { retry_at: now + self.backoff };
                 self.since = Some(now);
@@ -315,20 +314,43 @@ impl State {
         }
     }
 
-    /// The state now; `calls` is the window's call count (closed state).
-    pub(crate) fn snapshot(&self, now: Instant, calls: u64) -> BreakerSnapshot {
-        let (state, retry_in) = match self.phase {
+    /// The state now, and the time to the next retry when open.
+    pub(crate) fn snapshot(&self, now: Instant) -> (BreakerState, Option<Duration>) {
+        match self.phase {
             Phase::Closed => (BreakerState::Closed, None),
             Phase::Open { retry_at } => (BreakerState::Open, Some(retry_at.saturating_duration_since(now))),
             Phase::Probing => (BreakerState::Probing, None),
-        };
-        let closed = state == BreakerState::Closed;
-        BreakerSnapshot {
-            state,
-            recent_failures: if closed { self.failures.count(now) } else { 0 },
-            recent_calls: if closed { calls } else { 0 },
-            retry_in,
         }
+    }
+}
+
+/// Hooks a breaker keeps their own windows for: a world has at most four,
+/// plus `call` (`Pool::take`). More share one window.
+const HOOK_SLOTS: usize = 6;
+
+/// One hook's windows. The share is taken per hook: a fail-open plugin
+/// whose `on-request` spins on every request still has its `on-response`
+/// run (and succeed) on each, and calls of both hooks together would never
+/// be more than half limit hits.
+#[derive(Debug)]
+struct HookWindows {
+    hook: &'static str,
+    calls: Window,
+    limit_hits: Window,
+}
+
+impl HookWindows {
+    fn new(hook: &'static str, settings: &BreakerSettings, origin: Instant) -> Self {
+        Self { hook, calls: Window::new(settings.window, origin), limit_hits: Window::new(settings.window, origin) }
+    }
+
+    fn counts(&self, now: Instant) -> Counts {
+        Counts { limit_hits: self.limit_hits.count(now), calls: self.calls.count(now) }
+    }
+
+    fn clear(&self) {
+        self.calls.clear();
+        self.limit_hits.clear();
     }
 }
 
@@ -338,9 +360,12 @@ pub(crate) struct Breaker {
     pub(crate) tenant: String,
     pub(crate) plugin: String,
     settings: BreakerSettings,
-    /// Calls that ran within the window, counted without the lock (every
-    /// call adds one; only limit hits take the lock).
-    calls: Window,
+    origin: Instant,
+    /// Calls and limit hits per hook within the window, counted without
+    /// the lock; filled in first-use order and never changed.
+    hooks: [OnceLock<HookWindows>; HOOK_SLOTS],
+    /// The windows of hooks beyond [`HOOK_SLOTS`].
+    other: HookWindows,
     state: Mutex<State>,
     /// Whether `state` is closed, readable without the lock: while closed,
     /// every call is admitted without the lock or the clock.
@@ -354,10 +379,28 @@ impl Breaker {
             tenant: tenant.to_owned(),
             plugin: plugin.to_owned(),
             settings,
-            calls: Window::new(settings.window, origin),
-            state: Mutex::new(State::new(settings, origin)),
+            origin,
+            hooks: Default::default(),
+            other: HookWindows::new("other", &settings, origin),
+            state: Mutex::new(State::new(settings)),
             closed: AtomicBool::new(true),
         }
+    }
+
+    fn windows(&self, hook: &'static str) -> &HookWindows {
+        for slot in &self.hooks {
+            // A free slot is taken for this hook, unless another thread
+            // takes it first (for its own hook): then look further.
+            let windows = slot.get_or_init(|| HookWindows::new(hook, &self.settings, self.origin));
+            if windows.hook == hook {
+                return windows;
+            }
+        }
+        &self.other
+    }
+
+    fn every_window(&self) -> impl Iterator<Item = &HookWindows> {
+        self.hooks.iter().filter_map(OnceLock::get).chain(std::iter::once(&self.other))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -379,27 +422,28 @@ impl Breaker {
         self.with_state(|state| state.admit(Instant::now()))
     }
 
-    /// Records how a call that ran at `now` ended; logs and returns a
-    /// transition.
-    pub(crate) fn record(&self, now: Instant, health: Health, probe: bool, hook: &str) -> Option<Transition> {
+    /// Records how a call of `hook` that ran at `now` ended; logs and
+    /// returns a transition.
+    pub(crate) fn record(&self, now: Instant, health: Health, probe: bool, hook: &'static str) -> Option<Transition> {
         if self.settings.failures == 0 {
             return None;
         }
-        self.calls.add(now);
+        let windows = self.windows(hook);
+        windows.calls.add(now);
         let transition = match (health, probe) {
             // Within limits and not a probe changes nothing, in any phase.
             (Health::WithinLimits, false) => return None,
             (Health::WithinLimits, true) => self.with_state(|state| state.within_limits(now, true)),
             (Health::LimitHit, _) => {
-                let calls = self.calls.count(now);
-                let transition = self.with_state(|state| state.limit_hit(now, probe, calls));
-                if let Some(Transition::Opened { after_probe: false, .. }) = transition {
-                    // The next closed phase counts its own calls.
-                    self.calls.clear();
-                }
-                transition
+                windows.limit_hits.add(now);
+                let counts = windows.counts(now);
+                self.with_state(|state| state.limit_hit(now, probe, counts))
             }
         };
+        if matches!(transition, Some(Transition::Opened { after_probe: false, .. } | Transition::Closed { .. })) {
+            // The next closed phase counts afresh.
+            self.every_window().for_each(HookWindows::clear);
+        }
         self.log(transition, hook);
         transition
     }
@@ -412,9 +456,8 @@ impl Breaker {
                 tracing::error!(
                     tenant = %tenant,
                     plugin = %plugin,
-                    "plugin quarantined: {failures} of its {calls} calls within {window:?} hit a limit \
-                     (time, memory or setup; last in {hook}); its failure policy applies without running it; \
-                     retry in {backoff:?}"
+                    "plugin quarantined: {failures} of its {calls} {hook} calls within {window:?} hit a limit \
+                     (time, memory or setup); its failure policy applies without running it; retry in {backoff:?}"
                 );
             }
             Some(Transition::Opened { backoff, after_probe: true, .. }) => {
@@ -440,10 +483,19 @@ impl Breaker {
         self.with_state(|state| state.abandon(Instant::now()));
     }
 
+    /// The state, with the calls and limit hits of every hook in the
+    /// window (while closed).
     pub(crate) fn snapshot(&self) -> BreakerSnapshot {
         let now = Instant::now();
-        let calls = self.calls.count(now);
-        self.lock().snapshot(now, calls)
+        let (state, retry_in) = self.lock().snapshot(now);
+        let (mut recent_failures, mut recent_calls) = (0, 0);
+        if state == BreakerState::Closed {
+            for counts in self.every_window().map(|w| w.counts(now)) {
+                recent_failures += counts.limit_hits;
+                recent_calls += counts.calls;
+            }
+        }
+        BreakerSnapshot { state, recent_failures, recent_calls, retry_in }
     }
 }
 
@@ -464,90 +516,80 @@ mod tests {
     const S: Duration = Duration::from_secs(1);
     const MS: Duration = Duration::from_millis(1);
 
+    fn c(limit_hits: u64, calls: u64) -> Counts {
+        Counts { limit_hits, calls }
+    }
+
     /// Opens `b` (closed, at `t`) with three limit hits.
     fn open(b: &mut State, t: Instant) -> Option<Transition> {
-        b.limit_hit(t, false, 1);
-        b.limit_hit(t, false, 2);
-        b.limit_hit(t, false, 3)
+        b.limit_hit(t, false, c(1, 1));
+        b.limit_hit(t, false, c(2, 2));
+        b.limit_hit(t, false, c(3, 3))
     }
 
     #[test]
     fn opens_after_n_limit_hits_within_the_window() {
         let t0 = Instant::now();
-        let mut b = State::new(settings(), t0);
+        let mut b = State::new(settings());
         assert_eq!(b.admit(t0), Admit::Run);
-        assert_eq!(b.limit_hit(t0, false, 1), None);
-        assert_eq!(b.limit_hit(t0 + S, false, 2), None);
+        assert_eq!(b.limit_hit(t0, false, c(1, 1)), None);
+        assert_eq!(b.limit_hit(t0 + S, false, c(2, 2)), None);
         assert_eq!(b.within_limits(t0 + S, false), None, "a success in the closed state changes nothing");
-        assert_eq!(b.snapshot(t0 + S, 3).recent_failures, 2);
         assert_eq!(
-            b.limit_hit(t0 + 2 * S, false, 4),
+            b.limit_hit(t0 + 2 * S, false, c(3, 4)),
             Some(Transition::Opened { backoff: S, failures: 3, calls: 4, after_probe: false })
         );
         assert_eq!(b.admit(t0 + 2 * S + 400 * MS), Admit::Refuse(600 * MS));
-        assert_eq!(b.snapshot(t0 + 2 * S, 0).state, BreakerState::Open);
+        assert_eq!(b.snapshot(t0 + 2 * S).0, BreakerState::Open);
     }
 
     #[test]
     fn limit_hits_below_the_share_of_calls_do_not_open_it() {
         let t0 = Instant::now();
-        let mut b = State::new(settings(), t0);
+        let mut b = State::new(settings());
         // One call in ten spins: 3, 4, 5 ... hits among 30, 40, 50 calls.
         for i in 1..=20u32 {
-            let calls = 10 * u64::from(i);
-            assert_eq!(b.limit_hit(t0 + i * 100 * MS, false, calls), None, "hit {i} of {calls} calls");
+            let hits = u64::from(i);
+            assert_eq!(b.limit_hit(t0 + i * 100 * MS, false, c(hits, 10 * hits)), None, "{hits} hits");
         }
         // Half of the window's calls: it opens.
-        assert!(matches!(b.limit_hit(t0 + 2100 * MS, false, 42), Some(Transition::Opened { failures: 21, .. })));
+        assert!(matches!(b.limit_hit(t0 + 2100 * MS, false, c(21, 42)), Some(Transition::Opened { failures: 21, .. })));
     }
 
     #[test]
     fn zero_percent_opens_on_the_count_alone() {
         let t0 = Instant::now();
-        let mut b = State::new(BreakerSettings { failure_percent: 0, ..settings() }, t0);
-        assert_eq!(b.limit_hit(t0, false, 1000), None);
-        assert_eq!(b.limit_hit(t0, false, 1000), None);
-        assert!(matches!(b.limit_hit(t0, false, 1000), Some(Transition::Opened { .. })));
-    }
-
-    #[test]
-    fn old_limit_hits_leave_the_window() {
-        let t0 = Instant::now();
-        let mut b = State::new(settings(), t0);
-        b.limit_hit(t0, false, 1);
-        b.limit_hit(t0 + S, false, 2);
-        // 11 s later the first two are out of the 10 s window.
-        assert_eq!(b.limit_hit(t0 + 12 * S, false, 1), None);
-        assert_eq!(b.limit_hit(t0 + 13 * S, false, 2), None);
-        assert!(matches!(b.limit_hit(t0 + 14 * S, false, 3), Some(Transition::Opened { .. })));
+        let mut b = State::new(BreakerSettings { failure_percent: 0, ..settings() });
+        assert_eq!(b.limit_hit(t0, false, c(1, 1000)), None);
+        assert_eq!(b.limit_hit(t0, false, c(2, 1000)), None);
+        assert!(matches!(b.limit_hit(t0, false, c(3, 1000)), Some(Transition::Opened { .. })));
     }
 
     #[test]
     fn one_probe_after_the_backoff_and_success_closes() {
         let t0 = Instant::now();
-        let mut b = State::new(settings(), t0);
+        let mut b = State::new(settings());
         assert!(open(&mut b, t0).is_some());
         assert_eq!(b.admit(t0 + S), Admit::Probe);
         // While the probe runs, everything else is refused.
         assert_eq!(b.admit(t0 + S), Admit::Refuse(Duration::ZERO));
-        assert_eq!(b.snapshot(t0 + S, 0).state, BreakerState::Probing);
+        assert_eq!(b.snapshot(t0 + S).0, BreakerState::Probing);
         // A late failure of a call admitted before the quarantine is ignored.
-        assert_eq!(b.limit_hit(t0 + S, false, 1), None);
+        assert_eq!(b.limit_hit(t0 + S, false, c(9, 9)), None);
         assert_eq!(b.within_limits(t0 + S + 5 * MS, true), Some(Transition::Closed { quarantined: S + 5 * MS }));
         assert_eq!(b.admit(t0 + S + 5 * MS), Admit::Run);
-        assert_eq!(b.snapshot(t0 + S, 0).recent_failures, 0, "the window starts afresh");
     }
 
     #[test]
     fn failed_probes_double_the_backoff_up_to_the_cap() {
         let t0 = Instant::now();
-        let mut b = State::new(settings(), t0);
+        let mut b = State::new(settings());
         open(&mut b, t0);
         let mut now = t0 + S;
         for want in [2 * S, 3 * S, 3 * S] {
             assert_eq!(b.admit(now), Admit::Probe);
             assert_eq!(
-                b.limit_hit(now, true, 1),
+                b.limit_hit(now, true, c(1, 1)),
                 Some(Transition::Opened { backoff: want, failures: 0, calls: 0, after_probe: true })
             );
             assert_eq!(b.admit(now + want - MS), Admit::Refuse(MS));
@@ -563,7 +605,7 @@ mod tests {
     #[test]
     fn an_abandoned_probe_lets_the_next_call_probe() {
         let t0 = Instant::now();
-        let mut b = State::new(settings(), t0);
+        let mut b = State::new(settings());
         open(&mut b, t0);
         assert_eq!(b.admit(t0 + S), Admit::Probe);
         b.abandon(t0 + S);
@@ -573,9 +615,9 @@ mod tests {
     #[test]
     fn zero_failures_switches_it_off() {
         let t0 = Instant::now();
-        let mut b = State::new(BreakerSettings { failures: 0, ..settings() }, t0);
-        for i in 0..100 {
-            assert_eq!(b.limit_hit(t0 + i * MS, false, 1), None);
+        let mut b = State::new(BreakerSettings { failures: 0, ..settings() });
+        for i in 1..100 {
+            assert_eq!(b.limit_hit(t0 + i * MS, false, c(u64::from(i), u64::from(i))), None);
         }
         assert_eq!(b.admit(t0 + S), Admit::Run);
     }
@@ -597,6 +639,21 @@ mod tests {
         assert_eq!(w.count(t0 + 60 * S), 0);
         w.clear();
         assert_eq!(w.count(t0 + 13 * S), 0);
+    }
+
+    #[test]
+    fn old_limit_hits_leave_the_window() {
+        let b = Breaker::new("t", "p", settings());
+        let t0 = Instant::now();
+        b.record(t0, Health::LimitHit, false, "on-request");
+        b.record(t0 + S, Health::LimitHit, false, "on-request");
+        // 11 s later the first two are out of the 10 s window.
+        assert_eq!(b.record(t0 + 12 * S, Health::LimitHit, false, "on-request"), None);
+        assert_eq!(b.record(t0 + 13 * S, Health::LimitHit, false, "on-request"), None);
+        assert!(matches!(
+            b.record(t0 + 14 * S, Health::LimitHit, false, "on-request"),
+            Some(Transition::Opened { failures: 3, calls: 3, .. })
+        ));
     }
 
     #[test]
@@ -627,6 +684,25 @@ mod tests {
     }
 
     #[test]
+    fn the_share_is_taken_per_hook() {
+        let b = Breaker::new("t", "p", settings());
+        let t0 = Instant::now();
+        // Fail-open: on-request spins on every request, on-response still runs and returns.
+        for i in 0..2u32 {
+            let t = t0 + i * MS;
+            assert_eq!(b.record(t, Health::LimitHit, false, "on-request"), None);
+            assert_eq!(b.record(t, Health::WithinLimits, false, "on-response"), None);
+        }
+        let snap = b.snapshot();
+        assert_eq!((snap.recent_failures, snap.recent_calls), (2, 4));
+        // Three of on-request's three calls, though three of the plugin's five.
+        assert!(matches!(
+            b.record(t0 + 2 * MS, Health::LimitHit, false, "on-request"),
+            Some(Transition::Opened { failures: 3, calls: 3, .. })
+        ));
+    }
+
+    #[test]
     fn a_probe_within_its_limits_ends_the_quarantine() {
         let s = BreakerSettings { backoff: MS, max_backoff: MS, ..settings() };
         let b = Breaker::new("t", "p", s);
@@ -641,5 +717,7 @@ mod tests {
         let closed = b.record(Instant::now(), Health::WithinLimits, true, "on-request");
         assert!(matches!(closed, Some(Transition::Closed { .. })), "{closed:?}");
         assert_eq!(b.admit(), Admit::Run);
+        let snap = b.snapshot();
+        assert_eq!((snap.recent_failures, snap.recent_calls), (0, 0), "the windows start afresh");
     }
 }

@@ -200,8 +200,8 @@ fn loop_ran(gale: &Gale, target: &str) -> bool {
 }
 
 // The breaker opens on calls that hit a limit (here: test-loop spinning to its deadline under
-// /x), when they are `failures` and at least half of the calls in the window; traps never open
-// it (tests/tests/e2e/adversarial/breaker.rs).
+// /x), when they are `failures` and at least half of their hook's calls in the window; traps
+// never open it (tests/tests/e2e/adversarial/breaker.rs).
 
 #[test]
 fn a_spinning_plugin_is_quarantined_then_retried_with_a_doubling_backoff() {
@@ -220,8 +220,9 @@ fn a_spinning_plugin_is_quarantined_then_retried_with_a_doubling_backoff() {
     // Quarantined: not run even where it would not spin.
     assert!(!loop_ran(&gale, "/ok/whoami"));
     assert!(!loop_ran(&gale, "/ok/whoami"));
-    // The /ok request made two calls (on-request, on-response), then three spins: 3 of 5.
-    wait_for_log(&gale, "plugin quarantined: 3 of its 5 calls");
+    // Three spins of four on-request calls (the share is per hook: fail-open, every request
+    // also had its on-response call).
+    wait_for_log(&gale, "plugin quarantined: 3 of its 4 on-request calls");
     let status = admin::status(admin);
     let plugin = &status["plugins"]["tenants"][0]["plugins"][0];
     assert_eq!(status["plugins"]["tenants"][0]["name"], "t", "{status:#}");
@@ -268,7 +269,7 @@ fn a_fail_closed_plugin_answers_503_while_quarantined() {
     let breaker = "breaker = { failures = 2, backoff = \"1m\", max_backoff = \"1m\" }";
     let gale = Gale::start(&one_tenant(&tornado, &dir, attach, breaker));
     gale.get("/ok/whoami").expect_status(200);
-    // Two spins of four calls (the /ok request made two): half, and `failures`.
+    // Two spins of three on-request calls: more than half, and `failures`.
     gale.get("/x/whoami").expect_status(503);
     gale.get("/x/whoami").expect_status(503);
     let before = tornado.hits("/ok/whoami");
