@@ -145,10 +145,11 @@ pub enum PluginError {
         message: String,
     },
 
-    /// The plugin is quarantined by its tenant's circuit breaker (it failed
-    /// too often lately): the call was refused without running it.
+    /// The plugin is quarantined by its tenant's circuit breaker (too many
+    /// of its calls hit a limit lately): the call was refused without
+    /// running it.
     #[error(
-        "plugin `{plugin}` of tenant `{tenant}` is quarantined after repeated failures; {hook} not run (retry in {retry_in:?})"
+        "plugin `{plugin}` of tenant `{tenant}` is quarantined: too many of its calls hit a limit; {hook} not run (retry in {retry_in:?})"
     )]
     Quarantined {
         /// The plugin's name.
