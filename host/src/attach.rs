@@ -24,7 +24,9 @@ use futures_util::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
 
 use crate::config::{Handler, OnError};
-use crate::plugin::{CachePolicy, LoadedPlugin, PluginError, RequestView, UploadFieldsPlugin};
+use crate::plugin::{
+    CachePolicy, Consequence, LoadedPlugin, PluginError, RequestView, UploadFieldsPlugin, log_failure,
+};
 use crate::site::Hook;
 use crate::static_files::FileMeta;
 use crate::upload::{FieldPolicy, FormField, NativeFieldPolicy, PolicyError, StoredFile, TextDecision};
@@ -120,11 +122,13 @@ impl CacheHook {
                 Ok(())
             }
             Err(e) if self.on_error == OnError::FailOpen => {
-                tracing::warn!(plugin = self.policy.name(), hook = "decide", error = %e,
-                    "plugin failed; no caching headers sent (fail-open)");
+                log_failure(self.policy.tenant(), &e, Consequence::Skipped("no caching headers sent"));
                 Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                log_failure(self.policy.tenant(), &e, Consequence::Refused);
+                Err(e)
+            }
         }
     }
 }
@@ -141,12 +145,13 @@ struct PluginFields {
 impl PluginFields {
     /// Fail-closed: the error, boxed (the pipeline answers 503 for it).
     /// Fail-open: `Ok` after logging, and the caller falls back.
-    fn failed(&self, hook: &str, e: PluginError) -> Result<(), PolicyError> {
+    fn failed(&self, e: PluginError) -> Result<(), PolicyError> {
         if self.on_error == OnError::FailOpen {
-            tracing::warn!(plugin = self.plugin.name(), hook, error = %e,
-                "plugin failed; the built-in seed field policy decided instead (fail-open)");
+            let instead = "the built-in field policy decided instead";
+            log_failure(self.plugin.tenant(), &e, Consequence::Skipped(instead));
             Ok(())
         } else {
+            log_failure(self.plugin.tenant(), &e, Consequence::Refused);
             Err(Box::new(e))
         }
     }
@@ -161,7 +166,7 @@ impl FieldPolicy for PluginFields {
         Box::pin(async move {
             match self.plugin.text_decision(name).await {
                 Ok(decision) => Ok(decision),
-                Err(e) => self.failed("text-field", e).map(|()| self.fallback.decide_text(name)),
+                Err(e) => self.failed(e).map(|()| self.fallback.decide_text(name)),
             }
         })
     }
@@ -170,7 +175,7 @@ impl FieldPolicy for PluginFields {
         Box::pin(async move {
             match self.plugin.fields_for(file).await {
                 Ok(fields) => Ok(fields),
-                Err(e) => self.failed("file-fields", e).map(|()| self.fallback.fields_for(file)),
+                Err(e) => self.failed(e).map(|()| self.fallback.fields_for(file)),
             }
         })
     }

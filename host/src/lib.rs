@@ -32,6 +32,7 @@ pub mod error;
 pub mod explain;
 pub mod framing;
 pub mod heap;
+pub mod log_limit;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;

@@ -29,7 +29,7 @@ use crate::compress;
 use crate::config::{Handler, Location, OnError, UploadRoute};
 use crate::error::GaleError;
 use crate::framing::{self, sniff::Verdicts};
-use crate::plugin::{HookRequest, PluginError, RequestAction, RequestView, ResponseInput};
+use crate::plugin::{self, Consequence, HookRequest, PluginError, RequestAction, RequestView, ResponseInput};
 use crate::proxy::ProxyError;
 use crate::proxy::{self, ProxyRequest, Upgrade};
 use crate::router;
@@ -82,7 +82,12 @@ pub async fn handle(site: Arc<Site>, conn: Arc<ConnInfo>, req: Request<Incoming>
         Ok(resp) => resp,
         Err(e) => {
             let status = e.status();
-            if status.is_server_error() {
+            if let GaleError::Plugin(_) = e {
+                // Logged where the attachment's failure policy was applied,
+                // repeats rate-limited: a client that makes a plugin fail on
+                // every request must not write a line per request.
+                tracing::debug!(client = %conn.remote, status = status.as_u16(), error = %e, "request failed");
+            } else if status.is_server_error() {
                 tracing::error!(client = %conn.remote, status = status.as_u16(), error = %e, "request failed");
             } else {
                 tracing::info!(client = %conn.remote, status = status.as_u16(), error = %e, "request refused");
@@ -256,7 +261,7 @@ async fn run(
                     early = Some(resp.map(crate::body::full));
                     break;
                 }
-                Err(e) => plugin_failed(hook, "on-request", e)?,
+                Err(e) => plugin_failed(hook, e)?,
             }
         }
     }
@@ -304,28 +309,27 @@ async fn run(
     for (hook, input) in &response_inputs {
         let status = resp.status();
         if let Err(e) = hook.policy.on_response_from(input, whole_request.as_ref(), status, resp.headers_mut()).await {
-            plugin_failed(hook, "on-response", e)?;
+            plugin_failed(hook, e)?;
         }
     }
     Ok(resp)
 }
 
-/// Applies an attachment's failure policy: fail-closed answers 503,
-/// fail-open skips the plugin for this request. Either way the error log
-/// names the plugin, the hook and what went wrong.
-fn plugin_failed(hook: &Hook, hook_name: &str, e: PluginError) -> Result<(), GaleError> {
-    let tenant = hook.policy.tenant().unwrap_or_default();
+/// Applies an attachment's failure policy to this request only:
+/// fail-closed answers 503, fail-open skips the plugin. Either way the error
+/// log names the tenant, the plugin, the hook and what went wrong, once per
+/// interval for repeats (see `plugin::log_failure`).
+fn plugin_failed(hook: &Hook, e: PluginError) -> Result<(), GaleError> {
+    let tenant = hook.policy.tenant();
     match hook.on_error {
-        // Refusals during a quarantine are expected: its start was logged.
-        OnError::FailOpen if e.is_quarantined() => {
-            tracing::debug!(tenant, plugin = hook.policy.name(), hook = hook_name, error = %e, "plugin skipped (fail-open)");
-            Ok(())
-        }
         OnError::FailOpen => {
-            tracing::warn!(tenant, plugin = hook.policy.name(), hook = hook_name, error = %e, "plugin failed; skipped (fail-open)");
+            plugin::log_failure(tenant, &e, Consequence::Skipped("skipped"));
             Ok(())
         }
-        OnError::FailClosed => Err(GaleError::Plugin(e)),
+        OnError::FailClosed => {
+            plugin::log_failure(tenant, &e, Consequence::Refused);
+            Err(GaleError::Plugin(e))
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! [tenant.acme]
 //! plugin_dir = "tenants/acme/plugins"
 //! limits = { memory = "16MiB", hook_timeout = "5ms", max_concurrent = 64, max_instances = 32 }
-//! breaker = { failures = 5, window = "10s", backoff = "1s", max_backoff = "60s" }
+//! breaker = { failures = 5, failure_percent = 50, window = "10s", backoff = "1s", max_backoff = "60s" }
 //! ```
 
 use std::collections::BTreeMap;
@@ -58,6 +58,7 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawBreaker {
     pub failures: Option<Spanned<i64>>,
+    pub failure_percent: Option<Spanned<i64>>,
     pub window: Option<Spanned<Scalar>>,
     pub backoff: Option<Spanned<Scalar>>,
     pub max_backoff: Option<Spanned<Scalar>>,
@@ -127,11 +128,17 @@ fn breaker(
     let span = raw.span();
     let raw = raw.into_inner();
     let failures = int_in(raw.failures, i64::from(inherit.failures), 0, 1_000_000, "breaker failures", c);
+    let percent = int_in(raw.failure_percent, i64::from(inherit.failure_percent), 0, 100, "breaker failure_percent", c);
     let window = positive(raw.window, inherit.window, "breaker window", c);
     let backoff = positive(raw.backoff, inherit.backoff, "breaker backoff", c);
     let max_backoff = positive(raw.max_backoff, inherit.max_backoff, "breaker max_backoff", c);
-    let settings =
-        BreakerSettings { failures: failures? as u32, window: window?, backoff: backoff?, max_backoff: max_backoff? };
+    let settings = BreakerSettings {
+        failures: failures? as u32,
+        failure_percent: percent? as u8,
+        window: window?,
+        backoff: backoff?,
+        max_backoff: max_backoff?,
+    };
     if settings.max_backoff < settings.backoff {
         c.error(
             Some(span),
@@ -290,4 +297,42 @@ pub(super) fn reference(v: Option<Spanned<String>>, tenants: &[String], c: &mut 
     };
     c.error(Some(v.span()), format!("unknown tenant `{name}`{hint}"));
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::plugin::BreakerSettings;
+
+    fn breaker_of(global: &str, tenant: &str) -> (BreakerSettings, BreakerSettings) {
+        let text = format!(
+            "[global]\n{global}\n[tenant.t]\nplugin_dir = \"p\"\n{tenant}\n[upstream.app]\nservers = [\"127.0.0.1:8000\"]\n\
+             [[server]]\nlisten = [\"127.0.0.1:8080\"]\n[[server.location]]\npath = \"/\"\nproxy = {{ pass = \"app\" }}\n"
+        );
+        let cfg = crate::config::parse("t.toml", &text, Path::new("/")).expect("valid");
+        (cfg.global.plugin_breaker, cfg.tenants[0].breaker)
+    }
+
+    #[test]
+    fn breaker_keys_of_earlier_configs_still_load_and_failure_percent_is_inherited() {
+        // A config written before `failure_percent` existed: the default share applies.
+        let (global, tenant) = breaker_of(
+            "plugin_breaker = { failures = 3, window = \"1m\", backoff = \"2s\", max_backoff = \"10s\" }",
+            "",
+        );
+        let want = BreakerSettings {
+            failures: 3,
+            failure_percent: 50,
+            window: Duration::from_secs(60),
+            backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(10),
+        };
+        assert_eq!((global, tenant), (want, want));
+        let (global, tenant) =
+            breaker_of("plugin_breaker = { failure_percent = 0 }", "breaker = { failure_percent = 90, failures = 9 }");
+        assert_eq!(global, BreakerSettings { failure_percent: 0, ..BreakerSettings::default() });
+        assert_eq!(tenant, BreakerSettings { failures: 9, failure_percent: 90, ..BreakerSettings::default() });
+    }
 }

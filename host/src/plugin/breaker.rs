@@ -1,30 +1,53 @@
-//! The circuit breaker of one (tenant, plugin): after `failures` traps,
-//! timeouts or memory-limit hits within `window`, the plugin is quarantined
-//! — its calls are refused without running it, so the attachment's failure
-//! policy applies at once — and retried after a backoff that doubles (up to
-//! `max_backoff`) for as long as the retry fails.
+//! The circuit breaker of one (tenant, plugin): it takes a plugin out of
+//! service when its calls cost the machine, not when one input makes it
+//! fail.
 //!
-//! States: `Closed` (calls run; failures are counted in a sliding window),
+//! What counts is a call that **hit a limit**: it ran until its deadline,
+//! grew to its memory cap, or a fresh instance for it could not be set up.
+//! Each of those costs a worker for a whole time limit, or a whole memory
+//! budget, whatever the request. A **trap** does not count: it is answered
+//! by the attachment's `on_error` for that one request (503 or skip), the
+//! trapped instance is replaced, and it costs about what a call costs. If
+//! traps counted, a client that can make a plugin trap (one crafted header)
+//! could quarantine it for every client of the route — switching a
+//! fail-open policy off for everyone, or a fail-closed route to 503.
+//!
+//! The breaker opens when, within `window`, at least `failures` calls of one
+//! hook hit a limit **and** they are at least `failure_percent` of that
+//! hook's calls that ran in the window: a plugin that times out on one unlucky input among many
+//! good ones is cheaper to keep than to switch off; one that times out on
+//! most calls is broken (or under a flood that burns the machine) and is
+//! quarantined — its calls are refused without running it, so the
+//! attachment's failure policy applies at once — and retried after a backoff
+//! that doubles (up to `max_backoff`) for as long as the retry fails.
+//!
+//! States: `Closed` (calls run and are counted per slice of the window),
 //! `Open` (calls refused until `retry_at`), `Probing` (one call runs as a
-//! probe, the others are still refused; its success closes the breaker, its
-//! failure opens it again with twice the backoff). [`State`] is the pure
-//! machine, driven with explicit instants so that it is tested without
-//! sleeping; [`Breaker`] puts it behind a mutex and logs transitions.
+//! probe, the others are still refused; if it ends within its limits — a
+//! trap included — the breaker closes, if it hits a limit it opens again
+//! with twice the backoff). [`State`] is the pure machine, driven with
+//! explicit instants so that it is tested without sleeping; [`Breaker`]
+//! adds the lock-free counters (per hook, per slice of the window) and logs
+//! transitions.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-/// When a plugin is quarantined and how it is retried. Defaults: 5
-/// failures within 10 s open the breaker; first retry after 1 s, then 2 s,
-/// 4 s ... at most 60 s. `failures = 0` switches the breaker off.
+/// When a plugin is quarantined and how it is retried. Defaults: 5 calls
+/// that hit a limit within 10 s, making at least half of the calls in those
+/// 10 s, open the breaker; first retry after 1 s, then 2 s, 4 s ... at most
+/// 60 s. `failures = 0` switches the breaker off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerSettings {
-    /// Failures (traps, timeouts, memory-limit hits) within `window` that
-    /// open the breaker; 0 never opens it.
+    /// Calls of one hook that hit a limit (timeouts, memory-limit hits,
+    /// failed setups) within `window` that open the breaker, if they also
+    /// make `failure_percent` of that hook's calls; 0 never opens it.
     pub failures: u32,
-    /// The sliding window failures are counted in.
+    /// The least share of the window's calls, in percent, that must have
+    /// hit a limit; 0 opens on `failures` alone.
+    pub failure_percent: u8,
+    /// The sliding window calls and failures are counted in.
     pub window: Duration,
     /// How long the first quarantine lasts before a retry.
     pub backoff: Duration,
@@ -36,11 +59,22 @@ impl Default for BreakerSettings {
     fn default() -> Self {
         Self {
             failures: 5,
+            failure_percent: 50,
             window: Duration::from_secs(10),
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
         }
     }
+}
+
+/// What a call that ran tells the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// It ended within its limits: it returned, or it trapped (the request's
+    /// own failure, answered by `on_error` for that request only).
+    WithinLimits,
+    /// It hit a limit: its deadline, its memory cap, or a failed setup.
+    LimitHit,
 }
 
 /// Whether a call may run.
@@ -58,15 +92,20 @@ pub(crate) enum Admit {
 /// A change of state worth logging and counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transition {
-    /// The breaker opened: `failures` within the window (or a failed probe).
+    /// The breaker opened: enough limit hits within the window (or a probe
+    /// that hit a limit).
     Opened {
         /// The quarantine before the next retry.
         backoff: Duration,
+        /// Limit hits in the window when it opened (0 after a probe).
+        failures: u64,
+        /// Calls that ran in the window when it opened (0 after a probe).
+        calls: u64,
         /// True when a probe failed (the quarantine was extended).
         after_probe: bool,
     },
-    /// A probe succeeded: the plugin is back in service after being out
-    /// for `quarantined`.
+    /// A probe ended within its limits: the plugin is back in service after
+    /// being out for `quarantined`.
     Closed {
         /// How long the plugin was out of service.
         quarantined: Duration,
@@ -95,12 +134,93 @@ impl BreakerState {
     }
 }
 
+/// One breaker as `/status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSnapshot {
+    /// Closed, open or probing.
+    pub state: BreakerState,
+    /// Calls that hit a limit within the window (closed state).
+    pub recent_failures: u64,
+    /// Calls that ran within the window (closed state).
+    pub recent_calls: u64,
+    /// Time to the next retry, when open.
+    pub retry_in: Option<Duration>,
+}
+
+/// Slices of a [`Window`]: counts are kept per tenth of the window, so the
+/// window slides by a tenth (a count may be up to a tenth older).
+const SLICES: usize = 10;
+/// Bits of a slot that hold the count (the rest hold the slice number): 16
+/// million calls per slice before the count saturates.
+const COUNT_BITS: u32 = 24;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+/// Events within a sliding window, counted per slice without a lock: one
+/// compare-and-swap per event on a word that holds the slice's number and
+/// its count, so a slot reused for a later slice starts again from zero.
+#[derive(Debug)]
+struct Window {
+    origin: Instant,
+    slice_nanos: u128,
+    slots: [AtomicU64; SLICES],
+}
+
+impl Window {
+    fn new(window: Duration, origin: Instant) -> Self {
+        // At least a millisecond per slice: the 40 bits of slice number
+        // then last 34 years.
+        let slice_nanos = (window.as_nanos() / SLICES as u128).max(1_000_000);
+        Self { origin, slice_nanos, slots: Default::default() }
+    }
+
+    fn slice(&self, now: Instant) -> u64 {
+        let n = now.saturating_duration_since(self.origin).as_nanos() / self.slice_nanos;
+        u64::try_from(n).unwrap_or(u64::MAX) & (u64::MAX >> COUNT_BITS)
+    }
+
+    fn add(&self, now: Instant) {
+        let slice = self.slice(now);
+        let slot = &self.slots[(slice % SLICES as u64) as usize];
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(if v >> COUNT_BITS == slice {
+                (v & !COUNT_MASK) | ((v & COUNT_MASK) + 1).min(COUNT_MASK)
+            } else {
+                (slice << COUNT_BITS) | 1
+            })
+        });
+    }
+
+    /// Events in the `SLICES` slices up to and including `now`'s.
+    fn count(&self, now: Instant) -> u64 {
+        let slice = self.slice(now);
+        self.slots
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .filter(|v| slice.checked_sub(v >> COUNT_BITS).is_some_and(|age| age < SLICES as u64))
+            .map(|v| v & COUNT_MASK)
+            .sum()
+    }
+
+    fn clear(&self) {
+        for slot in &self.slots {
+            slot.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One hook's calls and limit hits within the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Calls that hit a limit.
+    pub(crate) limit_hits: u64,
+    /// Calls that ran (the limit hits included).
+    pub(crate) calls: u64,
+}
+
 /// The pure state machine.
 #[derive(Debug)]
 pub(crate) struct State {
     settings: BreakerSettings,
-    /// Failure instants within the window (closed state only).
-    recent: VecDeque<Instant>,
     phase: Phase,
     /// The current backoff (doubles while probes fail).
     backoff: Duration,
@@ -117,7 +237,7 @@ enum Phase {
 
 impl State {
     pub(crate) fn new(settings: BreakerSettings) -> Self {
-        Self { settings, recent: VecDeque::new(), phase: Phase::Closed, backoff: settings.backoff, since: None }
+        Self { settings, phase: Phase::Closed, backoff: settings.backoff, since: None }
     }
 
     /// Whether calls run without question (no quarantine or probe).
@@ -140,12 +260,12 @@ impl State {
         }
     }
 
-    /// Records a call that ran and succeeded (`probe`: it was the probe).
-    pub(crate) fn success(&mut self, now: Instant, probe: bool) -> Option<Transition> {
+    /// Records a call that ended within its limits (`probe`: it was the
+    /// probe).
+    pub(crate) fn within_limits(&mut self, now: Instant, probe: bool) -> Option<Transition> {
         if probe && self.phase == Phase::Probing {
             let quarantined = self.since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
             self.phase = Phase::Closed;
-            self.recent.clear();
             self.backoff = self.settings.backoff;
             self.since = None;
             return Some(Transition::Closed { quarantined });
@@ -153,8 +273,9 @@ impl State {
         None
     }
 
-    /// Records a trap, timeout or memory-limit hit.
-    pub(crate) fn failure(&mut self, now: Instant, probe: bool) -> Option<Transition> {
+    /// Records a call that hit a limit; `counts` are its hook's within the
+    /// window, this call included.
+    pub(crate) fn limit_hit(&mut self, now: Instant, probe: bool, counts: Counts) -> Option<Transition> {
         if self.settings.failures == 0 {
             return None;
         }
@@ -162,21 +283,22 @@ impl State {
             Phase::Probing if probe => {
                 self.backoff = (self.backoff * 2).min(self.settings.max_backoff);
                 self.phase = Phase::Open { retry_at: now + self.backoff };
-                Some(Transition::Opened { backoff: self.backoff, after_probe: true })
+                Some(Transition::Opened { backoff: self.backoff, failures: 0, calls: 0, after_probe: true })
             }
             Phase::Closed => {
-                self.recent.push_back(now);
-                while self.recent.front().is_some_and(|t| now.saturating_duration_since(*t) > self.settings.window) {
-                    self.recent.pop_front();
-                }
-                if self.recent.len() < self.settings.failures as usize {
+                let failures = counts.limit_hits;
+                // The counts are taken without a lock: never fewer calls
+                // than failures.
+                let calls = counts.calls.max(failures);
+                let enough = failures >= u64::from(self.settings.failures);
+                let share = failures * 100 >= u64::from(self.settings.failure_percent) * calls;
+                if !(enough && share) {
                     return None;
                 }
-                self.recent.clear();
                 self.backoff = self.settings.backoff.min(self.settings.max_backoff);
                 self.phase = Phase::Open { retry_at: now + self.backoff };
                 self.since = Some(now);
-                Some(Transition::Opened { backoff: self.backoff, after_probe: false })
+                Some(Transition::Opened { backoff: self.backoff, failures, calls, after_probe: false })
             }
             // A call admitted before the breaker opened, finishing late:
             // the quarantine is already decided.
@@ -192,18 +314,43 @@ impl State {
         }
     }
 
-    /// The state now, failures in the window, and the time to the next
-    /// retry when open.
-    pub(crate) fn snapshot(&self, now: Instant) -> (BreakerState, usize, Option<Duration>) {
+    /// The state now, and the time to the next retry when open.
+    pub(crate) fn snapshot(&self, now: Instant) -> (BreakerState, Option<Duration>) {
         match self.phase {
-            Phase::Closed => {
-                let recent =
-                    self.recent.iter().filter(|t| now.saturating_duration_since(**t) <= self.settings.window).count();
-                (BreakerState::Closed, recent, None)
-            }
-            Phase::Open { retry_at } => (BreakerState::Open, 0, Some(retry_at.saturating_duration_since(now))),
-            Phase::Probing => (BreakerState::Probing, 0, None),
+            Phase::Closed => (BreakerState::Closed, None),
+            Phase::Open { retry_at } => (BreakerState::Open, Some(retry_at.saturating_duration_since(now))),
+            Phase::Probing => (BreakerState::Probing, None),
         }
+    }
+}
+
+/// Hooks a breaker keeps their own windows for: a world has at most four,
+/// plus `call` (`Pool::take`). More share one window.
+const HOOK_SLOTS: usize = 6;
+
+/// One hook's windows. The share is taken per hook: a fail-open plugin
+/// whose `on-request` spins on every request still has its `on-response`
+/// run (and succeed) on each, and calls of both hooks together would never
+/// be more than half limit hits.
+#[derive(Debug)]
+struct HookWindows {
+    hook: &'static str,
+    calls: Window,
+    limit_hits: Window,
+}
+
+impl HookWindows {
+    fn new(hook: &'static str, settings: &BreakerSettings, origin: Instant) -> Self {
+        Self { hook, calls: Window::new(settings.window, origin), limit_hits: Window::new(settings.window, origin) }
+    }
+
+    fn counts(&self, now: Instant) -> Counts {
+        Counts { limit_hits: self.limit_hits.count(now), calls: self.calls.count(now) }
+    }
+
+    fn clear(&self) {
+        self.calls.clear();
+        self.limit_hits.clear();
     }
 }
 
@@ -213,22 +360,47 @@ pub(crate) struct Breaker {
     pub(crate) tenant: String,
     pub(crate) plugin: String,
     settings: BreakerSettings,
+    origin: Instant,
+    /// Calls and limit hits per hook within the window, counted without
+    /// the lock; filled in first-use order and never changed.
+    hooks: [OnceLock<HookWindows>; HOOK_SLOTS],
+    /// The windows of hooks beyond [`HOOK_SLOTS`].
+    other: HookWindows,
     state: Mutex<State>,
-    /// Whether `state` is closed, readable without the lock: every call is
-    /// admitted and every success recorded, and while closed neither needs
-    /// the lock or the clock (a few hundred nanoseconds per call saved).
+    /// Whether `state` is closed, readable without the lock: while closed,
+    /// every call is admitted without the lock or the clock.
     closed: AtomicBool,
 }
 
 impl Breaker {
     pub(crate) fn new(tenant: &str, plugin: &str, settings: BreakerSettings) -> Self {
+        let origin = Instant::now();
         Self {
             tenant: tenant.to_owned(),
             plugin: plugin.to_owned(),
             settings,
+            origin,
+            hooks: Default::default(),
+            other: HookWindows::new("other", &settings, origin),
             state: Mutex::new(State::new(settings)),
             closed: AtomicBool::new(true),
         }
+    }
+
+    fn windows(&self, hook: &'static str) -> &HookWindows {
+        for slot in &self.hooks {
+            // A free slot is taken for this hook, unless another thread
+            // takes it first (for its own hook): then look further.
+            let windows = slot.get_or_init(|| HookWindows::new(hook, &self.settings, self.origin));
+            if windows.hook == hook {
+                return windows;
+            }
+        }
+        &self.other
+    }
+
+    fn every_window(&self) -> impl Iterator<Item = &HookWindows> {
+        self.hooks.iter().filter_map(OnceLock::get).chain(std::iter::once(&self.other))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -250,52 +422,80 @@ impl Breaker {
         self.with_state(|state| state.admit(Instant::now()))
     }
 
-    /// Records a call's outcome; logs and returns a transition.
-    pub(crate) fn record(&self, failed: bool, probe: bool, hook: &str) -> Option<Transition> {
-        if !failed && !probe {
-            // A success that is not a probe changes nothing, in any phase.
+    /// Records how a call of `hook` that ran at `now` ended; logs and
+    /// returns a transition.
+    pub(crate) fn record(&self, now: Instant, health: Health, probe: bool, hook: &'static str) -> Option<Transition> {
+        if self.settings.failures == 0 {
             return None;
         }
-        let now = Instant::now();
-        let transition =
-            self.with_state(|state| if failed { state.failure(now, probe) } else { state.success(now, probe) });
+        let windows = self.windows(hook);
+        windows.calls.add(now);
+        let transition = match (health, probe) {
+            // Within limits and not a probe changes nothing, in any phase.
+            (Health::WithinLimits, false) => return None,
+            (Health::WithinLimits, true) => self.with_state(|state| state.within_limits(now, true)),
+            (Health::LimitHit, _) => {
+                windows.limit_hits.add(now);
+                let counts = windows.counts(now);
+                self.with_state(|state| state.limit_hit(now, probe, counts))
+            }
+        };
+        if matches!(transition, Some(Transition::Opened { after_probe: false, .. } | Transition::Closed { .. })) {
+            // The next closed phase counts afresh.
+            self.every_window().for_each(HookWindows::clear);
+        }
+        self.log(transition, hook);
+        transition
+    }
+
+    fn log(&self, transition: Option<Transition>, hook: &str) {
         let (tenant, plugin) = (&self.tenant, &self.plugin);
         match transition {
-            Some(Transition::Opened { backoff, after_probe: false }) => {
-                let BreakerSettings { failures, window, .. } = self.settings;
+            Some(Transition::Opened { backoff, failures, calls, after_probe: false }) => {
+                let window = self.settings.window;
                 tracing::error!(
                     tenant = %tenant,
                     plugin = %plugin,
-                    "plugin quarantined: {failures} failures within {window:?} (last in {hook}); \
-                     its failure policy applies without running it; retry in {backoff:?}"
+                    "plugin quarantined: {failures} of its {calls} {hook} calls within {window:?} hit a limit \
+                     (time, memory or setup); its failure policy applies without running it; retry in {backoff:?}"
                 );
             }
-            Some(Transition::Opened { backoff, after_probe: true }) => {
+            Some(Transition::Opened { backoff, after_probe: true, .. }) => {
                 tracing::error!(
                     tenant = %tenant,
                     plugin = %plugin,
-                    "plugin still failing after quarantine (retry in {hook} failed); quarantined again, retry in {backoff:?}"
+                    "plugin still failing after quarantine (retry in {hook} hit a limit); quarantined again, retry in {backoff:?}"
                 );
             }
             Some(Transition::Closed { quarantined }) => {
                 tracing::warn!(
                     tenant = %tenant,
                     plugin = %plugin,
-                    "plugin back in service: the retry succeeded after {:.1} s in quarantine",
+                    "plugin back in service: the retry ended within its limits after {:.1} s in quarantine",
                     quarantined.as_secs_f64()
                 );
             }
             None => {}
         }
-        transition
     }
 
     pub(crate) fn abandon(&self) {
         self.with_state(|state| state.abandon(Instant::now()));
     }
 
-    pub(crate) fn snapshot(&self) -> (BreakerState, usize, Option<Duration>) {
-        self.lock().snapshot(Instant::now())
+    /// The state, with the calls and limit hits of every hook in the
+    /// window (while closed).
+    pub(crate) fn snapshot(&self) -> BreakerSnapshot {
+        let now = Instant::now();
+        let (state, retry_in) = self.lock().snapshot(now);
+        let (mut recent_failures, mut recent_calls) = (0, 0);
+        if state == BreakerState::Closed {
+            for counts in self.every_window().map(|w| w.counts(now)) {
+                recent_failures += counts.limit_hits;
+                recent_calls += counts.calls;
+            }
+        }
+        BreakerSnapshot { state, recent_failures, recent_calls, retry_in }
     }
 }
 
@@ -306,6 +506,7 @@ mod tests {
     fn settings() -> BreakerSettings {
         BreakerSettings {
             failures: 3,
+            failure_percent: 50,
             window: Duration::from_secs(10),
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(3),
@@ -315,70 +516,89 @@ mod tests {
     const S: Duration = Duration::from_secs(1);
     const MS: Duration = Duration::from_millis(1);
 
+    fn c(limit_hits: u64, calls: u64) -> Counts {
+        Counts { limit_hits, calls }
+    }
+
+    /// Opens `b` (closed, at `t`) with three limit hits.
+    fn open(b: &mut State, t: Instant) -> Option<Transition> {
+        b.limit_hit(t, false, c(1, 1));
+        b.limit_hit(t, false, c(2, 2));
+        b.limit_hit(t, false, c(3, 3))
+    }
+
     #[test]
-    fn opens_after_n_failures_within_the_window() {
+    fn opens_after_n_limit_hits_within_the_window() {
         let t0 = Instant::now();
         let mut b = State::new(settings());
         assert_eq!(b.admit(t0), Admit::Run);
-        assert_eq!(b.failure(t0, false), None);
-        assert_eq!(b.failure(t0 + S, false), None);
-        assert_eq!(b.success(t0 + S, false), None, "a success in the closed state changes nothing");
-        assert_eq!(b.snapshot(t0 + S).1, 2);
-        assert_eq!(b.failure(t0 + 2 * S, false), Some(Transition::Opened { backoff: S, after_probe: false }));
+        assert_eq!(b.limit_hit(t0, false, c(1, 1)), None);
+        assert_eq!(b.limit_hit(t0 + S, false, c(2, 2)), None);
+        assert_eq!(b.within_limits(t0 + S, false), None, "a success in the closed state changes nothing");
+        assert_eq!(
+            b.limit_hit(t0 + 2 * S, false, c(3, 4)),
+            Some(Transition::Opened { backoff: S, failures: 3, calls: 4, after_probe: false })
+        );
         assert_eq!(b.admit(t0 + 2 * S + 400 * MS), Admit::Refuse(600 * MS));
         assert_eq!(b.snapshot(t0 + 2 * S).0, BreakerState::Open);
     }
 
     #[test]
-    fn old_failures_leave_the_window() {
+    fn limit_hits_below_the_share_of_calls_do_not_open_it() {
         let t0 = Instant::now();
         let mut b = State::new(settings());
-        b.failure(t0, false);
-        b.failure(t0 + S, false);
-        // 11 s later the first two are out of the 10 s window.
-        assert_eq!(b.failure(t0 + 12 * S, false), None);
-        assert_eq!(b.failure(t0 + 13 * S, false), None);
-        assert!(matches!(b.failure(t0 + 14 * S, false), Some(Transition::Opened { .. })));
+        // One call in ten spins: 3, 4, 5 ... hits among 30, 40, 50 calls.
+        for i in 1..=20u32 {
+            let hits = u64::from(i);
+            assert_eq!(b.limit_hit(t0 + i * 100 * MS, false, c(hits, 10 * hits)), None, "{hits} hits");
+        }
+        // Half of the window's calls: it opens.
+        assert!(matches!(b.limit_hit(t0 + 2100 * MS, false, c(21, 42)), Some(Transition::Opened { failures: 21, .. })));
+    }
+
+    #[test]
+    fn zero_percent_opens_on_the_count_alone() {
+        let t0 = Instant::now();
+        let mut b = State::new(BreakerSettings { failure_percent: 0, ..settings() });
+        assert_eq!(b.limit_hit(t0, false, c(1, 1000)), None);
+        assert_eq!(b.limit_hit(t0, false, c(2, 1000)), None);
+        assert!(matches!(b.limit_hit(t0, false, c(3, 1000)), Some(Transition::Opened { .. })));
     }
 
     #[test]
     fn one_probe_after_the_backoff_and_success_closes() {
         let t0 = Instant::now();
         let mut b = State::new(settings());
-        for _ in 0..3 {
-            b.failure(t0, false);
-        }
+        assert!(open(&mut b, t0).is_some());
         assert_eq!(b.admit(t0 + S), Admit::Probe);
         // While the probe runs, everything else is refused.
         assert_eq!(b.admit(t0 + S), Admit::Refuse(Duration::ZERO));
         assert_eq!(b.snapshot(t0 + S).0, BreakerState::Probing);
         // A late failure of a call admitted before the quarantine is ignored.
-        assert_eq!(b.failure(t0 + S, false), None);
-        assert_eq!(b.success(t0 + S + 5 * MS, true), Some(Transition::Closed { quarantined: S + 5 * MS }));
+        assert_eq!(b.limit_hit(t0 + S, false, c(9, 9)), None);
+        assert_eq!(b.within_limits(t0 + S + 5 * MS, true), Some(Transition::Closed { quarantined: S + 5 * MS }));
         assert_eq!(b.admit(t0 + S + 5 * MS), Admit::Run);
-        assert_eq!(b.snapshot(t0 + S).1, 0, "the window starts afresh");
     }
 
     #[test]
     fn failed_probes_double_the_backoff_up_to_the_cap() {
         let t0 = Instant::now();
         let mut b = State::new(settings());
-        for _ in 0..3 {
-            b.failure(t0, false);
-        }
+        open(&mut b, t0);
         let mut now = t0 + S;
         for want in [2 * S, 3 * S, 3 * S] {
             assert_eq!(b.admit(now), Admit::Probe);
-            assert_eq!(b.failure(now, true), Some(Transition::Opened { backoff: want, after_probe: true }));
+            assert_eq!(
+                b.limit_hit(now, true, c(1, 1)),
+                Some(Transition::Opened { backoff: want, failures: 0, calls: 0, after_probe: true })
+            );
             assert_eq!(b.admit(now + want - MS), Admit::Refuse(MS));
             now += want;
         }
         assert_eq!(b.admit(now), Admit::Probe);
-        assert_eq!(b.success(now, true), Some(Transition::Closed { quarantined: now - t0 }));
+        assert_eq!(b.within_limits(now, true), Some(Transition::Closed { quarantined: now - t0 }));
         // The next quarantine starts from the first backoff again.
-        for _ in 0..3 {
-            b.failure(now, false);
-        }
+        open(&mut b, now);
         assert_eq!(b.admit(now + S), Admit::Probe);
     }
 
@@ -386,9 +606,7 @@ mod tests {
     fn an_abandoned_probe_lets_the_next_call_probe() {
         let t0 = Instant::now();
         let mut b = State::new(settings());
-        for _ in 0..3 {
-            b.failure(t0, false);
-        }
+        open(&mut b, t0);
         assert_eq!(b.admit(t0 + S), Admit::Probe);
         b.abandon(t0 + S);
         assert_eq!(b.admit(t0 + S), Admit::Probe);
@@ -398,9 +616,108 @@ mod tests {
     fn zero_failures_switches_it_off() {
         let t0 = Instant::now();
         let mut b = State::new(BreakerSettings { failures: 0, ..settings() });
-        for i in 0..100 {
-            assert_eq!(b.failure(t0 + i * MS, false), None);
+        for i in 1..100 {
+            assert_eq!(b.limit_hit(t0 + i * MS, false, c(u64::from(i), u64::from(i))), None);
         }
         assert_eq!(b.admit(t0 + S), Admit::Run);
+    }
+
+    #[test]
+    fn the_window_counts_per_slice_and_forgets_old_slices() {
+        let t0 = Instant::now();
+        let w = Window::new(10 * S, t0);
+        for i in 0..5 {
+            w.add(t0 + i * S);
+        }
+        w.add(t0 + 4 * S);
+        assert_eq!(w.count(t0 + 4 * S), 6);
+        // At 12 s, the slices of 0 s and 1 s (and 2 s, just) are out.
+        assert_eq!(w.count(t0 + 12 * S + 500 * MS), 3);
+        // The slot of 3 s is reused for 13 s and starts from zero: 4 s's two, and this one.
+        w.add(t0 + 13 * S);
+        assert_eq!(w.count(t0 + 13 * S), 3);
+        assert_eq!(w.count(t0 + 60 * S), 0);
+        w.clear();
+        assert_eq!(w.count(t0 + 13 * S), 0);
+    }
+
+    #[test]
+    fn old_limit_hits_leave_the_window() {
+        let b = Breaker::new("t", "p", settings());
+        let t0 = Instant::now();
+        b.record(t0, Health::LimitHit, false, "on-request");
+        b.record(t0 + S, Health::LimitHit, false, "on-request");
+        // 11 s later the first two are out of the 10 s window.
+        assert_eq!(b.record(t0 + 12 * S, Health::LimitHit, false, "on-request"), None);
+        assert_eq!(b.record(t0 + 13 * S, Health::LimitHit, false, "on-request"), None);
+        assert!(matches!(
+            b.record(t0 + 14 * S, Health::LimitHit, false, "on-request"),
+            Some(Transition::Opened { failures: 3, calls: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn calls_within_limits_never_open_it_and_limit_hits_open_it_at_the_share() {
+        let b = Breaker::new("t", "p", settings());
+        let t0 = Instant::now();
+        // Calls that end within their limits (traps included) change nothing.
+        for i in 0..200u32 {
+            assert_eq!(b.record(t0 + i * 10 * MS, Health::WithinLimits, false, "on-request"), None);
+        }
+        assert_eq!(b.admit(), Admit::Run);
+        let snap = b.snapshot();
+        assert_eq!((snap.state, snap.recent_failures), (BreakerState::Closed, 0));
+        // Spinning calls among good ones: 3 of 9 is a third, below half.
+        let t1 = t0 + 30 * S;
+        for i in 0..9u32 {
+            let health = if i % 3 == 2 { Health::LimitHit } else { Health::WithinLimits };
+            assert_eq!(b.record(t1 + i * MS, health, false, "on-request"), None, "call {i}");
+        }
+        // Two more: 5 of 11 is still below half; then 6 of 12 opens it.
+        assert_eq!(b.record(t1 + 10 * MS, Health::LimitHit, false, "on-request"), None);
+        assert_eq!(b.record(t1 + 11 * MS, Health::LimitHit, false, "on-request"), None);
+        assert!(matches!(
+            b.record(t1 + 12 * MS, Health::LimitHit, false, "on-request"),
+            Some(Transition::Opened { failures: 6, calls: 12, .. })
+        ));
+        assert!(matches!(b.admit(), Admit::Refuse(_)));
+    }
+
+    #[test]
+    fn the_share_is_taken_per_hook() {
+        let b = Breaker::new("t", "p", settings());
+        let t0 = Instant::now();
+        // Fail-open: on-request spins on every request, on-response still runs and returns.
+        for i in 0..2u32 {
+            let t = t0 + i * MS;
+            assert_eq!(b.record(t, Health::LimitHit, false, "on-request"), None);
+            assert_eq!(b.record(t, Health::WithinLimits, false, "on-response"), None);
+        }
+        let snap = b.snapshot();
+        assert_eq!((snap.recent_failures, snap.recent_calls), (2, 4));
+        // Three of on-request's three calls, though three of the plugin's five.
+        assert!(matches!(
+            b.record(t0 + 2 * MS, Health::LimitHit, false, "on-request"),
+            Some(Transition::Opened { failures: 3, calls: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_probe_within_its_limits_ends_the_quarantine() {
+        let s = BreakerSettings { backoff: MS, max_backoff: MS, ..settings() };
+        let b = Breaker::new("t", "p", s);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            b.record(t0, Health::LimitHit, false, "on-request");
+        }
+        assert_eq!(b.snapshot().state, BreakerState::Open);
+        std::thread::sleep(2 * MS);
+        assert_eq!(b.admit(), Admit::Probe);
+        // E.g. the probe trapped on its request's input (see `Scope::settle`).
+        let closed = b.record(Instant::now(), Health::WithinLimits, true, "on-request");
+        assert!(matches!(closed, Some(Transition::Closed { .. })), "{closed:?}");
+        assert_eq!(b.admit(), Admit::Run);
+        let snap = b.snapshot();
+        assert_eq!((snap.recent_failures, snap.recent_calls), (0, 0), "the windows start afresh");
     }
 }

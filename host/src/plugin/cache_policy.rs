@@ -68,6 +68,11 @@ impl CachePolicy {
         self.pool.name()
     }
 
+    /// The tenant it was loaded for (`None` when loaded without one).
+    pub fn tenant(&self) -> Option<&str> {
+        self.pool.tenant()
+    }
+
     /// Runs `decide` for `file` answered to `req` and renders the decision
     /// (gale writes the dates; see `wit/cache-policy.wit`). The caller adds
     /// the headers with [`CacheHeaders::apply`]. On error the instance is

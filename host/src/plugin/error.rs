@@ -145,10 +145,11 @@ pub enum PluginError {
         message: String,
     },
 
-    /// The plugin is quarantined by its tenant's circuit breaker (it failed
-    /// too often lately): the call was refused without running it.
+    /// The plugin is quarantined by its tenant's circuit breaker (too many
+    /// of its calls hit a limit lately): the call was refused without
+    /// running it.
     #[error(
-        "plugin `{plugin}` of tenant `{tenant}` is quarantined after repeated failures; {hook} not run (retry in {retry_in:?})"
+        "plugin `{plugin}` of tenant `{tenant}` is quarantined: too many of its calls hit a limit; {hook} not run (retry in {retry_in:?})"
     )]
     Quarantined {
         /// The plugin's name.
@@ -205,10 +206,60 @@ impl PluginError {
     }
 
     /// True when the call was refused without running because the plugin
-    /// is quarantined: expected while the quarantine lasts (the opening was
-    /// logged once), so callers log these quietly.
+    /// is quarantined.
     pub fn is_quarantined(&self) -> bool {
         matches!(self, Self::Quarantined { .. })
+    }
+
+    /// True for failures that cost the machine whatever the request was: the
+    /// call ran to its time limit or grew to its memory cap, or a fresh
+    /// instance could not be set up (instantiated and configured). Only
+    /// these feed the plugin's circuit breaker. A trap or an invalid answer
+    /// ends as quickly as a call and may be caused by one request's input,
+    /// so `on_error` answers it for that request alone; a `Busy` refusal is
+    /// the tenant's concurrency cap at work, not this plugin's failure.
+    pub fn is_limit_hit(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::MemoryLimit { .. } | Self::Config { .. } => true,
+            Self::Trap { hook, .. } => matches!(*hook, "instantiate" | "configure"),
+            _ => false,
+        }
+    }
+
+    /// The kind of error, in the words of the `outcome` label of
+    /// `gale_plugin_calls_total` where there is one: `trap`, `timeout`,
+    /// `memory_limit`, `busy`, `quarantined`; else `invalid_output`,
+    /// `config`, or `load` for the other load errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Trap { .. } => "trap",
+            Self::Timeout { .. } => "timeout",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::Busy { .. } => "busy",
+            Self::Quarantined { .. } => "quarantined",
+            Self::InvalidOutput { .. } => "invalid_output",
+            Self::Config { .. } => "config",
+            Self::InvalidName { .. }
+            | Self::NotFound { .. }
+            | Self::Read { .. }
+            | Self::Defaults { .. }
+            | Self::Compile { .. }
+            | Self::WrongWorld { .. }
+            | Self::Engine { .. } => "load",
+        }
+    }
+
+    /// The hook a call error happened in (`None` for load errors).
+    pub fn hook(&self) -> Option<&'static str> {
+        match self {
+            Self::Trap { hook, .. }
+            | Self::Timeout { hook, .. }
+            | Self::MemoryLimit { hook, .. }
+            | Self::InvalidOutput { hook, .. }
+            | Self::Quarantined { hook, .. }
+            | Self::Busy { hook, .. } => Some(*hook),
+            _ => None,
+        }
     }
 
     /// The plugin the error is about, when there is one.

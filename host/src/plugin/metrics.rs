@@ -156,8 +156,8 @@ pub fn render(out: &mut String) {
     out.push_str("# HELP gale_plugin_quarantined Whether the plugin is quarantined now (1: open or probing).\n");
     out.push_str("# TYPE gale_plugin_quarantined gauge\n");
     for t in &tenants {
-        for (plugin, state, _, _) in t.breakers() {
-            let open = u8::from(state != super::BreakerState::Closed);
+        for (plugin, breaker) in t.breakers() {
+            let open = u8::from(breaker.state != super::BreakerState::Closed);
             let _ = writeln!(
                 out,
                 "gale_plugin_quarantined{{tenant=\"{}\",plugin=\"{}\"}} {open}",

@@ -4,8 +4,10 @@
 //!
 //! Tenants (`tenant.rs`): each owns a plugin directory, limits, a cap on
 //! its calls in flight and on its warm instances, and a circuit breaker per
-//! plugin (`breaker.rs`); calls are counted per (tenant, plugin, hook) in
-//! `metrics.rs`.
+//! plugin (`breaker.rs`: calls that hit a limit open it, traps do not);
+//! calls are counted per (tenant, plugin, hook) in `metrics.rs`, and a failed
+//! call is logged where its failure policy is applied, repeats rate-limited
+//! (`failure_log.rs`).
 //!
 //! Lifecycle: a plugin is compiled once (and cached on disk by content
 //! hash), pre-instantiated once per attachment, and each hook call takes a
@@ -22,6 +24,7 @@ mod breaker;
 mod cache_policy;
 mod convert;
 mod error;
+mod failure_log;
 mod header_policy;
 mod headers;
 mod host;
@@ -35,9 +38,10 @@ mod source;
 mod tenant;
 mod upload_fields;
 
-pub use breaker::{BreakerSettings, BreakerState};
+pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState};
 pub use cache_policy::CachePolicy;
 pub use error::PluginError;
+pub use failure_log::{Consequence, REPEAT_INTERVAL, log_failure};
 pub use header_policy::{HeaderPolicy, HookRequest, RequestAction, RequestView, ResponseInput};
 pub use headers::{HeaderEdit, HeaderEdits};
 pub use limits::Limits;

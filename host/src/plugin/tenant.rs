@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::bindings::World;
-use super::breaker::{Admit, Breaker, BreakerSettings, BreakerState, Transition};
+use super::breaker::{Admit, Breaker, BreakerSettings, BreakerSnapshot, Health, Transition};
 use super::error::PluginError;
 use super::limits::Limits;
 use super::metrics::{self, CallMetrics, Outcome};
@@ -156,17 +156,10 @@ impl Tenant {
             .clone()
     }
 
-    /// Each plugin's breaker: name, state, failures in the window, time to
-    /// the next retry when open.
-    pub fn breakers(&self) -> Vec<(String, BreakerState, usize, Option<Duration>)> {
+    /// Each plugin's name and breaker.
+    pub fn breakers(&self) -> Vec<(String, BreakerSnapshot)> {
         let breakers = self.inner.breakers.lock().unwrap_or_else(PoisonError::into_inner);
-        breakers
-            .iter()
-            .map(|(name, b)| {
-                let (state, recent, retry_in) = b.snapshot();
-                (name.clone(), state, recent, retry_in)
-            })
-            .collect()
+        breakers.iter().map(|(name, b)| (name.clone(), b.snapshot())).collect()
     }
 
     /// This tenant as `/status` shows it.
@@ -176,12 +169,13 @@ impl Tenant {
         let plugins: Vec<_> = self
             .breakers()
             .into_iter()
-            .map(|(name, state, recent, retry_in)| {
+            .map(|(name, b)| {
                 serde_json::json!({
                     "name": name,
-                    "breaker": state.as_str(),
-                    "recent_failures": recent,
-                    "retry_in_ms": retry_in.map(ms),
+                    "breaker": b.state.as_str(),
+                    "recent_failures": b.recent_failures,
+                    "recent_calls": b.recent_calls,
+                    "retry_in_ms": b.retry_in.map(ms),
                 })
             })
             .collect();
@@ -196,6 +190,7 @@ impl Tenant {
             },
             "breaker": {
                 "failures": s.breaker.failures,
+                "failure_percent": s.breaker.failure_percent,
                 "window_ms": ms(s.breaker.window),
                 "backoff_ms": ms(s.breaker.backoff),
                 "max_backoff_ms": ms(s.breaker.max_backoff),
@@ -276,15 +271,15 @@ impl Scope {
         lookup().1
     }
 
-    /// Admits a call of `plugin`'s `hook`: refused while the plugin is
-    /// quarantined; otherwise it waits up to `wait` for one of the tenant's
-    /// concurrency slots.
     /// Counts a call of `hook` answered from memory (no admission: nothing
     /// runs).
     pub(crate) fn remembered(&self, hook: &'static str) {
         self.series(hook).outcome(Outcome::Remembered);
     }
 
+    /// Admits a call of `plugin`'s `hook`: refused while the plugin is
+    /// quarantined; otherwise it waits up to `wait` for one of the tenant's
+    /// concurrency slots.
     pub(crate) async fn admit(&self, plugin: &str, hook: &'static str, wait: Duration) -> Result<Ticket, PluginError> {
         let probe = match self.breaker.admit() {
             Admit::Refuse(retry_in) => {
@@ -324,11 +319,13 @@ impl Scope {
     }
 
     /// Records how an admitted call ended (`error`: `None` when it ran and
-    /// returned): metrics, and the breaker for traps, timeouts and
-    /// memory-limit hits. Frees the concurrency slot.
+    /// returned): metrics, and the breaker, which every call feeds (its
+    /// window counts them) and only limit hits can open (see
+    /// [`PluginError::is_limit_hit`]). Frees the concurrency slot.
     pub(crate) fn settle(&self, mut ticket: Ticket, hook: &'static str, error: Option<&PluginError>) {
         let series = self.series(hook);
-        series.observe(ticket.started.elapsed());
+        let now = Instant::now();
+        series.observe(now.saturating_duration_since(ticket.started));
         let outcome = match error {
             None => Outcome::Ok,
             Some(PluginError::Timeout { .. }) => Outcome::Timeout,
@@ -338,7 +335,11 @@ impl Scope {
         };
         series.outcome(outcome);
         let probe = ticket.probe.take().is_some();
-        if let Some(Transition::Opened { .. }) = self.breaker.record(outcome != Outcome::Ok, probe, hook) {
+        let health = match error {
+            Some(e) if e.is_limit_hit() => Health::LimitHit,
+            _ => Health::WithinLimits,
+        };
+        if let Some(Transition::Opened { .. }) = self.breaker.record(now, health, probe, hook) {
             series.quarantine();
         }
     }
@@ -361,6 +362,7 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::BreakerState;
 
     fn settings(name: &str, max_concurrent: usize, max_instances: usize) -> TenantSettings {
         TenantSettings {
@@ -375,6 +377,10 @@ mod tests {
 
     fn trap() -> PluginError {
         PluginError::Trap { plugin: "p".into(), hook: "on-request", trap: "unreachable".into() }
+    }
+
+    fn timeout() -> PluginError {
+        PluginError::Timeout { plugin: "p".into(), hook: "on-request", limit: Duration::from_millis(5) }
     }
 
     #[tokio::test]
@@ -403,26 +409,78 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failures_quarantine_the_plugin_for_every_attachment_of_the_tenant() {
+    async fn limit_hits_quarantine_the_plugin_for_every_attachment_of_the_tenant() {
         let tenant = Tenant::new(settings("tenant-test-breaker", 8, 4));
-        let a = Scope::new(&tenant, "test_trap");
-        let b = Scope::new(&tenant, "test-trap");
+        let a = Scope::new(&tenant, "test_loop");
+        let b = Scope::new(&tenant, "test-loop");
         for scope in [&a, &b] {
-            let t = scope.admit("test-trap", "on-request", Duration::ZERO).await.expect("admitted");
-            scope.settle(t, "on-request", Some(&trap()));
+            let t = scope.admit("test-loop", "on-request", Duration::ZERO).await.expect("admitted");
+            scope.settle(t, "on-request", Some(&timeout()));
         }
-        let refused = a.admit("test-trap", "on-response", Duration::ZERO).await.expect_err("quarantined");
+        let refused = a.admit("test-loop", "on-response", Duration::ZERO).await.expect_err("quarantined");
         assert!(matches!(refused, PluginError::Quarantined { .. }), "{refused}");
         assert!(refused.to_string().contains("tenant-test-breaker"), "{refused}");
-        assert_eq!(tenant.breakers()[0].0, "test-trap");
-        assert_eq!(tenant.breakers()[0].1, BreakerState::Open);
+        let breakers = tenant.breakers();
+        assert_eq!(breakers[0].0, "test-loop");
+        assert_eq!(breakers[0].1.state, BreakerState::Open);
         // Another tenant's breaker for the same plugin is its own.
         let other = Tenant::new(settings("tenant-test-breaker-2", 8, 4));
-        assert!(Scope::new(&other, "test-trap").admit("test-trap", "on-request", Duration::ZERO).await.is_ok());
+        assert!(Scope::new(&other, "test-loop").admit("test-loop", "on-request", Duration::ZERO).await.is_ok());
         let status = status();
         let tenants = status["tenants"].as_array().expect("list");
         let mine = tenants.iter().find(|t| t["name"] == "tenant-test-breaker").expect("listed");
         assert_eq!(mine["plugins"][0]["breaker"], "open");
+    }
+
+    #[tokio::test]
+    async fn traps_never_quarantine_the_plugin_and_a_trapping_probe_ends_a_quarantine() {
+        let tenant = Tenant::new(settings("tenant-test-traps", 8, 4));
+        let scope = Scope::new(&tenant, "test-trap");
+        // Far more traps than `failures`, and nothing else: every call is still admitted.
+        for _ in 0..50 {
+            let t = scope.admit("test-trap", "on-request", Duration::ZERO).await.expect("never quarantined");
+            scope.settle(t, "on-request", Some(&trap()));
+        }
+        let snapshot = tenant.breakers()[0].1;
+        assert_eq!((snapshot.state, snapshot.recent_failures, snapshot.recent_calls), (BreakerState::Closed, 0, 50));
+        // Two limit hits among 52 calls: 2 is `failures`, but far below half of the calls.
+        for _ in 0..2 {
+            let t = scope.admit("test-trap", "on-request", Duration::ZERO).await.expect("admitted");
+            scope.settle(t, "on-request", Some(&timeout()));
+        }
+        assert_eq!(tenant.breakers()[0].1.state, BreakerState::Closed);
+        // Busy refusals (the tenant's cap) do not count either: they never reach the breaker.
+        assert!(
+            !PluginError::Busy {
+                plugin: "p".into(),
+                tenant: "t".into(),
+                hook: "on-request",
+                max_concurrent: 1,
+                waited: Duration::ZERO
+            }
+            .is_limit_hit()
+        );
+
+        // A tenant whose plugin does hit its limits is quarantined; a probe that traps (the
+        // request's own input) ends the quarantine: the plugin ran within its limits.
+        let spinning = Tenant::new(s_with_backoff("tenant-test-traps-2", Duration::from_millis(1)));
+        let scope = Scope::new(&spinning, "test-trap");
+        for _ in 0..2 {
+            let t = scope.admit("test-trap", "on-request", Duration::ZERO).await.expect("admitted");
+            scope.settle(t, "on-request", Some(&timeout()));
+        }
+        assert_eq!(spinning.breakers()[0].1.state, BreakerState::Open);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let probe = scope.admit("test-trap", "on-request", Duration::ZERO).await.expect("the probe");
+        assert!(probe.probe.is_some());
+        scope.settle(probe, "on-request", Some(&trap()));
+        assert_eq!(spinning.breakers()[0].1.state, BreakerState::Closed);
+    }
+
+    fn s_with_backoff(name: &str, backoff: Duration) -> TenantSettings {
+        let mut s = settings(name, 8, 4);
+        s.breaker.backoff = backoff;
+        s
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Tenants with the real guests (built by `scripts/build-plugins.sh` into
 //! `<repo>/target/plugins/`): timeouts and memory-limit hits count toward
-//! the breaker and the metrics; two tenants never share a pool; the
-//! warm-instance cap spans a tenant's pools.
+//! the breaker and the metrics, traps only toward the metrics; two tenants
+//! never share a pool; the warm-instance cap spans a tenant's pools.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Uri};
 use super::*;
 
 fn plugins_dir() -> PathBuf {
-    test_support::plugins_dir(&["test_oom"])
+    test_support::plugins_dir(&["test_oom", "test_loop", "test_trap"])
 }
 
 fn tenant(name: &str, failures: u32, max_instances: usize) -> Tenant {
@@ -70,7 +70,7 @@ async fn memory_hits_and_timeouts_quarantine_the_plugin() {
         assert!(matches!(e, PluginError::Timeout { .. }), "{e}");
     }
     assert!(call(&spin, "/fine").await.expect_err("quarantined").is_quarantined());
-    let states: Vec<_> = t.breakers().into_iter().map(|(name, state, ..)| (name, state)).collect();
+    let states: Vec<_> = t.breakers().into_iter().map(|(name, b)| (name, b.state)).collect();
     assert_eq!(states, [("test-loop".to_owned(), BreakerState::Open), ("test-oom".to_owned(), BreakerState::Open)]);
 
     let text = metrics_text();
@@ -82,6 +82,33 @@ async fn memory_hits_and_timeouts_quarantine_the_plugin() {
         format!("gale_plugin_calls_total{{{},outcome=\"timeout\"}} 2", l("test-loop")),
         format!("gale_plugin_calls_total{{{},outcome=\"ok\"}} 1", l("test-loop")),
         "gale_plugin_quarantined{tenant=\"unit-breaker\",plugin=\"test-oom\"} 1".to_owned(),
+    ] {
+        assert!(text.contains(&want), "missing {want} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn traps_are_counted_but_never_quarantine_the_plugin() {
+    let rt = PluginRuntime::new(RuntimeOptions::default()).expect("runtime");
+    let t = tenant("unit-traps", 2, 8);
+    let config = "path_prefix = \"/x\"".parse::<toml::Table>().expect("toml");
+    let trap = rt.load_header_policy_for(&t, "test-trap", &config).await.expect("loads");
+    for round in 0..20 {
+        let e = call(&trap, "/x").await.expect_err("traps");
+        assert!(matches!(e, PluginError::Trap { .. }), "{e}");
+        assert!(!e.is_limit_hit());
+        // The next request, another client's, gets the plugin as usual.
+        assert!(call(&trap, "/fine").await.is_ok(), "round {round}");
+    }
+    let (_, b) = &t.breakers()[0];
+    assert_eq!((b.state, b.recent_failures, b.recent_calls), (BreakerState::Closed, 0, 40));
+    let text = metrics_text();
+    let l = "tenant=\"unit-traps\",plugin=\"test-trap\",hook=\"on-request\"";
+    for want in [
+        format!("gale_plugin_calls_total{{{l},outcome=\"trap\"}} 20"),
+        format!("gale_plugin_calls_total{{{l},outcome=\"ok\"}} 20"),
+        format!("gale_plugin_calls_total{{{l},outcome=\"quarantined\"}} 0"),
+        format!("gale_plugin_quarantines_total{{{l}}} 0"),
     ] {
         assert!(text.contains(&want), "missing {want} in\n{text}");
     }

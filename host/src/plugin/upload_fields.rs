@@ -62,6 +62,11 @@ impl UploadFieldsPlugin {
         self.pool.name()
     }
 
+    /// The tenant it was loaded for (`None` when loaded without one).
+    pub fn tenant(&self) -> Option<&str> {
+        self.pool.tenant()
+    }
+
     /// Whether the plugin asked for the SHA-256 of stored files.
     pub fn needs_sha256(&self) -> bool {
         self.sha256

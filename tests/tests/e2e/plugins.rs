@@ -254,10 +254,9 @@ plugins = ["test-loop"]"#;
 #[test]
 fn a_trapping_plugin_fails_closed_every_time_and_the_next_request_works() {
     let trap = r#"[{ name = "test-trap", config = { path_prefix = "/trap" } }]"#;
-    // The circuit breaker (issue 6) would quarantine the plugin after five
-    // traps; this test is about instance recovery, so the breaker is off.
-    let (tornado, gale) =
-        start(trap, |c| c.global("plugin_breaker", gale_tests::config::Raw("{ failures = 0 }".into())));
+    // Six traps with the default breaker (`failures = 5`): a trap is answered per request and
+    // never quarantines the plugin (tests/tests/e2e/adversarial/breaker.rs has the attack).
+    let (tornado, gale) = start(trap, |c| c);
     for round in 0..3 {
         let response = gale.get("/trap/whoami");
         assert_eq!(response.status, 503, "round {round}:\n{response}");

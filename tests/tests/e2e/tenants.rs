@@ -1,8 +1,8 @@
 //! Tenants and plugin containment through the real binary: one tenant's spinning plugin does
-//! not starve another tenant; a trapping plugin is quarantined and comes back after the backoff;
-//! the capability probe is denied files, sockets and the environment; plugin metrics carry
-//! tenant and plugin labels; `gale plugins explain`; and a tenant cannot load a plugin that
-//! exists only in another tenant's (or the global) plugin directory.
+//! not starve another tenant; a plugin that spins to its deadline is quarantined and comes back
+//! after the backoff; the capability probe is denied files, sockets and the environment; plugin
+//! metrics carry tenant and plugin labels; `gale plugins explain`; and a tenant cannot load a
+//! plugin that exists only in another tenant's (or the global) plugin directory.
 //!
 //! The fixtures (`test-loop`, `test-trap`, `test-probe`, `header-policy`) come from
 //! `<repo>/target/plugins/` (`scripts/build-plugins.sh`); each test copies the ones a tenant
@@ -175,91 +175,101 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-/// One tenant `t` with `plugin` attached (fail-open) to `location /`, and the admin listener.
+/// One tenant `t` with `plugin` attached to `location /`, the harness's generous hook time
+/// limit, `breaker` (a `breaker = ...` line, or nothing), and the admin listener.
 fn one_tenant(tornado: &Tornado, dir: &Path, attach: &str, breaker: &str) -> String {
     format!(
         "[global]\nthreads = 2\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
-         [tenant.t]\nplugin_dir = {dir}\nlimits = {{ hook_timeout = \"1s\" }}\n{breaker}\n\n\
+         [tenant.t]\nplugin_dir = {dir}\nlimits = {{ hook_timeout = \"{timeout}\" }}\n{breaker}\n\n\
          [upstream.app]\nservers = [\"{backend}\"]\n\n\
          [[server]]\nlisten = [\"127.0.0.1:0\"]\ntenant = \"t\"\n\
          [[server.location]]\npath = \"/\"\nproxy = {{ pass = \"app\" }}\nplugins = [{attach}]\n",
         dir = q(dir.display().to_string()),
+        timeout = gale_tests::plugins::HOOK_TIMEOUT,
         backend = tornado.addr(),
     )
 }
 
-/// Whether `test-trap` ran on this request: it adds `x-fixture` when it continues.
+/// Whether `test-loop` ran on this request (fail-open): it adds `x-fixture` when it continues;
+/// a spin cut off at the deadline, or a quarantine, lets the request through without it.
 #[track_caller]
-fn trap_ran(gale: &Gale, target: &str) -> bool {
+fn loop_ran(gale: &Gale, target: &str) -> bool {
     let r = gale.get(target);
     r.expect_status(200);
-    r.json::<Whoami>().header("x-fixture") == Some("test-trap")
+    r.json::<Whoami>().header("x-fixture") == Some("test-loop")
 }
 
+// The breaker opens on calls that hit a limit (here: test-loop spinning to its deadline under
+// /x), when they are `failures` and at least half of their hook's calls in the window; traps
+// never open it (tests/tests/e2e/adversarial/breaker.rs).
+
 #[test]
-fn a_trapping_plugin_is_quarantined_then_retried_with_a_doubling_backoff() {
+fn a_spinning_plugin_is_quarantined_then_retried_with_a_doubling_backoff() {
     let tornado = Tornado::spawn("app");
     let dirs = Dirs::new();
-    let dir = dirs.with("t", &["test-trap"]);
-    let attach = "{ name = \"test-trap\", on_error = \"fail-open\", config = { path_prefix = \"/x\" } }";
+    let dir = dirs.with("t", &["test-loop"]);
+    let attach = "{ name = \"test-loop\", on_error = \"fail-open\", config = { path_prefix = \"/x\" } }";
     let breaker = "breaker = { failures = 3, window = \"1m\", backoff = \"1s\", max_backoff = \"10s\" }";
     let gale = Gale::start(&one_tenant(&tornado, &dir, attach, breaker));
     let admin = admin_addr(&gale);
 
-    assert!(trap_ran(&gale, "/ok/whoami"), "the plugin runs and continues outside /x");
+    assert!(loop_ran(&gale, "/ok/whoami"), "the plugin runs and continues outside /x");
     for _ in 0..3 {
-        assert!(!trap_ran(&gale, "/x/whoami"), "a trap is skipped (fail-open)");
+        assert!(!loop_ran(&gale, "/x/whoami"), "a spin cut off at the deadline is skipped (fail-open)");
     }
-    // Quarantined: not run even where it would not trap.
-    assert!(!trap_ran(&gale, "/ok/whoami"));
-    assert!(!trap_ran(&gale, "/ok/whoami"));
-    wait_for_log(&gale, "plugin quarantined: 3 failures");
+    // Quarantined: not run even where it would not spin.
+    assert!(!loop_ran(&gale, "/ok/whoami"));
+    assert!(!loop_ran(&gale, "/ok/whoami"));
+    // Three spins of four on-request calls (the share is per hook: fail-open, every request
+    // also had its on-response call).
+    wait_for_log(&gale, "plugin quarantined: 3 of its 4 on-request calls");
     let status = admin::status(admin);
     let plugin = &status["plugins"]["tenants"][0]["plugins"][0];
     assert_eq!(status["plugins"]["tenants"][0]["name"], "t", "{status:#}");
-    assert_eq!(plugin["name"], "test-trap");
+    assert_eq!(plugin["name"], "test-loop");
     assert_eq!(plugin["breaker"], "open", "{status:#}");
 
-    // After the backoff one request probes; it traps, so the quarantine doubles to 2 s.
+    // After the backoff one request probes; it spins, so the quarantine doubles to 2 s.
     thread::sleep(Duration::from_millis(1300));
-    assert!(!trap_ran(&gale, "/x/whoami"), "the probe ran and trapped");
+    assert!(!loop_ran(&gale, "/x/whoami"), "the probe ran and spun");
     let reopened = Instant::now();
     wait_for_log(&gale, "plugin still failing after quarantine");
     thread::sleep(Duration::from_millis(1000));
     if reopened.elapsed() < Duration::from_millis(1900) {
-        assert!(!trap_ran(&gale, "/ok/whoami"), "still quarantined 1 s into a 2 s backoff");
+        assert!(!loop_ran(&gale, "/ok/whoami"), "still quarantined 1 s into a 2 s backoff");
     }
     thread::sleep(Duration::from_secs(2).saturating_sub(reopened.elapsed()) + Duration::from_millis(300));
-    // The probe succeeds: back in service.
-    assert!(trap_ran(&gale, "/ok/whoami"), "the plugin is back after the doubled backoff");
-    assert!(trap_ran(&gale, "/ok/whoami"));
+    // The probe ends within its limits: back in service.
+    assert!(loop_ran(&gale, "/ok/whoami"), "the plugin is back after the doubled backoff");
+    assert!(loop_ran(&gale, "/ok/whoami"));
     wait_for_log(&gale, "plugin back in service");
 
     let m = admin::metrics(admin);
     let calls = |hook: &str, outcome: &str| {
         m.get(
             "gale_plugin_calls_total",
-            &[("tenant", "t"), ("plugin", "test-trap"), ("hook", hook), ("outcome", outcome)],
+            &[("tenant", "t"), ("plugin", "test-loop"), ("hook", hook), ("outcome", outcome)],
         )
         .unwrap_or(0.0)
     };
-    assert_eq!(calls("on-request", "trap"), 4.0, "{}", m.text);
+    assert_eq!(calls("on-request", "timeout"), 4.0, "{}", m.text);
     assert!(calls("on-request", "quarantined") + calls("on-response", "quarantined") >= 3.0, "{}", m.text);
     let quarantines =
-        m.value("gale_plugin_quarantines_total", &[("tenant", "t"), ("plugin", "test-trap"), ("hook", "on-request")]);
+        m.value("gale_plugin_quarantines_total", &[("tenant", "t"), ("plugin", "test-loop"), ("hook", "on-request")]);
     assert_eq!(quarantines, 2.0, "opened, then reopened after the failed probe");
-    assert_eq!(m.value("gale_plugin_quarantined", &[("tenant", "t"), ("plugin", "test-trap")]), 0.0);
+    assert_eq!(m.value("gale_plugin_quarantined", &[("tenant", "t"), ("plugin", "test-loop")]), 0.0);
 }
 
 #[test]
 fn a_fail_closed_plugin_answers_503_while_quarantined() {
     let tornado = Tornado::spawn("app");
     let dirs = Dirs::new();
-    let dir = dirs.with("t", &["test-trap"]);
-    let attach = "{ name = \"test-trap\", config = { path_prefix = \"/x\" } }";
+    let dir = dirs.with("t", &["test-loop"]);
+    let attach = "{ name = \"test-loop\", config = { path_prefix = \"/x\" } }";
     let breaker = "breaker = { failures = 2, backoff = \"1m\", max_backoff = \"1m\" }";
     let gale = Gale::start(&one_tenant(&tornado, &dir, attach, breaker));
     gale.get("/ok/whoami").expect_status(200);
+    // Two spins of three on-request calls: more than half, and `failures`.
     gale.get("/x/whoami").expect_status(503);
     gale.get("/x/whoami").expect_status(503);
     let before = tornado.hits("/ok/whoami");
@@ -272,17 +282,17 @@ fn a_fail_closed_plugin_answers_503_while_quarantined() {
 fn a_reload_ends_a_quarantine() {
     let tornado = Tornado::spawn("app");
     let dirs = Dirs::new();
-    let dir = dirs.with("t", &["test-trap"]);
-    let attach = "{ name = \"test-trap\", on_error = \"fail-open\", config = { path_prefix = \"/x\" } }";
+    let dir = dirs.with("t", &["test-loop"]);
+    let attach = "{ name = \"test-loop\", on_error = \"fail-open\", config = { path_prefix = \"/x\" } }";
     let breaker = "breaker = { failures = 1, backoff = \"1h\", max_backoff = \"1h\" }";
     let config = one_tenant(&tornado, &dir, attach, breaker);
     let gale = Gale::start(&config);
-    assert!(!trap_ran(&gale, "/x/whoami"));
-    assert!(!trap_ran(&gale, "/ok/whoami"), "quarantined for an hour");
+    assert!(!loop_ran(&gale, "/x/whoami"));
+    assert!(!loop_ran(&gale, "/ok/whoami"), "quarantined for an hour");
     // The operator replaces the plugin (here: the same file) and reloads: tenants are rebuilt,
     // so the breaker starts closed.
     gale_tests::reload::sighup(&gale, &config).expect_reloaded();
-    assert!(trap_ran(&gale, "/ok/whoami"), "back in service after the reload");
+    assert!(loop_ran(&gale, "/ok/whoami"), "back in service after the reload");
 }
 
 #[test]
