@@ -1,10 +1,11 @@
-//! Strict HTTP/1.1 request framing. hyper already rejects malformed heads,
+//! Strict request framing. hyper already rejects malformed heads,
 //! bad chunked encoding, unequal duplicate `Content-Length` and obs-fold; it
 //! quietly resolves the ambiguous rest (`Content-Length` with
 //! `Transfer-Encoding`, equal duplicate lengths) the way RFC 9112 allows.
 //! A proxy should not guess where a peer might guess differently (request
 //! smuggling), so gale rejects those with 400: [`sniff`] watches the raw
-//! bytes hyper reads, and [`check`] looks at each parsed head.
+//! bytes hyper reads, and [`check`] looks at each parsed head (HTTP/1.x and
+//! HTTP/2 alike: the Host rules apply to both).
 
 pub mod sniff;
 
@@ -21,6 +22,17 @@ pub enum FramingError {
     MissingHost,
     #[error("more than one Host")]
     DuplicateHost,
+    #[error("empty Host")]
+    EmptyHost,
+    /// A Host that is not `host[:port]` (a `/`, `@`, space, ...): a backend
+    /// building URLs from it could be pointed elsewhere (nginx refuses it too).
+    #[error("malformed Host")]
+    BadHost,
+    /// An absolute-form target (HTTP/1.1) or `:authority` (HTTP/2) and a
+    /// `Host` header that name different hosts: routing would follow one
+    /// and the backend might follow the other.
+    #[error("Host differs from the request target's authority")]
+    HostMismatch,
     #[error("Transfer-Encoding other than chunked")]
     BadTransferEncoding,
 }
@@ -44,11 +56,30 @@ pub fn check(parts: &http::request::Parts, raw: Option<FramingError>) -> Result<
             return Err(FramingError::BadTransferEncoding);
         }
     }
-    match h.get_all(header::HOST).iter().count() {
-        0 if parts.version == Version::HTTP_11 && parts.uri.authority().is_none() => Err(FramingError::MissingHost),
-        0 | 1 => Ok(()),
-        _ => Err(FramingError::DuplicateHost),
+    let mut hosts = h.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(FramingError::DuplicateHost),
+        // Even with an absolute-form target: RFC 9112 3.2 requires Host of
+        // every HTTP/1.1 request, and nginx refuses one without it.
+        (None, _) if parts.version == Version::HTTP_11 => Err(FramingError::MissingHost),
+        (None, _) => Ok(()),
+        (Some(host), None) if host.is_empty() => Err(FramingError::EmptyHost),
+        (Some(host), None) if !is_host_and_port(host.as_bytes()) => Err(FramingError::BadHost),
+        (Some(host), None) => match parts.uri.authority() {
+            // RFC 9112 3.2.2 lets the target win, RFC 9113 8.3.1 calls an
+            // HTTP/2 disagreement malformed; gale refuses both: one answer
+            // for both versions, and nothing for a backend to read otherwise.
+            Some(authority) if !authority.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) => {
+                Err(FramingError::HostMismatch)
+            }
+            _ => Ok(()),
+        },
     }
+}
+
+/// Whether `v` is `host[:port]` (RFC 9110 7.2): an authority without userinfo.
+fn is_host_and_port(v: &[u8]) -> bool {
+    !v.contains(&b'@') && http::uri::Authority::try_from(v).is_ok()
 }
 
 #[cfg(test)]
@@ -56,7 +87,11 @@ mod tests {
     use super::*;
 
     fn parts(version: Version, headers: &[(&str, &str)]) -> http::request::Parts {
-        let mut b = http::Request::builder().uri("/").version(version);
+        parts_for("/", version, headers)
+    }
+
+    fn parts_for(uri: &str, version: Version, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder().uri(uri).version(version);
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
@@ -72,6 +107,26 @@ mod tests {
             Err(FramingError::DuplicateHost)
         );
         assert_eq!(check(&parts(Version::HTTP_11, &[("host", "a")]), None), Ok(()));
+        assert_eq!(check(&parts(Version::HTTP_11, &[("host", "")]), None), Err(FramingError::EmptyHost));
+        for bad in ["a/b", "a b", "u@a", "a:x"] {
+            assert_eq!(check(&parts(Version::HTTP_11, &[("host", bad)]), None), Err(FramingError::BadHost), "{bad}");
+        }
+        for good in ["a.test", "a.test:8080", "127.0.0.1:1", "[::1]:80"] {
+            assert_eq!(check(&parts(Version::HTTP_11, &[("host", good)]), None), Ok(()), "{good}");
+        }
+    }
+
+    #[test]
+    fn the_target_authority_and_host_must_agree() {
+        let absolute = |host: &[(&str, &str)]| check(&parts_for("http://a.test/x", Version::HTTP_11, host), None);
+        assert_eq!(absolute(&[("host", "A.test")]), Ok(()));
+        assert_eq!(absolute(&[("host", "b.test")]), Err(FramingError::HostMismatch));
+        assert_eq!(absolute(&[]), Err(FramingError::MissingHost));
+        let h2 = |host: &[(&str, &str)]| check(&parts_for("https://a.test:8443/x", Version::HTTP_2, host), None);
+        assert_eq!(h2(&[]), Ok(()));
+        assert_eq!(h2(&[("host", "a.test:8443")]), Ok(()));
+        assert_eq!(h2(&[("host", "b.test")]), Err(FramingError::HostMismatch));
+        assert_eq!(h2(&[("host", "a.test")]), Err(FramingError::HostMismatch));
     }
 
     #[test]

@@ -30,6 +30,12 @@ impl Verdicts {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front().flatten()
     }
 
+    /// How many verdicts are recorded and not yet taken (the differential
+    /// fuzz check counts heads with it).
+    pub fn pending(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     fn push(&self, v: Option<FramingError>) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).push_back(v);
     }
@@ -79,6 +85,12 @@ impl Tracker {
     /// A tracker that records into `verdicts`.
     pub fn new(verdicts: Verdicts) -> Self {
         Self { state: State::Head(Vec::new()), verdicts }
+    }
+
+    /// Whether the tracker still follows the stream (it stops after a head
+    /// hyper rejects, an upgrade or CONNECT, or a body it cannot follow).
+    pub fn following(&self) -> bool {
+        !matches!(self.state, State::Off)
     }
 
     /// Whether part of a request head has arrived but not all of it.

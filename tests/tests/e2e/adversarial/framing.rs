@@ -1,1 +1,646 @@
-//! The smuggling and framing corpus: ambiguous and malformed HTTP/1.1 heads and bodies.
+//! The smuggling and framing corpus: ambiguous and malformed HTTP/1.1 heads and bodies, each sent
+//! raw on its own connection to gale in front of a capture backend, with gale's expected answer
+//! (statuses, whether the connection is closed, what the backend received) and nginx 1.22's
+//! verdict for the same bytes (nginx 1.22.1, `proxy_pass` with `proxy_http_version 1.1` and
+//! `proxy_set_header Host $http_host` as in the reference nginx configuration, to a capture
+//! backend; one raw request each, observed by hand). Where gale differs from nginx, the case
+//! says why gale's answer is the safer one.
+//!
+//! A connection gale keeps open is then proven in sync: a `GET /probe` on it must be answered
+//! 200 and reach the backend as `/probe`, so nothing of the case was left to be read as a
+//! request.
+
+use std::time::Duration;
+
+use gale_tests::http::Conn;
+use gale_tests::{Capture, ConfigBuilder};
+use tempfile::TempDir;
+
+/// What the backend received: (request line, Host, body).
+type Seen = (&'static str, &'static str, &'static str);
+
+struct Case {
+    name: &'static str,
+    raw: &'static str,
+    /// gale's statuses, in order, on this connection.
+    statuses: &'static [u16],
+    /// Whether gale closes the connection after them.
+    closed: bool,
+    /// What the backend received, in order.
+    backend: &'static [Seen],
+    /// nginx 1.22's answer to the same bytes.
+    nginx: &'static str,
+}
+
+const NOTHING: &[Seen] = &[];
+const ECHO_HELLO: &[Seen] = &[("POST /echo HTTP/1.1", "a", "hello")];
+const WHOAMI: &[Seen] = &[("GET /whoami HTTP/1.1", "a", "")];
+
+/// `POST /echo` with `headers` and `body`.
+macro_rules! post {
+    ($headers:literal, $body:literal) => {
+        concat!("POST /echo HTTP/1.1\r\nHost: a\r\n", $headers, "\r\n", $body)
+    };
+}
+macro_rules! chunked {
+    ($body:literal) => {
+        post!("Transfer-Encoding: chunked\r\n", $body)
+    };
+}
+
+const CASES: &[Case] = &[
+    // --- Content-Length and Transfer-Encoding together, or twice ---
+    Case {
+        name: "cl_te",
+        raw: concat!(post!("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), "GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "te_cl",
+        raw: concat!(post!("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", "0\r\n\r\n"), "GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "dup_cl_equal",
+        raw: post!("Content-Length: 5\r\nContent-Length: 5\r\n", "hello"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "dup_cl_unequal",
+        raw: post!("Content-Length: 3\r\nContent-Length: 5\r\n", "hello"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "cl_list_equal",
+        raw: post!("Content-Length: 5, 5\r\n", "hello"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    // --- Transfer-Encoding spellings ---
+    Case {
+        // nginx answers 501 (not implemented); gale 400: the request is refused either way, and
+        // the connection closed.
+        name: "te_chunked_identity",
+        raw: post!("Transfer-Encoding: chunked, identity\r\n", "0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "501, closed",
+    },
+    Case {
+        name: "te_gzip_chunked",
+        raw: post!("Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "501, closed",
+    },
+    Case {
+        name: "te_xchunked",
+        raw: post!("Transfer-Encoding: xchunked\r\n", "0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "501, closed",
+    },
+    Case {
+        name: "te_two_headers",
+        raw: post!("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "te_upper_case",
+        raw: post!("Transfer-Encoding: CHUNKED\r\n", "5\r\nhello\r\n0\r\n\r\n"),
+        statuses: &[200],
+        closed: false,
+        backend: ECHO_HELLO,
+        nginx: "200, open, backend got hello",
+    },
+    Case {
+        // RFC 9110 5.6.3: OWS is spaces and tabs, so the value is `chunked`; nginx strips only
+        // spaces and answers 501. gale reads the body as chunked and re-frames it upstream, so
+        // no hop behind it can read it any other way.
+        name: "te_tab_before_value",
+        raw: post!("Transfer-Encoding:\tchunked\r\n", "5\r\nhello\r\n0\r\n\r\n"),
+        statuses: &[200],
+        closed: false,
+        backend: ECHO_HELLO,
+        nginx: "501, closed",
+    },
+    Case {
+        name: "te_trailing_space",
+        raw: post!("Transfer-Encoding: chunked \r\n", "5\r\nhello\r\n0\r\n\r\n"),
+        statuses: &[200],
+        closed: false,
+        backend: ECHO_HELLO,
+        nginx: "200, open, backend got hello",
+    },
+    Case {
+        name: "te_space_before_colon",
+        raw: post!("Transfer-Encoding : chunked\r\n", "0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "te_obs_fold",
+        raw: post!("Transfer-Encoding:\r\n chunked\r\n", "0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        // nginx: 501; a control character in a field value is refused by gale's parser.
+        name: "te_vertical_tab",
+        raw: post!("Transfer-Encoding:\x0bchunked\r\n", "0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "501, closed",
+    },
+    Case {
+        name: "te_http10",
+        raw: "POST /echo HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    // --- Content-Length spellings ---
+    Case { name: "cl_plus", raw: post!("Content-Length: +5\r\n", "hello"), statuses: &[400], closed: true, backend: NOTHING, nginx: "400, closed" },
+    Case { name: "cl_minus", raw: post!("Content-Length: -5\r\n", "hello"), statuses: &[400], closed: true, backend: NOTHING, nginx: "400, closed" },
+    Case {
+        name: "cl_leading_zeros",
+        raw: post!("Content-Length: 005\r\n", "hello"),
+        statuses: &[200],
+        closed: false,
+        backend: ECHO_HELLO,
+        nginx: "200, open, backend got hello",
+    },
+    Case { name: "cl_hex", raw: post!("Content-Length: 0x5\r\n", "hello"), statuses: &[400], closed: true, backend: NOTHING, nginx: "400, closed" },
+    Case { name: "cl_space_inside", raw: post!("Content-Length: 5 5\r\n", "hello"), statuses: &[400], closed: true, backend: NOTHING, nginx: "400, closed" },
+    Case { name: "cl_empty", raw: post!("Content-Length: \r\n", "hello"), statuses: &[400], closed: true, backend: NOTHING, nginx: "400, closed" },
+    Case {
+        name: "cl_huge",
+        raw: post!("Content-Length: 99999999999999999999999\r\n", "hello"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "cl_space_before_colon",
+        raw: post!("Content-Length : 5\r\n", "hello"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    // --- Line endings and bytes in the head ---
+    Case {
+        name: "bare_lf_head",
+        raw: "GET /whoami HTTP/1.1\nHost: a\n\n",
+        statuses: &[200],
+        closed: false,
+        backend: WHOAMI,
+        nginx: "200, open",
+    },
+    Case {
+        name: "bare_cr_in_header",
+        raw: "GET /whoami HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "nul_in_header_value",
+        raw: "GET /whoami HTTP/1.1\r\nHost: a\r\nX-A: b\x00c\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "space_in_header_name",
+        raw: "GET /whoami HTTP/1.1\r\nHost: a\r\nX A: b\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        // nginx drops the line (ignore_invalid_headers) and serves the request; gale refuses a
+        // head it cannot parse rather than guess which lines a hop behind it would keep.
+        name: "header_without_colon",
+        raw: "GET /whoami HTTP/1.1\r\nHost: a\r\nXA\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "200, open (the line ignored)",
+    },
+    Case {
+        name: "whitespace_before_first_header",
+        raw: "GET /whoami HTTP/1.1\r\n Host: a\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    // --- Chunked bodies: well-formed ---
+    Case {
+        name: "chunk_ext",
+        raw: chunked!("5;name=value\r\nhello\r\n0\r\n\r\n"),
+        statuses: &[200],
+        closed: false,
+        backend: ECHO_HELLO,
+        nginx: "200, open, backend got hello",
+    },
+    Case {
+        name: "chunk_ext_quoted",
+        raw: chunked!("5;name=\"v;x\"\r\nhello\r\n0\r\n\r\n"),
+        statuses: &[200],
+        closed: false,
+        backend: ECHO_HELLO,
+        nginx: "200, open, backend got hello",
+    },
+    Case {
+        name: "chunk_trailer",
+        raw: chunked!("5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"),
+        statuses: &[200],
+        closed: false,
+        backend: ECHO_HELLO,
+        nginx: "200, open, backend got hello",
+    },
+    // --- Chunked bodies: malformed (issue 19, finding 6: these were 499 "client closed") ---
+    Case {
+        name: "chunk_size_junk",
+        raw: concat!(chunked!("5x\r\nhello\r\n0\r\n\r\n"), "GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "chunk_size_overflow",
+        raw: chunked!("ffffffffffffffffff\r\nhello\r\n0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "chunk_size_0x",
+        raw: chunked!("0x5\r\nhello\r\n0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "chunk_size_negative",
+        raw: chunked!("-5\r\nhello\r\n0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        // nginx accepts LF alone after a chunk size and after chunk data; RFC 9112 7.1 asks for
+        // CRLF, and a hop that reads the LF differently sees another body: gale refuses it.
+        name: "chunk_bare_lf",
+        raw: chunked!("5\nhello\n0\n\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "200, open, backend got hello",
+    },
+    Case {
+        name: "chunk_data_short",
+        raw: chunked!("5\r\nhel\r\n0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "chunk_data_long",
+        raw: chunked!("3\r\nhello\r\n0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "chunk_size_empty",
+        raw: chunked!("\r\nhello\r\n0\r\n\r\n"),
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    // --- Pipelining after a body ---
+    Case {
+        name: "pipelined_after_cl_body",
+        raw: concat!(post!("Content-Length: 5\r\n", "hello"), "GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n"),
+        statuses: &[200, 200],
+        closed: false,
+        backend: &[("POST /echo HTTP/1.1", "a", "hello"), ("GET /whoami HTTP/1.1", "a", "")],
+        nginx: "200 200, open, backend got both",
+    },
+    Case {
+        name: "pipelined_after_chunked_body",
+        raw: concat!(chunked!("5\r\nhello\r\n0\r\n\r\n"), "GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n"),
+        statuses: &[200, 200],
+        closed: false,
+        backend: &[("POST /echo HTTP/1.1", "a", "hello"), ("GET /whoami HTTP/1.1", "a", "")],
+        nginx: "200 200, open, backend got both",
+    },
+    Case {
+        name: "get_with_cl_body",
+        raw: "GET /whoami HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        statuses: &[200],
+        closed: false,
+        backend: &[("GET /whoami HTTP/1.1", "a", "hello")],
+        nginx: "200, open, backend got the body",
+    },
+    // --- Request lines ---
+    Case {
+        // nginx answers HTTP/0.9 (a bare body, no status line) and forwards the request; gale
+        // speaks HTTP/1.x only.
+        name: "http09",
+        raw: "GET /whoami\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "an HTTP/0.9 answer (no status line), closed; backend got GET /whoami without Host",
+    },
+    Case {
+        name: "double_space_request_line",
+        raw: "GET  /whoami HTTP/1.1\r\nHost: a\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        // gale's parser takes one space as the separator (RFC 9112 3); nginx is lenient.
+        nginx: "200, open",
+    },
+    Case {
+        name: "tab_request_line",
+        raw: "GET\t/whoami\tHTTP/1.1\r\nHost: a\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "lowercase_version",
+        raw: "GET /whoami http/1.1\r\nHost: a\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        // nginx serves HTTP/1.2 as 1.1; gale knows 1.0 and 1.1 only, and refuses the rest.
+        name: "version_1_2",
+        raw: "GET /whoami HTTP/1.2\r\nHost: a\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "200, open",
+    },
+    Case {
+        name: "version_2_0",
+        raw: "GET /whoami HTTP/2.0\r\nHost: a\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "505, closed",
+    },
+    Case {
+        name: "version_junk",
+        raw: "GET /whoami HTTP/1.1x\r\nHost: a\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "leading_crlf",
+        raw: "\r\n\r\nGET /whoami HTTP/1.1\r\nHost: a\r\n\r\n",
+        statuses: &[200],
+        closed: false,
+        backend: WHOAMI,
+        nginx: "200, open",
+    },
+    Case {
+        name: "space_in_target",
+        raw: "GET /who ami HTTP/1.1\r\nHost: a\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    // --- Host and the request target (issue 19, finding 8) ---
+    Case {
+        name: "no_host_http11",
+        raw: "GET /whoami HTTP/1.1\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "two_hosts",
+        raw: "GET /whoami HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "two_equal_hosts",
+        raw: "GET /whoami HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "empty_host",
+        raw: "GET /whoami HTTP/1.1\r\nHost: \r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "host_with_slash",
+        raw: "GET /whoami HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+    Case {
+        name: "absolute_form_same_host",
+        raw: "GET http://a/whoami HTTP/1.1\r\nHost: a\r\n\r\n",
+        statuses: &[200],
+        closed: false,
+        backend: WHOAMI,
+        nginx: "200, open",
+    },
+    Case {
+        // nginx routes by the target's host and (with `Host $http_host`) sends the backend the
+        // header's: the location's rules and the backend's virtual host can name two different
+        // sites. gale refuses the disagreement (the same rule as HTTP/2's :authority and host).
+        name: "absolute_form_other_host",
+        raw: "GET http://other/whoami HTTP/1.1\r\nHost: a\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "200, open; routed by `other`, backend got Host: a",
+    },
+    Case {
+        name: "absolute_form_no_host",
+        raw: "GET http://a/whoami HTTP/1.1\r\n\r\n",
+        statuses: &[400],
+        closed: true,
+        backend: NOTHING,
+        nginx: "400, closed",
+    },
+];
+
+/// The statuses of `n` responses on `conn`, and whether gale then closes it (a response that
+/// cannot be read counts as none).
+fn answers(conn: &mut Conn, n: usize) -> Vec<u16> {
+    (0..n).map_while(|_| conn.read_response(false).ok().map(|r| r.status)).collect()
+}
+
+#[test]
+fn smuggling_and_framing_corpus() {
+    let backend = Capture::start(200);
+    let gale = ConfigBuilder::new([backend.addr()]).start();
+    let mut failures = Vec::new();
+    for case in CASES {
+        backend.clear();
+        let mut conn = gale.conn();
+        conn.set_read_timeout(Duration::from_secs(10));
+        let _ = conn.write_raw(case.raw.as_bytes());
+        let statuses = answers(&mut conn, case.statuses.len());
+        let closed = if case.closed {
+            conn.closed_by_peer(Duration::from_secs(10))
+        } else {
+            // Still open and in sync: the next request on it is read as a request.
+            let probe = conn.write_raw(b"GET /probe HTTP/1.1\r\nHost: a\r\n\r\n").is_ok()
+                && conn.read_response(false).is_ok_and(|r| r.status == 200);
+            !probe
+        };
+        let mut seen: Vec<(String, String, String)> = backend
+            .requests()
+            .iter()
+            .map(|r| (r.request_line.clone(), r.header("host").unwrap_or("").to_owned(), String::from_utf8_lossy(&r.body).into_owned()))
+            .collect();
+        if !case.closed && seen.last().is_some_and(|(line, _, _)| line == "GET /probe HTTP/1.1") {
+            seen.pop();
+        }
+        let want: Vec<(String, String, String)> =
+            case.backend.iter().map(|(l, h, b)| (l.to_string(), h.to_string(), b.to_string())).collect();
+        if statuses != case.statuses || closed != case.closed || seen != want {
+            failures.push(format!(
+                "{}: got {statuses:?} {}, backend saw {seen:?}; want {:?} {}, backend {want:?} (nginx: {})",
+                case.name,
+                if closed { "closed" } else { "open" },
+                case.statuses,
+                if case.closed { "closed" } else { "open" },
+                case.nginx
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}\n{}", failures.len(), CASES.len(), failures.join("\n"), gale.stderr());
+}
+
+/// The malformed chunked bodies of issue 19's finding 6, each sent to a proxied location and an
+/// upload location: 400, the connection closed, nothing forwarded, and the error log says
+/// "refused" with status 400 (before the fix: 499, logged as a client that went away).
+#[test]
+fn malformed_chunked_bodies_are_400_for_proxied_and_upload_locations() {
+    let backend = Capture::start(200);
+    let (_store_dir, store) = crate::uploads::private_store();
+    let gale = ConfigBuilder::new([backend.addr()])
+        .location(&crate::uploads::upload_location("/upload", &store, ""))
+        .start();
+    let bodies: &[(&str, &str)] = &[
+        ("size with junk", "5x\r\nhello\r\n0\r\n\r\n"),
+        ("size overflow", "ffffffffffffffffff\r\nhello\r\n0\r\n\r\n"),
+        ("0x prefix", "0x5\r\nhello\r\n0\r\n\r\n"),
+        ("bare LF", "5\nhello\n0\n\n"),
+        ("size mismatch", "5\r\nhel\r\n0\r\n\r\n"),
+    ];
+    for target in ["/echo", "/upload"] {
+        for (what, body) in bodies {
+            let raw = format!(
+                "POST {target} HTTP/1.1\r\nHost: a\r\nContent-Type: multipart/form-data; boundary=XbOuNdArY123\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n{body}GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n"
+            );
+            let mut conn = gale.conn();
+            let _ = conn.write_raw(raw.as_bytes());
+            let response = conn.read_response(false).unwrap_or_else(|e| panic!("{target}, {what}: no response ({e})"));
+            assert_eq!(response.status, 400, "{target}, {what}: {response}\n{}", gale.stderr());
+            assert!(conn.closed_by_peer(Duration::from_secs(10)), "{target}, {what}: the connection stayed open");
+        }
+    }
+    assert_eq!(backend.count(), 0, "a malformed body was forwarded: {:?}", backend.requests());
+    let log = gale.stderr();
+    assert!(!log.contains("status=499"), "a malformed body was logged as a client abort:\n{log}");
+    assert_eq!(
+        log.lines().filter(|l| l.contains("request refused") && l.contains("status=400")).count(),
+        2 * bodies.len(),
+        "each malformed body is logged as a refused request:\n{log}"
+    );
+}
+
+/// A `static` location does not read request bodies: the file is served, and the connection is
+/// closed when hyper cannot skip the malformed body, so what follows it is never read as a
+/// request. (nginx reads and discards the body first, and answers 400; both leave nothing
+/// behind on the connection.)
+#[test]
+fn malformed_chunked_body_to_a_static_location_closes_the_connection() {
+    let backend = Capture::start(200);
+    let root = TempDir::new().expect("tempdir");
+    std::fs::create_dir(root.path().join("static")).expect("mkdir static");
+    std::fs::write(root.path().join("static").join("a.txt"), "hi\n").expect("write a.txt");
+    let root_toml = serde_json::to_string(&root.path().display().to_string()).expect("path as TOML string");
+    let gale = ConfigBuilder::new([backend.addr()])
+        .location(&format!("path = \"/static/\"\nstatic = {{ root = {root_toml} }}"))
+        .start();
+    let mut conn = gale.conn();
+    let _ = conn.write_raw(
+        b"GET /static/a.txt HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5x\r\nhello\r\n0\r\n\r\n\
+          GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    let response = conn.read_response(false).expect("a response");
+    assert!(response.status == 200 || response.status == 400, "{response}");
+    assert!(conn.closed_by_peer(Duration::from_secs(10)), "the connection stayed open after a malformed body");
+    assert_eq!(backend.count(), 0, "something after the malformed body was read as a request: {:?}", backend.requests());
+}
+

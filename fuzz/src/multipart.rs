@@ -1,31 +1,27 @@
-//! Fuzzes the streaming multipart parser: random bodies cut into random chunks.
+//! The streaming multipart parser: random bodies cut into random chunks.
 //!
-//! Invariants checked: no panic; no empty `Data` event; the result (events with adjacent data
-//! merged, or the error) is the same whether the body arrives in one piece or in the chunks the
-//! input chooses (D6); buffered bytes stay bounded by the chunk plus one header line.
-#![no_main]
+//! Invariants: no panic; no empty `Data` event; the result (events with adjacent data merged,
+//! or the error) is the same whether the body arrives in one piece or in the chunks the input
+//! chooses; after each chunk is drained, the parser holds no more than that chunk plus one
+//! header line and one delimiter (it never accumulates a part's data).
 
 use gale::upload::multipart::{Event, MultipartError, Parser, ParserLimits};
 use gale::upload::Boundary;
-use libfuzzer_sys::fuzz_target;
 
-const LIMITS: ParserLimits = ParserLimits {
-    max_header_line: 511,
-    max_header_bytes: 8192,
-    max_parts: 64,
-};
+const LIMITS: ParserLimits = ParserLimits { max_header_line: 511, max_header_bytes: 8192, max_parts: 64 };
+
+/// The boundary every input is parsed with: fixed, so delimiters stay reachable by mutation.
+pub const BOUNDARY: &[u8] = b"XbOuNdArY123";
 
 fn parse(boundary: &Boundary, body: &[u8], sizes: &[u8]) -> Result<Vec<Event>, MultipartError> {
     let mut parser = Parser::new(boundary, LIMITS);
+    // "\r\n--" + boundary + "--\r\n": the longest delimiter the parser may hold back.
+    let delimiter = BOUNDARY.len() + 8;
     let mut events: Vec<Event> = Vec::new();
     let mut rest = body;
     let mut i = 0;
     while !rest.is_empty() {
-        let n = if sizes.is_empty() {
-            rest.len()
-        } else {
-            usize::from(sizes[i % sizes.len()]).clamp(1, rest.len())
-        };
+        let n = if sizes.is_empty() { rest.len() } else { usize::from(sizes[i % sizes.len()]).clamp(1, rest.len()) };
         i += 1;
         // Both ways in: borrowed (copied into the parser) and owned (sliced without a copy).
         if i % 2 == 0 {
@@ -43,19 +39,25 @@ fn parse(boundary: &Boundary, body: &[u8], sizes: &[u8]) -> Result<Vec<Event>, M
                 (_, event) => events.push(event),
             }
         }
+        let bound = n + LIMITS.max_header_line + 1 + delimiter;
+        assert!(
+            parser.buffered() <= bound,
+            "the parser holds {} bytes after a {n}-byte chunk (bound {bound})",
+            parser.buffered()
+        );
     }
     parser.finish().map(|()| events)
 }
 
-fuzz_target!(|input: &[u8]| {
-    // Layout: [sizes_len][sizes...][body...]; a fixed boundary keeps delimiters reachable.
+/// Input layout: `[sizes_len][sizes...][body...]`.
+pub fn check(input: &[u8]) {
     let Some((&n, rest)) = input.split_first() else {
         return;
     };
     let n = usize::from(n % 16).min(rest.len());
     let (sizes, body) = rest.split_at(n);
-    let boundary = Boundary::new(b"XbOuNdArY123").expect("valid boundary");
+    let boundary = Boundary::new(BOUNDARY).expect("valid boundary");
     let whole = parse(&boundary, body, &[]);
     let chunked = parse(&boundary, body, sizes);
     assert_eq!(whole, chunked, "chunking changed the result");
-});
+}
