@@ -79,7 +79,15 @@ pub fn check(parts: &http::request::Parts, raw: Option<FramingError>) -> Result<
 
 /// Whether `v` is `host[:port]` (RFC 9110 7.2): an authority without userinfo.
 fn is_host_and_port(v: &[u8]) -> bool {
-    !v.contains(&b'@') && http::uri::Authority::try_from(v).is_ok()
+    if v.contains(&b'@') {
+        return false;
+    }
+    let Ok(authority) = http::uri::Authority::try_from(v) else {
+        return false;
+    };
+    // `Authority` accepts any port text; a port must be digits.
+    let after_host = authority.as_str().rsplit_once(']').map_or(authority.as_str(), |(_, rest)| rest);
+    !after_host.contains(':') || authority.port_u16().is_some()
 }
 
 #[cfg(test)]
