@@ -5,8 +5,8 @@
 //! chooses; after each chunk is drained, the parser holds no more than that chunk plus one
 //! header line and one delimiter (it never accumulates a part's data).
 
-use gale::upload::multipart::{Event, MultipartError, Parser, ParserLimits};
 use gale::upload::Boundary;
+use gale::upload::multipart::{Event, MultipartError, Parser, ParserLimits};
 
 const LIMITS: ParserLimits = ParserLimits { max_header_line: 511, max_header_bytes: 8192, max_parts: 64 };
 

@@ -68,9 +68,13 @@ enum Chunk {
     DataEnd {
         seen_cr: bool,
     },
-    /// Trailer section: `line_len` bytes of the current line so far.
+    /// Trailer section, read as hyper reads it: a line ends only at CRLF
+    /// (an LF alone is part of the line), and the section ends at a line
+    /// that is CRLF alone. `at_line_start` and `seen_cr` say where in a
+    /// line the last byte left it.
     Trailer {
-        line_len: usize,
+        at_line_start: bool,
+        seen_cr: bool,
     },
 }
 
@@ -91,6 +95,12 @@ impl Tracker {
     /// hyper rejects, an upgrade or CONNECT, or a body it cannot follow).
     pub fn following(&self) -> bool {
         !matches!(self.state, State::Off)
+    }
+
+    /// Whether the tracker waits for (or is reading) a request head: the
+    /// previous message, body included, has ended.
+    pub fn awaiting_head(&self) -> bool {
+        matches!(self.state, State::Head(_))
     }
 
     /// Whether part of a request head has arrived but not all of it.
@@ -233,16 +243,22 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
                     if *digits == 0 {
                         return (i, Some(false));
                     }
-                    *c = if *size == 0 { Chunk::Trailer { line_len: 0 } } else { Chunk::Data(*size) };
+                    *c = if *size == 0 {
+                        Chunk::Trailer { at_line_start: true, seen_cr: false }
+                    } else {
+                        Chunk::Data(*size)
+                    };
                 } else if *in_ext || b == b'\r' {
                 } else if b == b';' || b == b' ' || b == b'\t' {
                     *in_ext = true;
                 } else if let Some(d) = (b as char).to_digit(16) {
                     *digits += 1;
-                    if *digits > 15 {
-                        return (i, Some(false));
+                    // Leading zeros are allowed, as hyper allows them; a size
+                    // past u64 is refused by hyper too.
+                    match size.checked_mul(16).and_then(|s| s.checked_add(u64::from(d))) {
+                        Some(n) => *size = n,
+                        None => return (i, Some(false)),
                     }
-                    *size = *size * 16 + u64::from(d);
                 } else {
                     return (i, Some(false));
                 }
@@ -263,14 +279,18 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
                     _ => return (i, Some(false)),
                 }
             }
-            Chunk::Trailer { line_len } => {
+            Chunk::Trailer { at_line_start, seen_cr } => {
                 i += 1;
-                match b {
-                    b'\n' if *line_len == 0 => return (i, Some(true)),
-                    b'\n' => *line_len = 0,
-                    b'\r' => {}
-                    _ => *line_len += 1,
+                match (b, *seen_cr) {
+                    // CRLF: the end of the section if the line was empty.
+                    (b'\n', true) if *at_line_start => return (i, Some(true)),
+                    (b'\n', true) => *at_line_start = true,
+                    // hyper refuses anything but LF after a CR here.
+                    (_, true) => return (i, Some(false)),
+                    (b'\r', false) => {}
+                    (_, false) => *at_line_start = false,
                 }
+                *seen_cr = b == b'\r';
             }
         }
     }
@@ -410,6 +430,21 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r
     fn body_bytes_that_look_like_a_head_are_not_heads() {
         let stream = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 63\r\n\r\nGET /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n\r\n";
         assert_eq!(verdicts_for(stream, 5), vec![None]);
+    }
+
+    #[test]
+    fn trailers_end_as_hyper_ends_them() {
+        // An LF alone is part of a trailer line (hyper drops the lines after it): no head here.
+        let s = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nGET /f HTTP/1.1\r\n\
+Content-Length: 1\r\nContent-Length: 1\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        for chunk in [1, 3, s.len()] {
+            assert_eq!(verdicts_for(s, chunk), vec![None, None], "split {chunk}");
+        }
+        // Leading zeros in a chunk size are fine, as in hyper.
+        let s =
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0000000000000000001\r\na\r\n0\r\n\r\n\
+GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(verdicts_for(s, 1), vec![None, None]);
     }
 
     #[test]
