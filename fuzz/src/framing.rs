@@ -153,8 +153,7 @@ fn hyper_view(input: &[u8], runtime: &tokio::runtime::Runtime) -> Vec<Served> {
         let done = tokio::time::timeout(std::time::Duration::from_secs(10), conn).await;
         assert!(done.is_ok(), "hyper did not finish a {}-byte input", input.len());
     });
-    let served = served.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    served
+    served.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// A runtime for [`check`]; make one and reuse it across inputs.

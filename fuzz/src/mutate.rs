@@ -13,7 +13,7 @@ impl Rng {
     }
 
     /// The next value.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -22,7 +22,7 @@ impl Rng {
 
     /// A value below `n` (`n` > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -35,7 +35,7 @@ pub fn mutate(rng: &mut Rng, input: &[u8], other: &[u8], dictionary: &[&[u8]], m
         match rng.below(6) {
             0 if !out.is_empty() => {
                 let i = at.min(out.len() - 1);
-                out[i] = rng.next() as u8;
+                out[i] = rng.next_u64() as u8;
             }
             1 | 2 if !dictionary.is_empty() => {
                 let token = dictionary[rng.below(dictionary.len())];
@@ -56,7 +56,7 @@ pub fn mutate(rng: &mut Rng, input: &[u8], other: &[u8], dictionary: &[&[u8]], m
                 out.truncate(at);
                 out.extend_from_slice(&other[start..]);
             }
-            _ => out.push(rng.next() as u8),
+            _ => out.push(rng.next_u64() as u8),
         }
     }
     out.truncate(max_len);
