@@ -8,9 +8,8 @@
 //! when the service is called is exactly where that head ended.
 //!
 //! Invariants, for every input:
-//! - for each request hyper dispatches, the tracker recorded a head ending at the same offset,
-//!   unless the tracker had stopped following the stream before (it stops, by design, after a
-//!   request asking for an upgrade or CONNECT; docs/fuzzing.md lists why that is safe);
+//! - for each request hyper dispatches, the tracker recorded a head ending at the same byte, and
+//!   when hyper read the body to its end, the tracker's body ended at the same byte;
 //! - the tracker may record heads hyper never dispatched only after hyper stopped (it refused
 //!   something and closed): those verdicts are never read;
 //! - the tracker's verdicts do not depend on how the bytes are split into reads.
@@ -110,8 +109,6 @@ impl Write for Trickle {
 struct Served {
     head_end: usize,
     message_end: Option<usize>,
-    /// An `Upgrade` header or CONNECT: after it the tracker stops following, by design.
-    upgrade: bool,
 }
 
 /// What hyper (configured as gale's server configures it) made of `input`, each request's body
@@ -128,9 +125,7 @@ fn hyper_view(input: &[u8], runtime: &tokio::runtime::Runtime) -> Vec<Served> {
             // Recorded when hyper calls the service, right after it parsed the head.
             let index = {
                 let mut served = served.lock().unwrap_or_else(|e| e.into_inner());
-                let upgrade =
-                    req.method() == hyper::Method::CONNECT || req.headers().contains_key(hyper::header::UPGRADE);
-                served.push(Served { head_end: read.load(Ordering::SeqCst), message_end: None, upgrade });
+                served.push(Served { head_end: read.load(Ordering::SeqCst), message_end: None });
                 served.len() - 1
             };
             let (served, read) = (served.clone(), read.clone());
@@ -169,26 +164,17 @@ pub fn check(input: &[u8], runtime: &tokio::runtime::Runtime) {
     let context = || format!("input: {shown:?}\nhyper: {hyper:?}\ntracker: {tracker:?}");
     for (i, served) in hyper.iter().enumerate() {
         let Some(&head_end) = tracker.head_ends.get(i) else {
-            // Allowed only after an upgrade request or CONNECT (docs/fuzzing.md says why).
-            let after_upgrade = hyper[..i].iter().any(|s| s.upgrade && tracker.stopped_at == Some(s.head_end));
-            assert!(
-                after_upgrade,
+            panic!(
                 "request {i}: hyper dispatched a head ending at byte {} that the tracker never saw\n{}",
                 served.head_end,
                 context()
             );
-            continue;
         };
         assert_eq!(head_end, served.head_end, "request {i}: the heads end at different bytes\n{}", context());
         if let (Some(hyper_end), Some(&tracker_end)) = (served.message_end, tracker.message_ends.get(i)) {
             assert_eq!(tracker_end, hyper_end, "request {i}: the bodies end at different bytes\n{}", context());
         } else if let Some(hyper_end) = served.message_end {
-            // The tracker is still inside this body, or stopped after this upgrade request.
-            assert!(
-                served.upgrade && tracker.stopped_at == Some(served.head_end),
-                "request {i}: hyper's body ends at byte {hyper_end}, the tracker's never does\n{}",
-                context()
-            );
+            panic!("request {i}: hyper's body ends at byte {hyper_end}, the tracker's never does\n{}", context());
         }
     }
     if let Some(&extra) = tracker.head_ends.get(hyper.len()) {

@@ -6,7 +6,9 @@
 //! n-th request the service sees.
 //!
 //! The tap never changes the bytes. When it cannot follow the stream (a
-//! head hyper will reject anyway, an upgrade), it stops watching.
+//! head or body hyper will reject anyway), it stops watching. After an
+//! upgrade request it keeps following: if the backend refuses, the
+//! connection stays HTTP and its next requests need their verdicts.
 
 use std::collections::VecDeque;
 use std::io;
@@ -83,16 +85,21 @@ enum Chunk {
 pub struct Tracker {
     state: State,
     verdicts: Verdicts,
+    /// A request asked for an upgrade (or was a CONNECT): what follows may
+    /// be a tunnel rather than HTTP. The tracker goes on following it as
+    /// HTTP (if the backend refused, hyper goes on reading requests and
+    /// their verdicts count), but a stalled "head" is no longer one.
+    after_upgrade: bool,
 }
 
 impl Tracker {
     /// A tracker that records into `verdicts`.
     pub fn new(verdicts: Verdicts) -> Self {
-        Self { state: State::Head(Vec::new()), verdicts }
+        Self { state: State::Head(Vec::new()), verdicts, after_upgrade: false }
     }
 
     /// Whether the tracker still follows the stream (it stops after a head
-    /// hyper rejects, an upgrade or CONNECT, or a body it cannot follow).
+    /// or a body hyper rejects).
     pub fn following(&self) -> bool {
         !matches!(self.state, State::Off)
     }
@@ -105,7 +112,7 @@ impl Tracker {
 
     /// Whether part of a request head has arrived but not all of it.
     pub fn head_in_progress(&self) -> bool {
-        matches!(&self.state, State::Head(b) if b.iter().any(|c| !c.is_ascii_whitespace()))
+        !self.after_upgrade && matches!(&self.state, State::Head(b) if b.iter().any(|c| !c.is_ascii_whitespace()))
     }
 
     /// Feeds bytes in the order they were read.
@@ -214,7 +221,8 @@ impl Tracker {
         };
         self.verdicts.push(verdict);
         let connect = req.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"));
-        self.state = if upgrade || connect || (te && !chunked_last) {
+        self.after_upgrade |= upgrade || connect;
+        self.state = if te && !chunked_last {
             State::Off
         } else if te {
             State::Chunked(Chunk::Size { size: 0, digits: 0, in_ext: false })
@@ -430,6 +438,18 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r
     fn body_bytes_that_look_like_a_head_are_not_heads() {
         let stream = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 63\r\n\r\nGET /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n\r\n";
         assert_eq!(verdicts_for(stream, 5), vec![None]);
+    }
+
+    #[test]
+    fn keeps_following_after_an_upgrade_request_without_timing_out_a_tunnel() {
+        // Refused upgrade: the connection stays HTTP and the next head gets its verdict.
+        let s = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
+POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na";
+        assert_eq!(verdicts_for(s, 3), vec![None, Some(FramingError::DuplicateContentLength)]);
+        // Accepted upgrade: tunnel bytes that look like half a head are not a stalled head.
+        let mut t = Tracker::new(Verdicts::default());
+        t.feed(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\n\r\nsome tunnel text");
+        assert!(!t.head_in_progress());
     }
 
     #[test]

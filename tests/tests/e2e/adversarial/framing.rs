@@ -444,6 +444,20 @@ const CASES: &[Case] = &[
         backend: &[("GET /whoami HTTP/1.1", "a", "hello")],
         nginx: "200, open, backend got the body",
     },
+    Case {
+        // An upgrade the backend refuses leaves the connection HTTP: the framing tap must keep
+        // following it. It used to stop at the upgrade request (what follows might have been a
+        // tunnel), and the second request here (two equal Content-Length) was served; found
+        // while writing the differential fuzzer. nginx (which does not forward the upgrade in the
+        // reference configuration) answers the first request and closes.
+        name: "upgrade_refused_then_duplicate_cl",
+        raw: "GET /whoami HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
+              POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        statuses: &[200, 400],
+        closed: true,
+        backend: WHOAMI,
+        nginx: "200, closed (the second request not answered)",
+    },
     // --- Request lines ---
     Case {
         // nginx answers HTTP/0.9 (a bare body, no status line) and forwards the request; gale
