@@ -183,9 +183,25 @@ impl Tracker {
         // more than the parse.
         let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
         let mut req = httparse::Request::new(&mut []);
+        let mut many: Vec<httparse::Header<'_>>;
         let len = match req.parse_with_uninit_headers(buf, &mut headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return None,
+            Err(httparse::Error::TooManyHeaders) => {
+                // More lines than the fast path holds: hyper's own cap on
+                // header lines is configurable, so count them all (hyper
+                // refuses a head past its cap at once, which bounds this).
+                many = vec![httparse::EMPTY_HEADER; memchr::memchr_iter(b'\n', buf).count()];
+                req = httparse::Request::new(&mut many);
+                match req.parse(buf) {
+                    Ok(httparse::Status::Complete(len)) => len,
+                    Ok(httparse::Status::Partial) => return None,
+                    Err(_) => {
+                        self.state = State::Off;
+                        return None;
+                    }
+                }
+            }
             Err(_) => {
                 // hyper rejects this head itself; nothing more to follow.
                 self.state = State::Off;
@@ -450,6 +466,15 @@ POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na";
         let mut t = Tracker::new(Verdicts::default());
         t.feed(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\n\r\nsome tunnel text");
         assert!(!t.head_in_progress());
+    }
+
+    #[test]
+    fn heads_with_many_header_lines_are_followed() {
+        let lines: String = (0..300).map(|i| format!("X-{i}: y\r\n")).collect();
+        let s = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\n{lines}Content-Length: 1\r\nContent-Length: 1\r\n\r\naGET / HTTP/1.1\r\n\r\n"
+        );
+        assert_eq!(verdicts_for(s.as_bytes(), 7), vec![Some(FramingError::DuplicateContentLength), None]);
     }
 
     #[test]
