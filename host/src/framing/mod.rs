@@ -28,18 +28,20 @@ pub enum FramingError {
     /// building URLs from it could be pointed elsewhere (nginx refuses it too).
     #[error("malformed Host")]
     BadHost,
-    /// An absolute-form target (HTTP/1.1) or `:authority` (HTTP/2) and a
-    /// `Host` header that name different hosts: routing would follow one
-    /// and the backend might follow the other.
-    #[error("Host differs from the request target's authority")]
+    /// An HTTP/2 `:authority` and a `host` header that name different
+    /// hosts (RFC 9113 8.3.1): routing would follow one and the backend the
+    /// other.
+    #[error("host differs from :authority")]
     HostMismatch,
     #[error("Transfer-Encoding other than chunked")]
     BadTransferEncoding,
 }
 
 /// Checks a parsed request head; `raw` is the sniffer's verdict on the same
-/// head's raw bytes, if it saw one.
-pub fn check(parts: &http::request::Parts, raw: Option<FramingError>) -> Result<(), FramingError> {
+/// head's raw bytes, if it saw one. An HTTP/1.x absolute-form target's
+/// authority replaces `Host` (RFC 9112 3.2.2: gale routes by the target, so
+/// the backend must be told the same host).
+pub fn check(parts: &mut http::request::Parts, raw: Option<FramingError>) -> Result<(), FramingError> {
     if let Some(e) = raw {
         return Err(e);
     }
@@ -66,11 +68,14 @@ pub fn check(parts: &http::request::Parts, raw: Option<FramingError>) -> Result<
         (Some(host), None) if host.is_empty() => Err(FramingError::EmptyHost),
         (Some(host), None) if !is_host_and_port(host.as_bytes()) => Err(FramingError::BadHost),
         (Some(host), None) => match parts.uri.authority() {
-            // RFC 9112 3.2.2 lets the target win, RFC 9113 8.3.1 calls an
-            // HTTP/2 disagreement malformed; gale refuses both: one answer
-            // for both versions, and nothing for a backend to read otherwise.
             Some(authority) if !authority.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) => {
-                Err(FramingError::HostMismatch)
+                if parts.version == Version::HTTP_2 {
+                    // RFC 9113 8.3.1: malformed.
+                    return Err(FramingError::HostMismatch);
+                }
+                let target = http::HeaderValue::from_str(authority.as_str()).map_err(|_| FramingError::BadHost)?;
+                parts.headers.insert(header::HOST, target);
+                Ok(())
             }
             _ => Ok(()),
         },
@@ -106,31 +111,41 @@ mod tests {
         b.body(()).unwrap().into_parts().0
     }
 
+    fn check_head(mut p: http::request::Parts, raw: Option<FramingError>) -> Result<(), FramingError> {
+        check(&mut p, raw)
+    }
+
     #[test]
     fn host_rules() {
-        assert_eq!(check(&parts(Version::HTTP_11, &[]), None), Err(FramingError::MissingHost));
-        assert_eq!(check(&parts(Version::HTTP_10, &[]), None), Ok(()));
+        assert_eq!(check_head(parts(Version::HTTP_11, &[]), None), Err(FramingError::MissingHost));
+        assert_eq!(check_head(parts(Version::HTTP_10, &[]), None), Ok(()));
         assert_eq!(
-            check(&parts(Version::HTTP_11, &[("host", "a"), ("host", "b")]), None),
+            check_head(parts(Version::HTTP_11, &[("host", "a"), ("host", "b")]), None),
             Err(FramingError::DuplicateHost)
         );
-        assert_eq!(check(&parts(Version::HTTP_11, &[("host", "a")]), None), Ok(()));
-        assert_eq!(check(&parts(Version::HTTP_11, &[("host", "")]), None), Err(FramingError::EmptyHost));
+        assert_eq!(check_head(parts(Version::HTTP_11, &[("host", "a")]), None), Ok(()));
+        assert_eq!(check_head(parts(Version::HTTP_11, &[("host", "")]), None), Err(FramingError::EmptyHost));
         for bad in ["a/b", "a b", "u@a", "a:x"] {
-            assert_eq!(check(&parts(Version::HTTP_11, &[("host", bad)]), None), Err(FramingError::BadHost), "{bad}");
+            assert_eq!(
+                check_head(parts(Version::HTTP_11, &[("host", bad)]), None),
+                Err(FramingError::BadHost),
+                "{bad}"
+            );
         }
         for good in ["a.test", "a.test:8080", "127.0.0.1:1", "[::1]:80"] {
-            assert_eq!(check(&parts(Version::HTTP_11, &[("host", good)]), None), Ok(()), "{good}");
+            assert_eq!(check_head(parts(Version::HTTP_11, &[("host", good)]), None), Ok(()), "{good}");
         }
     }
 
     #[test]
-    fn the_target_authority_and_host_must_agree() {
-        let absolute = |host: &[(&str, &str)]| check(&parts_for("http://a.test/x", Version::HTTP_11, host), None);
+    fn the_target_authority_wins_over_host_and_must_agree_in_http2() {
+        let mut p = parts_for("http://a.test/x", Version::HTTP_11, &[("host", "b.test")]);
+        assert_eq!(check(&mut p, None), Ok(()));
+        assert_eq!(p.headers["host"], "a.test", "the backend is told the host gale routed by");
+        let absolute = |host: &[(&str, &str)]| check_head(parts_for("http://a.test/x", Version::HTTP_11, host), None);
         assert_eq!(absolute(&[("host", "A.test")]), Ok(()));
-        assert_eq!(absolute(&[("host", "b.test")]), Err(FramingError::HostMismatch));
         assert_eq!(absolute(&[]), Err(FramingError::MissingHost));
-        let h2 = |host: &[(&str, &str)]| check(&parts_for("https://a.test:8443/x", Version::HTTP_2, host), None);
+        let h2 = |host: &[(&str, &str)]| check_head(parts_for("https://a.test:8443/x", Version::HTTP_2, host), None);
         assert_eq!(h2(&[]), Ok(()));
         assert_eq!(h2(&[("host", "a.test:8443")]), Ok(()));
         assert_eq!(h2(&[("host", "b.test")]), Err(FramingError::HostMismatch));
@@ -140,12 +155,12 @@ mod tests {
     #[test]
     fn length_rules() {
         let p = parts(Version::HTTP_11, &[("host", "a"), ("content-length", "1"), ("content-length", "1")]);
-        assert_eq!(check(&p, None), Err(FramingError::DuplicateContentLength));
+        assert_eq!(check_head(p, None), Err(FramingError::DuplicateContentLength));
         let p = parts(Version::HTTP_11, &[("host", "a"), ("transfer-encoding", "gzip, chunked")]);
-        assert_eq!(check(&p, None), Err(FramingError::BadTransferEncoding));
+        assert_eq!(check_head(p, None), Err(FramingError::BadTransferEncoding));
         let p = parts(Version::HTTP_11, &[("host", "a")]);
         assert_eq!(
-            check(&p, Some(FramingError::ContentLengthWithTransferEncoding)),
+            check_head(p, Some(FramingError::ContentLengthWithTransferEncoding)),
             Err(FramingError::ContentLengthWithTransferEncoding)
         );
     }

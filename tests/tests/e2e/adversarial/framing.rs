@@ -585,14 +585,15 @@ const CASES: &[Case] = &[
         nginx: "200, open",
     },
     Case {
-        // nginx routes by the target's host and (with `Host $http_host`) sends the backend the
-        // header's: the location's rules and the backend's virtual host can name two different
-        // sites. gale refuses the disagreement (the same rule as HTTP/2's :authority and host).
+        // RFC 9112 3.2.2: the target's authority wins. gale routes by it and tells the backend
+        // the same host. nginx routes by the target too but (with `Host $http_host`) sends the
+        // backend the header's host: the location's rules and the backend's virtual host can
+        // then name two different sites.
         name: "absolute_form_other_host",
         raw: "GET http://other/whoami HTTP/1.1\r\nHost: a\r\n\r\n",
-        statuses: &[400],
-        closed: true,
-        backend: NOTHING,
+        statuses: &[200],
+        closed: false,
+        backend: &[("GET /whoami HTTP/1.1", "other", "")],
         nginx: "200, open; routed by `other`, backend got Host: a",
     },
     Case {
