@@ -1,5 +1,5 @@
 //! Differential check of `framing::sniff`'s tracker against hyper's own HTTP/1.1 server parser:
-//! the same bytes go to both, and they must agree on where each request head ends.
+//! the same bytes go to both, and they must agree on where each request head and each body ends.
 //!
 //! The tracker's verdicts are matched to requests by position (the n-th verdict belongs to the
 //! n-th request hyper hands gale), so a tracker that saw a head inside a body, or missed one,
