@@ -19,6 +19,8 @@ cargo build -p gale
 step "building the guest plugins (wasm32-wasip2)"
 "$repo/scripts/build-plugins.sh"
 
+# This includes the fuzz checks (crate gale-fuzz: the framing tracker against hyper, the multipart
+# parser) over their committed corpus plus a bounded, seeded random run; docs/fuzzing.md.
 step "cargo test --workspace"
 cargo test --workspace
 

@@ -40,6 +40,31 @@ pub enum BodyFault {
     Timeout,
     /// The client's connection failed or closed mid-body.
     Aborted,
+    /// The body's own framing is broken (a chunk size that is not hex or
+    /// overflows, a missing CRLF after a chunk, a bad trailer): 400. The
+    /// client is still there and should be told.
+    Malformed,
+}
+
+impl BodyFault {
+    /// What a read error from hyper's body means. hyper reports a chunked
+    /// body it cannot decode as an `io::Error` of kind `InvalidData` or
+    /// `InvalidInput` inside its body error, and a connection that ended
+    /// mid-body as `UnexpectedEof` (or the socket's own error); anything
+    /// that is not recognisably the client's bytes counts as the client gone.
+    fn of_read_error(e: &hyper::Error) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                return match io.kind() {
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => BodyFault::Malformed,
+                    _ => BodyFault::Aborted,
+                };
+            }
+            source = s.source();
+        }
+        if e.is_parse() { BodyFault::Malformed } else { BodyFault::Aborted }
+    }
 }
 
 /// Shared record of a [`BodyFault`], set once.
@@ -92,7 +117,10 @@ impl Body for ClientBody {
                 this.sleep.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(_))) => this.fail(BodyFault::Aborted),
+            Poll::Ready(Some(Err(e))) => {
+                let fault = BodyFault::of_read_error(&e);
+                this.fail(fault)
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 ready!(this.sleep.as_mut().poll(cx));

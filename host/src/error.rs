@@ -80,6 +80,9 @@ impl GaleError {
                 ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 ProxyError::ClientBody(BodyFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
                 ProxyError::ClientBody(BodyFault::Timeout) => StatusCode::REQUEST_TIMEOUT,
+                // Broken chunked framing is the client's error, and it is
+                // still connected to read the answer (nginx: 400).
+                ProxyError::ClientBody(BodyFault::Malformed) => StatusCode::BAD_REQUEST,
                 // nginx's 499: the client closed the connection. Nobody reads
                 // this response; it is what the access log records.
                 ProxyError::ClientBody(BodyFault::Aborted) => client_closed(),
@@ -151,6 +154,8 @@ mod tests {
         assert_eq!(GaleError::Proxy(ProxyError::NoLiveUpstream { upstream: "u".into() }).status(), 502);
         assert_eq!(GaleError::Proxy(ProxyError::ClientBody(BodyFault::TooLarge)).status(), 413);
         assert_eq!(GaleError::Proxy(ProxyError::ClientBody(BodyFault::Timeout)).status(), 408);
+        assert_eq!(GaleError::Proxy(ProxyError::ClientBody(BodyFault::Malformed)).status(), 400);
+        assert!(GaleError::Proxy(ProxyError::ClientBody(BodyFault::Malformed)).closes_connection());
     }
 
     #[test]

@@ -194,7 +194,7 @@ async fn run(
     let listener = site.listener_index(conn.listener).ok_or(GaleError::ListenerGone)?;
 
     // 1. framing
-    framing::check(&parts, conn.verdicts.next())?;
+    framing::check(&mut parts, conn.verdicts.next())?;
     let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) as u64;
     if target_len > http.max_uri_size.bytes() {
         return Err(GaleError::UriTooLong { limit: http.max_uri_size.bytes() });

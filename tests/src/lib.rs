@@ -30,6 +30,7 @@ pub mod tornado;
 pub mod admin;
 pub mod certs;
 pub mod curl;
+pub mod h2;
 pub mod reload;
 pub mod tls;
 pub mod ws;

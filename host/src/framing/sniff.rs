@@ -7,7 +7,9 @@
 //!
 //! The tap never changes the bytes; it only ends the stream early, after
 //! answering a head itself (see [`Tapped`]). When it cannot follow the
-//! stream (a head hyper will reject anyway, an upgrade), it stops watching.
+//! stream (a head or body hyper will reject anyway), it stops watching.
+//! After an upgrade request it keeps following: if the backend refuses, the
+//! connection stays HTTP and its next requests need their verdicts.
 
 use std::collections::VecDeque;
 use std::io;
@@ -29,6 +31,12 @@ impl Verdicts {
     /// The verdict for the next request, in order.
     pub fn next(&self) -> Option<FramingError> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front().flatten()
+    }
+
+    /// How many verdicts are recorded and not yet taken (the differential
+    /// fuzz check counts heads with it).
+    pub fn pending(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     fn push(&self, v: Option<FramingError>) {
@@ -63,9 +71,13 @@ enum Chunk {
     DataEnd {
         seen_cr: bool,
     },
-    /// Trailer section: `line_len` bytes of the current line so far.
+    /// Trailer section, read as hyper reads it: a line ends only at CRLF
+    /// (an LF alone is part of the line), and the section ends at a line
+    /// that is CRLF alone. `at_line_start` and `seen_cr` say where in a
+    /// line the last byte left it.
     Trailer {
-        line_len: usize,
+        at_line_start: bool,
+        seen_cr: bool,
     },
 }
 
@@ -74,17 +86,34 @@ enum Chunk {
 pub struct Tracker {
     state: State,
     verdicts: Verdicts,
+    /// A request asked for an upgrade (or was a CONNECT): what follows may
+    /// be a tunnel rather than HTTP. The tracker goes on following it as
+    /// HTTP (if the backend refused, hyper goes on reading requests and
+    /// their verdicts count), but a stalled "head" is no longer one.
+    after_upgrade: bool,
 }
 
 impl Tracker {
     /// A tracker that records into `verdicts`.
     pub fn new(verdicts: Verdicts) -> Self {
-        Self { state: State::Head(Vec::new()), verdicts }
+        Self { state: State::Head(Vec::new()), verdicts, after_upgrade: false }
+    }
+
+    /// Whether the tracker still follows the stream (it stops after a head
+    /// or a body hyper rejects).
+    pub fn following(&self) -> bool {
+        !matches!(self.state, State::Off)
+    }
+
+    /// Whether the tracker waits for (or is reading) a request head: the
+    /// previous message, body included, has ended.
+    pub fn awaiting_head(&self) -> bool {
+        matches!(self.state, State::Head(_))
     }
 
     /// Whether part of a request head has arrived but not all of it.
     pub fn head_in_progress(&self) -> bool {
-        matches!(&self.state, State::Head(b) if b.iter().any(|c| !c.is_ascii_whitespace()))
+        !self.after_upgrade && matches!(&self.state, State::Head(b) if b.iter().any(|c| !c.is_ascii_whitespace()))
     }
 
     /// The bytes of a request head that has started to arrive but is not
@@ -231,7 +260,8 @@ impl Tracker {
         };
         self.verdicts.push(verdict);
         let connect = req.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"));
-        self.state = if upgrade || connect || (te && !chunked_last) {
+        self.after_upgrade |= upgrade || connect;
+        self.state = if te && !chunked_last {
             State::Off
         } else if te {
             State::Chunked(Chunk::Size { size: 0, digits: 0, in_ext: false })
@@ -259,16 +289,22 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
                     if *digits == 0 {
                         return (i, Some(false));
                     }
-                    *c = if *size == 0 { Chunk::Trailer { line_len: 0 } } else { Chunk::Data(*size) };
+                    *c = if *size == 0 {
+                        Chunk::Trailer { at_line_start: true, seen_cr: false }
+                    } else {
+                        Chunk::Data(*size)
+                    };
                 } else if *in_ext || b == b'\r' {
                 } else if b == b';' || b == b' ' || b == b'\t' {
                     *in_ext = true;
                 } else if let Some(d) = (b as char).to_digit(16) {
                     *digits += 1;
-                    if *digits > 15 {
-                        return (i, Some(false));
+                    // Leading zeros are allowed, as hyper allows them; a size
+                    // past u64 is refused by hyper too.
+                    match size.checked_mul(16).and_then(|s| s.checked_add(u64::from(d))) {
+                        Some(n) => *size = n,
+                        None => return (i, Some(false)),
                     }
-                    *size = *size * 16 + u64::from(d);
                 } else {
                     return (i, Some(false));
                 }
@@ -289,14 +325,18 @@ fn chunk_step(c: &mut Chunk, bytes: &[u8]) -> (usize, Option<bool>) {
                     _ => return (i, Some(false)),
                 }
             }
-            Chunk::Trailer { line_len } => {
+            Chunk::Trailer { at_line_start, seen_cr } => {
                 i += 1;
-                match b {
-                    b'\n' if *line_len == 0 => return (i, Some(true)),
-                    b'\n' => *line_len = 0,
-                    b'\r' => {}
-                    _ => *line_len += 1,
+                match (b, *seen_cr) {
+                    // CRLF: the end of the section if the line was empty.
+                    (b'\n', true) if *at_line_start => return (i, Some(true)),
+                    (b'\n', true) => *at_line_start = true,
+                    // hyper refuses anything but LF after a CR here.
+                    (_, true) => return (i, Some(false)),
+                    (b'\r', false) => {}
+                    (_, false) => *at_line_start = false,
                 }
+                *seen_cr = b == b'\r';
             }
         }
     }
@@ -565,6 +605,33 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r
         assert!(!target_too_long(b"AVERYLONGMETHODNAMEWITHOUTSPACE", 8), "no target yet");
         assert_eq!(first_line(b"\r\nGET / HTTP/1.1\r\nHost: a"), b"GET / HTTP/1.1\r\n");
         assert_eq!(first_line(&[b'a'; 5000]).len(), KEPT_LINE);
+    }
+
+    #[test]
+    fn keeps_following_after_an_upgrade_request_without_timing_out_a_tunnel() {
+        // Refused upgrade: the connection stays HTTP and the next head gets its verdict.
+        let s = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
+POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na";
+        assert_eq!(verdicts_for(s, 3), vec![None, Some(FramingError::DuplicateContentLength)]);
+        // Accepted upgrade: tunnel bytes that look like half a head are not a stalled head.
+        let mut t = Tracker::new(Verdicts::default());
+        t.feed(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\n\r\nsome tunnel text");
+        assert!(!t.head_in_progress());
+    }
+
+    #[test]
+    fn trailers_end_as_hyper_ends_them() {
+        // An LF alone is part of a trailer line (hyper drops the lines after it): no head here.
+        let s = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nGET /f HTTP/1.1\r\n\
+Content-Length: 1\r\nContent-Length: 1\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        for chunk in [1, 3, s.len()] {
+            assert_eq!(verdicts_for(s, chunk), vec![None, None], "split {chunk}");
+        }
+        // Leading zeros in a chunk size are fine, as in hyper.
+        let s =
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0000000000000000001\r\na\r\n0\r\n\r\n\
+GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(verdicts_for(s, 1), vec![None, None]);
     }
 
     #[test]

@@ -197,6 +197,11 @@ impl Parser {
         }
     }
 
+    /// Input bytes held inside the parser (not yet handed out as events): the fuzz check bounds it.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() + self.pending.len()
+    }
+
     /// Whether the close delimiter has been seen.
     pub fn is_done(&self) -> bool {
         self.state == State::Epilogue
