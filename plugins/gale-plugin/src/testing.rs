@@ -1,0 +1,133 @@
+//! Helpers for a plugin's native unit tests (`cargo test`, no wasm, no gale):
+//! request and response heads in one line, what the plugin logged and
+//! counted, and a check that a remembering hook declared what it reads.
+//!
+//! ```
+//! use gale_plugin::testing::{request, response};
+//! let head = request("GET /admin?x=1").with_header("User-Agent", "curl").with_remote_addr("192.0.2.9");
+//! assert_eq!(head.path, "/admin");
+//! assert_eq!(head.header_str("user-agent"), Some("curl"));
+//! assert_eq!(response(404).with_header("Server", "x").status, 404);
+//! ```
+
+use std::cell::RefCell;
+
+use crate::types::{Header, RequestHead, RequestInputs, ResponseHead};
+use crate::{Decision, HeaderOp, HeaderPolicy, LogLevel};
+
+/// A request head from `"METHOD /path?query"`, from `192.0.2.1:40000` over
+/// `http` for host `example.org`, without headers; change it with the
+/// builder methods below.
+pub fn request(line: &str) -> RequestHead {
+    let (method, target) = line.split_once(' ').unwrap_or(("GET", line));
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_owned())),
+        None => (target, None),
+    };
+    RequestHead {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query,
+        headers: Vec::new(),
+        remote_addr: "192.0.2.1".into(),
+        remote_port: 40000,
+        scheme: "http".into(),
+        host: "example.org".into(),
+    }
+}
+
+/// A response head with `status` and no headers.
+pub fn response(status: u16) -> ResponseHead {
+    ResponseHead { status, headers: Vec::new() }
+}
+
+impl RequestHead {
+    /// Adds a header (the name lower-cased, as gale gives it).
+    pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers.push(Header::new(name, value));
+        self
+    }
+
+    /// Sets the client address.
+    pub fn with_remote_addr(mut self, addr: &str) -> Self {
+        self.remote_addr = addr.into();
+        self
+    }
+
+    /// Sets the host.
+    pub fn with_host(mut self, host: &str) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Sets the scheme.
+    pub fn with_scheme(mut self, scheme: &str) -> Self {
+        self.scheme = scheme.into();
+        self
+    }
+}
+
+impl ResponseHead {
+    /// Adds a header (the name lower-cased).
+    pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers.push(Header::new(name, value));
+        self
+    }
+}
+
+thread_local! {
+    static LOGS: RefCell<Vec<(LogLevel, String)>> = const { RefCell::new(Vec::new()) };
+    static COUNTERS: RefCell<Vec<(String, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+pub(crate) fn record_log(level: LogLevel, message: &str) {
+    LOGS.with(|l| l.borrow_mut().push((level, message.to_owned())));
+}
+
+pub(crate) fn record_counter(name: &str, delta: u64) {
+    COUNTERS.with(|c| c.borrow_mut().push((name.to_owned(), delta)));
+}
+
+/// The messages logged on this thread since the last call.
+pub fn take_logs() -> Vec<(LogLevel, String)> {
+    LOGS.with(|l| std::mem::take(&mut *l.borrow_mut()))
+}
+
+/// The counter additions on this thread since the last call, in order.
+pub fn take_counters() -> Vec<(String, u64)> {
+    COUNTERS.with(|c| std::mem::take(&mut *c.borrow_mut()))
+}
+
+/// Builds a plugin from a JSON configuration, as gale's `configure` does
+/// (the same errors).
+pub fn configure<P: HeaderPolicy>(json: &str) -> Result<P, String> {
+    crate::__private::configure("plugin", json, P::new)
+}
+
+/// Asserts that the hooks of `policy` whose inputs are declared
+/// ([`HeaderPolicy::inputs`]) answer `request` (and `response`) the same
+/// whether given the whole head or only the declared parts, as gale gives
+/// them: a difference is an input read but not declared, which gale would
+/// silently hide from the hook.
+pub fn assert_inputs_declared<P: HeaderPolicy>(policy: &P, request: &RequestHead, response: &ResponseHead) {
+    let declared = policy.inputs();
+    if let Some(inputs) = &declared.on_request {
+        let full: Decision = policy.on_request(request);
+        let masked = policy.on_request(&inputs.mask(request));
+        assert_eq!(full, masked, "on_request reads more than its declared inputs {inputs:?}");
+    }
+    if let Some(inputs) = &declared.on_response {
+        let given = ResponseHead {
+            status: response.status,
+            headers: response.headers.iter().filter(|h| inputs.headers.contains(&h.name)).cloned().collect(),
+        };
+        let full: Vec<HeaderOp> = policy.on_response(request, response);
+        let masked = policy.on_response(&inputs.request.mask(request), &given);
+        assert_eq!(full, masked, "on_response reads more than its declared inputs {inputs:?}");
+    }
+}
+
+/// Reads nothing: a shorthand for tests that compare declarations.
+pub fn no_inputs() -> RequestInputs {
+    RequestInputs::none()
+}
