@@ -115,7 +115,6 @@ macro_rules! __private_cache_glue {
 
             #[allow(unused_imports)]
             use super::*;
-            use $crate::CachePolicy as _;
             use exports::gale::plugin::cache_hooks::{CacheDecision, Expiry, FileInfo, Guest};
 
             type Plugin = $plugin;
@@ -127,7 +126,7 @@ macro_rules! __private_cache_glue {
 
             impl Guest for Glue {
                 fn configure(config: String) -> Result<(), String> {
-                    let plugin = $crate::__private::configure(env!("CARGO_PKG_NAME"), &config, Plugin::new)?;
+                    let plugin = $crate::__private::configure(&config, <Plugin as $crate::CachePolicy>::new)?;
                     PLUGIN.with(|p| p.set(plugin));
                     Ok(())
                 }
@@ -140,7 +139,7 @@ macro_rules! __private_cache_glue {
                         mtime: file.mtime,
                         content_type: file.content_type,
                     };
-                    let decision = PLUGIN.with(|p| p.with(|p| p.decide(&request, &file)));
+                    let decision = PLUGIN.with(|p| p.with(|p| <Plugin as $crate::CachePolicy>::decide(p, &request, &file)));
                     CacheDecision {
                         cache_control: decision.cache_control,
                         expires: decision.expires.map(|e| match e {
@@ -168,7 +167,7 @@ macro_rules! __private_cache_extra {
         impl exports::gale::plugin::cache_inputs::Guest for Glue {
             fn declare_inputs() -> Option<exports::gale::plugin::cache_inputs::DecisionInputs> {
                 use exports::gale::plugin::cache_inputs::{DecisionInputs, FileInputs};
-                let inputs = PLUGIN.with(|p| p.with(|p| p.inputs()))?;
+                let inputs = PLUGIN.with(|p| p.with(<Plugin as $crate::CachePolicy>::inputs))?;
                 let file = inputs.file;
                 Some(DecisionInputs {
                     request: inputs.request,

@@ -152,7 +152,6 @@ macro_rules! __private_header_glue {
 
             #[allow(unused_imports)]
             use super::*;
-            use $crate::HeaderPolicy as _;
             use exports::gale::plugin::header_hooks::{Guest, RequestDecision};
 
             type Plugin = $plugin;
@@ -164,20 +163,20 @@ macro_rules! __private_header_glue {
 
             impl Guest for Glue {
                 fn configure(config: String) -> Result<(), String> {
-                    let plugin = $crate::__private::configure(env!("CARGO_PKG_NAME"), &config, Plugin::new)?;
+                    let plugin = $crate::__private::configure(&config, <Plugin as $crate::HeaderPolicy>::new)?;
                     PLUGIN.with(|p| p.set(plugin));
                     Ok(())
                 }
 
                 fn on_request(head: $crate::RequestHead) -> RequestDecision {
-                    match PLUGIN.with(|p| p.with(|p| p.on_request(&head))) {
+                    match PLUGIN.with(|p| p.with(|p| <Plugin as $crate::HeaderPolicy>::on_request(p, &head))) {
                         $crate::Decision::Continue(ops) => RequestDecision::Continue(ops),
                         $crate::Decision::Respond(response) => RequestDecision::Respond(response),
                     }
                 }
 
                 fn on_response(head: $crate::RequestHead, response: $crate::ResponseHead) -> Vec<$crate::HeaderOp> {
-                    PLUGIN.with(|p| p.with(|p| p.on_response(&head, &response)))
+                    PLUGIN.with(|p| p.with(|p| <Plugin as $crate::HeaderPolicy>::on_response(p, &head, &response)))
                 }
             }
 
@@ -197,7 +196,7 @@ macro_rules! __private_header_extra {
         impl exports::gale::plugin::header_interest::Guest for Glue {
             fn declare() -> exports::gale::plugin::header_interest::Interest {
                 use exports::gale::plugin::header_interest::Interest as I;
-                let want = PLUGIN.with(|p| p.with(|p| p.interest()));
+                let want = PLUGIN.with(|p| p.with(<Plugin as $crate::HeaderPolicy>::interest));
                 let pick = |on: bool, flag: I| if on { flag } else { I::empty() };
                 pick(want.on_request, I::ON_REQUEST)
                     | pick(want.on_response, I::ON_RESPONSE)
@@ -212,7 +211,7 @@ macro_rules! __private_header_extra {
         impl exports::gale::plugin::hook_inputs::Guest for Glue {
             fn declare_inputs() -> exports::gale::plugin::hook_inputs::Declaration {
                 use exports::gale::plugin::hook_inputs::{Declaration, ResponseInputs};
-                let inputs = PLUGIN.with(|p| p.with(|p| p.inputs()));
+                let inputs = PLUGIN.with(|p| p.with(<Plugin as $crate::HeaderPolicy>::inputs));
                 Declaration {
                     on_request: inputs.on_request,
                     on_response: inputs

@@ -79,13 +79,12 @@ pub mod __private {
     pub use wit_bindgen;
 
     /// Parses the configuration gale hands to `configure` and builds the
-    /// plugin from it. A JSON error names the plugin (`name`, its crate).
+    /// plugin from it. (gale's message already names the plugin.)
     pub fn configure<C: serde::de::DeserializeOwned, T>(
-        name: &str,
         json: &str,
         new: impl FnOnce(C) -> Result<T, String>,
     ) -> Result<T, String> {
-        let config = serde_json::from_str(json).map_err(|e| format!("invalid {name} config: {e}"))?;
+        let config = serde_json::from_str(json).map_err(|e| format!("invalid config: {e}"))?;
         new(config)
     }
 

@@ -54,6 +54,12 @@ impl RequestHead {
         self
     }
 
+    /// Sets the client port.
+    pub fn with_remote_port(mut self, port: u16) -> Self {
+        self.remote_port = port;
+        self
+    }
+
     /// Sets the host.
     pub fn with_host(mut self, host: &str) -> Self {
         self.host = host.into();
@@ -80,10 +86,12 @@ thread_local! {
     static COUNTERS: RefCell<Vec<(String, u64)>> = const { RefCell::new(Vec::new()) };
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn record_log(level: LogLevel, message: &str) {
     LOGS.with(|l| l.borrow_mut().push((level, message.to_owned())));
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn record_counter(name: &str, delta: u64) {
     COUNTERS.with(|c| c.borrow_mut().push((name.to_owned(), delta)));
 }
@@ -101,7 +109,7 @@ pub fn take_counters() -> Vec<(String, u64)> {
 /// Builds a plugin from a JSON configuration, as gale's `configure` does
 /// (the same errors).
 pub fn configure<P: HeaderPolicy>(json: &str) -> Result<P, String> {
-    crate::__private::configure("plugin", json, P::new)
+    crate::__private::configure(json, P::new)
 }
 
 /// Asserts that the hooks of `policy` whose inputs are declared

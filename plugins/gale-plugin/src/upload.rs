@@ -99,7 +99,6 @@ macro_rules! __private_upload_glue {
 
             #[allow(unused_imports)]
             use super::*;
-            use $crate::UploadFields as _;
             use exports::gale::plugin::upload_hooks::{FormField, Guest, StoredFile, TextDecision};
 
             type Plugin = $plugin;
@@ -111,17 +110,17 @@ macro_rules! __private_upload_glue {
 
             impl Guest for Glue {
                 fn configure(config: String) -> Result<(), String> {
-                    let plugin = $crate::__private::configure(env!("CARGO_PKG_NAME"), &config, Plugin::new)?;
+                    let plugin = $crate::__private::configure(&config, <Plugin as $crate::UploadFields>::new)?;
                     PLUGIN.with(|p| p.set(plugin));
                     Ok(())
                 }
 
                 fn needs_sha256() -> bool {
-                    PLUGIN.with(|p| p.with(|p| p.needs_sha256()))
+                    PLUGIN.with(|p| p.with(<Plugin as $crate::UploadFields>::needs_sha256))
                 }
 
                 fn text_field(name: Vec<u8>) -> TextDecision {
-                    match PLUGIN.with(|p| p.with(|p| p.text_field(&name))) {
+                    match PLUGIN.with(|p| p.with(|p| <Plugin as $crate::UploadFields>::text_field(p, &name))) {
                         $crate::TextDecision::Pass => TextDecision::Pass,
                         $crate::TextDecision::Drop => TextDecision::Drop,
                     }
@@ -137,7 +136,7 @@ macro_rules! __private_upload_glue {
                         size: file.size,
                         sha256: file.sha256,
                     };
-                    let fields = PLUGIN.with(|p| p.with(|p| p.file_fields(&file)));
+                    let fields = PLUGIN.with(|p| p.with(|p| <Plugin as $crate::UploadFields>::file_fields(p, &file)));
                     fields.into_iter().map(|f| FormField { name: f.name, value: f.value }).collect()
                 }
             }

@@ -11,7 +11,7 @@ use crate::template::Template;
 /// `{ request = {..}, response = {..}, deny = [..] }`, exactly as in gale's TOML.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub struct RawConfig {
     #[serde(default)]
     request: RawSide,
     #[serde(default)]
@@ -61,9 +61,8 @@ const FRAMING_HEADERS: &[&str] = &[
     "upgrade",
 ];
 
-/// Parses and validates the JSON configuration. Errors say which key is wrong.
-pub fn parse(json: &str) -> Result<Policy, String> {
-    let raw: RawConfig = serde_json::from_str(json).map_err(|e| format!("invalid header-policy config: {e}"))?;
+/// Validates the configuration. Errors say which key is wrong.
+pub fn validate(raw: RawConfig) -> Result<Policy, String> {
     Ok(Policy {
         request: side(raw.request, "request")?,
         response: side(raw.response, "response")?,
@@ -160,6 +159,10 @@ fn default_body(status: u16) -> String {
 mod tests {
     use super::*;
 
+    fn parse(json: &str) -> Result<Policy, String> {
+        gale_plugin::testing::configure(json)
+    }
+
     #[test]
     fn empty_config_is_a_no_op_policy() {
         let policy = parse("{}").expect("valid");
@@ -194,6 +197,6 @@ mod tests {
         assert!(err(r#"{"deny": [{"path_prefix": "admin"}]}"#).contains("start with `/`"));
         assert!(err(r#"{"deny": [{"method": "G T"}]}"#).contains("method"));
         assert!(err(r#"{"deny": [{"stauts": 403}]}"#).contains("unknown field"));
-        assert!(err("[").contains("invalid header-policy config"));
+        assert!(err("[").contains("invalid config"));
     }
 }

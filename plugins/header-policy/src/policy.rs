@@ -1,8 +1,8 @@
 //! The validated policy and what it does to one request or response.
 
-use crate::bindings::exports::gale::plugin::header_hooks::RequestDecision;
-use crate::bindings::gale::plugin::types::{Header, HeaderOp, LocalResponse, RequestHead, RequestInputs, ResponseHead};
-use crate::template::{Template, add_header};
+use gale_plugin::{Decision, HeaderOp, LocalResponse, RequestHead, RequestInputs};
+
+use crate::template::Template;
 
 /// Edits for one side (request or response): removals first, then sets, so
 /// that removing and setting the same header leaves the set value.
@@ -55,22 +55,18 @@ pub struct Policy {
 
 impl Policy {
     /// The decision for a request: a deny answer, or the request edits.
-    pub fn on_request(&self, head: &RequestHead) -> RequestDecision {
+    pub fn request_decision(&self, head: &RequestHead) -> Decision {
         if !self.deny.is_empty() {
             let path = normalize_path(&head.path);
             if let Some(rule) = self.deny.iter().find(|rule| rule.matches(head, &path)) {
-                return RequestDecision::Respond(LocalResponse {
-                    status: rule.status,
-                    headers: vec![Header { name: "content-type".into(), value: b"text/plain; charset=utf-8".to_vec() }],
-                    body: rule.body.as_bytes().to_vec(),
-                });
+                return Decision::Respond(LocalResponse::text(rule.status, &rule.body));
             }
         }
-        RequestDecision::Continue(self.request.ops(head))
+        Decision::Continue(self.request.ops(head))
     }
 
     /// The response edits.
-    pub fn on_response(&self, head: &RequestHead, _response: &ResponseHead) -> Vec<HeaderOp> {
+    pub fn response_edits(&self, head: &RequestHead) -> Vec<HeaderOp> {
         self.response.ops(head)
     }
 
@@ -78,7 +74,7 @@ impl Policy {
     /// deny rules their conditions (plus the method and path its log line
     /// shows).
     pub fn request_inputs(&self) -> RequestInputs {
-        let mut inputs = no_inputs();
+        let mut inputs = RequestInputs::none();
         for (_, template) in &self.request.set {
             template.add_inputs(&mut inputs);
         }
@@ -86,7 +82,7 @@ impl Policy {
             inputs.method = true;
             inputs.path = true;
             if let Some(header) = &rule.header {
-                add_header(&mut inputs, &header.name);
+                inputs.add_header(&header.name);
             }
         }
         inputs
@@ -95,7 +91,7 @@ impl Policy {
     /// What `on_response` reads: its templates' variables (never the
     /// response itself).
     pub fn response_inputs(&self) -> RequestInputs {
-        let mut inputs = no_inputs();
+        let mut inputs = RequestInputs::none();
         for (_, template) in &self.response.set {
             template.add_inputs(&mut inputs);
         }
@@ -135,7 +131,7 @@ impl SideEdits {
             ops.push(if value.is_empty() {
                 HeaderOp::Remove(name.clone())
             } else {
-                HeaderOp::Set(Header { name: name.clone(), value })
+                HeaderOp::set(name, value)
             });
         }
         ops
@@ -212,58 +208,36 @@ fn normalize_path(raw: &str) -> Vec<u8> {
     out
 }
 
-/// Reads nothing.
-pub fn no_inputs() -> RequestInputs {
-    RequestInputs {
-        method: false,
-        path: false,
-        query: false,
-        remote_addr: false,
-        remote_port: false,
-        scheme: false,
-        host: false,
-        headers: Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
+    use gale_plugin::testing::{configure, no_inputs, request, response};
+    use gale_plugin::Header;
+    use gale_plugin::testing::assert_inputs_declared;
 
     fn head(method: &str, path: &str) -> RequestHead {
-        RequestHead {
-            method: method.into(),
-            path: path.into(),
-            query: None,
-            headers: vec![Header { name: "x-debug".into(), value: b"1".to_vec() }],
-            remote_addr: "192.0.2.7".into(),
-            remote_port: 4000,
-            scheme: "http".into(),
-            host: "example.org".into(),
-        }
+        request(&format!("{method} {path}")).with_header("x-debug", "1").with_remote_addr("192.0.2.7")
     }
 
     fn policy(json: &str) -> Policy {
-        config::parse(json).expect("valid config")
+        configure(json).expect("valid config")
     }
 
-    fn status(decision: &RequestDecision) -> Option<u16> {
+    fn status(decision: &Decision) -> Option<u16> {
         match decision {
-            RequestDecision::Respond(r) => Some(r.status),
-            RequestDecision::Continue(_) => None,
+            Decision::Respond(r) => Some(r.status),
+            Decision::Continue(_) => None,
         }
     }
 
     #[test]
     fn default_policy_changes_nothing() {
         let p = policy("{}");
-        match p.on_request(&head("GET", "/")) {
-            RequestDecision::Continue(ops) => assert!(ops.is_empty()),
-            RequestDecision::Respond(_) => panic!("must continue"),
+        match p.request_decision(&head("GET", "/")) {
+            Decision::Continue(ops) => assert!(ops.is_empty()),
+            Decision::Respond(_) => panic!("must continue"),
         }
-        let resp = ResponseHead { status: 200, headers: vec![] };
-        assert!(p.on_response(&head("GET", "/"), &resp).is_empty());
+        assert!(p.response_edits(&head("GET", "/")).is_empty());
     }
 
     #[test]
@@ -288,6 +262,19 @@ mod tests {
         let r = p.request_inputs();
         assert!(r.method && r.path && !r.query && !r.host);
         assert_eq!(r.headers, ["x-debug"]);
+    }
+
+    #[test]
+    fn every_hook_reads_only_what_it_declares() {
+        let p = policy(
+            r#"{"request": {"set": {"x-ip": "$remote_addr", "x-ua": "$http_user_agent"}, "remove": ["x-a"]},
+                "response": {"set": {"x-loc": "$scheme://$host$request_uri"}},
+                "deny": [{"path_prefix": "/admin", "method": "POST"}, {"header": {"name": "x-debug", "value": "1"}}]}"#,
+        );
+        let full = head("GET", "/a?b=1").with_header("User-Agent", "curl").with_header("cookie", "c=1");
+        for request in [full.clone(), head("POST", "/admin/x"), full.with_header("x-debug", "1")] {
+            assert_inputs_declared(&p, &request, &response(200).with_header("server", "x"));
+        }
     }
 
     #[test]
@@ -316,16 +303,16 @@ mod tests {
                                     "x-empty": "$http_missing"},
                             "remove": ["x-debug"]}}"#,
         );
-        let RequestDecision::Continue(ops) = p.on_request(&head("GET", "/")) else {
+        let Decision::Continue(ops) = p.request_decision(&head("GET", "/")) else {
             panic!("must continue");
         };
         assert_eq!(
             ops,
             vec![
-                HeaderOp::Remove("x-debug".into()),
-                HeaderOp::Remove("x-empty".into()),
-                HeaderOp::Set(Header { name: "x-real-ip".into(), value: b"192.0.2.7".to_vec() }),
-                HeaderOp::Set(Header { name: "x-scheme".into(), value: b"http".to_vec() }),
+                HeaderOp::remove("x-debug"),
+                HeaderOp::remove("x-empty"),
+                HeaderOp::set("x-real-ip", "192.0.2.7"),
+                HeaderOp::set("x-scheme", "http"),
             ]
         );
     }
@@ -333,12 +320,11 @@ mod tests {
     #[test]
     fn response_edits() {
         let p = policy(r#"{"response": {"set": {"x-frame-options": "DENY"}, "remove": ["server"]}}"#);
-        let resp = ResponseHead { status: 200, headers: vec![] };
         assert_eq!(
-            p.on_response(&head("GET", "/"), &resp),
+            p.response_edits(&head("GET", "/")),
             vec![
-                HeaderOp::Remove("server".into()),
-                HeaderOp::Set(Header { name: "x-frame-options".into(), value: b"DENY".to_vec() }),
+                HeaderOp::remove("server"),
+                HeaderOp::set("x-frame-options", "DENY"),
             ]
         );
     }
@@ -347,12 +333,12 @@ mod tests {
     fn deny_by_prefix_cannot_be_bypassed_by_encoding() {
         let p = policy(r#"{"deny": [{"path_prefix": "/admin", "status": 403}]}"#);
         for path in ["/admin", "/admin/x", "/%61dmin", "//admin", "/x/../admin", "/./admin"] {
-            assert_eq!(status(&p.on_request(&head("GET", path))), Some(403), "{path}");
+            assert_eq!(status(&p.request_decision(&head("GET", path))), Some(403), "{path}");
         }
         for path in ["/", "/adm", "/public/admin"] {
-            assert_eq!(status(&p.on_request(&head("GET", path))), None, "{path}");
+            assert_eq!(status(&p.request_decision(&head("GET", path))), None, "{path}");
         }
-        let RequestDecision::Respond(resp) = p.on_request(&head("GET", "/admin")) else {
+        let Decision::Respond(resp) = p.request_decision(&head("GET", "/admin")) else {
             panic!("must respond");
         };
         assert_eq!(resp.body, b"403 Forbidden\n");
@@ -365,13 +351,13 @@ mod tests {
                          {"header": {"name": "X-Debug", "value": "1"}, "status": 400, "body": "no"},
                          {"header": {"name": "x-probe"}, "status": 404}]}"#,
         );
-        assert_eq!(status(&p.on_request(&head("DELETE", "/api/1"))), Some(405));
+        assert_eq!(status(&p.request_decision(&head("DELETE", "/api/1"))), Some(405));
         let mut h = head("GET", "/api/1");
-        assert_eq!(status(&p.on_request(&h)), Some(400));
+        assert_eq!(status(&p.request_decision(&h)), Some(400));
         h.headers[0].value = b"0".to_vec();
-        assert_eq!(status(&p.on_request(&h)), None);
+        assert_eq!(status(&p.request_decision(&h)), None);
         h.headers.push(Header { name: "x-probe".into(), value: vec![] });
-        assert_eq!(status(&p.on_request(&h)), Some(404));
+        assert_eq!(status(&p.request_decision(&h)), Some(404));
     }
 
     #[test]

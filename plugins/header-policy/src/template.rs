@@ -3,7 +3,7 @@
 //! Parsed once at configure time so that a typo in a variable name is a
 //! config error, not a surprise at request time.
 
-use crate::bindings::gale::plugin::types::{RequestHead, RequestInputs};
+use gale_plugin::{RequestHead, RequestInputs};
 
 /// A variable a template can refer to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl Template {
                 Var::Uri => inputs.path = true,
                 Var::Args => inputs.query = true,
                 Var::Method => inputs.method = true,
-                Var::Header(name) => add_header(inputs, name),
+                Var::Header(name) => inputs.add_header(name),
             }
         }
     }
@@ -174,33 +174,20 @@ fn expand_var(var: &Var, head: &RequestHead, out: &mut Vec<u8>) {
     }
 }
 
-/// Declares that `name` is read (once).
-pub fn add_header(inputs: &mut RequestInputs, name: &str) {
-    if !inputs.headers.iter().any(|h| h == name) {
-        inputs.headers.push(name.to_owned());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::gale::plugin::types::Header;
+    use gale_plugin::testing::request;
 
     fn head() -> RequestHead {
-        RequestHead {
-            method: "GET".into(),
-            path: "/a%20b".into(),
-            query: Some("x=1".into()),
-            headers: vec![
-                Header { name: "x-forwarded-for".into(), value: b"10.0.0.1".to_vec() },
-                Header { name: "x-forwarded-for".into(), value: b"10.0.0.2".to_vec() },
-                Header { name: "user-agent".into(), value: b"curl".to_vec() },
-            ],
-            remote_addr: "192.0.2.7".into(),
-            remote_port: 51234,
-            scheme: "https".into(),
-            host: "www.example.org".into(),
-        }
+        request("GET /a%20b?x=1")
+            .with_header("x-forwarded-for", "10.0.0.1")
+            .with_header("x-forwarded-for", "10.0.0.2")
+            .with_header("user-agent", "curl")
+            .with_remote_addr("192.0.2.7")
+            .with_remote_port(51234)
+            .with_scheme("https")
+            .with_host("www.example.org")
     }
 
     fn expand(text: &str) -> String {
