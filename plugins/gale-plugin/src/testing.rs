@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 
 use crate::types::{Header, RequestHead, RequestInputs, ResponseHead};
-use crate::{Decision, HeaderOp, HeaderPolicy, LogLevel};
+use crate::{CachePolicy, Decision, HeaderOp, HeaderPolicy, LogLevel, UploadFields};
 
 /// A request head from `"METHOD /path?query"`, from `192.0.2.1:40000` over
 /// `http` for host `example.org`, without headers; change it with the
@@ -106,9 +106,19 @@ pub fn take_counters() -> Vec<(String, u64)> {
     COUNTERS.with(|c| std::mem::take(&mut *c.borrow_mut()))
 }
 
-/// Builds a plugin from a JSON configuration, as gale's `configure` does
-/// (the same errors).
+/// Builds a header policy from a JSON configuration, as gale's `configure`
+/// does (the same errors).
 pub fn configure<P: HeaderPolicy>(json: &str) -> Result<P, String> {
+    crate::__private::configure(json, P::new)
+}
+
+/// [`configure`] for a cache policy.
+pub fn configure_cache<P: CachePolicy>(json: &str) -> Result<P, String> {
+    crate::__private::configure(json, P::new)
+}
+
+/// [`configure`] for an upload-fields policy.
+pub fn configure_upload<P: UploadFields>(json: &str) -> Result<P, String> {
     crate::__private::configure(json, P::new)
 }
 

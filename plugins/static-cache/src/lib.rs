@@ -8,66 +8,26 @@
 
 mod rules;
 
-use std::cell::RefCell;
-
-/// The guest side of the WIT package (the one `generate!` of this crate).
-// The generated glue exports raw C-ABI functions, which needs `unsafe`.
-#[allow(unsafe_code)]
-pub(crate) mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        // `cache-policy` plus `cache-inputs`: gale remembers the decisions.
-        world: "gale:plugin/memoizable-cache-policy",
-        // Decisions are compared in tests.
-        additional_derives: [PartialEq, Eq],
-    });
-    use super::StaticCache;
-    export!(StaticCache with_types_in crate::bindings);
-}
-
-use bindings::exports::gale::plugin::cache_hooks::{CacheDecision, FileInfo, Guest};
-use bindings::exports::gale::plugin::cache_inputs::{self, DecisionInputs, FileInputs};
-use bindings::gale::plugin::types::{RequestHead, RequestInputs};
+use gale_plugin::{CacheDecision, CachePolicy, DecisionInputs, FileInfo, FileInputs, RequestHead, RequestInputs};
 use rules::Policy;
 
-thread_local! {
-    /// Set by `configure`; a wasm instance is single-threaded.
-    static POLICY: RefCell<Policy> = RefCell::new(Policy::seed());
-}
+impl CachePolicy for Policy {
+    type Config = rules::RawConfig;
 
-struct StaticCache;
-
-impl Guest for StaticCache {
-    fn configure(config: String) -> Result<(), String> {
-        let policy = rules::parse(&config)?;
-        POLICY.with(|p| *p.borrow_mut() = policy);
-        Ok(())
+    fn new(config: rules::RawConfig) -> Result<Self, String> {
+        rules::validate(config)
     }
 
-    fn decide(_request: RequestHead, file: FileInfo) -> CacheDecision {
-        POLICY.with(|p| p.borrow().decide(&file))
+    fn decide(&self, _request: &RequestHead, file: &FileInfo) -> CacheDecision {
+        self.decision(file)
     }
-}
 
-impl cache_inputs::Guest for StaticCache {
     /// A decision depends on the file's path and content type, and on the
     /// query string when a rule tests it; never on the request head.
-    fn declare_inputs() -> Option<DecisionInputs> {
-        POLICY.with(|p| {
-            let p = p.borrow();
-            p.memoize.then(|| DecisionInputs {
-                request: RequestInputs {
-                    method: false,
-                    path: false,
-                    query: false,
-                    remote_addr: false,
-                    remote_port: false,
-                    scheme: false,
-                    host: false,
-                    headers: Vec::new(),
-                },
-                file: FileInputs { query: p.reads_query(), size: false, mtime: false },
-            })
-        })
+    fn inputs(&self) -> Option<DecisionInputs> {
+        let file = FileInputs { query: self.reads_query(), size: false, mtime: false };
+        self.memoize.then(|| DecisionInputs { request: RequestInputs::none(), file })
     }
 }
+
+gale_plugin::cache_policy!(Policy, remember);

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::bindings::exports::gale::plugin::cache_hooks::{CacheDecision, Expiry, FileInfo};
+use gale_plugin::{CacheDecision, Expiry, FileInfo};
 
 /// nginx's `expires max` in seconds (ten years), for a `Cache-Control` that carries more than
 /// `max-age` (gale derives the bare `max-age` itself).
@@ -12,7 +12,7 @@ const MAX_SECONDS: u64 = 315_360_000;
 /// `{ rules = [..] }`; without `rules`, the seed's single rule.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub struct RawConfig {
     rules: Option<Vec<RawRule>>,
     memoize: Option<bool>,
 }
@@ -121,7 +121,7 @@ impl Policy {
     }
 
     /// The decision of the first rule that matches `file`; no headers when none does.
-    pub fn decide(&self, file: &FileInfo) -> CacheDecision {
+    pub fn decision(&self, file: &FileInfo) -> CacheDecision {
         self.rules
             .iter()
             .find(|r| r.matches(file))
@@ -194,9 +194,8 @@ fn media_type(content_type: &str) -> String {
     content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
-/// Parses and validates the JSON configuration. Errors name the rule and key.
-pub fn parse(json: &str) -> Result<Policy, String> {
-    let raw: RawConfig = serde_json::from_str(json).map_err(|e| format!("invalid static-cache config: {e}"))?;
+/// Validates the configuration. Errors name the rule and key.
+pub fn validate(raw: RawConfig) -> Result<Policy, String> {
     let memoize = raw.memoize.unwrap_or(true);
     let Some(rules) = raw.rules else {
         return Ok(Policy { memoize, ..Policy::seed() });
@@ -295,14 +294,13 @@ fn max_age(raw: RawMaxAge) -> Result<MaxAge, String> {
 mod tests {
     use super::*;
 
+    fn parse(json: &str) -> Result<Policy, String> {
+        gale_plugin::testing::configure_cache(json)
+    }
+
     fn file(path: &str, query: Option<&str>, content_type: &str) -> FileInfo {
-        FileInfo {
-            path: path.into(),
-            query: query.map(str::to_owned),
-            size: 10,
-            mtime: 1_700_000_000,
-            content_type: content_type.into(),
-        }
+        let (path, query, content_type) = (path.into(), query.map(str::to_owned), content_type.into());
+        FileInfo { path, query, size: 10, mtime: 1_700_000_000, content_type }
     }
 
     fn none() -> CacheDecision {
@@ -319,9 +317,9 @@ mod tests {
             let p = parse(json).expect("valid");
             assert_eq!(p, Policy::seed());
             let max = CacheDecision { cache_control: None, expires: Some(Expiry::Max) };
-            assert_eq!(p.decide(&file("/static/app.css", Some("v=1"), "text/css")), max);
-            assert_eq!(p.decide(&file("/static/app.css", None, "text/css")), none());
-            assert_eq!(p.decide(&file("/static/app.css", Some(""), "text/css")), none());
+            assert_eq!(p.decision(&file("/static/app.css", Some("v=1"), "text/css")), max);
+            assert_eq!(p.decision(&file("/static/app.css", None, "text/css")), none());
+            assert_eq!(p.decision(&file("/static/app.css", Some(""), "text/css")), none());
         }
     }
 
@@ -337,7 +335,7 @@ mod tests {
     #[test]
     fn empty_rules_send_nothing() {
         let p = parse(r#"{"rules": []}"#).expect("valid");
-        assert_eq!(p.decide(&file("/a.css", Some("v=1"), "text/css")), none());
+        assert_eq!(p.decision(&file("/a.css", Some("v=1"), "text/css")), none());
     }
 
     #[test]
@@ -352,21 +350,21 @@ mod tests {
             ]}"#,
         )
         .expect("valid");
-        assert_eq!(p.decide(&file("/static/nocache/a.css", None, "text/css")), cc("no-cache", None));
+        assert_eq!(p.decision(&file("/static/nocache/a.css", None, "text/css")), cc("no-cache", None));
         assert_eq!(
-            p.decide(&file("/static/app.CSS", None, "text/css")),
+            p.decision(&file("/static/app.CSS", None, "text/css")),
             cc("max-age=31536000, immutable", Some(Expiry::After(31_536_000)))
         );
         assert_eq!(
-            p.decide(&file("/static/x/logo.png", None, "image/png")),
+            p.decision(&file("/static/x/logo.png", None, "image/png")),
             cc("private, max-age=600", Some(Expiry::After(600)))
         );
-        assert_eq!(p.decide(&file("/static/i.html", None, "text/html; charset=utf-8")), cc("private", None));
+        assert_eq!(p.decision(&file("/static/i.html", None, "text/html; charset=utf-8")), cc("private", None));
         assert_eq!(
-            p.decide(&file("/static/data.json", None, "application/json")),
+            p.decision(&file("/static/data.json", None, "application/json")),
             CacheDecision { cache_control: None, expires: Some(Expiry::After(3600)) }
         );
-        assert_eq!(p.decide(&file("/other/data.json", None, "application/json")), none());
+        assert_eq!(p.decision(&file("/other/data.json", None, "application/json")), none());
     }
 
     #[test]
@@ -374,16 +372,16 @@ mod tests {
         let p = parse(r#"{"rules": [{"path_prefix": "/s/", "extension": "css", "query": false, "max_age": "max"}]}"#)
             .expect("valid");
         let max = CacheDecision { cache_control: None, expires: Some(Expiry::Max) };
-        assert_eq!(p.decide(&file("/s/a.css", None, "text/css")), max);
-        assert_eq!(p.decide(&file("/s/a.css", Some("v=2"), "text/css")), none());
-        assert_eq!(p.decide(&file("/s/a.js", None, "text/css")), none());
-        assert_eq!(p.decide(&file("/t/a.css", None, "text/css")), none());
+        assert_eq!(p.decision(&file("/s/a.css", None, "text/css")), max);
+        assert_eq!(p.decision(&file("/s/a.css", Some("v=2"), "text/css")), none());
+        assert_eq!(p.decision(&file("/s/a.js", None, "text/css")), none());
+        assert_eq!(p.decision(&file("/t/a.css", None, "text/css")), none());
     }
 
     #[test]
     fn max_with_more_directives_spells_out_max_age() {
         let p = parse(r#"{"rules": [{"max_age": "max", "immutable": true}]}"#).expect("valid");
-        assert_eq!(p.decide(&file("/a", None, "x/y")), cc("max-age=315360000, immutable", Some(Expiry::Max)));
+        assert_eq!(p.decision(&file("/a", None, "x/y")), cc("max-age=315360000, immutable", Some(Expiry::Max)));
     }
 
     #[test]
@@ -400,7 +398,7 @@ mod tests {
         let err = |json: &str| parse(json).expect_err(json);
         assert!(err(r#"{"rule": []}"#).contains("unknown field"));
         assert!(err(r#"{"rules": [{"max_age": "10x"}]}"#).contains("rules[0]: max_age"));
-        assert!(err(r#"{"rules": [{"max_age": -1}]}"#).contains("invalid static-cache config"));
+        assert!(err(r#"{"rules": [{"max_age": -1}]}"#).contains("invalid config"));
         assert!(err(r#"{"rules": [{"immutable": true}]}"#).contains("immutable needs a max_age"));
         assert!(err(r#"{"rules": [{"no_cache": true, "max_age": 5}]}"#).contains("no_cache"));
         assert!(err(r#"{"rules": [{}, {"path_prefix": "static/"}]}"#).contains("rules[1]: path_prefix"));
