@@ -90,10 +90,8 @@ macro_rules! __private_upload_glue {
             $crate::__private::wit_bindgen::generate!({
                 inline: $wit,
                 world: $world,
-                with: {
-                    "gale:plugin/types@0.1.0": ::gale_plugin::__private::types,
-                    "gale:plugin/host@0.1.0": ::gale_plugin::__private::host,
-                },
+                // `upload-hooks` uses no type of `types`.
+                with: { "gale:plugin/host@0.1.0": ::gale_plugin::__private::host },
                 runtime_path: "::gale_plugin::__private::wit_bindgen::rt",
             });
 

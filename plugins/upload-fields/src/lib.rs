@@ -8,72 +8,37 @@
 
 mod policy;
 
-use std::cell::RefCell;
-
-/// The guest side of the WIT package (the one `generate!` of this crate).
-// The generated glue exports raw C-ABI functions, which needs `unsafe`.
-#[allow(unsafe_code)]
-pub(crate) mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "gale:plugin/upload-fields",
-        // Fields are compared in tests.
-        additional_derives: [PartialEq, Eq],
-    });
-    use super::UploadFields;
-    export!(UploadFields with_types_in crate::bindings);
-}
-
-use bindings::exports::gale::plugin::upload_hooks::{FormField, Guest, StoredFile, TextDecision};
-use bindings::gale::plugin::host::{self, LogLevel};
+use gale_plugin::{FormField, LogLevel, StoredFile, TextDecision, UploadFields};
 use policy::{Policy, Text};
 
-thread_local! {
-    /// Set by `configure`; a wasm instance is single-threaded.
-    static POLICY: RefCell<Option<Policy>> = const { RefCell::new(None) };
-}
+impl UploadFields for Policy {
+    type Config = policy::RawConfig;
 
-/// Runs `f` with the configured policy (the seed's before `configure`, which gale always calls
-/// first).
-fn with_policy<T>(f: impl FnOnce(&Policy) -> T) -> T {
-    POLICY.with(|p| {
-        let mut p = p.borrow_mut();
-        f(p.get_or_insert_with(Policy::seed))
-    })
-}
-
-struct UploadFields;
-
-impl Guest for UploadFields {
-    fn configure(config: String) -> Result<(), String> {
-        let policy = policy::parse(&config)?;
-        POLICY.with(|p| *p.borrow_mut() = Some(policy));
-        Ok(())
+    fn new(config: policy::RawConfig) -> Result<Self, String> {
+        policy::validate(config)
     }
 
-    fn needs_sha256() -> bool {
-        with_policy(Policy::needs_sha256)
+    fn needs_sha256(&self) -> bool {
+        self.file_fields.contains(&policy::Attr::Sha256)
     }
 
-    fn text_field(name: Vec<u8>) -> TextDecision {
-        match with_policy(|p| p.text(&name)) {
+    fn text_field(&self, name: &[u8]) -> TextDecision {
+        match self.text(name) {
             Text::Pass => TextDecision::Pass,
             Text::Drop => TextDecision::Drop,
             Text::Forged => {
-                host::counter_add("forged_names_dropped", 1);
-                host::log(
-                    LogLevel::Warn,
-                    &format!(
-                        "dropped a client field named like a generated upload field (D2): {}",
-                        String::from_utf8_lossy(&name)
-                    ),
-                );
+                gale_plugin::counter_add("forged_names_dropped", 1);
+                let name = String::from_utf8_lossy(name);
+                let message = format!("dropped a client field named like a generated upload field (D2): {name}");
+                gale_plugin::log(LogLevel::Warn, &message);
                 TextDecision::Drop
             }
         }
     }
 
-    fn file_fields(file: StoredFile) -> Vec<FormField> {
-        with_policy(|p| p.fields_for(&file))
+    fn file_fields(&self, file: &StoredFile) -> Vec<FormField> {
+        self.fields_for(file)
     }
 }
+
+gale_plugin::upload_fields!(Policy);

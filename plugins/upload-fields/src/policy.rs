@@ -5,12 +5,12 @@
 use regex::bytes::Regex;
 use serde::Deserialize;
 
-use crate::bindings::exports::gale::plugin::upload_hooks::{FormField, StoredFile};
+use gale_plugin::{FormField, StoredFile};
 
 /// `{ set, aggregate, pass_fields, anchored, allow_generated_names }`, each optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub struct RawConfig {
     set: Option<Vec<String>>,
     aggregate: Option<Vec<String>>,
     pass_fields: Option<Vec<String>>,
@@ -22,7 +22,7 @@ struct RawConfig {
 
 /// A file attribute a generated field carries, as `<field>.<suffix>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attr {
+pub enum Attr {
     Name,
     ContentType,
     Path,
@@ -75,7 +75,8 @@ pub enum Text {
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Policy {
-    file_fields: Vec<Attr>,
+    /// The generated fields per file, `set` ones then `aggregate` ones.
+    pub file_fields: Vec<Attr>,
     pass: Vec<Regex>,
     allow_generated_names: bool,
 }
@@ -88,11 +89,6 @@ impl Policy {
             pass: vec![Regex::new("somearg").expect("a literal is a valid regex")],
             allow_generated_names: false,
         }
-    }
-
-    /// Whether `.sha256` is among the generated fields.
-    pub fn needs_sha256(&self) -> bool {
-        self.file_fields.contains(&Attr::Sha256)
     }
 
     /// Whether a client text field passes: an unanchored (unless configured), case-sensitive
@@ -130,9 +126,8 @@ fn is_generated_name(name: &[u8]) -> bool {
     })
 }
 
-/// Parses and validates the JSON configuration. Errors name the key.
-pub fn parse(json: &str) -> Result<Policy, String> {
-    let raw: RawConfig = serde_json::from_str(json).map_err(|e| format!("invalid upload-fields config: {e}"))?;
+/// Validates the configuration. Errors name the key.
+pub fn validate(raw: RawConfig) -> Result<Policy, String> {
     let seed = Policy::seed();
     let set = match raw.set {
         Some(names) => attrs(&names, &Attr::SET, "set")?,
@@ -179,17 +174,16 @@ fn attrs(names: &[String], allowed: &[Attr], key: &str) -> Result<Vec<Attr>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gale_plugin::UploadFields;
+
+    fn parse(json: &str) -> Result<Policy, String> {
+        gale_plugin::testing::configure_upload(json)
+    }
 
     fn file() -> StoredFile {
-        StoredFile {
-            field_name: b"file".to_vec(),
-            filename: b"hello.txt".to_vec(),
-            content_type: b"text/plain".to_vec(),
-            path: b"/store/0123".to_vec(),
-            md5: "746308829575e17c3331bbcb00c0898b".into(),
-            size: 14,
-            sha256: Some("ab".repeat(32)),
-        }
+        let md5 = "746308829575e17c3331bbcb00c0898b".into();
+        let (field_name, filename, content_type, path) = (b"file".into(), b"hello.txt".into(), b"text/plain".into(), b"/store/0123".into());
+        StoredFile { field_name, filename, content_type, path, md5, size: 14, sha256: Some("ab".repeat(32)) }
     }
 
     fn pairs(fields: Vec<FormField>) -> Vec<(String, String)> {
