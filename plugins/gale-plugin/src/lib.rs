@@ -151,3 +151,25 @@ macro_rules! __private_wit_text {
 /// The embedded WIT package `gale:plugin`, as one document: what every
 /// plugin's glue is generated from.
 pub const WIT: &str = __with_wit!(__private_wit_text);
+
+#[cfg(test)]
+mod tests {
+    /// The embedded package is the repository's `wit/` (when this crate is
+    /// built inside the repository; a packaged copy has no `wit/` next to it).
+    #[test]
+    fn embedded_wit_matches_the_repository() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+        if !root.is_dir() {
+            return;
+        }
+        let mut want = String::from("package gale:plugin@0.1.0;\n");
+        for world in ["types", "header-policy", "cache-policy", "upload-fields"] {
+            let text = std::fs::read_to_string(root.join(format!("{world}.wit"))).expect("readable wit file");
+            text.lines().filter(|l| !l.starts_with("package ")).for_each(|l| {
+                want.push_str(l);
+                want.push('\n');
+            });
+        }
+        assert!(super::WIT == want, "src/wit.rs differs from wit/: run plugins/gale-plugin/sync-wit.sh");
+    }
+}

@@ -7,61 +7,35 @@
 //! `{ sleep = true }` sleeps for an hour instead of spinning: parked in a
 //! host call, where the epoch cannot reach it, so gale's host deadline must.
 
-use std::cell::{Cell, RefCell};
+use gale_plugin::{Decision, HeaderOp, HeaderPolicy, RequestHead};
 
-// The generated glue exports raw C-ABI functions, which needs `unsafe`.
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "gale:plugin/header-policy" });
-    use super::Fixture;
-    export!(Fixture with_types_in crate::bindings);
+#[derive(serde::Deserialize)]
+struct Fixture {
+    #[serde(default)]
+    path_prefix: String,
+    #[serde(default)]
+    sleep: bool,
 }
 
-use bindings::exports::gale::plugin::header_hooks::{Guest, RequestDecision};
-use bindings::gale::plugin::types::{Header, HeaderOp, RequestHead, ResponseHead};
+impl HeaderPolicy for Fixture {
+    type Config = Self;
+    fn new(config: Self) -> Result<Self, String> {
+        Ok(config)
+    }
 
-thread_local! {
-    static PREFIX: RefCell<String> = RefCell::new("/".to_string());
-    static SLEEP: Cell<bool> = const { Cell::new(false) };
-}
-
-struct Fixture;
-
-impl Guest for Fixture {
-    fn configure(config: String) -> Result<(), String> {
-        let value: serde_json::Value = serde_json::from_str(&config).map_err(|e| e.to_string())?;
-        if let Some(prefix) = value.get("path_prefix") {
-            let prefix = prefix.as_str().ok_or("path_prefix must be a string")?;
-            PREFIX.with(|p| *p.borrow_mut() = prefix.to_string());
+    fn on_request(&self, head: &RequestHead) -> Decision {
+        if head.path.starts_with(&self.path_prefix) {
+            // Spins (or sleeps) without end; only the host's deadline stops it.
+            if self.sleep {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
         }
-        if let Some(sleep) = value.get("sleep") {
-            SLEEP.set(sleep.as_bool().ok_or("sleep must be a boolean")?);
-        }
-        Ok(())
-    }
-
-    fn on_request(head: RequestHead) -> RequestDecision {
-        if PREFIX.with(|p| head.path.starts_with(p.borrow().as_str())) {
-            misbehave();
-        }
-        RequestDecision::Continue(vec![HeaderOp::Set(Header {
-            name: "x-fixture".into(),
-            value: b"test-loop".to_vec(),
-        })])
-    }
-
-    fn on_response(_head: RequestHead, _response: ResponseHead) -> Vec<HeaderOp> {
-        Vec::new()
+        Decision::Continue(vec![HeaderOp::set("x-fixture", "test-loop")])
     }
 }
 
-/// Spins (or sleeps) without end; only the host's deadline stops it.
-fn misbehave() {
-    if SLEEP.get() {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
-    }
-    let mut n: u64 = 0;
-    loop {
-        n = std::hint::black_box(n.wrapping_add(1));
-    }
-}
+gale_plugin::header_policy!(Fixture);

@@ -11,89 +11,50 @@
 //! `x-probe-args`, and `x-probe-calls` (this instance's response count:
 //! guest state, which lives per instance, so per tenant and attachment).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
-// The generated glue exports raw C-ABI functions, which needs `unsafe`.
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "gale:plugin/header-policy" });
-    use super::Probe;
-    export!(Probe with_types_in crate::bindings);
-}
+use gale_plugin::{HeaderOp, HeaderPolicy, LogLevel, RequestHead, ResponseHead};
 
-use bindings::exports::gale::plugin::header_hooks::{Guest, RequestDecision};
-use bindings::gale::plugin::host::{self, LogLevel};
-use bindings::gale::plugin::types::{Header, HeaderOp, RequestHead, ResponseHead};
-
-struct Targets {
+#[derive(serde::Deserialize)]
+#[serde(default)]
+struct Probe {
     file: String,
     dir: String,
     connect: String,
     env: String,
+    /// This instance's response count.
+    #[serde(skip)]
+    calls: Cell<u64>,
 }
 
-thread_local! {
-    static TARGETS: RefCell<Targets> = RefCell::new(Targets {
-        file: "/etc/hostname".into(),
-        dir: "/".into(),
-        connect: "127.0.0.1:80".into(),
-        env: "PATH".into(),
-    });
-    static CALLS: Cell<u64> = const { Cell::new(0) };
+impl Default for Probe {
+    fn default() -> Self {
+        let (file, dir, connect, env) = ("/etc/hostname".into(), "/".into(), "127.0.0.1:80".into(), "PATH".into());
+        Probe { file, dir, connect, env, calls: Cell::new(0) }
+    }
 }
 
-struct Probe;
-
-impl Guest for Probe {
-    fn configure(config: String) -> Result<(), String> {
-        let value: serde_json::Value = serde_json::from_str(&config).map_err(|e| e.to_string())?;
-        let text = |key: &str| -> Result<Option<String>, String> {
-            match value.get(key) {
-                None => Ok(None),
-                Some(v) => v.as_str().map(|s| Some(s.to_string())).ok_or_else(|| format!("{key} must be a string")),
-            }
-        };
-        let (file, dir, connect, env) = (text("file")?, text("dir")?, text("connect")?, text("env")?);
-        TARGETS.with(|t| {
-            let mut t = t.borrow_mut();
-            if let Some(v) = file {
-                t.file = v;
-            }
-            if let Some(v) = dir {
-                t.dir = v;
-            }
-            if let Some(v) = connect {
-                t.connect = v;
-            }
-            if let Some(v) = env {
-                t.env = v;
-            }
-        });
-        Ok(())
+impl HeaderPolicy for Probe {
+    type Config = Self;
+    fn new(config: Self) -> Result<Self, String> {
+        Ok(config)
     }
 
-    fn on_request(_head: RequestHead) -> RequestDecision {
-        RequestDecision::Continue(Vec::new())
-    }
-
-    fn on_response(_head: RequestHead, _response: ResponseHead) -> Vec<HeaderOp> {
-        let calls = CALLS.with(|c| {
-            c.set(c.get() + 1);
-            c.get()
-        });
-        let report = TARGETS.with(|t| probe(&t.borrow()));
-        host::log(
-            LogLevel::Info,
-            &format!("test-probe: {}", report.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")),
-        );
+    fn on_response(&self, _head: &RequestHead, _response: &ResponseHead) -> Vec<HeaderOp> {
+        self.calls.set(self.calls.get() + 1);
+        let report = probe(self);
+        let line: Vec<String> = report.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        gale_plugin::log(LogLevel::Info, &format!("test-probe: {}", line.join("; ")));
         let mut ops: Vec<HeaderOp> = report.into_iter().map(|(name, value)| set(name, &value)).collect();
-        ops.push(set("x-probe-calls", &calls.to_string()));
+        ops.push(set("x-probe-calls", &self.calls.get().to_string()));
         ops
     }
 }
 
+gale_plugin::header_policy!(Probe);
+
 /// Tries each capability; what it saw, per header name.
-fn probe(t: &Targets) -> Vec<(&'static str, String)> {
+fn probe(t: &Probe) -> Vec<(&'static str, String)> {
     let file = match std::fs::read(&t.file) {
         Ok(bytes) => format!("ALLOWED: read {} bytes of {}", bytes.len(), t.file),
         Err(e) => format!("denied: {e}"),
@@ -124,5 +85,5 @@ fn probe(t: &Targets) -> Vec<(&'static str, String)> {
 /// anything, header values may not).
 fn set(name: &str, value: &str) -> HeaderOp {
     let value: String = value.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
-    HeaderOp::Set(Header { name: name.into(), value: value.into_bytes() })
+    HeaderOp::set(name, value)
 }

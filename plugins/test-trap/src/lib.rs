@@ -5,51 +5,27 @@
 //! (default: every request); other requests continue with the header
 //! `x-fixture: test-trap`, so a test can see the plugin recover.
 
-use std::cell::RefCell;
+use gale_plugin::{Decision, HeaderOp, HeaderPolicy, RequestHead};
 
-// The generated glue exports raw C-ABI functions, which needs `unsafe`.
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "gale:plugin/header-policy" });
-    use super::Fixture;
-    export!(Fixture with_types_in crate::bindings);
+#[derive(serde::Deserialize)]
+struct Fixture {
+    #[serde(default)]
+    path_prefix: String,
 }
 
-use bindings::exports::gale::plugin::header_hooks::{Guest, RequestDecision};
-use bindings::gale::plugin::types::{Header, HeaderOp, RequestHead, ResponseHead};
+impl HeaderPolicy for Fixture {
+    type Config = Self;
+    fn new(config: Self) -> Result<Self, String> {
+        Ok(config)
+    }
 
-thread_local! {
-    static PREFIX: RefCell<String> = RefCell::new("/".to_string());
-}
-
-struct Fixture;
-
-impl Guest for Fixture {
-    fn configure(config: String) -> Result<(), String> {
-        let value: serde_json::Value = serde_json::from_str(&config).map_err(|e| e.to_string())?;
-        if let Some(prefix) = value.get("path_prefix") {
-            let prefix = prefix.as_str().ok_or("path_prefix must be a string")?;
-            PREFIX.with(|p| *p.borrow_mut() = prefix.to_string());
+    fn on_request(&self, head: &RequestHead) -> Decision {
+        if head.path.starts_with(&self.path_prefix) {
+            // With `panic = "abort"` a panic is a wasm trap.
+            panic!("test-trap: trapping on purpose");
         }
-        Ok(())
-    }
-
-    fn on_request(head: RequestHead) -> RequestDecision {
-        if PREFIX.with(|p| head.path.starts_with(p.borrow().as_str())) {
-            misbehave();
-        }
-        RequestDecision::Continue(vec![HeaderOp::Set(Header {
-            name: "x-fixture".into(),
-            value: b"test-trap".to_vec(),
-        })])
-    }
-
-    fn on_response(_head: RequestHead, _response: ResponseHead) -> Vec<HeaderOp> {
-        Vec::new()
+        Decision::Continue(vec![HeaderOp::set("x-fixture", "test-trap")])
     }
 }
 
-/// Panics; with `panic = "abort"` that is a wasm trap.
-fn misbehave() {
-    panic!("test-trap: trapping on purpose");
-}
+gale_plugin::header_policy!(Fixture);
