@@ -18,8 +18,12 @@ pub const TEST_TRAP: &str = "test_trap.wasm";
 /// Allocates until stopped in `on-request`.
 pub const TEST_OOM: &str = "test_oom.wasm";
 
+/// The SDK's example (`plugins/gale-plugin/examples/tagger.rs`): tags responses, denies
+/// banned user agents.
+pub const TAGGER: &str = "tagger.wasm";
+
 /// Every component the plugin tests need.
-pub const ALL: [&str; 4] = [HEADER_POLICY, TEST_LOOP, TEST_TRAP, TEST_OOM];
+pub const ALL: [&str; 5] = [HEADER_POLICY, TEST_LOOP, TEST_TRAP, TEST_OOM, TAGGER];
 
 /// The hook time limit the tests use unless they are about the limit: generous, so a loaded
 /// machine that deschedules gale for a while does not turn a good plugin into a 503.

@@ -16,6 +16,7 @@ mod plugins;
 mod proxy;
 mod reload;
 mod routing;
+mod sdk;
 mod static_gzip;
 mod supervise;
 mod tenants;
