@@ -48,7 +48,8 @@ pub struct Interest {
 
 impl Interest {
     /// Everything: every hook, with every header.
-    pub const ALL: Interest = Interest { on_request: true, on_response: true, request_headers: true, response_headers: true };
+    pub const ALL: Interest =
+        Interest { on_request: true, on_response: true, request_headers: true, response_headers: true };
 }
 
 /// What `on_response` reads (WIT's `response-inputs`).
@@ -214,9 +215,7 @@ macro_rules! __private_header_extra {
                 let inputs = PLUGIN.with(|p| p.with(<Plugin as $crate::HeaderPolicy>::inputs));
                 Declaration {
                     on_request: inputs.on_request,
-                    on_response: inputs
-                        .on_response
-                        .map(|r| ResponseInputs { request: r.request, headers: r.headers }),
+                    on_response: inputs.on_response.map(|r| ResponseInputs { request: r.request, headers: r.headers }),
                 }
             }
         }

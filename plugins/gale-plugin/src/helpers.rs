@@ -147,7 +147,7 @@ impl RequestInputs {
             method: keep(self.method, &request.method),
             path: keep(self.path, &request.path),
             query: if self.query { request.query.clone() } else { None },
-            headers: request.headers.iter().filter(|h| self.headers.iter().any(|n| *n == h.name)).cloned().collect(),
+            headers: request.headers.iter().filter(|h| self.headers.contains(&h.name)).cloned().collect(),
             remote_addr: keep(self.remote_addr, &request.remote_addr),
             remote_port: if self.remote_port { request.remote_port } else { 0 },
             scheme: keep(self.scheme, &request.scheme),

@@ -51,11 +51,11 @@ mod wit;
 pub use cache::{CacheDecision, CachePolicy, DecisionInputs, Expiry, FileInfo, FileInputs};
 pub use header::{Decision, Declaration, HeaderPolicy, Interest, ResponseInputs};
 pub use host::{LogLevel, counter_add, log};
-pub use types::{Header, HeaderOp, LocalResponse, RequestHead, RequestInputs, ResponseHead};
-pub use upload::{FormField, StoredFile, TextDecision, UploadFields};
 /// `serde`, re-exported so that `#[derive(gale_plugin::serde::Deserialize)]`
 /// needs no dependency of its own (add `#[serde(crate = "gale_plugin::serde")]`).
 pub use serde;
+pub use types::{Header, HeaderOp, LocalResponse, RequestHead, RequestInputs, ResponseHead};
+pub use upload::{FormField, StoredFile, TextDecision, UploadFields};
 
 /// The types of `gale:plugin/types`, generated once here and shared by every
 /// plugin's glue (through wit-bindgen's `with`).

@@ -11,8 +11,8 @@ mod config;
 mod policy;
 mod template;
 
-use gale_plugin::{Decision, Declaration, HeaderOp, HeaderPolicy, Interest, LogLevel, RequestHead, ResponseHead};
 use gale_plugin::ResponseInputs;
+use gale_plugin::{Decision, Declaration, HeaderOp, HeaderPolicy, Interest, LogLevel, RequestHead, ResponseHead};
 use policy::Policy;
 
 impl HeaderPolicy for Policy {
@@ -27,7 +27,10 @@ impl HeaderPolicy for Policy {
         if let Decision::Respond(response) = &decision {
             // Shown in gale's metrics: how many requests the policy denied.
             gale_plugin::counter_add("denied", 1);
-            gale_plugin::log(LogLevel::Debug, &format!("denied {} {} with {}", head.method, head.path, response.status));
+            gale_plugin::log(
+                LogLevel::Debug,
+                &format!("denied {} {} with {}", head.method, head.path, response.status),
+            );
         }
         decision
     }

@@ -128,11 +128,7 @@ impl SideEdits {
         ops.extend(self.remove.iter().map(|name| HeaderOp::Remove(name.clone())));
         for (name, template) in &self.set {
             let value = template.expand(head);
-            ops.push(if value.is_empty() {
-                HeaderOp::Remove(name.clone())
-            } else {
-                HeaderOp::set(name, value)
-            });
+            ops.push(if value.is_empty() { HeaderOp::Remove(name.clone()) } else { HeaderOp::set(name, value) });
         }
         ops
     }
@@ -211,9 +207,9 @@ fn normalize_path(raw: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gale_plugin::testing::{configure, no_inputs, request, response};
     use gale_plugin::Header;
     use gale_plugin::testing::assert_inputs_declared;
+    use gale_plugin::testing::{configure, no_inputs, request, response};
 
     fn head(method: &str, path: &str) -> RequestHead {
         request(&format!("{method} {path}")).with_header("x-debug", "1").with_remote_addr("192.0.2.7")
@@ -322,10 +318,7 @@ mod tests {
         let p = policy(r#"{"response": {"set": {"x-frame-options": "DENY"}, "remove": ["server"]}}"#);
         assert_eq!(
             p.response_edits(&head("GET", "/")),
-            vec![
-                HeaderOp::remove("server"),
-                HeaderOp::set("x-frame-options", "DENY"),
-            ]
+            vec![HeaderOp::remove("server"), HeaderOp::set("x-frame-options", "DENY"),]
         );
     }
 

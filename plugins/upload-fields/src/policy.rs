@@ -182,7 +182,8 @@ mod tests {
 
     fn file() -> StoredFile {
         let md5 = "746308829575e17c3331bbcb00c0898b".into();
-        let (field_name, filename, content_type, path) = (b"file".into(), b"hello.txt".into(), b"text/plain".into(), b"/store/0123".into());
+        let (field_name, filename, content_type, path) =
+            (b"file".into(), b"hello.txt".into(), b"text/plain".into(), b"/store/0123".into());
         StoredFile { field_name, filename, content_type, path, md5, size: 14, sha256: Some("ab".repeat(32)) }
     }
 
