@@ -149,3 +149,87 @@ pub fn assert_inputs_declared<P: HeaderPolicy>(policy: &P, request: &RequestHead
 pub fn no_inputs() -> RequestInputs {
     RequestInputs::none()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Declaration, LocalResponse};
+
+    /// Denies `x-bad` requests; declares `on_request`'s inputs as `declared`.
+    struct Denier {
+        declared: RequestInputs,
+    }
+
+    impl HeaderPolicy for Denier {
+        type Config = ();
+        fn new(_: ()) -> Result<Self, String> {
+            Ok(Denier { declared: RequestInputs::none() })
+        }
+        fn on_request(&self, request: &RequestHead) -> Decision {
+            crate::counter_add("seen", 1);
+            match request.header("X-Bad") {
+                Some(_) => Decision::respond(403, "no\n"),
+                None => Decision::next(),
+            }
+        }
+        fn inputs(&self) -> Declaration {
+            Declaration { on_request: Some(self.declared.clone()), on_response: None }
+        }
+    }
+
+    #[test]
+    fn heads_and_helpers() {
+        let head = request("POST /a/b?x=1&y").with_header("X-Multi", "1").with_header("x-multi", "2");
+        assert_eq!((head.method.as_str(), head.path.as_str(), head.query.as_deref()), ("POST", "/a/b", Some("x=1&y")));
+        assert_eq!(request("/").query, None);
+        assert_eq!(head.header("x-MULTI"), Some(&b"1"[..]));
+        assert_eq!(head.header_values("X-Multi").count(), 2);
+        assert_eq!(head.header_joined("x-multi"), Some(b"1, 2".to_vec()));
+        assert_eq!(head.header_str("absent"), None);
+        assert_eq!(HeaderOp::set("X-A", "v"), HeaderOp::Set(Header { name: "x-a".into(), value: b"v".to_vec() }));
+        assert_eq!(HeaderOp::remove("X-A"), HeaderOp::Remove("x-a".into()));
+        let answer = LocalResponse::text(403, "no\n");
+        assert_eq!(answer.header("Content-Type"), Some(&b"text/plain; charset=utf-8"[..]));
+        assert_eq!(response(204).with_header("ETag", "x").header_str("etag"), Some("x"));
+    }
+
+    #[test]
+    fn mask_keeps_only_the_declared_parts() {
+        let head = request("GET /p?q").with_header("a", "1").with_header("b", "2").with_remote_port(9);
+        let masked = RequestInputs { path: true, ..RequestInputs::none() }.with_header("B").mask(&head);
+        assert_eq!(masked.path, "/p");
+        assert_eq!((masked.method.as_str(), masked.query.as_deref(), masked.remote_port), ("", None, 0));
+        assert_eq!((masked.remote_addr.as_str(), masked.scheme.as_str(), masked.host.as_str()), ("", "", ""));
+        assert_eq!(masked.headers, vec![Header::new("b", "2")]);
+    }
+
+    #[test]
+    fn host_calls_are_recorded_natively() {
+        take_counters();
+        let denier: Denier = configure("null").expect("valid");
+        denier.on_request(&request("GET /"));
+        crate::log(LogLevel::Warn, "hello");
+        assert_eq!(take_counters(), vec![("seen".to_owned(), 1)]);
+        assert!(matches!(take_logs().as_slice(), [(LogLevel::Warn, m)] if m == "hello"));
+        assert!(take_counters().is_empty());
+    }
+
+    #[test]
+    fn a_config_of_the_wrong_shape_is_rejected_without_a_panic() {
+        let err = configure::<Denier>("{\"x\": 1}").err().expect("rejected");
+        assert!(err.starts_with("invalid config: "), "{err}");
+    }
+
+    #[test]
+    fn declared_inputs_pass_the_check() {
+        let denier = Denier { declared: RequestInputs::none().with_header("x-bad") };
+        assert_inputs_declared(&denier, &request("GET /").with_header("X-Bad", "1"), &response(200));
+    }
+
+    #[test]
+    #[should_panic(expected = "on_request reads more than its declared inputs")]
+    fn an_input_read_but_not_declared_fails_the_check() {
+        let denier = Denier { declared: RequestInputs::none() };
+        assert_inputs_declared(&denier, &request("GET /").with_header("X-Bad", "1"), &response(200));
+    }
+}
