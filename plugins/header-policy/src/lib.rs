@@ -11,8 +11,9 @@ mod config;
 mod policy;
 mod template;
 
-use gale_plugin::ResponseInputs;
-use gale_plugin::{Decision, Declaration, HeaderOp, HeaderPolicy, Interest, LogLevel, RequestHead, ResponseHead};
+use gale_plugin::{
+    Decision, Declaration, HeaderOp, HeaderPolicy, Interest, LogLevel, RequestHead, ResponseHead, ResponseInputs,
+};
 use policy::Policy;
 
 impl HeaderPolicy for Policy {
