@@ -12,21 +12,31 @@
 //! | `cache-policy` | [`CachePolicy`] | [`cache_policy!`] |
 //! | `upload-fields` | [`UploadFields`] | [`upload_fields!`] |
 //!
-//! ```ignore
+//! ```
 //! use gale_plugin::{Decision, HeaderOp, HeaderPolicy, RequestHead, ResponseHead};
 //!
 //! #[derive(serde::Deserialize)]
-//! struct Tagger { name: String, #[serde(default)] banned: Vec<String> }
+//! struct Tagger { name: String, #[serde(default)] banned_agents: Vec<String> }
 //!
 //! impl HeaderPolicy for Tagger {
 //!     type Config = Self;
 //!     fn new(config: Self) -> Result<Self, String> { Ok(config) }
-//!     fn on_request(&self, request: &RequestHead) -> Decision { /* ... */ }
+//!
+//!     fn on_request(&self, request: &RequestHead) -> Decision {
+//!         let agent = request.header_str("user-agent").unwrap_or_default();
+//!         if self.banned_agents.iter().any(|banned| agent.contains(banned.as_str())) {
+//!             return Decision::respond(403, "banned\n");
+//!         }
+//!         Decision::next()
+//!     }
+//!
 //!     fn on_response(&self, _: &RequestHead, _: &ResponseHead) -> Vec<HeaderOp> {
 //!         vec![HeaderOp::set("x-served-by", &self.name)]
 //!     }
 //! }
+//!
 //! gale_plugin::header_policy!(Tagger);
+//! # fn main() {}
 //! ```
 //!
 //! Remembered answers (gale's memo of hook answers) are opt-in: the macro's
