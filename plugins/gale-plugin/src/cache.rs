@@ -83,6 +83,25 @@ pub trait CachePolicy: Sized + 'static {
 /// Exports a [`CachePolicy`]: `cache_policy!(T)` as world `cache-policy`,
 /// `cache_policy!(T, remember)` as `memoizable-cache-policy` (with
 /// [`CachePolicy::inputs`]).
+///
+/// ```
+/// use gale_plugin::{CacheDecision, CachePolicy, Expiry, FileInfo, RequestHead};
+///
+/// /// `max_age` seconds for every file.
+/// #[derive(serde::Deserialize)]
+/// struct Fresh { max_age: u64 }
+///
+/// impl CachePolicy for Fresh {
+///     type Config = Self;
+///     fn new(config: Self) -> Result<Self, String> { Ok(config) }
+///     fn decide(&self, _: &RequestHead, _: &FileInfo) -> CacheDecision {
+///         CacheDecision { cache_control: None, expires: Some(Expiry::After(self.max_age)) }
+///     }
+/// }
+///
+/// gale_plugin::cache_policy!(Fresh);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! cache_policy {
     ($plugin:ty) => {

@@ -118,6 +118,28 @@ pub trait HeaderPolicy: Sized + 'static {
 ///   calls only what [`HeaderPolicy::interest`] names.
 /// - `header_policy!(T, remember)`: world `memoizable-header-policy`, also
 ///   [`HeaderPolicy::inputs`]: gale remembers the declared hooks' answers.
+///
+/// ```
+/// use gale_plugin::{HeaderOp, HeaderPolicy, Interest, RequestHead, ResponseHead};
+///
+/// /// Security headers only: gale never calls `on_request`, copies no header list.
+/// #[derive(serde::Deserialize)]
+/// struct Secure {}
+///
+/// impl HeaderPolicy for Secure {
+///     type Config = Self;
+///     fn new(config: Self) -> Result<Self, String> { Ok(config) }
+///     fn on_response(&self, _: &RequestHead, _: &ResponseHead) -> Vec<HeaderOp> {
+///         vec![HeaderOp::set("x-content-type-options", "nosniff")]
+///     }
+///     fn interest(&self) -> Interest {
+///         Interest { on_request: false, on_response: true, request_headers: false, response_headers: false }
+///     }
+/// }
+///
+/// gale_plugin::header_policy!(Secure, selective);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! header_policy {
     ($plugin:ty) => {
