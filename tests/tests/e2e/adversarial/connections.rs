@@ -101,8 +101,8 @@ fn silent_connections_past_max_connections_do_not_lock_out_a_new_client() {
     // 26 clients, 20 slots: at least 6 silent connections were closed by gale, the oldest ones.
     wait_until(GUARD, "6 silent connections closed by gale", || closed_count(&old) >= 6);
     assert_eq!(closed_count(&newer), 0, "a newer idle connection was closed before an older one");
-    let m = metrics(admin);
-    assert!(m.value("gale_connections_reclaimed_total", &[]) >= 6.0, "{}", m.text);
+    // Counted just after the connections are asked to close: wait for it rather than race it.
+    let m = metrics_when(admin, "6 reclaims counted", |m| m.value("gale_connections_reclaimed_total", &[]) >= 6.0);
     assert!(m.value("gale_connections_limit_reached_total", &[]) >= 1.0, "{}", m.text);
     assert!(m.value("gale_connections_open", &[]) <= 20.0, "{}", m.text);
     let warning = |l: &str| l.contains("WARN") && l.contains("max_connections reached");
@@ -285,14 +285,13 @@ fn answers_written_before_the_pipeline_are_logged_and_counted() {
     let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(100 << 10));
     assert_eq!(gale_tests::http::raw(gale.addr(), long.as_bytes()).status, 414);
 
-    let m = metrics(admin);
+    // Counted when each connection ends, which may be just after the client read its answer.
+    let counted = |m: &Metrics, status| m.get("gale_requests_total", &[("server", SERVER), ("status", status)]);
+    let m = metrics_when(admin, "the four refused answers counted", |m| {
+        ["400", "408", "414", "431"].iter().all(|s| counted(m, s).is_some())
+    });
     for status in ["400", "408", "414", "431"] {
-        assert_eq!(
-            m.get("gale_requests_total", &[("server", SERVER), ("status", status)]),
-            Some(1.0),
-            "{status}:\n{}",
-            m.text
-        );
+        assert_eq!(counted(&m, status), Some(1.0), "{status}:\n{}", m.text);
     }
     let log = access_log(gale);
     for (request, status) in [("\"-\"", 400), ("\"-\"", 431), ("\"GET /stalled HTTP/1.1\"", 408), ("\"GET - -\"", 414)]
