@@ -53,6 +53,8 @@ pub use tenant::{Tenant, TenantSettings, plugin_key, status};
 pub use upload_fields::UploadFieldsPlugin;
 
 #[cfg(test)]
+mod call_tests;
+#[cfg(test)]
 mod tenant_tests;
 #[cfg(test)]
 pub(crate) mod test_support;
