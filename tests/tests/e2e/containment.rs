@@ -49,9 +49,7 @@ fn tenant_table(name: &str, dir: &Path, failures: u32) -> String {
 
 /// A `[[server]]` of `tenant` on its own listener with one location.
 fn server(tenant: &str, location: &str) -> String {
-    format!(
-        "[[server]]\nlisten = [\"127.0.0.1:0\"]\ntenant = \"{tenant}\"\n[[server.location]]\n{location}\n\n"
-    )
+    format!("[[server]]\nlisten = [\"127.0.0.1:0\"]\ntenant = \"{tenant}\"\n[[server.location]]\n{location}\n\n")
 }
 
 /// A config: two gale threads, the admin listener, then `rest`.
