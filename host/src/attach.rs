@@ -11,7 +11,10 @@
 //! | `upload-fields` | `upload`, at most one | the rewritten form's fields, instead of the built-in seed policy |
 //!
 //! Anything else is a load error naming the plugin, so `gale check` catches
-//! a plugin attached where it cannot work. Failure policy per call, like
+//! a plugin attached where it cannot work. Every world is loaded for the
+//! server's tenant (`site::load_plugins`), so its calls get the tenant's
+//! containment (breaker, concurrency and instance caps, metrics) in the
+//! plugin runtime itself; what remains here is the failure policy per call, like
 //! header policies: fail-closed answers 503; fail-open sends no caching
 //! headers (cache-policy) or decides that one field with the built-in seed
 //! policy (upload-fields); both are logged.

@@ -59,8 +59,8 @@ pub type LoadedPlugins = Vec<Vec<LocationPlugins>>;
 /// config attaches, each as the world its component exports, and places it
 /// by world and location kind (see `attach`); reports every attachment that
 /// fails, not just the first. A server's plugins are its tenant's
-/// (`tenancy.rs`): from the tenant's plugin directory only, under its limits;
-/// header policies also under its breaker and concurrency cap.
+/// (`tenancy.rs`): from the tenant's plugin directory only, under its limits,
+/// its breaker, concurrency cap and warm-instance cap, whatever the world.
 pub async fn load_plugins(config: &Config, runtime: &PluginRuntime) -> Result<LoadedPlugins, Vec<PluginLoadError>> {
     let tenants = crate::tenancy::Tenants::from_config(config);
     let mut errors = Vec::new();
@@ -71,13 +71,7 @@ pub async fn load_plugins(config: &Config, runtime: &PluginRuntime) -> Result<Lo
         for location in &server.locations {
             let mut placed = LocationPlugins::default();
             for a in &location.plugins {
-                let loaded = match runtime.load_header_policy_for(tenant, &a.name, &a.config).await {
-                    Ok(policy) => Ok(crate::plugin::LoadedPlugin::Header(policy)),
-                    Err(PluginError::WrongWorld { .. }) => {
-                        runtime.load_any(tenant.plugin_dir(), &a.name, &a.config, tenant.settings().limits).await
-                    }
-                    Err(e) => Err(e),
-                };
+                let loaded = runtime.load_any_for(tenant, &a.name, &a.config).await;
                 if let Err(error) = loaded.and_then(|p| placed.place(p, a.on_error, &location.handler)) {
                     errors.push(PluginLoadError { line: a.line, col: a.col, error });
                 }

@@ -324,8 +324,8 @@ impl State {
     }
 }
 
-/// Hooks a breaker keeps their own windows for: a world has at most four,
-/// plus `call` (`Pool::take`). More share one window.
+/// Hooks a breaker keeps their own windows for: a world calls at most three
+/// (`upload-fields`), and the spare slots cost little. More share one window.
 const HOOK_SLOTS: usize = 6;
 
 /// One hook's windows. The share is taken per hook: a fail-open plugin

@@ -13,8 +13,9 @@ use super::convert;
 use super::error::PluginError;
 use super::limits::Limits;
 use super::memo::Memo;
-use super::pool::Pool;
+use super::pool::{Instance, Pool};
 use super::runtime::PluginRuntime;
+use super::tenant::Tenant;
 use crate::static_files::{CacheHeaders, FileMeta};
 
 /// A loaded cache policy: one attachment of a `cache-policy` plugin on a
@@ -55,7 +56,22 @@ impl PluginRuntime {
         limits: Limits,
     ) -> Result<CachePolicy, PluginError> {
         let pool = self.load::<CachePolicyBindings>(dir, name, config, limits).await?;
-        Ok(CachePolicy { pool, memo: Arc::new(Memo::new()) })
+        Ok(CachePolicy::new(pool))
+    }
+
+    /// Loads the cache policy `name` for `tenant`, like
+    /// [`Self::load_header_policy_for`]: from the tenant's plugin directory
+    /// only, under its limits; every `decide` is admitted by the plugin's
+    /// circuit breaker and the tenant's concurrency cap, counted in the
+    /// plugin metrics, and its warm instances count against the tenant's cap.
+    pub async fn load_cache_policy_for(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        config: &toml::Table,
+    ) -> Result<CachePolicy, PluginError> {
+        let pool = self.load_for::<CachePolicyBindings>(tenant, name, config).await?;
+        Ok(CachePolicy::new(pool))
     }
 }
 
@@ -63,6 +79,10 @@ impl PluginRuntime {
 const HOOK: &str = "decide";
 
 impl CachePolicy {
+    pub(crate) fn new(pool: Arc<Pool<CachePolicyBindings>>) -> Self {
+        Self { pool, memo: Arc::new(Memo::new()) }
+    }
+
     /// The plugin's name, as attached.
     pub fn name(&self) -> &str {
         self.pool.name()
@@ -125,12 +145,11 @@ impl CachePolicy {
     /// handler's future (carried by every request) should not be.
     async fn call(&self, head: &RequestHead, info: &FileInfo) -> Result<CacheDecision, PluginError> {
         Box::pin(async move {
-            let mut instance = self.pool.take().await?;
-            let limit = self.pool.timeout();
-            self.pool.arm(&mut instance, limit);
-            let call = instance.bindings.hooks().call_decide(&mut instance.store, head, info);
-            let result = self.pool.run(limit, call).await;
-            self.pool.finish(instance, HOOK, result)
+            let call = |mut i: Instance<CachePolicyBindings>| async move {
+                let result = i.bindings.hooks().call_decide(&mut i.store, head, info).await;
+                (i, result)
+            };
+            self.pool.call(HOOK, call).await
         })
         .await
     }

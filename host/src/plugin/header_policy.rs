@@ -14,7 +14,7 @@ use super::error::PluginError;
 use super::headers::HeaderEdits;
 use super::limits::Limits;
 use super::memo::{self, Key, Memo};
-use super::pool::Pool;
+use super::pool::{Instance, Pool};
 use super::runtime::PluginRuntime;
 use super::tenant::Tenant;
 
@@ -186,7 +186,7 @@ impl PluginRuntime {
 }
 
 impl HeaderPolicy {
-    fn new(pool: Arc<Pool<HeaderPolicyBindings>>) -> Self {
+    pub(crate) fn new(pool: Arc<Pool<HeaderPolicyBindings>>) -> Self {
         Self { pool, memo: Arc::new(Remembered { request: Memo::new(), response: Memo::new() }) }
     }
 
@@ -257,12 +257,11 @@ impl HeaderPolicy {
     async fn call_request(&self, head: &RequestHead) -> Result<Decision, PluginError> {
         const HOOK: &str = "on-request";
         Box::pin(async move {
-            let mut instance = self.pool.enter(HOOK).await?;
-            let limit = self.pool.timeout();
-            self.pool.arm(&mut instance, limit);
-            let call = instance.bindings.hooks().call_on_request(&mut instance.store, head);
-            let result = self.pool.run(limit, call).await;
-            let decision = self.pool.finish(instance, HOOK, result)?;
+            let call = |mut i: Instance<HeaderPolicyBindings>| async move {
+                let result = i.bindings.hooks().call_on_request(&mut i.store, head).await;
+                (i, result)
+            };
+            let decision = self.pool.call(HOOK, call).await?;
             convert::decision(decision).map_err(|message| self.invalid(HOOK, message))
         })
         .await
@@ -360,12 +359,11 @@ impl HeaderPolicy {
         const HOOK: &str = "on-response";
         // Boxed like `call_request`'s.
         Box::pin(async move {
-            let mut instance = self.pool.enter(HOOK).await?;
-            let limit = self.pool.timeout();
-            self.pool.arm(&mut instance, limit);
-            let call = instance.bindings.hooks().call_on_response(&mut instance.store, head, response);
-            let result = self.pool.run(limit, call).await;
-            let ops = self.pool.finish(instance, HOOK, result)?;
+            let call = |mut i: Instance<HeaderPolicyBindings>| async move {
+                let result = i.bindings.hooks().call_on_response(&mut i.store, head, response).await;
+                (i, result)
+            };
+            let ops = self.pool.call(HOOK, call).await?;
             convert::edits(ops).map_err(|message| self.invalid(HOOK, message))
         })
         .await

@@ -10,9 +10,11 @@
 //! (`failure_log.rs`).
 //!
 //! Lifecycle: a plugin is compiled once (and cached on disk by content
-//! hash), pre-instantiated once per attachment, and each hook call takes a
-//! warm instance from the attachment's pool; a trap or a limit hit discards
-//! that instance only. Limits per call: an epoch deadline (time) and a
+//! hash), pre-instantiated once per attachment, and each hook call of every
+//! world goes through one protocol (`Pool::call` in `pool.rs`): admitted by
+//! the tenant, run on a warm instance from the attachment's pool, settled
+//! into the metrics and the breaker; a trap or a limit hit discards that
+//! instance only. Limits per call: an epoch deadline (time) and a
 //! memory cap. WASI is linked with a context that denies everything.
 //!
 //! The public API speaks `http` types only; the WIT types stay inside this
@@ -52,6 +54,8 @@ pub use source::{Resolved, resolve};
 pub use tenant::{Tenant, TenantSettings, plugin_key, status};
 pub use upload_fields::UploadFieldsPlugin;
 
+#[cfg(test)]
+mod call_tests;
 #[cfg(test)]
 mod tenant_tests;
 #[cfg(test)]

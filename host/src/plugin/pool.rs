@@ -1,7 +1,8 @@
-//! Warm instances of one plugin attachment, and the call discipline: arm
-//! the limits, run the hook, keep the instance on success, discard it on
-//! any failure (a trapped instance cannot be entered again, and one that hit
-//! a limit may be in any state).
+//! Warm instances of one plugin attachment, and the one call protocol every
+//! world's hooks go through ([`Pool::call`]): admit, take an instance, arm
+//! the limits, run the hook, settle; the instance is kept on success and
+//! discarded on any failure (a trapped instance cannot be entered again, and
+//! one that hit a limit may be in any state).
 //!
 //! A pool belongs to one attachment: instances (and the guest state they
 //! carry between requests) are never shared across plugins, configs or
@@ -22,14 +23,12 @@ use super::error::PluginError;
 use super::host::{Ctx, Shared};
 use super::limits::{Limits, deadline_ticks};
 use super::runtime::Inner;
-use super::tenant::{Scope, Ticket};
+use super::tenant::Scope;
 
 /// One instance and its store.
 pub(crate) struct Instance<W> {
     pub(crate) store: Store<Ctx>,
     pub(crate) bindings: W,
-    /// The admission of the call in progress (tenant pools only).
-    ticket: Option<Ticket>,
 }
 
 /// The warm pool of one attachment.
@@ -97,7 +96,7 @@ impl<W: World> Pool<W> {
         let mut instance = self.fresh().await?;
         let limit = self.limits.setup_timeout;
         self.arm(&mut instance, limit);
-        let declared = self.run(limit, instance.bindings.declared(&mut instance.store)).await;
+        let declared = self.run_borrowed(limit, instance.bindings.declared(&mut instance.store)).await;
         match declared {
             Ok(declared) => {
                 let _ = self.declared.set(declared);
@@ -122,17 +121,69 @@ impl<W: World> Pool<W> {
         }
     }
 
-    /// Takes an instance for a call of `hook`: in a tenant's pool the call
-    /// is first admitted (refused while the plugin is quarantined; waits up
-    /// to the hook's time limit for one of the tenant's concurrency slots),
-    /// then a warm instance is taken, or a fresh one made.
-    pub(crate) async fn enter(&self, hook: &'static str) -> Result<Instance<W>, PluginError> {
+    /// The call protocol of every hook of every world: admit the call (in
+    /// a tenant's pool: refused while the plugin is quarantined, else it
+    /// waits up to the hook's time limit for one of the tenant's concurrency
+    /// slots), take a warm instance (or make a fresh one), arm its limits,
+    /// run `call`, and settle the outcome: the instance goes back to the
+    /// pool after a call that returned and is dropped after one that failed
+    /// (with the error classified); the tenant's metrics and the plugin's
+    /// breaker record the outcome, and the slot is freed.
+    ///
+    /// `call` is given the instance and must hand it back with the hook's
+    /// result, e.g. `|mut i| async move { let r = i.bindings.f(&mut
+    /// i.store).await; (i, r) }`: owning the instance (rather than borrowing
+    /// it) lets the call's future borrow the caller's arguments freely, and
+    /// a call cut off by the host deadline simply drops it.
+    ///
+    /// What the caller does with the value (converting or validating it) is
+    /// not part of the call: an invalid answer keeps its instance, and the
+    /// breaker counts the call as one that ran within its limits.
+    pub(crate) async fn call<T, Fut>(
+        &self,
+        hook: &'static str,
+        call: impl FnOnce(Instance<W>) -> Fut,
+    ) -> Result<T, PluginError>
+    where
+        Fut: Future<Output = (Instance<W>, wasmtime::Result<T>)>,
+    {
         let ticket = match &self.scope {
             Some(scope) => Some(scope.admit(self.name(), hook, self.limits.timeout).await?),
             None => None,
         };
+        let result = self.run_call(hook, call).await;
+        if let (Some(scope), Some(ticket)) = (&self.scope, ticket) {
+            scope.settle(ticket, hook, result.as_ref().err());
+        }
+        result
+    }
+
+    /// [`Self::call`] once admitted: instance, limits, run, keep or drop.
+    async fn run_call<T, Fut>(
+        &self,
+        hook: &'static str,
+        call: impl FnOnce(Instance<W>) -> Fut,
+    ) -> Result<T, PluginError>
+    where
+        Fut: Future<Output = (Instance<W>, wasmtime::Result<T>)>,
+    {
+        let mut instance = self.instance().await?;
+        let limit = self.limits.timeout;
+        self.arm(&mut instance, limit);
+        match self.run(limit, call(instance)).await {
+            Ok((instance, Ok(value))) => {
+                self.put(instance);
+                Ok(value)
+            }
+            Ok((instance, Err(error))) => Err(self.classify(hook, &error, &instance.store, limit)),
+            Err(HostDeadline) => Err(PluginError::Timeout { plugin: self.name().to_owned(), hook, limit }),
+        }
+    }
+
+    /// A warm instance, or a fresh one.
+    async fn instance(&self) -> Result<Instance<W>, PluginError> {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let instance = match idle {
+        match idle {
             Some(instance) => {
                 if let Some(scope) = &self.scope {
                     scope.release_idle(1);
@@ -140,34 +191,12 @@ impl<W: World> Pool<W> {
                 Ok(instance)
             }
             None => self.fresh().await,
-        };
-        match (instance, ticket) {
-            (Ok(mut instance), ticket) => {
-                instance.ticket = ticket;
-                Ok(instance)
-            }
-            (Err(e), Some(ticket)) => {
-                if let Some(scope) = &self.scope {
-                    scope.settle(ticket, hook, Some(&e));
-                }
-                Err(e)
-            }
-            (Err(e), None) => Err(e),
         }
     }
 
-    /// [`Self::enter`] for a caller that names its hook only when it
-    /// finishes: a refusal names the hook `call`. Prefer `enter`; kept so
-    /// that world wrappers written against `take` keep their containment.
-    #[allow(dead_code)]
-    pub(crate) async fn take(&self) -> Result<Instance<W>, PluginError> {
-        self.enter("call").await
-    }
-
-    /// Runs one hook call on `instance` under the time and memory limits.
-    /// Start the call's future first (it borrows the instance), then pass
-    /// it here together with the instance's limits already armed by
-    /// [`Self::arm`].
+    /// Runs `call` (one guest call on an instance armed by [`Self::arm`])
+    /// under the time limit; [`HostDeadline`] when the host timer stopped
+    /// it.
     ///
     /// The epoch deadline stops a spinning guest; a host timer stops one
     /// parked in a host call (e.g. sleeping), where the epoch cannot reach
@@ -176,65 +205,36 @@ impl<W: World> Pool<W> {
     /// cost more than some hooks. So a guest that parks is stopped at most
     /// one limit (plus one tick) after it parked, and one that spins at its
     /// epoch deadline.
-    pub(crate) async fn run<T>(
-        &self,
-        limit: Duration,
-        call: impl Future<Output = wasmtime::Result<T>>,
-    ) -> wasmtime::Result<T> {
+    async fn run<O>(&self, limit: Duration, call: impl Future<Output = O>) -> Result<O, HostDeadline> {
         let _running = self.runtime.guest_running();
         let mut call = pin!(call);
         let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
         if let Poll::Ready(result) = first {
-            return result;
+            return Ok(result);
         }
         // One tick of slack lets the epoch report first when it can.
         let slack = self.runtime.options.epoch_tick;
-        match tokio::time::timeout(limit + slack, call).await {
-            Ok(result) => result,
-            Err(_) => Err(wasmtime::Error::new(HostDeadline)),
-        }
+        tokio::time::timeout(limit + slack, call).await.map_err(|_| HostDeadline)
+    }
+
+    /// [`Self::run`] for a call that borrows its store: the host deadline
+    /// becomes the call's error (see [`Self::classify`]).
+    async fn run_borrowed<T>(
+        &self,
+        limit: Duration,
+        call: impl Future<Output = wasmtime::Result<T>>,
+    ) -> wasmtime::Result<T> {
+        self.run(limit, call).await.unwrap_or_else(|deadline| Err(wasmtime::Error::new(deadline)))
     }
 
     /// Arms `instance` for a hook call: a fresh deadline, a cleared memory
     /// flag and stderr buffer.
-    pub(crate) fn arm(&self, instance: &mut Instance<W>, limit: Duration) {
+    fn arm(&self, instance: &mut Instance<W>, limit: Duration) {
         let ticks = deadline_ticks(limit, self.runtime.options.epoch_tick);
         instance.store.set_epoch_deadline(ticks);
         let data = instance.store.data_mut();
         data.limiter.reset();
         data.stderr.clear();
-    }
-
-    /// The hook's time limit.
-    pub(crate) fn timeout(&self) -> Duration {
-        self.limits.timeout
-    }
-
-    /// Ends a call: the instance goes back to the pool when the call
-    /// succeeded, and is dropped (with the error classified) when it failed.
-    pub(crate) fn finish<T>(
-        &self,
-        mut instance: Instance<W>,
-        hook: &'static str,
-        result: wasmtime::Result<T>,
-    ) -> Result<T, PluginError> {
-        let ticket = instance.ticket.take();
-        match result {
-            Ok(value) => {
-                if let (Some(scope), Some(ticket)) = (&self.scope, ticket) {
-                    scope.settle(ticket, hook, None);
-                }
-                self.put(instance);
-                Ok(value)
-            }
-            Err(error) => {
-                let error = self.classify(hook, &error, &instance.store, self.limits.timeout);
-                if let (Some(scope), Some(ticket)) = (&self.scope, ticket) {
-                    scope.settle(ticket, hook, Some(&error));
-                }
-                Err(error)
-            }
-        }
     }
 
     /// Keeps `instance` warm, unless the pool or the tenant has enough.
@@ -253,14 +253,14 @@ impl<W: World> Pool<W> {
         // Before instantiating: a new store's deadline has already passed,
         // and instantiation runs guest code.
         store.set_epoch_deadline(deadline_ticks(limit, self.runtime.options.epoch_tick));
-        let instantiated = self.run(limit, W::instantiate(&self.pre, &mut store)).await;
+        let instantiated = self.run_borrowed(limit, W::instantiate(&self.pre, &mut store)).await;
         let bindings = match instantiated {
             Ok(bindings) => bindings,
             Err(e) => return Err(self.classify("instantiate", &e, &store, limit)),
         };
-        let configured = self.run(limit, bindings.configure(&mut store, &self.config)).await;
+        let configured = self.run_borrowed(limit, bindings.configure(&mut store, &self.config)).await;
         match configured {
-            Ok(Ok(())) => Ok(Instance { store, bindings, ticket: None }),
+            Ok(Ok(())) => Ok(Instance { store, bindings }),
             Ok(Err(message)) => Err(PluginError::Config { plugin: self.name().to_owned(), message }),
             Err(e) => Err(self.classify("configure", &e, &store, limit)),
         }

@@ -217,9 +217,10 @@ impl PluginRuntime {
     }
 }
 
-/// Hooks whose series a scope keeps at hand; a world has at most four
-/// (configure is not counted), plus `call` for `Pool::take`.
-const SERIES_SLOTS: usize = 6;
+/// Hooks whose series a scope keeps at hand: a world has at most three
+/// (`upload-fields`: `needs-sha256`, `text-field`, `file-fields`; setup
+/// calls are not counted).
+const SERIES_SLOTS: usize = 3;
 
 /// What a pool of a tenant's attachment applies around each call.
 pub(crate) struct Scope {

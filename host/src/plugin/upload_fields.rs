@@ -11,8 +11,9 @@ use super::bindings::UploadFieldsBindings;
 use super::convert;
 use super::error::PluginError;
 use super::limits::Limits;
-use super::pool::Pool;
+use super::pool::{Instance, Pool};
 use super::runtime::PluginRuntime;
+use super::tenant::Tenant;
 use crate::upload::{FieldPolicy, FormField, PolicyError, StoredFile, TextDecision};
 
 /// A loaded upload-fields policy: one attachment of an `upload-fields`
@@ -46,17 +47,38 @@ impl PluginRuntime {
         limits: Limits,
     ) -> Result<UploadFieldsPlugin, PluginError> {
         let pool = self.load::<UploadFieldsBindings>(dir, name, config, limits).await?;
-        let mut instance = pool.take().await?;
-        let limit = pool.timeout();
-        pool.arm(&mut instance, limit);
-        let call = instance.bindings.gale_plugin_upload_hooks().call_needs_sha256(&mut instance.store);
-        let result = pool.run(limit, call).await;
-        let sha256 = pool.finish(instance, "needs-sha256", result)?;
-        Ok(UploadFieldsPlugin { pool, sha256 })
+        UploadFieldsPlugin::new(pool).await
+    }
+
+    /// Loads the upload-fields policy `name` for `tenant`, like
+    /// [`Self::load_header_policy_for`]: from the tenant's plugin directory
+    /// only, under its limits; every call (`needs-sha256` at load included)
+    /// is admitted by the plugin's circuit breaker and the tenant's
+    /// concurrency cap, counted in the plugin metrics, and its warm instances
+    /// count against the tenant's cap.
+    pub async fn load_upload_fields_for(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        config: &toml::Table,
+    ) -> Result<UploadFieldsPlugin, PluginError> {
+        let pool = self.load_for::<UploadFieldsBindings>(tenant, name, config).await?;
+        UploadFieldsPlugin::new(pool).await
     }
 }
 
 impl UploadFieldsPlugin {
+    /// Wraps a loaded pool, asking the plugin once whether it needs the
+    /// SHA-256 of stored files.
+    pub(crate) async fn new(pool: Arc<Pool<UploadFieldsBindings>>) -> Result<Self, PluginError> {
+        let call = |mut i: Instance<UploadFieldsBindings>| async move {
+            let result = i.bindings.gale_plugin_upload_hooks().call_needs_sha256(&mut i.store).await;
+            (i, result)
+        };
+        let sha256 = pool.call("needs-sha256", call).await?;
+        Ok(Self { pool, sha256 })
+    }
+
     /// The plugin's name, as attached.
     pub fn name(&self) -> &str {
         self.pool.name()
@@ -74,12 +96,11 @@ impl UploadFieldsPlugin {
 
     /// Runs `text-field`: whether the client's text field `name` passes.
     pub async fn text_decision(&self, name: &[u8]) -> Result<TextDecision, PluginError> {
-        let mut instance = self.pool.take().await?;
-        let limit = self.pool.timeout();
-        self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.gale_plugin_upload_hooks().call_text_field(&mut instance.store, name);
-        let result = self.pool.run(limit, call).await;
-        let decision = self.pool.finish(instance, "text-field", result)?;
+        let call = |mut i: Instance<UploadFieldsBindings>| async move {
+            let result = i.bindings.gale_plugin_upload_hooks().call_text_field(&mut i.store, name).await;
+            (i, result)
+        };
+        let decision = self.pool.call("text-field", call).await?;
         Ok(convert::text_decision(decision))
     }
 
@@ -87,12 +108,11 @@ impl UploadFieldsPlugin {
     pub async fn fields_for(&self, file: &StoredFile) -> Result<Vec<FormField>, PluginError> {
         const HOOK: &str = "file-fields";
         let wit_file = convert::stored_file(file);
-        let mut instance = self.pool.take().await?;
-        let limit = self.pool.timeout();
-        self.pool.arm(&mut instance, limit);
-        let call = instance.bindings.gale_plugin_upload_hooks().call_file_fields(&mut instance.store, &wit_file);
-        let result = self.pool.run(limit, call).await;
-        let fields = self.pool.finish(instance, HOOK, result)?;
+        let call = |mut i: Instance<UploadFieldsBindings>| async move {
+            let result = i.bindings.gale_plugin_upload_hooks().call_file_fields(&mut i.store, &wit_file).await;
+            (i, result)
+        };
+        let fields = self.pool.call(HOOK, call).await?;
         convert::form_fields(fields).map_err(|message| PluginError::InvalidOutput {
             plugin: self.name().to_owned(),
             hook: HOOK,

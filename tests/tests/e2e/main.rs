@@ -8,6 +8,7 @@ mod admin;
 mod adversarial;
 mod balancing;
 mod check;
+mod containment;
 mod failover;
 mod framing;
 mod lifecycle;
