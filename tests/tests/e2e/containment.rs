@@ -299,9 +299,12 @@ fn a_trapping_upload_fields_plugin_is_answered_per_call_and_never_quarantined() 
         let form = site.capture.only().form();
         site.capture.clear();
         let names: Vec<String> = form.iter().map(|(n, _)| String::from_utf8_lossy(n).into_owned()).collect();
-        // The text field was the plugin's to pass; the trapped file's fields are the seed's.
+        // The text field was the plugin's to pass; the trapped file's fields are the built-in field policy's.
         assert_eq!(names[0], "somearg", "round {round}: {names:?}");
-        assert!(names.contains(&"bad_doc.md5".to_owned()), "round {round}: the seed policy's fields: {names:?}");
+        assert!(
+            names.contains(&"bad_doc.md5".to_owned()),
+            "round {round}: the built-in field policy's fields: {names:?}"
+        );
         assert!(!names.iter().any(|n| n.ends_with("_fixture")), "round {round}: {names:?}");
     }
     wait_for_log(&site.gale, "plugin failed; the built-in field policy decided instead (fail-open)");

@@ -165,7 +165,7 @@ fn websocket_works_by_default_and_only_where_allowed() {
 
 // HEAD gets the headers GET gets.
 
-/// The seed's gzip settings.
+/// The gzip settings of the reference nginx configuration.
 const GZIP: &str = "{ min_length = 1000, proxied = \"any\", types = [\"text/html\", \"text/css\"] }";
 
 #[test]
