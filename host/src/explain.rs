@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use crate::config::{Config, Handler, OnError, Server, ServerName};
-use crate::plugin::{PluginError, Resolved, TenantSettings};
+use crate::plugin::{PluginError, PluginRuntime, Resolved, Tenant, TenantSettings};
 use crate::router::{self, ListenerRoutes};
 
 /// Why a request could not be placed.
@@ -151,6 +151,29 @@ fn on_error(e: OnError) -> &'static str {
 }
 
 impl Explanation {
+    /// Loads each plugin of the chain that was found, as `gale run` would
+    /// (the world its component exports, under the tenant's limits), so
+    /// that its `configure` says whether it accepts its config; a plugin
+    /// that rejects it (or cannot be loaded) gets that error in place of
+    /// its resolution.
+    pub async fn configure(&mut self, runtime: &PluginRuntime) {
+        let tenant = Tenant::new(self.tenant.clone());
+        for p in &mut self.plugins {
+            if p.resolved.is_err() {
+                continue;
+            }
+            let loaded = match runtime.load_header_policy_for(&tenant, &p.name, &p.config).await {
+                Err(PluginError::WrongWorld { .. }) => {
+                    runtime.load_any(tenant.plugin_dir(), &p.name, &p.config, tenant.settings().limits).await.map(drop)
+                }
+                other => other.map(drop),
+            };
+            if let Err(e) = loaded {
+                p.resolved = Err(e);
+            }
+        }
+    }
+
     /// True when every plugin of the chain was found and its config built.
     pub fn all_resolved(&self) -> bool {
         self.plugins.iter().all(|p| p.resolved.is_ok())

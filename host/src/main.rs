@@ -76,7 +76,7 @@ enum Command {
 enum PluginsCommand {
     /// Print the server, location, tenant and plugin chain (file, on_error,
     /// config) a request for HOST and PATH gets. Exits 1 if a plugin of the
-    /// chain cannot be found or its config built.
+    /// chain cannot be found or loaded, or rejects its config.
     Explain {
         #[arg(long, short)]
         config: PathBuf,
@@ -265,7 +265,23 @@ fn explain(path: &Path, host: &str, target: &str, listen: Option<std::net::Socke
         }
     };
     match gale::explain::explain(&cfg, listen, host, target) {
-        Ok(e) => {
+        Ok(mut e) => {
+            // Each plugin found is loaded so that its `configure` judges
+            // its config, as at startup.
+            let configured = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        e.configure(&plugin_runtime(&cfg)?).await;
+                        anyhow::Ok(())
+                    })
+                });
+            if let Err(error) = configured {
+                eprintln!("gale: error: {error:#}");
+                return ExitCode::FAILURE;
+            }
             if json {
                 println!("{:#}", e.to_json());
             } else {

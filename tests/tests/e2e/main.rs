@@ -11,6 +11,7 @@ mod check;
 mod failover;
 mod framing;
 mod lifecycle;
+mod plugin_runner;
 mod plugin_worlds;
 mod plugins;
 mod proxy;
