@@ -168,8 +168,18 @@ impl Explanation {
                 }
                 other => other.map(drop),
             };
-            if let Err(e) = loaded {
-                p.resolved = Err(e);
+            match (loaded, &p.resolved) {
+                (Ok(()), _) => {}
+                // Named by key, without positions in the JSON text.
+                (Err(PluginError::Config { plugin, message }), Ok(r)) => {
+                    let r = crate::config::plugin_keys::rejection(&r.config_json, &message);
+                    let message = match r.path {
+                        Some(path) => format!("`{path}`: {}", r.message),
+                        None => r.message,
+                    };
+                    p.resolved = Err(PluginError::Config { plugin, message });
+                }
+                (Err(e), _) => p.resolved = Err(e),
             }
         }
     }
