@@ -268,5 +268,43 @@ fn explain_exits_1_when_a_plugin_rejects_its_config() {
 
     let bad = explain(&explain_config(dir.path(), "{ deny = 3 }"));
     assert_eq!(bad.code(), Some(1), "{}{}", bad.stdout, bad.stderr);
-    assert!(bad.stdout.contains("error:    plugin `header-policy` rejected its config"), "{}", bad.stdout);
+    assert!(
+        bad.stdout
+            .contains("error:    plugin `header-policy` rejected its config: `deny`: invalid header-policy config"),
+        "{}",
+        bad.stdout
+    );
+    assert!(!bad.stdout.contains(" at line "), "no JSON positions: {}", bad.stdout);
+}
+
+#[test]
+fn check_reports_a_rejected_config_at_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = explain_config(dir.path(), r#"{ deny = [{ path_prefix = "/a", status = "x" }] }"#);
+    // A second attachment whose plugin names no key: reported at its `config` table.
+    let text = std::fs::read_to_string(&config).expect("read")
+        + "[[server.location]]\npath = \"/t\"\nproxy = { pass = \"app\" }\n\
+           plugins = [{ name = \"test-trap\", config = { path_prefix = 1 } }]\n";
+    std::fs::write(&config, &text).expect("write");
+    let line_of = |needle: &str| 1 + text.lines().position(|l| l.contains(needle)).expect("in config");
+    let col_of =
+        |needle: &str, at: &str| 1 + text.lines().find(|l| l.contains(needle)).expect("line").find(at).expect("col");
+
+    let check = run_gale(&["check", "--config", &config], None);
+    assert_eq!(check.code(), Some(1), "{}{}", check.stdout, check.stderr);
+    let lines = check.stderr_lines();
+    let status = format!(
+        "{config}:{}:{}: plugin `header-policy` rejected its config: `deny[0].status`: invalid header-policy config: \
+         invalid type: string \"x\", expected u16",
+        line_of("status = \"x\""),
+        col_of("status = \"x\"", "status")
+    );
+    assert!(lines.contains(&status.as_str()), "want {status:?} in:\n{}", check.stderr);
+    let table = format!(
+        "{config}:{}:{}: plugin `test-trap` rejected its config: path_prefix must be a string",
+        line_of("test-trap"),
+        col_of("test-trap", "{ path_prefix")
+    );
+    assert!(lines.contains(&table.as_str()), "want {table:?} in:\n{}", check.stderr);
+    assert!(!check.stderr.contains(" at line "), "no JSON positions: {}", check.stderr);
 }
