@@ -128,6 +128,12 @@ enum PluginsCommand {
         /// request, and report an input it reads but did not declare.
         #[arg(long)]
         check_inputs: bool,
+        /// For a cache policy: the size of the file the request names.
+        #[arg(long, default_value_t = 1024)]
+        file_size: u64,
+        /// For a cache policy: the file's content type.
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
     },
     /// Run a header policy on every case of a cases file (see
     /// docs/plugins.md, "Running a plugin locally"); prints a diff per
@@ -205,7 +211,19 @@ fn main() -> ExitCode {
             explain(&config, &host, &path, listen, json)
         }
         Command::Plugins {
-            command: PluginsCommand::Call { plugin, from, config, request, headers, response, remote, check_inputs },
+            command:
+                PluginsCommand::Call {
+                    plugin,
+                    from,
+                    config,
+                    request,
+                    headers,
+                    response,
+                    remote,
+                    check_inputs,
+                    file_size,
+                    content_type,
+                },
         } => {
             // -H after --response names a response header: clap keeps
             // each value's position on the command line.
@@ -230,6 +248,8 @@ fn main() -> ExitCode {
                 response_headers,
                 remote,
                 check_inputs,
+                file_size,
+                content_type,
             };
             plugin_cli::call(args)
         }

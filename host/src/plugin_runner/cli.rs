@@ -27,6 +27,9 @@ pub struct CallArgs {
     pub response_headers: Vec<String>,
     pub remote: std::net::SocketAddr,
     pub check_inputs: bool,
+    /// For a cache policy: the file's size and content type.
+    pub file_size: u64,
+    pub content_type: String,
 }
 
 const CANNOT_RUN: u8 = 2;
@@ -100,12 +103,22 @@ fn try_call(args: CallArgs) -> Result<ExitCode, RunnerError> {
         }
         None => None,
     };
-    let source = source(&args.plugin, args.plugin_dir)?;
+    let source = source(&args.plugin, args.plugin_dir.clone())?;
     let runner = Runner::new(source.clone(), default_settings(&source.dir))?;
     let outcome = block_on(async {
-        let policy = runner.load(&config).await?;
-        Ok::<_, RunnerError>(runner.run(&policy, &request, response.as_ref(), args.check_inputs).await)
+        let policy = match runner.load(&config).await {
+            Ok(policy) => policy,
+            Err(e) => match runner.load_cache_policy(&config).await? {
+                Some(cache) => return Ok(Err(decide(&cache, &request, &args).await)),
+                None => return Err(e),
+            },
+        };
+        Ok::<_, RunnerError>(Ok(runner.run(&policy, &request, response.as_ref(), args.check_inputs).await))
     })??;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(code) => return Ok(code),
+    };
     let mut failed = false;
     match &outcome.request {
         Ok(d) => print!("on-request: {}", render_decision(d)),
@@ -136,6 +149,28 @@ fn try_call(args: CallArgs) -> Result<ExitCode, RunnerError> {
         failed = true;
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// A cache policy's `decide` for the file the request names.
+async fn decide(policy: &crate::plugin::CachePolicy, request: &super::Request, args: &CallArgs) -> ExitCode {
+    let file = crate::static_files::FileMeta {
+        path: request.uri.path().to_owned(),
+        query: request.uri.query().map(str::to_owned),
+        size: args.file_size,
+        mtime: std::time::SystemTime::UNIX_EPOCH,
+        content_type: args.content_type.clone(),
+    };
+    match policy.decide(&request.view(), &file).await {
+        Ok(headers) => {
+            print!("decide: {}", super::render_cache_headers(&headers));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("decide: error: {}", super::one_line(&e.to_string()));
+            println!("  {}", failure_note(&e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `gale plugins test`.

@@ -30,8 +30,8 @@ pub use request::{parse_header, parse_request, parse_status};
 
 use crate::config::Config;
 use crate::plugin::{
-    HeaderEdit, HeaderPolicy, HookRequest, PluginError, PluginRuntime, RequestAction, RequestView, RuntimeOptions,
-    Tenant, TenantSettings,
+    CachePolicy, HeaderEdit, HeaderPolicy, HookRequest, PluginError, PluginRuntime, RequestAction, RequestView,
+    RuntimeOptions, Tenant, TenantSettings,
 };
 
 /// Why the runner could not run the plugin at all (exit status 2); a hook
@@ -114,7 +114,7 @@ pub struct Request {
 }
 
 impl Request {
-    fn view(&self) -> RequestView<'_> {
+    pub(crate) fn view(&self) -> RequestView<'_> {
         RequestView {
             method: &self.method,
             uri: &self.uri,
@@ -207,7 +207,31 @@ impl Runner {
         match self.runtime.load_header_policy_for(&tenant, &self.source.name, config).await {
             Ok(policy) => Ok(policy),
             Err(PluginError::WrongWorld { .. }) => Err(RunnerError::Load(self.wrong_world(config).await)),
-            Err(e) => Err(RunnerError::Load(one_line(&e.to_string()))),
+            Err(e) => Err(self.load_error(e, config)),
+        }
+    }
+
+    /// A load error in one line; a rejected config names its key, as
+    /// `gale check` does, without positions in the JSON text.
+    fn load_error(&self, e: PluginError, config: &toml::Table) -> RunnerError {
+        if let PluginError::Config { plugin, message } = &e
+            && let Ok(resolved) = crate::plugin::resolve(&self.source.dir, &self.source.name, config)
+        {
+            let r = crate::config::plugin_keys::rejection(&resolved.config_json, message);
+            let at = r.path.map(|p| format!("`{p}`: ")).unwrap_or_default();
+            return RunnerError::Load(one_line(&format!("plugin `{plugin}` rejected its config: {at}{}", r.message)));
+        }
+        RunnerError::Load(one_line(&e.to_string()))
+    }
+
+    /// Loads a fresh cache policy with `config`: `None` when the component
+    /// is not one.
+    pub async fn load_cache_policy(&self, config: &toml::Table) -> Result<Option<CachePolicy>, RunnerError> {
+        let (dir, name, limits) = (&self.source.dir, &self.source.name, self.settings.limits);
+        match self.runtime.load_cache_policy(dir, name, config, limits).await {
+            Ok(policy) => Ok(Some(policy)),
+            Err(PluginError::WrongWorld { .. }) => Ok(None),
+            Err(e) => Err(self.load_error(e, config)),
         }
     }
 
@@ -223,7 +247,7 @@ impl Runner {
         };
         format!(
             "plugin `{name}` ({}): not a `header-policy` plugin: it is {world}; \
-             `gale plugins call` and `gale plugins test` run header policies",
+             `gale plugins call` runs header and cache policies, `gale plugins test` header policies",
             dir.display()
         )
     }
@@ -357,6 +381,19 @@ fn status_text(status: StatusCode) -> String {
         Some(reason) => format!("{} {reason}", status.as_u16()),
         None => status.as_u16().to_string(),
     }
+}
+
+/// A cache policy's decision for a person: the headers gale adds to a
+/// static file's 200.
+pub fn render_cache_headers(h: &crate::static_files::CacheHeaders) -> String {
+    let mut headers = HeaderMap::new();
+    h.apply(StatusCode::OK, &mut headers);
+    if headers.is_empty() {
+        return "no caching headers\n".to_owned();
+    }
+    let mut out = "caching headers:\n".to_owned();
+    render_headers(&mut out, &headers);
+    out
 }
 
 /// What gale does when the hook fails: the attachment's `on_error`.

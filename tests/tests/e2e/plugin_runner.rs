@@ -178,6 +178,36 @@ fn check_inputs_catches_an_input_read_but_not_declared() {
 }
 
 #[test]
+fn call_asks_a_cache_policy_for_a_files_headers() {
+    let run = call(&[
+        &wasm("static_cache.wasm"),
+        "--config",
+        r#"{ rules = [{ extension = "css", max_age = "1h", immutable = true }] }"#,
+        "--request",
+        "GET /static/app.css",
+        "--content-type",
+        "text/css",
+    ]);
+    assert_eq!(run.code(), Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.starts_with("decide: caching headers:\n  cache-control: max-age=3600, immutable\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("  expires: "), "{}", run.stdout);
+
+    let other = call(&[
+        &wasm("static_cache.wasm"),
+        "--config",
+        r#"{ rules = [{ extension = "css", max_age = "1h" }] }"#,
+        "--request",
+        "GET /a.js",
+    ]);
+    assert_eq!(other.code(), Some(0), "{}", other.stderr);
+    assert_eq!(other.stdout, "decide: no caching headers\n");
+}
+
+#[test]
 fn a_trapping_or_spinning_plugin_is_a_clear_failure() {
     let trap = call(&[&wasm(TEST_TRAP)]);
     assert_eq!(trap.code(), Some(1), "{}{}", trap.stdout, trap.stderr);
@@ -221,10 +251,13 @@ fn inputs_that_cannot_run_are_one_line_errors_with_status_2() {
 
     one_line_error(&call(&[&format!("{dir}/absent.wasm")]), 2, &["absent.wasm: no such file"]);
     one_line_error(
-        &call(&[&wasm("static_cache.wasm")]),
+        &call(&[&wasm("upload_fields.wasm")]),
         2,
-        &["not a `header-policy` plugin: it is a `cache-policy` plugin"],
+        &["not a `header-policy` plugin: it is an `upload-fields` plugin"],
     );
+    let cases = write_cases(empty.path(), "[[case]]\nname = \"x\"\nrequest = \"GET /\"\n");
+    let run = run_gale(&["plugins", "test", &wasm("static_cache.wasm"), "--cases", &cases], None);
+    one_line_error(&run, 2, &["it is a `cache-policy` plugin", "`gale plugins test` header policies"]);
     one_line_error(&call(&[&wasm(HEADER_POLICY), "--request", "/admin"]), 2, &["--request", "METHOD /path"]);
     one_line_error(&call(&[&wasm(HEADER_POLICY), "-H", "no colon"]), 2, &["-H", "Name: value"]);
     one_line_error(&call(&[&wasm(HEADER_POLICY), "--response", "abc"]), 2, &["--response", "100 to 999"]);
@@ -232,7 +265,11 @@ fn inputs_that_cannot_run_are_one_line_errors_with_status_2() {
     one_line_error(
         &call(&[&wasm(HEADER_POLICY), "--config", "{ deny = 3 }"]),
         2,
-        &["plugin `header_policy` rejected its config"],
+        &["plugin `header_policy` rejected its config: `deny`: invalid header-policy config"],
+    );
+    assert!(
+        !call(&[&wasm(HEADER_POLICY), "--config", "{ deny = 3 }"]).stderr.contains(" at line "),
+        "no JSON positions"
     );
 
     let cases = write_cases(empty.path(), "[[case]]\nname = \"x\"\nrequest = \"GET /\"\nexpect = { staus = 403 }\n");
