@@ -96,10 +96,11 @@ enum PluginsCommand {
     },
     /// Run a header policy on one request (and optionally one backend
     /// response) without a server, under the limits `gale run` applies by
-    /// default, and print its decision. Exits 0, 1 when a hook fails (trap,
+    /// default, and print its decision (a cache policy: the caching headers
+    /// of the file the request names). Exits 0, 1 when a hook fails (trap,
     /// time or memory limit, invalid answer) or reads an undeclared input
     /// (--check-inputs), 2 when it cannot run (bad arguments, plugin not
-    /// found, not a header policy, config rejected).
+    /// found or of another world, config rejected).
     Call {
         /// A plugin name in --plugin-dir, or a path to a .wasm file.
         plugin: String,
