@@ -263,6 +263,29 @@ mod tests {
     }
 
     #[test]
+    fn a_rejection_is_placed_at_the_nearest_written_key() {
+        let a = crate::config::Attachment {
+            name: "p".into(),
+            config: toml::Table::new(),
+            on_error: crate::config::OnError::default(),
+            line: 3,
+            col: 5,
+            config_at: (3, 20),
+            config_keys: vec![("request".into(), 3, 22), ("request.set".into(), 3, 34)],
+        };
+        let json = r#"{"request":{"set":{"x":1},"remove":2}}"#;
+        // `request.remove` comes from the defaults file: its parent is written.
+        let col = json.find(":2").expect("in json") + 2;
+        let message = format!("invalid type: integer `2`, expected a sequence at line 1 column {col}");
+        assert_eq!(
+            a.rejection(json, &message),
+            (3, 22, "`request.remove`: invalid type: integer `2`, expected a sequence".into())
+        );
+        assert_eq!(a.rejection(json, "request.set.x: bad"), (3, 34, "`request.set.x`: bad".into()));
+        assert_eq!(a.rejection(json, "no key named"), (3, 20, "no key named".into()));
+    }
+
+    #[test]
     fn spans_are_kept_at_any_depth() {
         #[derive(serde::Deserialize)]
         struct Doc {

@@ -253,14 +253,19 @@ impl Attachment {
             let mut path = path;
             loop {
                 if let Some((p, line, col)) = self.config_keys.iter().find(|(p, ..)| p == path) {
-                    return Some((p.clone(), *line, *col));
+                    return Some((p.as_str(), *line, *col));
                 }
                 path = &path[..path.rfind(['.', '['])?];
             }
         });
+        // The key as the plugin named it, placed at its nearest written part.
+        let message = match &r.path {
+            Some(path) => format!("`{path}`: {}", r.message),
+            None => r.message,
+        };
         match found {
-            Some((path, line, col)) => (line, col, format!("`{path}`: {}", r.message)),
-            None => (self.config_at.0, self.config_at.1, r.message),
+            Some((_, line, col)) => (line, col, message),
+            None => (self.config_at.0, self.config_at.1, message),
         }
     }
 }
