@@ -1,7 +1,9 @@
 //! `gale plugins explain`: which server, location, tenant and plugin chain
 //! a request for a host and path gets, with each plugin's resolved file
 //! and the config it receives — worked out from the config alone, the way
-//! the router and the plugin loader would, without starting anything.
+//! the router and the plugin loader would, without serving; each plugin
+//! found is then loaded ([`Explanation::configure`]) so that its
+//! `configure` judges its config.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
