@@ -1,13 +1,15 @@
 //! `gale plugins explain`: which server, location, tenant and plugin chain
 //! a request for a host and path gets, with each plugin's resolved file
 //! and the config it receives — worked out from the config alone, the way
-//! the router and the plugin loader would, without starting anything.
+//! the router and the plugin loader would, without serving; each plugin
+//! found is then loaded ([`Explanation::configure`]) so that its
+//! `configure` judges its config.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use crate::config::{Config, Handler, OnError, Server, ServerName};
-use crate::plugin::{PluginError, Resolved, TenantSettings};
+use crate::plugin::{PluginError, PluginRuntime, Resolved, Tenant, TenantSettings};
 use crate::router::{self, ListenerRoutes};
 
 /// Why a request could not be placed.
@@ -151,6 +153,39 @@ fn on_error(e: OnError) -> &'static str {
 }
 
 impl Explanation {
+    /// Loads each plugin of the chain that was found, as `gale run` would
+    /// (the world its component exports, under the tenant's limits), so
+    /// that its `configure` says whether it accepts its config; a plugin
+    /// that rejects it (or cannot be loaded) gets that error in place of
+    /// its resolution.
+    pub async fn configure(&mut self, runtime: &PluginRuntime) {
+        let tenant = Tenant::new(self.tenant.clone());
+        for p in &mut self.plugins {
+            if p.resolved.is_err() {
+                continue;
+            }
+            let loaded = match runtime.load_header_policy_for(&tenant, &p.name, &p.config).await {
+                Err(PluginError::WrongWorld { .. }) => {
+                    runtime.load_any(tenant.plugin_dir(), &p.name, &p.config, tenant.settings().limits).await.map(drop)
+                }
+                other => other.map(drop),
+            };
+            match (loaded, &p.resolved) {
+                (Ok(()), _) => {}
+                // Named by key, without positions in the JSON text.
+                (Err(PluginError::Config { plugin, message }), Ok(r)) => {
+                    let r = crate::config::plugin_keys::rejection(&r.config_json, &message);
+                    let message = match r.path {
+                        Some(path) => format!("`{path}`: {}", r.message),
+                        None => r.message,
+                    };
+                    p.resolved = Err(PluginError::Config { plugin, message });
+                }
+                (Err(e), _) => p.resolved = Err(e),
+            }
+        }
+    }
+
     /// True when every plugin of the chain was found and its config built.
     pub fn all_resolved(&self) -> bool {
         self.plugins.iter().all(|p| p.resolved.is_ok())

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 
 use gale::config::{self, Config, LogLevel, LogTarget};
 use gale::plugin::{PluginRuntime, RuntimeOptions};
+use gale::plugin_runner::cli as plugin_cli;
 use gale::server::Running;
 use gale::site::Site;
 use gale::supervised;
@@ -20,7 +21,7 @@ use gale::supervisor::{self, Supervisor};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "gale",
     version,
@@ -75,7 +76,7 @@ enum Command {
 enum PluginsCommand {
     /// Print the server, location, tenant and plugin chain (file, on_error,
     /// config) a request for HOST and PATH gets. Exits 1 if a plugin of the
-    /// chain cannot be found or its config built.
+    /// chain cannot be found or loaded, or rejects its config.
     Explain {
         #[arg(long, short)]
         config: PathBuf,
@@ -93,11 +94,82 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a header policy on one request (and optionally one backend
+    /// response) without a server, under the limits `gale run` applies by
+    /// default, and print its decision (a cache policy: the caching headers
+    /// of the file the request names). Exits 0, 1 when a hook fails (trap,
+    /// time or memory limit, invalid answer) or reads an undeclared input
+    /// (--check-inputs), 2 when it cannot run (bad arguments, plugin not
+    /// found or of another world, config rejected).
+    Call {
+        /// A plugin name in --plugin-dir, or a path to a .wasm file.
+        plugin: String,
+        #[command(flatten)]
+        from: PluginDirArg,
+        /// The plugin's config, as TOML: `{ deny = [...] }` or `deny = [...]`
+        /// (merged over `<name>.toml` beside the plugin, like an
+        /// attachment's `config`).
+        #[arg(long)]
+        config: Option<String>,
+        /// The request line: METHOD /path[?query].
+        #[arg(long, default_value = "GET /")]
+        request: String,
+        /// A header, `Name: value`; repeatable. Given after --response, it
+        /// is a response header.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// A backend response status; on-response then runs on it (with
+        /// the -H given after this flag as its headers).
+        #[arg(long)]
+        response: Option<String>,
+        /// The client's address (`$remote_addr`, `$remote_port`).
+        #[arg(long, default_value = "127.0.0.1:40000")]
+        remote: std::net::SocketAddr,
+        /// Also call each hook that declared its inputs with the whole
+        /// request, and report an input it reads but did not declare.
+        #[arg(long)]
+        check_inputs: bool,
+        /// For a cache policy: the size of the file the request names.
+        #[arg(long, default_value_t = 1024)]
+        file_size: u64,
+        /// For a cache policy: the file's content type.
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
+    },
+    /// Run a header policy on every case of a cases file (see
+    /// docs/plugins.md, "Running a plugin locally"); prints a diff per
+    /// failing case. Exits 0 when every case passes, 1 when one fails, 2
+    /// when it cannot run (bad cases file, plugin not found, ...).
+    Test {
+        /// A plugin name in --plugin-dir, or a path to a .wasm file.
+        plugin: String,
+        #[command(flatten)]
+        from: PluginDirArg,
+        /// The cases file.
+        #[arg(long, default_value = "cases.toml")]
+        cases: PathBuf,
+        /// Also call each hook that declared its inputs with the whole
+        /// request, and fail a case whose answer then differs.
+        #[arg(long)]
+        check_inputs: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct PluginDirArg {
+    /// Where plugins are looked up by name (default: `plugins`, as
+    /// `[global] plugin_dir`).
+    #[arg(long)]
+    plugin_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     gale::heap::use_small_pages();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Check { config } => match load(config.as_deref()).map_err(|e| e.to_string()).and_then(|cfg| {
             check_plugins(&cfg, &config.as_deref().map_or("<built-in config>".into(), |p| p.display().to_string()))
@@ -139,6 +211,52 @@ fn main() -> ExitCode {
         Command::Plugins { command: PluginsCommand::Explain { config, host, path, listen, json } } => {
             explain(&config, &host, &path, listen, json)
         }
+        Command::Plugins {
+            command:
+                PluginsCommand::Call {
+                    plugin,
+                    from,
+                    config,
+                    request,
+                    headers,
+                    response,
+                    remote,
+                    check_inputs,
+                    file_size,
+                    content_type,
+                },
+        } => {
+            // -H after --response names a response header: clap keeps
+            // each value's position on the command line.
+            let call = matches.subcommand_matches("plugins").and_then(|m| m.subcommand_matches("call"));
+            let response_at = call.and_then(|m| m.index_of("response"));
+            let positions: Vec<usize> =
+                call.and_then(|m| m.indices_of("headers")).map(Iterator::collect).unwrap_or_default();
+            let (mut request_headers, mut response_headers) = (Vec::new(), Vec::new());
+            for (i, h) in headers.into_iter().enumerate() {
+                match (response_at, positions.get(i)) {
+                    (Some(r), Some(&at)) if at > r => response_headers.push(h),
+                    _ => request_headers.push(h),
+                }
+            }
+            let args = plugin_cli::CallArgs {
+                plugin,
+                plugin_dir: from.plugin_dir,
+                config,
+                request,
+                request_headers,
+                response,
+                response_headers,
+                remote,
+                check_inputs,
+                file_size,
+                content_type,
+            };
+            plugin_cli::call(args)
+        }
+        Command::Plugins { command: PluginsCommand::Test { plugin, from, cases, check_inputs } } => {
+            plugin_cli::test(&plugin, from.plugin_dir, &cases, check_inputs)
+        }
         Command::Run { config } => {
             let cfg = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -168,7 +286,23 @@ fn explain(path: &Path, host: &str, target: &str, listen: Option<std::net::Socke
         }
     };
     match gale::explain::explain(&cfg, listen, host, target) {
-        Ok(e) => {
+        Ok(mut e) => {
+            // Each plugin found is loaded so that its `configure` judges
+            // its config, as at startup.
+            let configured = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        e.configure(&plugin_runtime(&cfg)?).await;
+                        anyhow::Ok(())
+                    })
+                });
+            if let Err(error) = configured {
+                eprintln!("gale: error: {error:#}");
+                return ExitCode::FAILURE;
+            }
             if json {
                 println!("{:#}", e.to_json());
             } else {

@@ -72,8 +72,17 @@ pub async fn load_plugins(config: &Config, runtime: &PluginRuntime) -> Result<Lo
             let mut placed = LocationPlugins::default();
             for a in &location.plugins {
                 let loaded = runtime.load_any_for(tenant, &a.name, &a.config).await;
-                if let Err(error) = loaded.and_then(|p| placed.place(p, a.on_error, &location.handler)) {
-                    errors.push(PluginLoadError { line: a.line, col: a.col, error });
+                match loaded.and_then(|p| placed.place(p, a.on_error, &location.handler)) {
+                    Ok(()) => {}
+                    // Reported at the key it is about, in the user's words.
+                    Err(PluginError::Config { plugin, message }) => {
+                        let json = crate::plugin::resolve(tenant.plugin_dir(), &a.name, &a.config)
+                            .map(|r| r.config_json)
+                            .unwrap_or_default();
+                        let (line, col, message) = a.rejection(&json, &message);
+                        errors.push(PluginLoadError { line, col, error: PluginError::Config { plugin, message } });
+                    }
+                    Err(error) => errors.push(PluginLoadError { line: a.line, col: a.col, error }),
                 }
             }
             per_server.push(placed);

@@ -17,13 +17,15 @@ pub const TEST_LOOP: &str = "test_loop.wasm";
 pub const TEST_TRAP: &str = "test_trap.wasm";
 /// Allocates until stopped in `on-request`.
 pub const TEST_OOM: &str = "test_oom.wasm";
+/// Declares (`hook-inputs`) that its hooks read no header, yet reads `user-agent`.
+pub const TEST_UNDECLARED: &str = "test_undeclared.wasm";
 
 /// The SDK's example (`plugins/gale-plugin/examples/tagger.rs`): tags responses, denies
 /// banned user agents.
 pub const TAGGER: &str = "tagger.wasm";
 
 /// Every component the plugin tests need.
-pub const ALL: [&str; 5] = [HEADER_POLICY, TEST_LOOP, TEST_TRAP, TEST_OOM, TAGGER];
+pub const ALL: [&str; 6] = [HEADER_POLICY, TEST_LOOP, TEST_TRAP, TEST_OOM, TAGGER, TEST_UNDECLARED];
 
 /// The hook time limit the tests use unless they are about the limit: generous, so a loaded
 /// machine that deschedules gale for a while does not turn a good plugin into a 503.

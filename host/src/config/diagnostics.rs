@@ -52,6 +52,11 @@ impl<'a> Collector<'a> {
         Self { text, diagnostics: Vec::new() }
     }
 
+    /// The source text.
+    pub(crate) fn text(&self) -> &'a str {
+        self.text
+    }
+
     /// The 1-based line and column of a span's start.
     pub(crate) fn position(&self, span: Range<usize>) -> (usize, usize) {
         line_col(self.text, span.start)

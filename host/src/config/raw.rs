@@ -257,6 +257,10 @@ pub struct RawAttachment {
     pub name: String,
     pub config: toml::Table,
     pub on_error: Option<OnError>,
+    /// Where the `config` table is written, when it is.
+    pub config_span: Option<std::ops::Range<usize>>,
+    /// Where each value inside it is written, by key path.
+    pub config_keys: Vec<(String, std::ops::Range<usize>)>,
 }
 
 /// What happens to a request when a plugin fails (traps, times out, hits
@@ -275,8 +279,7 @@ pub enum OnError {
 #[serde(deny_unknown_fields)]
 struct RawAttachmentTable {
     name: String,
-    #[serde(default)]
-    config: toml::Table,
+    config: Option<Spanned<super::plugin_keys::SpannedConfig>>,
     on_error: Option<OnError>,
 }
 
@@ -291,11 +294,27 @@ impl<'de> Deserialize<'de> for RawAttachment {
                 )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAttachment, E> {
-                Ok(RawAttachment { name: v.to_owned(), config: toml::Table::new(), on_error: None })
+                Ok(RawAttachment {
+                    name: v.to_owned(),
+                    config: toml::Table::new(),
+                    on_error: None,
+                    config_span: None,
+                    config_keys: Vec::new(),
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAttachment, A::Error> {
                 let t = RawAttachmentTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawAttachment { name: t.name, config: t.config, on_error: t.on_error })
+                let (config_span, config) = match t.config {
+                    Some(c) => (Some(c.span()), c.into_inner()),
+                    None => (None, super::plugin_keys::SpannedConfig::default()),
+                };
+                Ok(RawAttachment {
+                    name: t.name,
+                    config: config.table,
+                    on_error: t.on_error,
+                    config_span,
+                    config_keys: config.keys,
+                })
             }
         }
         d.deserialize_any(V)

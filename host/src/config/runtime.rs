@@ -236,6 +236,38 @@ pub struct Attachment {
     /// Where the attachment is in the config file, for `gale check`.
     pub line: usize,
     pub col: usize,
+    /// Where its `config` table is (the attachment's place when it has
+    /// none), and each value inside it by key path (`deny[0].status`): a
+    /// config the plugin rejects is reported there.
+    pub config_at: (usize, usize),
+    pub config_keys: Vec<(String, usize, usize)>,
+}
+
+impl Attachment {
+    /// Where a rejection of this attachment's config by the plugin is
+    /// reported, and the message: at the key the plugin names (see
+    /// `plugin_keys`), without positions in the JSON text it was given.
+    pub fn rejection(&self, config_json: &str, message: &str) -> (usize, usize, String) {
+        let r = super::plugin_keys::rejection(config_json, message);
+        let found = r.path.as_deref().and_then(|path| {
+            let mut path = path;
+            loop {
+                if let Some((p, line, col)) = self.config_keys.iter().find(|(p, ..)| p == path) {
+                    return Some((p.as_str(), *line, *col));
+                }
+                path = &path[..path.rfind(['.', '['])?];
+            }
+        });
+        // The key as the plugin named it, placed at its nearest written part.
+        let message = match &r.path {
+            Some(path) => format!("`{path}`: {}", r.message),
+            None => r.message,
+        };
+        match found {
+            Some((_, line, col)) => (line, col, message),
+            None => (self.config_at.0, self.config_at.1, message),
+        }
+    }
 }
 
 /// How a location matches the request path.

@@ -423,12 +423,24 @@ fn server(
                     .map(|a| {
                         let (line, col) = c.position(a.span());
                         let a = a.into_inner();
+                        let config_at = a.config_span.map_or((line, col), |s| c.position(s));
+                        let config_keys = a
+                            .config_keys
+                            .into_iter()
+                            .map(|(path, span)| {
+                                let start = super::plugin_keys::key_start(c.text(), span.start);
+                                let (line, col) = c.position(start..span.end);
+                                (path, line, col)
+                            })
+                            .collect();
                         Attachment {
                             name: a.name,
                             config: a.config,
                             on_error: a.on_error.unwrap_or_default(),
                             line,
                             col,
+                            config_at,
+                            config_keys,
                         }
                     })
                     .collect();

@@ -26,7 +26,7 @@ pub enum PluginError {
     },
 
     /// No `<name>.wasm` (with `-` or `_`) in the plugin directory.
-    #[error("plugin `{plugin}`: no {} in {} (build the plugins with scripts/build-plugins.sh?)",
+    #[error("plugin `{plugin}`: no {} in the plugin directory {} (build the plugin with `cargo build --release --target wasm32-wasip2` in its crate and copy the .wasm from target/wasm32-wasip2/release/ there)",
         tried.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" or "),
         dir.display())]
     NotFound {

@@ -147,10 +147,15 @@ impl StderrTail {
         }
     }
 
-    /// What was written since the last clear, trimmed, lossily decoded.
+    /// What was written since the last clear, trimmed, lossily decoded;
+    /// without the Rust panic hook's advice to set `RUST_BACKTRACE`, which
+    /// cannot be acted on in a sandbox that has no environment.
     pub(crate) fn text(&self) -> String {
         let buf = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&buf).trim().to_string()
+        let text = String::from_utf8_lossy(&buf);
+        let kept: Vec<&str> =
+            text.lines().filter(|l| !l.trim_start().starts_with("note: run with `RUST_BACKTRACE")).collect();
+        kept.join("\n").trim().to_string()
     }
 }
 

@@ -144,7 +144,8 @@ mod tests {
         let text = err.to_string();
         assert!(matches!(err, PluginError::NotFound { .. }));
         assert!(text.contains("my-rules.wasm or my_rules.wasm"), "{text}");
-        assert!(text.contains("scripts/build-plugins.sh"), "{text}");
+        assert!(text.contains(&format!("in the plugin directory {}", dir.path().display())), "{text}");
+        assert!(text.contains("cargo build --release --target wasm32-wasip2"), "{text}");
         let err = find(dir.path(), "plain").expect_err("missing");
         assert!(err.to_string().contains("no plain.wasm in"), "{err}");
     }

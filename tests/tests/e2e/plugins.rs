@@ -349,10 +349,11 @@ fn gale_check_rejects_a_bad_plugin_config_at_its_position() {
   { name = "header-policy", config = { request = { set = { "x-a" = "$nope" } } } },
 ]"#;
     let (_tornado, text) = site(&plugins::built_dir(), plugins, |c| c);
-    let (line, col) = position(&text, r#"{ name = "header-policy""#);
+    // At the key the plugin names, not at the attachment.
+    let (line, col) = position(&text, r#""x-a" = "$nope""#);
     let (out, path, _dir) = check(&text);
     assert_eq!(out.code(), Some(1), "{out:?}");
-    let expected = format!("{path}:{line}:{col}: plugin `header-policy` rejected its config: ");
+    let expected = format!("{path}:{line}:{col}: plugin `header-policy` rejected its config: `request.set.x-a`: ");
     let error = out.stderr.lines().find(|l| l.starts_with(&expected));
     let error = error.unwrap_or_else(|| panic!("no line starting with {expected:?} in:\n{}", out.stderr));
     assert!(error.contains("request.set.x-a") && error.contains("$nope"), "{error}");
@@ -403,7 +404,7 @@ fn gale_run_refuses_to_start_with_a_bad_plugin_config() {
     std::fs::write(&path, &text).expect("write config");
     let out = run_gale(&["run", "--config", path.to_str().expect("utf-8")], Some(dir.path()));
     assert_ne!(out.code(), Some(0), "{out:?}");
-    assert!(out.stderr.contains("plugin `header-policy` rejected its config: deny[0]"), "{}", out.stderr);
+    assert!(out.stderr.contains("plugin `header-policy` rejected its config: `deny[0]`: status 99"), "{}", out.stderr);
     assert!(!out.stdout.contains("listening"), "{out:?}");
 }
 
