@@ -265,7 +265,7 @@ fn inputs_that_cannot_run_are_one_line_errors_with_status_2() {
     one_line_error(
         &call(&[&wasm(HEADER_POLICY), "--config", "{ deny = 3 }"]),
         2,
-        &["plugin `header_policy` rejected its config: `deny`: invalid header-policy config"],
+        &["plugin `header_policy` rejected its config: `deny`: invalid config"],
     );
     assert!(
         !call(&[&wasm(HEADER_POLICY), "--config", "{ deny = 3 }"]).stderr.contains(" at line "),
@@ -306,8 +306,7 @@ fn explain_exits_1_when_a_plugin_rejects_its_config() {
     let bad = explain(&explain_config(dir.path(), "{ deny = 3 }"));
     assert_eq!(bad.code(), Some(1), "{}{}", bad.stdout, bad.stderr);
     assert!(
-        bad.stdout
-            .contains("error:    plugin `header-policy` rejected its config: `deny`: invalid header-policy config"),
+        bad.stdout.contains("error:    plugin `header-policy` rejected its config: `deny`: invalid config"),
         "{}",
         bad.stdout
     );
@@ -320,8 +319,11 @@ fn check_reports_a_rejected_config_at_its_key() {
     let config = explain_config(dir.path(), r#"{ deny = [{ path_prefix = "/a", status = "x" }] }"#);
     // A second attachment whose plugin names no key: reported at its `config` table.
     let text = std::fs::read_to_string(&config).expect("read")
-        + "[[server.location]]\npath = \"/t\"\nproxy = { pass = \"app\" }\n\
-           plugins = [{ name = \"test-trap\", config = { path_prefix = 1 } }]\n";
+        + &format!(
+            "[[server.location]]\npath = \"/t/\"\nstatic = {{ root = {root:?} }}\n\
+             plugins = [{{ name = \"test-cache-fault\", config = {{ path_prefix = 1 }} }}]\n",
+            root = dir.path().display().to_string()
+        );
     std::fs::write(&config, &text).expect("write");
     let line_of = |needle: &str| 1 + text.lines().position(|l| l.contains(needle)).expect("in config");
     let col_of =
@@ -331,16 +333,16 @@ fn check_reports_a_rejected_config_at_its_key() {
     assert_eq!(check.code(), Some(1), "{}{}", check.stdout, check.stderr);
     let lines = check.stderr_lines();
     let status = format!(
-        "{config}:{}:{}: plugin `header-policy` rejected its config: `deny[0].status`: invalid header-policy config: \
+        "{config}:{}:{}: plugin `header-policy` rejected its config: `deny[0].status`: invalid config: \
          invalid type: string \"x\", expected u16",
         line_of("status = \"x\""),
         col_of("status = \"x\"", "status")
     );
     assert!(lines.contains(&status.as_str()), "want {status:?} in:\n{}", check.stderr);
     let table = format!(
-        "{config}:{}:{}: plugin `test-trap` rejected its config: path_prefix must be a string",
-        line_of("test-trap"),
-        col_of("test-trap", "{ path_prefix")
+        "{config}:{}:{}: plugin `test-cache-fault` rejected its config: path_prefix must be a string",
+        line_of("test-cache-fault"),
+        col_of("test-cache-fault", "{ path_prefix")
     );
     assert!(lines.contains(&table.as_str()), "want {table:?} in:\n{}", check.stderr);
     assert!(!check.stderr.contains(" at line "), "no JSON positions: {}", check.stderr);
