@@ -77,7 +77,8 @@ impl World {
                 (
                     "{{test_extra}}",
                     "gale plugins test target/wasm32-wasip2/release/{{crate_name}}.wasm --cases cases.toml\n\
-                     gale plugins call target/wasm32-wasip2/release/{{crate_name}}.wasm --request 'GET /' -H 'User-Agent: BadBot'\n",
+                     gale plugins call target/wasm32-wasip2/release/{{crate_name}}.wasm --config \"$(cat {{name}}.toml)\" \\\n  \
+                     --request 'GET /' -H 'User-Agent: BadBot'\n",
                 ),
                 ("{{location_kind}}", "a `proxy` (or `static`) location"),
                 ("{{location_example}}", "path = \"/\"\nproxy = { pass = \"app\" }"),
@@ -86,7 +87,8 @@ impl World {
             World::CachePolicy => [
                 (
                     "{{test_extra}}",
-                    "gale plugins call target/wasm32-wasip2/release/{{crate_name}}.wasm --request 'GET /app.css' --content-type text/css\n",
+                    "gale plugins call target/wasm32-wasip2/release/{{crate_name}}.wasm --config \"$(cat {{name}}.toml)\" \\\n  \
+                     --request 'GET /app.css' --content-type text/css\n",
                 ),
                 ("{{location_kind}}", "a `static` location"),
                 ("{{location_example}}", "path = \"/static/\"\nstatic = { root = \"/var/www/static\" }"),
