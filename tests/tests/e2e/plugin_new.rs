@@ -48,8 +48,10 @@ fn cargo(dir: &Path, args: &[&str]) -> String {
 }
 
 /// Builds the crate for wasm32-wasip2 in release and runs its unit tests natively; returns the
-/// component.
+/// component. The generated code is in rustfmt's default style, which its author's `cargo fmt`
+/// keeps.
 fn build_and_test(dir: &Path, crate_name: &str) -> PathBuf {
+    cargo(dir, &["fmt", "--check"]);
     cargo(dir, &["build", "--release", "--target", "wasm32-wasip2"]);
     let wasm = target_dir().join("wasm32-wasip2").join("release").join(format!("{crate_name}.wasm"));
     assert!(wasm.is_file(), "{} was not built", wasm.display());

@@ -36,13 +36,20 @@ impl HeaderPolicy for Policy {
         if config.tag.is_empty() {
             return Err("`tag` must not be empty".into());
         }
-        Ok(Policy { tag: config.tag, blocked_agents: config.blocked_agents })
+        Ok(Policy {
+            tag: config.tag,
+            blocked_agents: config.blocked_agents,
+        })
     }
 
     fn on_request(&self, request: &RequestHead) -> Decision {
         // Header names are compared without case.
         let agent = request.header_str("user-agent").unwrap_or_default();
-        if self.blocked_agents.iter().any(|blocked| agent.contains(blocked.as_str())) {
+        if self
+            .blocked_agents
+            .iter()
+            .any(|blocked| agent.contains(blocked.as_str()))
+        {
             return Decision::respond(403, "blocked\n");
         }
         Decision::next()
@@ -69,23 +76,34 @@ mod tests {
     #[test]
     fn blocked_agents_get_403_whatever_the_header_case() {
         let head = request("GET /").with_header("USER-AGENT", "Mozilla BadBot/2");
-        let want = LocalResponse::new(403, "blocked\n").with_header("content-type", "text/plain; charset=utf-8");
+        let want = LocalResponse::new(403, "blocked\n")
+            .with_header("content-type", "text/plain; charset=utf-8");
         assert_eq!(policy().on_request(&head), Decision::Respond(want));
     }
 
     #[test]
     fn other_requests_go_on_and_every_response_is_tagged() {
         let p = policy();
-        assert_eq!(p.on_request(&request("GET /").with_header("User-Agent", "curl/8")), Decision::next());
+        assert_eq!(
+            p.on_request(&request("GET /").with_header("User-Agent", "curl/8")),
+            Decision::next()
+        );
         assert_eq!(p.on_request(&request("GET /")), Decision::next());
-        assert_eq!(p.on_response(&request("GET /"), &response(200)), vec![HeaderOp::set(TAG_HEADER, "edge-1")]);
+        assert_eq!(
+            p.on_response(&request("GET /"), &response(200)),
+            vec![HeaderOp::set(TAG_HEADER, "edge-1")]
+        );
     }
 
     #[test]
     fn bad_configs_are_rejected() {
-        let missing = configure::<Policy>(r#"{"blocked_agents": []}"#).err().expect("rejected");
+        let missing = configure::<Policy>(r#"{"blocked_agents": []}"#)
+            .err()
+            .expect("rejected");
         assert!(missing.contains("missing field `tag`"), "{missing}");
-        let empty = configure::<Policy>(r#"{"tag": ""}"#).err().expect("rejected");
+        let empty = configure::<Policy>(r#"{"tag": ""}"#)
+            .err()
+            .expect("rejected");
         assert_eq!(empty, "`tag` must not be empty");
     }
 }

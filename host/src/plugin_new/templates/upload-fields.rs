@@ -28,14 +28,24 @@ impl UploadFields for Policy {
 
     /// Runs once per wasm instance; an `Err` rejects the configuration.
     fn new(config: Config) -> Result<Self, String> {
-        if let Some(bad) = config.pass.iter().find(|n| n.is_empty() || n.contains(['"', '\r', '\n', '\0'])) {
+        if let Some(bad) = config
+            .pass
+            .iter()
+            .find(|n| n.is_empty() || n.contains(['"', '\r', '\n', '\0']))
+        {
             return Err(format!("`pass`: {bad:?} is not a field name"));
         }
-        Ok(Policy { pass: config.pass.into_iter().map(String::into_bytes).collect() })
+        Ok(Policy {
+            pass: config.pass.into_iter().map(String::into_bytes).collect(),
+        })
     }
 
     fn text_field(&self, name: &[u8]) -> TextDecision {
-        if self.pass.iter().any(|p| p.as_slice() == name) { TextDecision::Pass } else { TextDecision::Drop }
+        if self.pass.iter().any(|p| p.as_slice() == name) {
+            TextDecision::Pass
+        } else {
+            TextDecision::Drop
+        }
     }
 
     fn file_fields(&self, file: &StoredFile) -> Vec<FormField> {
@@ -86,9 +96,13 @@ mod tests {
 
     #[test]
     fn bad_configs_are_rejected() {
-        let empty = configure_upload::<Policy>(r#"{"pass": [""]}"#).err().expect("rejected");
+        let empty = configure_upload::<Policy>(r#"{"pass": [""]}"#)
+            .err()
+            .expect("rejected");
         assert_eq!(empty, "`pass`: \"\" is not a field name");
-        let unknown = configure_upload::<Policy>(r#"{"passes": []}"#).err().expect("rejected");
+        let unknown = configure_upload::<Policy>(r#"{"passes": []}"#)
+            .err()
+            .expect("rejected");
         assert!(unknown.contains("unknown field `passes`"), "{unknown}");
     }
 }
