@@ -153,6 +153,27 @@ enum PluginsCommand {
         #[arg(long)]
         check_inputs: bool,
     },
+    /// Create a plugin crate on the SDK crate gale-plugin: Cargo.toml,
+    /// src/lib.rs (a worked example with unit tests), NAME.toml, README.md
+    /// (see docs/plugins.md, "Starting a plugin"). It builds as it is, outside
+    /// gale's sources. Exits 2, creating nothing, for a bad NAME, an unknown
+    /// world, a non-empty DIR or a missing SDK.
+    New {
+        /// The crate's (and plugin's) name: a lower-case ASCII letter, then
+        /// letters, digits, `-`, `_`.
+        name: String,
+        /// header-policy, cache-policy or upload-fields.
+        #[arg(long)]
+        world: String,
+        /// Where to create the crate (default: ./NAME); must not exist or
+        /// be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK crate's folder, which the crate depends on by path
+        /// (default: plugins/gale-plugin in the sources gale was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -256,6 +277,9 @@ fn main() -> ExitCode {
         }
         Command::Plugins { command: PluginsCommand::Test { plugin, from, cases, check_inputs } } => {
             plugin_cli::test(&plugin, from.plugin_dir, &cases, check_inputs)
+        }
+        Command::Plugins { command: PluginsCommand::New { name, world, dir, sdk } } => {
+            gale::plugin_new::run(gale::plugin_new::NewArgs { name, world, dir, sdk })
         }
         Command::Run { config } => {
             let cfg = match load(config.as_deref()) {

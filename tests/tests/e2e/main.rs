@@ -12,6 +12,7 @@ mod containment;
 mod failover;
 mod framing;
 mod lifecycle;
+mod plugin_new;
 mod plugin_runner;
 mod plugin_worlds;
 mod plugins;
