@@ -328,7 +328,7 @@ render() { # SRC DST
 
 SEED_GZIP_TYPES="text/plain text/html text/css text/xml application/x-javascript application/xml application/atom+xml text/javascript"
 
-# The TLS scenarios' listener: the seed's proxy server with "listen ... ssl http2" and the run's
+# The TLS scenarios' listener: the reference nginx configuration's proxy server with "listen ... ssl http2" and the run's
 # certificate. nginx 1.22 enables only TLSv1-1.2 by default (1.3 joined the default in 1.23.4):
 # ssl_protocols says TLSv1.2 TLSv1.3 like gale. Sessions: nginx's defaults (tickets on, no cache).
 # keepalive_requests: nginx closes a connection after 1000 requests by default, an HTTP/2 one with
@@ -349,7 +349,7 @@ nginx_config() { # OUT VARIANT(plain|gzip|idle|tls|tls-log)
         fi
         ;;
     gzip)
-        # The seed's gzip settings (gzip_comp_level stays at its default, 1).
+        # The reference nginx configuration's gzip settings (gzip_comp_level stays at its default, 1).
         sed -i "s|^  access_log off;|  access_log off;\n  gzip on; gzip_min_length 1000; gzip_proxied any; gzip_types $SEED_GZIP_TYPES;|" "$out"
         ;;
     idle)
@@ -398,7 +398,7 @@ upstream_config() { # OUT: the reference upstream plus the 50 KB page for gzip-5
 #   plugins=TOML-ARRAY  on location /        static     location /static/ served from $run/www
 #   static-cache        the static-cache plugin on location /static/ (nginx's `if ($query_string)
 #                       { expires max; }`)
-#   gzip                the seed's gzip      idle       max_connections for IDLE_CONNECTIONS
+#   gzip                the reference gzip    idle       max_connections for IDLE_CONNECTIONS
 #   upload | upload-plugins   location /upload (with the upload-fields plugin)
 #   tls                 HTTPS with the run's certificate (h2 offered by ALPN, gale's default)
 gale_config() {
