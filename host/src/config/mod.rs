@@ -4,6 +4,7 @@
 //! `FILE:LINE:COL` and, for typos, a did-you-mean hint.
 
 mod diagnostics;
+mod listen;
 pub(crate) mod plugin_keys;
 mod process;
 pub mod raw;
