@@ -36,6 +36,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
+pub mod plugin_build;
 pub mod plugin_new;
 pub mod plugin_runner;
 pub mod proxy;

@@ -94,13 +94,14 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Run a header policy on one request (and optionally one backend
-    /// response) without a server, under the limits `gale run` applies by
-    /// default, and print its decision (a cache policy: the caching headers
-    /// of the file the request names). Exits 0, 1 when a hook fails (trap,
-    /// time or memory limit, invalid answer) or reads an undeclared input
-    /// (--check-inputs), 2 when it cannot run (bad arguments, plugin not
-    /// found or of another world, config rejected).
+    /// Run a plugin without a server, under the limits `gale run` applies
+    /// by default, and print what it decides: a header policy on one
+    /// request (and optionally one backend response), a cache policy on
+    /// the file the request names, an upload-fields policy on the parts
+    /// given. Exits 0, 1 when a hook fails (trap, time or memory limit,
+    /// invalid answer) or reads an undeclared input (--check-inputs), 2
+    /// when it cannot run (bad arguments, plugin not found or of no gale
+    /// world, config rejected).
     Call {
         /// A plugin name in --plugin-dir, or a path to a .wasm file.
         plugin: String,
@@ -129,14 +130,10 @@ enum PluginsCommand {
         /// request, and report an input it reads but did not declare.
         #[arg(long)]
         check_inputs: bool,
-        /// For a cache policy: the size of the file the request names.
-        #[arg(long, default_value_t = 1024)]
-        file_size: u64,
-        /// For a cache policy: the file's content type.
-        #[arg(long, default_value = "application/octet-stream")]
-        content_type: String,
+        #[command(flatten)]
+        parts: Box<plugin_cli::PartsArgs>,
     },
-    /// Run a header policy on every case of a cases file (see
+    /// Run a plugin (of any world) on every case of a cases file (see
     /// docs/plugins.md, "Running a plugin locally"); prints a diff per
     /// failing case. Exits 0 when every case passes, 1 when one fails, 2
     /// when it cannot run (bad cases file, plugin not found, ...).
@@ -152,6 +149,20 @@ enum PluginsCommand {
         /// request, and fail a case whose answer then differs.
         #[arg(long)]
         check_inputs: bool,
+    },
+    /// Build a plugin crate into its component (cargo, release,
+    /// wasm32-wasip2) and check it as `gale run` will load it: the one gale
+    /// world it exports, what it declares with its default config
+    /// (NAME.toml), its size. Exits 1 when cargo fails or the component is
+    /// refused, 2 when there is nothing to build.
+    Build {
+        /// The plugin crate's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Copy the component (as NAME.wasm) and NAME.toml into this plugin
+        /// directory.
+        #[arg(long)]
+        install: Option<PathBuf>,
     },
     /// Create a plugin crate on the SDK crate gale-plugin: Cargo.toml,
     /// src/lib.rs (a worked example with unit tests), NAME.toml, README.md
@@ -234,18 +245,7 @@ fn main() -> ExitCode {
         }
         Command::Plugins {
             command:
-                PluginsCommand::Call {
-                    plugin,
-                    from,
-                    config,
-                    request,
-                    headers,
-                    response,
-                    remote,
-                    check_inputs,
-                    file_size,
-                    content_type,
-                },
+                PluginsCommand::Call { plugin, from, config, request, headers, response, remote, check_inputs, parts },
         } => {
             // -H after --response names a response header: clap keeps
             // each value's position on the command line.
@@ -270,13 +270,15 @@ fn main() -> ExitCode {
                 response_headers,
                 remote,
                 check_inputs,
-                file_size,
-                content_type,
+                parts,
             };
             plugin_cli::call(args)
         }
         Command::Plugins { command: PluginsCommand::Test { plugin, from, cases, check_inputs } } => {
             plugin_cli::test(&plugin, from.plugin_dir, &cases, check_inputs)
+        }
+        Command::Plugins { command: PluginsCommand::Build { dir, install } } => {
+            gale::plugin_build::run(&gale::plugin_build::BuildArgs { dir, install })
         }
         Command::Plugins { command: PluginsCommand::New { name, world, dir, sdk } } => {
             gale::plugin_new::run(gale::plugin_new::NewArgs { name, world, dir, sdk })

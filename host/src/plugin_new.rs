@@ -61,41 +61,33 @@ impl World {
         }
     }
 
-    /// `cases.toml` for `gale plugins test`, which runs header policies only.
-    fn cases(self) -> Option<&'static str> {
+    /// `cases.toml` for `gale plugins test`.
+    fn cases(self) -> &'static str {
         match self {
-            World::HeaderPolicy => Some(include_str!("plugin_new/templates/header-policy.cases.toml")),
-            World::CachePolicy | World::UploadFields => None,
+            World::HeaderPolicy => include_str!("plugin_new/templates/header-policy.cases.toml"),
+            World::CachePolicy => include_str!("plugin_new/templates/cache-policy.cases.toml"),
+            World::UploadFields => include_str!("plugin_new/templates/upload-fields.cases.toml"),
         }
     }
 
-    /// The README's lines for the world: the test commands beyond `cargo
-    /// test`, the kind of location, and an example of one.
+    /// The README's lines for the world: a `gale plugins call` example,
+    /// the kind of location, and an example of one.
     fn readme_parts(self) -> [(&'static str, &'static str); 4] {
         match self {
             World::HeaderPolicy => [
-                (
-                    "{{test_extra}}",
-                    "gale plugins test target/wasm32-wasip2/release/{{crate_name}}.wasm --cases cases.toml\n\
-                     gale plugins call target/wasm32-wasip2/release/{{crate_name}}.wasm --config \"$(cat {{name}}.toml)\" \\\n  \
-                     --request 'GET /' -H 'User-Agent: BadBot'\n",
-                ),
+                ("{{call_example}}", "--request 'GET /' -H 'User-Agent: BadBot'"),
                 ("{{location_kind}}", "a `proxy` (or `static`) location"),
                 ("{{location_example}}", "path = \"/\"\nproxy = { pass = \"app\" }"),
                 ("{{config_example}}", "tag = \"edge-1\""),
             ],
             World::CachePolicy => [
-                (
-                    "{{test_extra}}",
-                    "gale plugins call target/wasm32-wasip2/release/{{crate_name}}.wasm --config \"$(cat {{name}}.toml)\" \\\n  \
-                     --request 'GET /app.css' --content-type text/css\n",
-                ),
+                ("{{call_example}}", "--request 'GET /app.css' --content-type text/css"),
                 ("{{location_kind}}", "a `static` location"),
                 ("{{location_example}}", "path = \"/static/\"\nstatic = { root = \"/var/www/static\" }"),
                 ("{{config_example}}", "max_age = 3600"),
             ],
             World::UploadFields => [
-                ("{{test_extra}}", ""),
+                ("{{call_example}}", "--text-field title --file doc=notes.txt --file-size 3"),
                 ("{{location_kind}}", "an `upload` location"),
                 (
                     "{{location_example}}",
@@ -105,6 +97,11 @@ impl World {
             ],
         }
     }
+}
+
+/// Where cargo puts the crate's component, relative to the crate.
+fn artifact(name: &str) -> String {
+    format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"))
 }
 
 /// Why nothing was created; each is one line.
@@ -152,7 +149,10 @@ pub fn run(args: NewArgs) -> ExitCode {
                 args.name,
                 files.join(", ")
             );
-            println!("next: cd {shown} && cargo build --release --target wasm32-wasip2 && cargo test (see README.md)");
+            println!(
+                "next: cd {shown} && gale plugins build && gale plugins test {} (see README.md)",
+                artifact(&args.name)
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -204,17 +204,14 @@ fn render(name: &str, world: World, sdk: &Path) -> Result<Vec<(String, String)>,
             .replace("{{sdk_path}}", &sdk_toml)
             .replace("{{sdk_display}}", sdk_text)
     };
-    let mut files = vec![
+    Ok(vec![
         ("Cargo.toml".to_string(), fill(CARGO_TOML)),
         ("src/lib.rs".to_string(), fill(world.lib_rs())),
         (format!("{name}.toml"), fill(world.default_config())),
-    ];
-    if let Some(cases) = world.cases() {
-        files.push(("cases.toml".to_string(), fill(cases)));
-    }
-    files.push(("README.md".to_string(), fill(README)));
-    files.push((".gitignore".to_string(), fill(GITIGNORE)));
-    Ok(files)
+        ("cases.toml".to_string(), fill(world.cases())),
+        ("README.md".to_string(), fill(README)),
+        (".gitignore".to_string(), fill(GITIGNORE)),
+    ])
 }
 
 /// A crate name cargo accepts that is also a plugin name gale accepts, in

@@ -162,6 +162,11 @@ impl CachePolicy {
         })
     }
 
+    /// What `decide` declared it reads, when its answers are remembered.
+    pub(crate) fn declared(&self) -> Option<&super::bindings::CacheInputs> {
+        self.pool.declared().as_ref()
+    }
+
     #[cfg(test)]
     pub(crate) fn remembered(&self) -> usize {
         self.memo.len()

@@ -391,7 +391,7 @@ impl HeaderPolicy {
         self.declared().wanted
     }
 
-    fn declared(&self) -> &HeaderDeclared {
+    pub(crate) fn declared(&self) -> &HeaderDeclared {
         self.pool.declared()
     }
 

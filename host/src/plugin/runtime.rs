@@ -181,7 +181,7 @@ impl PluginRuntime {
 
     /// The compiled component for `path`: from memory, the disk cache, or a
     /// fresh compilation (which is then cached).
-    fn component(&self, plugin: &str, path: &Path) -> Result<Component, PluginError> {
+    pub(crate) fn component(&self, plugin: &str, path: &Path) -> Result<Component, PluginError> {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
             plugin: plugin.to_owned(),
             path: path.to_owned(),
@@ -222,6 +222,11 @@ impl PluginRuntime {
         }
         components.insert(hash, component.clone());
         Ok(component)
+    }
+
+    /// The engine every plugin is compiled for.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
     }
 
     /// `<sha-256 of the wasm>-<engine compatibility hash>.cwasm`: a cached

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::request::{self, parse_request};
+use super::worlds::{self, FilePart, StaticFile, UploadAnswers};
 use super::{Decision, Outcome, Request, ResponseHead, render_decision, render_response};
+use crate::plugin::{PluginError, WorldKind};
 
 /// The whole file, as written.
 #[derive(Debug, Deserialize)]
@@ -27,11 +29,18 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawCase {
     name: String,
-    request: Spanned<String>,
+    request: Option<Spanned<String>>,
     headers: Option<Spanned<BTreeMap<String, Values>>>,
     remote: Option<Spanned<String>>,
     config: Option<toml::Table>,
     response: Option<RawResponse>,
+    /// A cache policy's file.
+    file: Option<RawStaticFile>,
+    /// An upload-fields policy's parts.
+    #[serde(default)]
+    text_fields: Vec<String>,
+    #[serde(default)]
+    files: Vec<RawFilePart>,
     #[serde(default)]
     expect: RawExpect,
     expect_response: Option<RawExpectResponse>,
@@ -56,6 +65,25 @@ impl Values {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawStaticFile {
+    size: Option<u64>,
+    mtime: Option<u64>,
+    content_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilePart {
+    field: String,
+    filename: String,
+    #[serde(default)]
+    content_type: String,
+    #[serde(default)]
+    size: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawResponse {
     status: Spanned<u16>,
     headers: Option<Spanned<BTreeMap<String, Values>>>,
@@ -72,6 +100,11 @@ struct RawExpect {
     absent: Vec<String>,
     body: Option<String>,
     error: Option<Spanned<String>>,
+    /// An upload-fields policy's decision per text field.
+    #[serde(default)]
+    text: BTreeMap<String, Spanned<String>>,
+    /// The rewritten form's fields for all the files, in order.
+    fields: Option<Vec<(String, String)>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,8 +130,14 @@ pub struct Case {
     /// `FILE:LINE` of its `[[case]]`.
     pub at: String,
     pub config: toml::Table,
-    pub request: Request,
+    /// For a header or cache policy.
+    pub request: Option<Request>,
     pub response: Option<ResponseHead>,
+    /// For a cache policy (default: [`StaticFile::default`]).
+    pub file: Option<StaticFile>,
+    /// For an upload-fields policy.
+    pub text_fields: Vec<String>,
+    pub files: Vec<FilePart>,
     expect: RawExpect,
     expect_response: Option<RawExpectResponse>,
 }
@@ -132,8 +171,10 @@ impl Cases {
                 })?,
                 None => std::net::SocketAddr::from(([127, 0, 0, 1], 40000)),
             };
-            let request =
-                parse_request(c.request.get_ref(), headers, remote).map_err(|e| at(Some(c.request.span()), &e))?;
+            let request = match &c.request {
+                Some(r) => Some(parse_request(r.get_ref(), headers, remote).map_err(|e| at(Some(r.span()), &e))?),
+                None => None,
+            };
             let response = match &c.response {
                 Some(r) => Some(ResponseHead {
                     status: StatusCode::from_u16(*r.status.get_ref())
@@ -156,13 +197,36 @@ impl Cases {
                 let message = format!("error {:?}: expected one of {}", e.get_ref(), ERROR_KINDS.join(", "));
                 return Err(at(Some(e.span()), &message));
             }
+            for (field, d) in &c.expect.text {
+                if !matches!(d.get_ref().as_str(), "pass" | "drop") {
+                    let message = format!("text {field:?} = {:?}: expected \"pass\" or \"drop\"", d.get_ref());
+                    return Err(at(Some(d.span()), &message));
+                }
+            }
             let (line, _) = line_col(text, span.start);
+            let defaults = StaticFile::default();
             cases.push(Case {
                 name: c.name,
                 at: format!("{file}:{line}"),
                 config: c.config.unwrap_or_else(|| raw.config.clone()),
                 request,
                 response,
+                file: c.file.map(|f| StaticFile {
+                    size: f.size.unwrap_or(defaults.size),
+                    mtime: f.mtime.unwrap_or(defaults.mtime),
+                    content_type: f.content_type.unwrap_or(defaults.content_type),
+                }),
+                text_fields: c.text_fields,
+                files: c
+                    .files
+                    .into_iter()
+                    .map(|f| FilePart {
+                        field: f.field,
+                        filename: f.filename,
+                        content_type: f.content_type,
+                        size: f.size,
+                    })
+                    .collect(),
                 expect: c.expect,
                 expect_response: c.expect_response,
             });
@@ -205,7 +269,96 @@ pub struct CaseOutcome {
 }
 
 impl Case {
-    /// Compares what the run produced with what the case expects.
+    /// Whether the case is written for a plugin of world `kind`: an error
+    /// (for `FILE:LINE: ...`) names what is missing or out of place.
+    pub fn fits(&self, kind: WorldKind) -> Result<(), String> {
+        let world = kind.name();
+        let upload = !self.text_fields.is_empty() || !self.files.is_empty();
+        let e = &self.expect;
+        let upload_expect = !e.text.is_empty() || e.fields.is_some();
+        let header_only = self.response.is_some()
+            || self.expect_response.is_some()
+            || e.decision.is_some()
+            || e.status.is_some()
+            || e.body.is_some();
+        let misplaced = match kind {
+            WorldKind::Header if self.request.is_none() => Some("needs `request`"),
+            WorldKind::Header if self.file.is_some() => Some("`file` is for cache-policy plugins"),
+            WorldKind::Cache if self.request.is_none() => Some("needs `request` (the file's URL path)"),
+            WorldKind::Cache if header_only => {
+                Some("`response`, `expect_response` and expect's `decision`, `status`, `body` are for header policies")
+            }
+            WorldKind::UploadFields if !upload => Some("needs `text_fields` or `files` (the parts of an upload)"),
+            WorldKind::UploadFields if self.request.is_some() || self.file.is_some() || header_only => {
+                Some("an upload-fields case gives `text_fields`, `files` and expects `text`, `fields` or `error`")
+            }
+            WorldKind::Header | WorldKind::Cache if upload || upload_expect => {
+                Some("`text_fields`, `files` and expect's `text`, `fields` are for upload-fields plugins")
+            }
+            _ => None,
+        };
+        match misplaced {
+            Some(what) => Err(format!("{}: case {:?}: the plugin's world is {world}: {what}", self.at, self.name)),
+            None => Ok(()),
+        }
+    }
+
+    /// Compares a cache policy's caching headers with what the case expects.
+    pub fn check_cache(&self, result: &Result<HeaderMap, PluginError>) -> CaseOutcome {
+        let mut diff = Vec::new();
+        match (result, &self.expect.error) {
+            (Err(err), Some(kind)) if err.kind() == kind.get_ref() => {}
+            (Err(err), _) => diff.push(format!("decide failed: {}", super::one_line(&err.to_string()))),
+            (Ok(got), Some(kind)) => diff.push(format!(
+                "expected decide to fail with {}, got:\n{}",
+                kind.get_ref(),
+                indent(&worlds::render_cache_headers(got))
+            )),
+            (Ok(got), None) => {
+                compare_headers("caching header", &self.expect.headers, &self.expect.absent, got, &mut diff);
+                if !diff.is_empty() {
+                    diff.push(format!("decide answered:\n{}", indent(&worlds::render_cache_headers(got))));
+                }
+            }
+        }
+        CaseOutcome { differences: diff }
+    }
+
+    /// Compares an upload-fields policy's answers with what the case expects.
+    pub fn check_upload(&self, answers: &UploadAnswers) -> CaseOutcome {
+        let mut diff = Vec::new();
+        let e = &self.expect;
+        match (answers.error(), &e.error) {
+            (Some(err), Some(kind)) if err.kind() == kind.get_ref() => return CaseOutcome { differences: diff },
+            (Some(err), _) => diff.push(format!("a hook failed: {}", super::one_line(&err.to_string()))),
+            (None, Some(kind)) => diff.push(format!("expected a hook to fail with {}, none did", kind.get_ref())),
+            (None, None) => {}
+        }
+        for (name, want) in &e.text {
+            let got = answers.text.iter().find(|(n, _)| n == name);
+            match got {
+                Some((_, Ok(d))) if worlds::text_word(*d) == want.get_ref() => {}
+                Some((_, Ok(d))) => {
+                    diff.push(format!("text {name:?}: expected {}, got {}", want.get_ref(), worlds::text_word(*d)));
+                }
+                Some((_, Err(_))) => {}
+                None => diff.push(format!("text {name:?}: not among the case's text_fields")),
+            }
+        }
+        if let Some(want) = &e.fields {
+            let got: Vec<(String, String)> =
+                answers.files.iter().filter_map(|(_, r)| r.as_ref().ok()).flatten().map(worlds::field_pair).collect();
+            if &got != want {
+                diff.push(format!("fields: expected {want:?}, got {got:?}"));
+            }
+        }
+        if !diff.is_empty() {
+            diff.push(format!("the policy answered:\n{}", indent(&worlds::render_upload(answers))));
+        }
+        CaseOutcome { differences: diff }
+    }
+
+    /// Compares what a header policy's run produced with what the case expects.
     pub fn check(&self, outcome: &Outcome) -> CaseOutcome {
         let mut diff = Vec::new();
         let e = &self.expect;
@@ -336,7 +489,7 @@ expect_response = { absent = ["server"] }
         .expect("valid");
         assert_eq!(cases.cases.len(), 2);
         assert_eq!(cases.cases[0].at, "c.toml:3");
-        assert_eq!(cases.cases[0].request.headers.get_all("accept").iter().count(), 2);
+        assert_eq!(cases.cases[0].request.as_ref().expect("a request").headers.get_all("accept").iter().count(), 2);
         assert_eq!(cases.cases[0].config.get("a"), Some(&toml::Value::Integer(1)));
         assert!(cases.cases[1].config.is_empty());
     }

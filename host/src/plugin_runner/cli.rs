@@ -2,17 +2,19 @@
 //! text and an exit status out. Exit status: 0 all went as expected; 1 a
 //! hook failed, a case failed, or a hook read an undeclared input; 2 the
 //! plugin could not be run at all (bad arguments or cases file, plugin not
-//! found, not a header policy, config rejected).
+//! found or of no gale world, config rejected).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use http::HeaderMap;
 
+use super::worlds::{self, FilePart, StaticFile};
 use super::{
     Cases, Decision, PluginSource, Runner, RunnerError, default_plugin_dir, default_settings, failure_note,
     parse_header, parse_request, parse_status, render_decision, render_response,
 };
+use crate::plugin::{LoadedPlugin, WorldKind};
 
 /// `gale plugins call`'s arguments, headers already split between the
 /// request and the response.
@@ -27,9 +29,30 @@ pub struct CallArgs {
     pub response_headers: Vec<String>,
     pub remote: std::net::SocketAddr,
     pub check_inputs: bool,
-    /// For a cache policy: the file's size and content type.
+    pub parts: Box<PartsArgs>,
+}
+
+/// `gale plugins call`'s inputs for the worlds other than header policies.
+#[derive(Debug, clap::Args)]
+pub struct PartsArgs {
+    /// For a cache policy: the size of the file the request names; for an
+    /// upload-fields policy: of each --file.
+    #[arg(long, default_value_t = 1024)]
     pub file_size: u64,
+    /// For a cache policy: the file's modification time, in seconds since
+    /// the Unix epoch.
+    #[arg(long, default_value_t = 0)]
+    pub mtime: u64,
+    /// For a cache policy: the file's content type; for an upload-fields
+    /// policy: each --file's.
+    #[arg(long, default_value = "application/octet-stream")]
     pub content_type: String,
+    /// For an upload-fields policy: a text field's name; repeatable.
+    #[arg(long = "text-field")]
+    pub text_fields: Vec<String>,
+    /// For an upload-fields policy: a file part, FIELD=FILENAME; repeatable.
+    #[arg(long = "file")]
+    pub files: Vec<String>,
 }
 
 const CANNOT_RUN: u8 = 2;
@@ -103,30 +126,68 @@ fn try_call(args: CallArgs) -> Result<ExitCode, RunnerError> {
         }
         None => None,
     };
+    let files = args.parts.files.iter().map(|f| file_part(f, &args.parts)).collect::<Result<Vec<_>, _>>()?;
     let source = source(&args.plugin, args.plugin_dir.clone())?;
     let runner = Runner::new(source.clone(), default_settings(&source.dir))?;
-    let outcome = block_on(async {
-        let policy = match runner.load(&config).await {
-            Ok(policy) => policy,
-            Err(e) => match runner.load_cache_policy(&config).await? {
-                Some(cache) => return Ok(Err(decide(&cache, &request, &args).await)),
-                None => return Err(e),
-            },
+    block_on(async {
+        let failed = match runner.load(&config).await? {
+            LoadedPlugin::Header(policy) => {
+                let outcome = runner.run(&policy, &request, response.as_ref(), args.check_inputs).await;
+                print_outcome(&outcome)
+            }
+            LoadedPlugin::Cache(policy) => {
+                let p = &args.parts;
+                let file = StaticFile { size: p.file_size, mtime: p.mtime, content_type: p.content_type.clone() };
+                match worlds::decide(&policy, &request, &file).await {
+                    Ok(headers) => {
+                        print!("decide: {}", worlds::render_cache_headers(&headers));
+                        false
+                    }
+                    Err(e) => print_failure(WorldKind::Cache, "decide", &e),
+                }
+            }
+            LoadedPlugin::UploadFields(policy) => {
+                if args.parts.text_fields.is_empty() && files.is_empty() {
+                    return Err(RunnerError::Usage(
+                        "an upload-fields plugin: give the parts of an upload with --text-field NAME and \
+                         --file FIELD=FILENAME"
+                            .into(),
+                    ));
+                }
+                let answers = worlds::upload(&policy, &args.parts.text_fields, &files).await;
+                print!("{}", worlds::render_upload(&answers));
+                match answers.error() {
+                    Some(e) => {
+                        println!("  {}", failure_note(WorldKind::UploadFields, e));
+                        true
+                    }
+                    None => false,
+                }
+            }
         };
-        Ok::<_, RunnerError>(Ok(runner.run(&policy, &request, response.as_ref(), args.check_inputs).await))
-    })??;
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(code) => return Ok(code),
+        Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    })?
+}
+
+/// `--file FIELD=FILENAME`, with `--content-type` and `--file-size`.
+fn file_part(arg: &str, args: &PartsArgs) -> Result<FilePart, RunnerError> {
+    let Some((field, filename)) = arg.split_once('=') else {
+        return Err(RunnerError::Usage(format!("--file {arg:?}: write it as FIELD=FILENAME, e.g. avatar=me.png")));
     };
+    Ok(FilePart {
+        field: field.to_owned(),
+        filename: filename.to_owned(),
+        content_type: args.content_type.clone(),
+        size: args.file_size,
+    })
+}
+
+/// Prints a header policy's outcome; whether anything failed.
+fn print_outcome(outcome: &super::Outcome) -> bool {
     let mut failed = false;
     match &outcome.request {
         Ok(d) => print!("on-request: {}", render_decision(d)),
-        Err(e) => {
-            println!("on-request: error: {}", super::one_line(&e.to_string()));
-            println!("  {}", failure_note(e));
-            failed = true;
-        }
+        Err(e) => failed |= print_failure(WorldKind::Header, "on-request", e),
     }
     match &outcome.response {
         Some(Ok(r)) => {
@@ -137,40 +198,21 @@ fn try_call(args: CallArgs) -> Result<ExitCode, RunnerError> {
             };
             print!("on-response ({from}): {}", render_response(r));
         }
-        Some(Err(e)) => {
-            println!("on-response: error: {}", super::one_line(&e.to_string()));
-            println!("  {}", failure_note(e));
-            failed = true;
-        }
+        Some(Err(e)) => failed |= print_failure(WorldKind::Header, "on-response", e),
         None => {}
     }
     for u in &outcome.undeclared {
         println!("{u}");
         failed = true;
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    failed
 }
 
-/// A cache policy's `decide` for the file the request names.
-async fn decide(policy: &crate::plugin::CachePolicy, request: &super::Request, args: &CallArgs) -> ExitCode {
-    let file = crate::static_files::FileMeta {
-        path: request.uri.path().to_owned(),
-        query: request.uri.query().map(str::to_owned),
-        size: args.file_size,
-        mtime: std::time::SystemTime::UNIX_EPOCH,
-        content_type: args.content_type.clone(),
-    };
-    match policy.decide(&request.view(), &file).await {
-        Ok(headers) => {
-            print!("decide: {}", super::render_cache_headers(&headers));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            println!("decide: error: {}", super::one_line(&e.to_string()));
-            println!("  {}", failure_note(&e));
-            ExitCode::FAILURE
-        }
-    }
+/// Prints a hook's failure and what gale does then; always `true`.
+fn print_failure(kind: WorldKind, hook: &str, e: &crate::plugin::PluginError) -> bool {
+    println!("{hook}: error: {}", super::one_line(&e.to_string()));
+    println!("  {}", failure_note(kind, e));
+    true
 }
 
 /// `gale plugins test`.
@@ -195,11 +237,25 @@ fn try_test(
     let failed = block_on(async {
         let mut failed = 0usize;
         for case in &cases.cases {
-            // A fresh policy per case: no guest state or remembered answer
+            // A fresh plugin per case: no guest state or remembered answer
             // of one case reaches the next.
-            let policy = runner.load(&case.config).await?;
-            let outcome = runner.run(&policy, &case.request, case.response.as_ref(), check_inputs).await;
-            let result = case.check(&outcome);
+            let loaded = runner.load(&case.config).await?;
+            let kind = loaded.kind();
+            case.fits(kind).map_err(RunnerError::Cases)?;
+            let result = match (&loaded, &case.request) {
+                (LoadedPlugin::Header(policy), Some(request)) => {
+                    case.check(&runner.run(policy, request, case.response.as_ref(), check_inputs).await)
+                }
+                (LoadedPlugin::Cache(policy), Some(request)) => {
+                    let file = case.file.clone().unwrap_or_default();
+                    case.check_cache(&worlds::decide(policy, request, &file).await)
+                }
+                (LoadedPlugin::UploadFields(policy), _) => {
+                    case.check_upload(&worlds::upload(policy, &case.text_fields, &case.files).await)
+                }
+                // `fits` checked that header and cache cases have a request.
+                (_, None) => return Err(RunnerError::Cases(format!("{}: case needs `request`", case.at))),
+            };
             if result.differences.is_empty() {
                 println!("ok    {} ({})", case.name, case.at);
             } else {

@@ -1,8 +1,9 @@
-//! `gale plugins call` and `gale plugins test`: a header policy run on one
-//! request (and optionally one backend response) without a server or a
-//! socket, through the same runtime, engine and limits `gale run` gives
-//! the global tenant by default (hook deadline, memory cap, breaker,
-//! concurrency cap).
+//! `gale plugins call` and `gale plugins test`: a plugin run without a
+//! server or a socket, through the same runtime, engine and limits `gale
+//! run` gives the global tenant by default (hook deadline, memory cap,
+//! breaker, concurrency cap): a header policy on one request (and
+//! optionally one backend response), a cache policy on one file
+//! (`worlds.rs`), an upload-fields policy on the parts of one upload.
 //!
 //! A plugin is named like an attachment (found in a plugin directory, `-`
 //! and `_` alike, with its `<name>.toml` defaults) or given as a path to a
@@ -18,6 +19,7 @@
 mod cases;
 pub mod cli;
 mod request;
+mod worlds;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -27,11 +29,12 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 
 pub use cases::{CaseOutcome, Cases};
 pub use request::{parse_header, parse_request, parse_status};
+pub use worlds::{FilePart, StaticFile, UploadAnswers, stored_file};
 
 use crate::config::Config;
 use crate::plugin::{
-    CachePolicy, HeaderEdit, HeaderPolicy, HookRequest, PluginError, PluginRuntime, RequestAction, RequestView,
-    RuntimeOptions, Tenant, TenantSettings,
+    HeaderEdit, HeaderPolicy, HookRequest, LoadedPlugin, PluginError, PluginRuntime, RequestAction, RequestView,
+    RuntimeOptions, Tenant, TenantSettings, WorldKind,
 };
 
 /// Why the runner could not run the plugin at all (exit status 2); a hook
@@ -201,55 +204,15 @@ impl Runner {
         Ok(Self { runtime, settings, source })
     }
 
-    /// Loads a fresh policy with `config` (merged over `<name>.toml`).
-    pub async fn load(&self, config: &toml::Table) -> Result<HeaderPolicy, RunnerError> {
+    /// Loads the plugin afresh with `config` (merged over `<name>.toml`),
+    /// as the world its component exports, under a tenant of its own.
+    pub async fn load(&self, config: &toml::Table) -> Result<LoadedPlugin, RunnerError> {
         let tenant = Tenant::new(self.settings.clone());
-        match self.runtime.load_header_policy_for(&tenant, &self.source.name, config).await {
-            Ok(policy) => Ok(policy),
-            Err(PluginError::WrongWorld { .. }) => Err(RunnerError::Load(self.wrong_world(config).await)),
-            Err(e) => Err(self.load_error(e, config)),
-        }
+        self.runtime.load_any_for(&tenant, &self.source.name, config).await.map_err(|e| self.load_error(e, config))
     }
 
-    /// A load error in one line; a rejected config names its key, as
-    /// `gale check` does, without positions in the JSON text.
     fn load_error(&self, e: PluginError, config: &toml::Table) -> RunnerError {
-        if let PluginError::Config { plugin, message } = &e
-            && let Ok(resolved) = crate::plugin::resolve(&self.source.dir, &self.source.name, config)
-        {
-            let r = crate::config::plugin_keys::rejection(&resolved.config_json, message);
-            let at = r.path.map(|p| format!("`{p}`: ")).unwrap_or_default();
-            return RunnerError::Load(one_line(&format!("plugin `{plugin}` rejected its config: {at}{}", r.message)));
-        }
-        RunnerError::Load(one_line(&e.to_string()))
-    }
-
-    /// Loads a fresh cache policy with `config`: `None` when the component
-    /// is not one.
-    pub async fn load_cache_policy(&self, config: &toml::Table) -> Result<Option<CachePolicy>, RunnerError> {
-        let (dir, name, limits) = (&self.source.dir, &self.source.name, self.settings.limits);
-        match self.runtime.load_cache_policy(dir, name, config, limits).await {
-            Ok(policy) => Ok(Some(policy)),
-            Err(PluginError::WrongWorld { .. }) => Ok(None),
-            Err(e) => Err(self.load_error(e, config)),
-        }
-    }
-
-    /// Names the world a component that is not a header policy exports.
-    async fn wrong_world(&self, config: &toml::Table) -> String {
-        let (dir, name, limits) = (&self.source.dir, &self.source.name, self.settings.limits);
-        let world = if self.runtime.load_cache_policy(dir, name, config, limits).await.is_ok() {
-            "a `cache-policy` plugin"
-        } else if self.runtime.load_upload_fields(dir, name, config, limits).await.is_ok() {
-            "an `upload-fields` plugin"
-        } else {
-            "not a plugin of any gale world"
-        };
-        format!(
-            "plugin `{name}` ({}): not a `header-policy` plugin: it is {world}; \
-             `gale plugins call` runs header and cache policies, `gale plugins test` header policies",
-            dir.display()
-        )
+        RunnerError::Load(load_error(&self.source.dir, &self.source.name, &e, config))
     }
 
     /// Runs `on-request` on `req`, then `on-response` on the local response
@@ -312,6 +275,19 @@ impl Runner {
         };
         Outcome { request, response, undeclared }
     }
+}
+
+/// A load error in one line; a rejected config names its key, as `gale
+/// check` does, without positions in the JSON text.
+pub fn load_error(dir: &Path, name: &str, e: &PluginError, config: &toml::Table) -> String {
+    if let PluginError::Config { plugin, message } = e
+        && let Ok(resolved) = crate::plugin::resolve(dir, name, config)
+    {
+        let r = crate::config::plugin_keys::rejection(&resolved.config_json, message);
+        let at = r.path.map(|p| format!("`{p}`: ")).unwrap_or_default();
+        return one_line(&format!("plugin `{plugin}` rejected its config: {at}{}", r.message));
+    }
+    one_line(&e.to_string())
 }
 
 fn decision(action: RequestAction, headers: &HeaderMap) -> Decision {
@@ -383,24 +359,19 @@ fn status_text(status: StatusCode) -> String {
     }
 }
 
-/// A cache policy's decision for a person: the headers gale adds to a
-/// static file's 200.
-pub fn render_cache_headers(h: &crate::static_files::CacheHeaders) -> String {
-    let mut headers = HeaderMap::new();
-    h.apply(StatusCode::OK, &mut headers);
-    if headers.is_empty() {
-        return "no caching headers\n".to_owned();
-    }
-    let mut out = "caching headers:\n".to_owned();
-    render_headers(&mut out, &headers);
-    out
-}
-
-/// What gale does when the hook fails: the attachment's `on_error`.
-pub fn failure_note(e: &PluginError) -> String {
+/// What gale does when a hook of a plugin of world `kind` fails: the
+/// attachment's `on_error` (docs/plugins.md, "Failure policy").
+pub fn failure_note(kind: WorldKind, e: &PluginError) -> String {
+    let (closed, open) = match kind {
+        WorldKind::Header => ("a 503", "skips the plugin for it"),
+        WorldKind::Cache => ("a 503", "sends the file without caching headers"),
+        WorldKind::UploadFields => {
+            ("a 503 and its stored files are deleted", "makes that one decision with the built-in field policy")
+        }
+    };
     format!(
-        "under gale run this request gets a 503 (on_error = \"fail-closed\", the default) \
-         or skips the plugin (on_error = \"fail-open\") [{}]",
+        "under gale run this request gets {closed} (on_error = \"fail-closed\", the default); \
+         with on_error = \"fail-open\" gale {open} [{}]",
         e.kind()
     )
 }

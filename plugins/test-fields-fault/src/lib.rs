@@ -9,67 +9,57 @@
 //! `<field>_fixture` = `test-fields-fault`, so a test can see the plugin
 //! answer.
 
-use std::cell::{Cell, RefCell};
+use gale_plugin::{FormField, StoredFile, TextDecision, UploadFields};
 
-// The generated glue exports raw C-ABI functions, which needs `unsafe`.
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "gale:plugin/upload-fields" });
-    use super::Fixture;
-    export!(Fixture with_types_in crate::bindings);
+#[derive(serde::Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    #[default]
+    Spin,
+    Trap,
 }
 
-use bindings::exports::gale::plugin::upload_hooks::{FormField, Guest, StoredFile, TextDecision};
-
-thread_local! {
-    static PREFIX: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static TRAP: Cell<bool> = const { Cell::new(false) };
+#[derive(serde::Deserialize)]
+struct Fixture {
+    #[serde(default)]
+    name_prefix: String,
+    #[serde(default)]
+    mode: Mode,
 }
 
-struct Fixture;
+impl Fixture {
+    /// Misbehaves when `name` starts with the configured prefix.
+    fn check(&self, name: &[u8]) {
+        if name.starts_with(self.name_prefix.as_bytes()) {
+            misbehave(self.mode);
+        }
+    }
+}
 
-impl Guest for Fixture {
-    fn configure(config: String) -> Result<(), String> {
-        let value: serde_json::Value = serde_json::from_str(&config).map_err(|e| e.to_string())?;
-        if let Some(prefix) = value.get("name_prefix") {
-            let prefix = prefix.as_str().ok_or("name_prefix must be a string")?;
-            PREFIX.with(|p| *p.borrow_mut() = prefix.as_bytes().to_vec());
-        }
-        match value.get("mode").map(|m| m.as_str()) {
-            None | Some(Some("spin")) => TRAP.set(false),
-            Some(Some("trap")) => TRAP.set(true),
-            _ => return Err("mode must be \"spin\" or \"trap\"".into()),
-        }
-        Ok(())
+impl UploadFields for Fixture {
+    type Config = Self;
+    fn new(config: Self) -> Result<Self, String> {
+        Ok(config)
     }
 
-    fn needs_sha256() -> bool {
-        false
-    }
-
-    fn text_field(name: Vec<u8>) -> TextDecision {
-        check(&name);
+    fn text_field(&self, name: &[u8]) -> TextDecision {
+        self.check(name);
         TextDecision::Pass
     }
 
-    fn file_fields(file: StoredFile) -> Vec<FormField> {
-        check(&file.field_name);
-        let mut name = file.field_name;
+    fn file_fields(&self, file: &StoredFile) -> Vec<FormField> {
+        self.check(&file.field_name);
+        let mut name = file.field_name.clone();
         name.extend_from_slice(b"_fixture");
-        vec![FormField { name, value: b"test-fields-fault".to_vec() }]
+        vec![FormField::new(name, "test-fields-fault")]
     }
 }
 
-/// Misbehaves when `name` starts with the configured prefix.
-fn check(name: &[u8]) {
-    if PREFIX.with(|p| name.starts_with(&p.borrow())) {
-        misbehave();
-    }
-}
+gale_plugin::upload_fields!(Fixture);
 
 /// Panics, or spins without end: only the host's deadline stops it.
-fn misbehave() {
-    if TRAP.get() {
+fn misbehave(mode: Mode) {
+    if let Mode::Trap = mode {
         panic!("test-fields-fault: trapping on purpose");
     }
     let mut n: u64 = 0;

@@ -208,6 +208,59 @@ fn call_asks_a_cache_policy_for_a_files_headers() {
 }
 
 #[test]
+fn cache_and_upload_policies_run_their_cases_with_a_diff_per_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = write_cases(
+        dir.path(),
+        "config = { rules = [{ extension = \"css\", max_age = \"1h\" }] }\n\
+         [[case]]\nname = \"css for an hour\"\nrequest = \"GET /s/a.css\"\nfile = { content_type = \"text/css\" }\n\
+         expect = { headers = { cache-control = \"max-age=3600\" } }\n\
+         [[case]]\nname = \"js too (wrong)\"\nrequest = \"GET /s/a.js\"\n\
+         expect = { headers = { cache-control = \"max-age=3600\" } }\n\
+         [[case]]\nname = \"js uncached\"\nrequest = \"GET /s/a.js\"\nexpect = { absent = [\"cache-control\", \"expires\"] }\n",
+    );
+    let run = run_gale(&["plugins", "test", &wasm("static_cache.wasm"), "--cases", &cache], None);
+    assert_eq!(run.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("ok    css for an hour"), "{}", run.stdout);
+    assert!(run.stdout.contains("FAIL  js too (wrong)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("  - caching header cache-control: expected [\"max-age=3600\"], got (absent)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("ok    js uncached"), "{}", run.stdout);
+    assert!(run.stdout.contains("3 cases: 2 passed, 1 failed"), "{}", run.stdout);
+
+    // The bundled upload-fields plugin, against fields written here by hand (not computed by
+    // gale): a file taken as three zero bytes, md5 from Python's hashlib.
+    let upload = write_cases(
+        dir.path(),
+        "config = { pass_fields = [\"^title$\"] }\n\
+         [[case]]\nname = \"fields\"\ntext_fields = [\"title\", \"other\"]\n\
+         files = [{ field = \"doc\", filename = \"C:\\\\x\\\\a.txt\", content_type = \"text/plain\", size = 3 }]\n\
+         expect = { text = { title = \"pass\", other = \"drop\" }, fields = [\
+         [\"doc.name\", \"a.txt\"], [\"doc.content_type\", \"text/plain\"],\
+         [\"doc.path\", \"/var/lib/gale/uploads/00000000000000000000000000000001\"],\
+         [\"doc.md5\", \"693e9af84d3dfcc71e640e005bdc5e2e\"], [\"doc.size\", \"3\"]] }\n\
+         [[case]]\nname = \"wrong\"\ntext_fields = [\"other\"]\nexpect = { text = { other = \"pass\" } }\n",
+    );
+    let run = run_gale(&["plugins", "test", &wasm("upload_fields.wasm"), "--cases", &upload], None);
+    assert_eq!(run.code(), Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("ok    fields"), "{}", run.stdout);
+    assert!(run.stdout.contains("FAIL  wrong"), "{}", run.stdout);
+    assert!(run.stdout.contains("  - text \"other\": expected pass, got drop"), "{}", run.stdout);
+
+    // A hook that traps is a failure the case can expect.
+    let fault = write_cases(
+        dir.path(),
+        "config = { mode = \"trap\", name_prefix = \"bad\" }\n\
+         [[case]]\nname = \"traps\"\ntext_fields = [\"bad1\"]\nexpect = { error = \"trap\" }\n",
+    );
+    let run = run_gale(&["plugins", "test", &wasm("test_fields_fault.wasm"), "--cases", &fault], None);
+    assert_eq!(run.code(), Some(0), "{}{}", run.stdout, run.stderr);
+}
+
+#[test]
 fn a_trapping_or_spinning_plugin_is_a_clear_failure() {
     let trap = call(&[&wasm(TEST_TRAP)]);
     assert_eq!(trap.code(), Some(1), "{}{}", trap.stdout, trap.stderr);
@@ -251,13 +304,20 @@ fn inputs_that_cannot_run_are_one_line_errors_with_status_2() {
 
     one_line_error(&call(&[&format!("{dir}/absent.wasm")]), 2, &["absent.wasm: no such file"]);
     one_line_error(
-        &call(&[&wasm("upload_fields.wasm")]),
+        &call(&[&wasm("test_two_worlds.wasm")]),
         2,
-        &["not a `header-policy` plugin: it is an `upload-fields` plugin"],
+        &["exports the hooks of several worlds: header-policy (header-hooks), cache-policy (cache-hooks)"],
     );
-    let cases = write_cases(empty.path(), "[[case]]\nname = \"x\"\nrequest = \"GET /\"\n");
+    // A case written for another world is refused before anything runs, at its line.
+    let cases = write_cases(empty.path(), "[[case]]\nname = \"x\"\nrequest = \"GET /\"\nexpect = { status = 403 }\n");
     let run = run_gale(&["plugins", "test", &wasm("static_cache.wasm"), "--cases", &cases], None);
-    one_line_error(&run, 2, &["it is a `cache-policy` plugin", "`gale plugins test` header policies"]);
+    one_line_error(
+        &run,
+        2,
+        &[&format!("{cases}:1: case \"x\": the plugin's world is cache-policy"), "header policies"],
+    );
+    let run = run_gale(&["plugins", "test", &wasm("upload_fields.wasm"), "--cases", &cases], None);
+    one_line_error(&run, 2, &["the plugin's world is upload-fields: needs `text_fields` or `files`"]);
     one_line_error(&call(&[&wasm(HEADER_POLICY), "--request", "/admin"]), 2, &["--request", "METHOD /path"]);
     one_line_error(&call(&[&wasm(HEADER_POLICY), "-H", "no colon"]), 2, &["-H", "Name: value"]);
     one_line_error(&call(&[&wasm(HEADER_POLICY), "--response", "abc"]), 2, &["--response", "100 to 999"]);
@@ -321,7 +381,7 @@ fn check_reports_a_rejected_config_at_its_key() {
     let text = std::fs::read_to_string(&config).expect("read")
         + &format!(
             "[[server.location]]\npath = \"/t/\"\nstatic = {{ root = {root:?} }}\n\
-             plugins = [{{ name = \"test-cache-fault\", config = {{ path_prefix = 1 }} }}]\n",
+             plugins = [{{ name = \"test-cache-fault\", config = {{ path_prefix = \"x\" }} }}]\n",
             root = dir.path().display().to_string()
         );
     std::fs::write(&config, &text).expect("write");
@@ -340,7 +400,7 @@ fn check_reports_a_rejected_config_at_its_key() {
     );
     assert!(lines.contains(&status.as_str()), "want {status:?} in:\n{}", check.stderr);
     let table = format!(
-        "{config}:{}:{}: plugin `test-cache-fault` rejected its config: path_prefix must be a string",
+        "{config}:{}:{}: plugin `test-cache-fault` rejected its config: the prefix must start with `/`",
         line_of("test-cache-fault"),
         col_of("test-cache-fault", "{ path_prefix")
     );

@@ -235,7 +235,7 @@ fn upload_fields_plugin_with_a_real_tornado_handler() {
 }
 
 #[test]
-fn check_refuses_a_plugin_attached_to_the_wrong_kind_of_location() {
+fn check_refuses_a_plugin_attached_to_the_wrong_kind_of_location_or_of_two_worlds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_store_dir, store) = private_store();
     let cases = [
@@ -269,6 +269,16 @@ fn check_refuses_a_plugin_attached_to_the_wrong_kind_of_location() {
                 ))
                 .render(),
             "a location takes one `upload-fields` plugin, and `upload-fields` is already attached here",
+        ),
+        // A component exporting the hooks of two worlds: its world is read from its exports,
+        // so it is refused rather than taken as the first world that fits.
+        (
+            ConfigBuilder::new([dead_addr()])
+                .global("plugin_dir", plugin_dir())
+                .render()
+                .replace("pass = \"tornadoes\" }", "pass = \"tornadoes\" }\nplugins = [\"test-two-worlds\"]"),
+            "plugin `test-two-worlds`: not a `header-policy`, `cache-policy` or `upload-fields` plugin: it \
+             exports the hooks of several worlds: header-policy (header-hooks), cache-policy (cache-hooks)",
         ),
     ];
     for (i, (config, message)) in cases.iter().enumerate() {
