@@ -65,7 +65,10 @@ pub struct Exports {
 /// The world `component` implements; `Err` says why it is not exactly one
 /// gale world, in words for the plugin's author.
 pub fn world_of(engine: &Engine, component: &Component) -> Result<Exports, String> {
-    let names: Vec<String> = component.component_type().exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let mut names: Vec<String> = component.component_type().exports(engine).map(|(name, _)| name.to_owned()).collect();
+    // In a stable order for messages: the component's own order is the
+    // toolchain's.
+    names.sort();
     from_names(names)
 }
 

@@ -60,8 +60,11 @@ impl LoadedPlugin {
                 };
                 let response = d.on_response.as_ref().map(|(inputs, headers)| {
                     let names: Vec<&str> = headers.iter().map(HeaderName::as_str).collect();
-                    let headers = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
-                    format!("{} and the response headers {headers}", inputs_text(inputs))
+                    let headers = match names.as_slice() {
+                        [] => "no response header".to_owned(),
+                        names => format!("the response headers {}", names.join(", ")),
+                    };
+                    format!("{} and {headers}", inputs_text(inputs))
                 });
                 vec![
                     hook("on-request", p.wants_request(), d.on_request.as_ref().map(inputs_text)),

@@ -1,4 +1,4 @@
-//! The plugin of issue 20, written with gale-plugin: tags every response with
+//! A small header policy written with gale-plugin: tags every response with
 //! the configured `name` (`x-served-by`) and answers 403 to banned user agents.
 //!
 //! Config: `{ name = "edge-1", banned_agents = ["BadBot"] }`. Built as

@@ -24,6 +24,7 @@ mod static_gzip;
 mod supervise;
 mod tenants;
 mod tls;
+mod tutorial;
 mod uploads;
 mod websocket;
 
