@@ -1,6 +1,7 @@
-//! The `gale` command: `run`, `check`, `reload`, `restart`, `status`, `--version`.
+//! The `gale` command: `run`, `check`, `reload`, `upgrade`, `restart`, `status`, `--version`.
 
 use std::io::IsTerminal;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,15 @@ enum Command {
     Restart {
         /// The upstream whose children are replaced.
         upstream: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Replace the running gale (found through the config's pid_file) by the
+    /// gale binary on disk, without refusing a connection: the new one takes
+    /// over the listening sockets, then the old one drains and exits. Exits 1
+    /// if the new binary fails to start or to become ready; the running gale
+    /// then serves on.
+    Upgrade {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -227,8 +237,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Restart { upstream, config } => control(&config, Some(&upstream)),
-        Command::Status { config } => control(&config, None),
+        Command::Restart { upstream, config } => control(&config, Control::Restart(&upstream)),
+        Command::Status { config } => control(&config, Control::Status),
+        Command::Upgrade { config } => control(&config, Control::Upgrade),
         Command::Plugins { command: PluginsCommand::Explain { config, host, path, listen, json } } => {
             explain(&config, &host, &path, listen, json)
         }
@@ -341,8 +352,15 @@ fn explain(path: &Path, host: &str, target: &str, listen: Option<std::net::Socke
     }
 }
 
-/// `gale restart` / `gale status`: one command over the control socket.
-fn control(path: &Path, restart: Option<&str>) -> ExitCode {
+/// A command for the running gale's control socket.
+enum Control<'a> {
+    Restart(&'a str),
+    Status,
+    Upgrade,
+}
+
+/// `gale restart` / `gale status` / `gale upgrade`: one command over the control socket.
+fn control(path: &Path, command: Control<'_>) -> ExitCode {
     let cfg = match load(Some(path)) {
         Ok(c) => c,
         Err(e) => {
@@ -357,17 +375,21 @@ fn control(path: &Path, restart: Option<&str>) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    if let Some(name) = restart
+    if let Control::Restart(name) = command
         && !cfg.upstreams.iter().any(|u| u.name == name && u.process.is_some())
     {
         eprintln!("gale: error: {}: no upstream `{name}` with a `process` section", path.display());
         return ExitCode::FAILURE;
     }
-    let command = restart.map_or_else(|| "status".to_owned(), |name| format!("restart {name}"));
-    match supervisor::request(pid_file, &command, |line| println!("{line}")) {
+    let (line, what) = match command {
+        Control::Restart(name) => (format!("restart {name}"), ""),
+        Control::Status => ("status".to_owned(), ""),
+        Control::Upgrade => ("upgrade".to_owned(), "upgrade failed, the running gale serves on: "),
+    };
+    match supervisor::request(pid_file, &line, |line| println!("{line}")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gale: error: {e}");
+            eprintln!("gale: error: {what}{e}");
             ExitCode::FAILURE
         }
     }
@@ -420,12 +442,14 @@ fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let signals = gale::signals::watch().context("cannot install signal handlers")?;
+        // Started by an upgrade: the old gale's listening sockets, to accept on instead of binding.
+        let inherited = gale::upgrade::inherit()?;
         let plugins = plugin_runtime(&cfg)?;
         let site = Site::build(cfg, None, &plugins).await?;
         // Supervised backends start before the listeners accept; each is in
         // rotation once its port accepts.
         let children = supervised::start(&site).await?;
-        let served = serve(site, signals, &children, plugins, path).await;
+        let served = serve(site, signals, &children, plugins, path, inherited).await;
         // Client requests have drained (or gale never served): the children go now.
         children.shutdown().await;
         served
@@ -437,45 +461,85 @@ fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn serve(
     site: Site,
-    mut signals: gale::signals::Signals,
+    signals: gale::signals::Signals,
     children: &Arc<Supervisor>,
     plugins: PluginRuntime,
     path: Option<PathBuf>,
+    inherited: Option<gale::upgrade::Inherited>,
 ) -> anyhow::Result<()> {
+    let gale::signals::Signals { shutdown: stop, reload: mut reloads, upgrade: mut upgrades } = signals;
     let pid_file = site.config.global.pid_file.clone();
     let admin = site.config.admin;
-    let running = Running::start(site, signals.shutdown.clone())?;
+    let (listeners, mut admin_inherited, handover) = match inherited {
+        Some(mut i) => (std::mem::take(&mut i.listeners), i.admin.take(), Some(i)),
+        None => (Vec::new(), None, None),
+    };
+    // The drain starts after the stop sequence (lifecycle.rs), not at the signal itself.
+    let (drain, draining) = tokio::sync::watch::channel(false);
+    let running = Running::start(site, draining, listeners)?;
+    tokio::spawn(gale::lifecycle::stop_sequence(stop, running.clone(), drain.clone()));
     gale::tenancy::publish();
     supervised::publish(children);
+    let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
+    let mut admin_socket = None;
     if let Some(addr) = admin {
-        let listener = gale::admin::bind(addr).await.with_context(|| format!("cannot listen on {addr} (admin)"))?;
+        let listener = match admin_inherited.take().filter(|(a, _)| *a == addr) {
+            Some((_, l)) => gale::admin::adopt(l),
+            None => gale::admin::bind(addr).await,
+        }
+        .with_context(|| format!("cannot listen on {addr} (admin)"))?;
         let bound = listener.local_addr()?;
-        tokio::spawn(gale::admin::serve(listener, running.clone()));
-        tracing::info!("admin endpoints on http://{bound}/metrics and /status");
+        admin_socket = Some((addr, listener.as_fd().try_clone_to_owned()?));
+        tokio::spawn(gale::admin::serve(listener, running.clone(), admin_stopped));
+        tracing::info!("admin endpoints on http://{bound}/metrics, /status, /ready and /live");
         announce(&format!("gale: admin on {bound}"))?;
     }
-    if let Some(pid) = &pid_file {
-        write_pid(pid)?;
-    }
-    // `gale restart` and `gale status` talk to the socket next to the pid file.
-    let _control = match &pid_file {
-        Some(pid) if !children.is_empty() => Some(children.listen_control(pid)?),
-        _ => None,
-    };
     let addrs: Vec<String> = running.bound_addrs().iter().map(|a| a.to_string()).collect();
+    // After an upgrade the old gale stops accepting once this one does; then the pid file
+    // and the control socket are this one's.
+    if let Some(handover) = handover {
+        handover.ready().await;
+    }
+    if let Some(pid) = &pid_file {
+        gale::lifecycle::write_pid(pid)?;
+    }
+    let upgrader =
+        Arc::new(gale::upgrade::Upgrader::new(running.clone(), pid_file.clone(), drain, admin_socket, admin_stop));
+    // `gale restart`, `gale status` and `gale upgrade` talk to the socket next to the pid file.
+    let _control = match &pid_file {
+        Some(pid) => {
+            let upgrader = upgrader.clone();
+            let hook: supervisor::UpgradeHook = Arc::new(move || {
+                let upgrader = upgrader.clone();
+                Box::pin(async move { upgrader.upgrade().await.map_err(|e| e.to_string()) })
+            });
+            Some(children.listen_control(pid, Some(hook))?)
+        }
+        None => None,
+    };
     announce(&format!("gale: listening on {}", addrs.join(" ")))?;
     tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
+    gale::systemd::ready();
 
     let reloader = running.clone();
     let supervised = children.clone();
     tokio::spawn(async move {
-        while signals.reload.recv().await.is_some() {
+        while reloads.recv().await.is_some() {
+            gale::systemd::reloading();
             reload(&reloader, &supervised, &plugins, path.as_deref()).await;
+            // Reloaded or not, gale serves: systemd's reload is over either way.
+            gale::systemd::ready();
+        }
+    });
+    tokio::spawn(async move {
+        // SIGUSR2: the outcome is logged (`gale upgrade` also prints it).
+        while upgrades.recv().await.is_some() {
+            let _ = upgrader.upgrade().await;
         }
     });
     running.wait().await;
     if let Some(pid) = &pid_file {
-        let _ = std::fs::remove_file(pid);
+        gale::lifecycle::remove_pid(pid);
     }
     Ok(())
 }
@@ -558,12 +622,4 @@ fn check_plugins(cfg: &Config, file: &str) -> Result<(), String> {
             Err(errors) => Err(errors.iter().map(|e| format!("{file}:{e}")).collect::<Vec<_>>().join("\n")),
         }
     })
-}
-
-fn write_pid(path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(path, format!("{}\n", std::process::id()))
-        .with_context(|| format!("cannot write pid_file {}", path.display()))
 }

@@ -5,7 +5,11 @@
 //! ```text
 //! -> restart NAME          <- progress lines ... then `ok` or `error: MESSAGE`
 //! -> status                <- one line per child ...  then `ok`
+//! -> upgrade               <- `upgraded: ...` then `ok`, or `error: MESSAGE`
 //! ```
+//!
+//! `upgrade` runs the hook `main.rs` hands in (the supervisor knows nothing
+//! of upgrades); the socket is open whenever there is a pid file.
 //!
 //! A socket rather than a signal: the caller learns when the rolling restart
 //! has finished and whether it worked, and two callers cannot overwrite
@@ -16,6 +20,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -54,11 +59,18 @@ pub fn socket_path(pid_file: &Path) -> PathBuf {
     }
 }
 
-/// The listening control socket; removed when dropped.
+/// What `upgrade` on the control socket runs: the new gale's pid, or why
+/// there is none.
+pub type UpgradeHook = Arc<dyn Fn() -> BoxFuture<'static, Result<u32, String>> + Send + Sync>;
+
+/// The listening control socket; removed when dropped, unless another gale
+/// (an upgrade's new one) has put its own at the path meanwhile.
 #[derive(Debug)]
 pub struct ControlSocket {
     path: PathBuf,
     task: JoinHandle<()>,
+    /// The socket file's device and inode, to know it is still ours.
+    file: Option<(u64, u64)>,
 }
 
 impl ControlSocket {
@@ -71,30 +83,42 @@ impl ControlSocket {
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         self.task.abort();
-        let _ = std::fs::remove_file(&self.path);
+        if self.file.is_some() && file_id(&self.path) == self.file {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Supervisor {
     /// Opens the control socket next to `pid_file` and serves commands on it.
-    pub fn listen_control(self: &Arc<Self>, pid_file: &Path) -> Result<ControlSocket, SupervisorError> {
+    pub fn listen_control(
+        self: &Arc<Self>,
+        pid_file: &Path,
+        upgrade: Option<UpgradeHook>,
+    ) -> Result<ControlSocket, SupervisorError> {
         let path = socket_path(pid_file);
         let fail = |source| SupervisorError::ControlSocket { path: path.clone(), source };
         // Left behind by a gale that was killed.
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).map_err(fail)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+        let file = file_id(&path);
         let this = self.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, this.clone()));
+                tokio::spawn(serve(stream, this.clone(), upgrade.clone()));
             }
         });
-        Ok(ControlSocket { path, task })
+        Ok(ControlSocket { path, task, file })
     }
 }
 
-async fn serve(stream: UnixStream, supervisor: Arc<Supervisor>) {
+async fn serve(stream: UnixStream, supervisor: Arc<Supervisor>, upgrade: Option<UpgradeHook>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     if BufReader::new(read.take(4096)).read_line(&mut line).await.is_err() {
@@ -128,7 +152,19 @@ async fn serve(stream: UnixStream, supervisor: Arc<Supervisor>) {
             }
             result.map(|_| ()).map_err(|e| e.to_string())
         }
-        _ => Err(format!("unknown command `{}`: use `restart UPSTREAM` or `status`", line.trim())),
+        ["upgrade"] => match upgrade {
+            Some(hook) => match hook().await {
+                Ok(pid) => {
+                    let me = std::process::id();
+                    let line = format!("upgraded: gale pid {pid} serves now; pid {me} drains and exits\n");
+                    let _ = write.write_all(line.as_bytes()).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            None => Err("this gale cannot upgrade".to_owned()),
+        },
+        _ => Err(format!("unknown command `{}`: use `restart UPSTREAM`, `status` or `upgrade`", line.trim())),
     };
     let last = match answer {
         Ok(()) => "ok\n".to_owned(),
