@@ -39,12 +39,6 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// An admin listener handed over by an upgrade.
-pub fn adopt(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
-    listener.set_nonblocking(true)?;
-    TcpListener::from_std(listener)
-}
-
 /// Serves admin requests until the process ends, or until `stop` turns true
 /// (an upgrade handed the listener to the new gale, which answers from then on).
 pub async fn serve(listener: TcpListener, running: Arc<Running>, mut stop: tokio::sync::watch::Receiver<bool>) {

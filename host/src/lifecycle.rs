@@ -65,3 +65,22 @@ pub fn remove_pid(path: &Path) {
         let _ = std::fs::remove_file(path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pid_file_is_removed_only_while_it_names_this_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run/gale.pid");
+        write_pid(&path).expect("write");
+        assert_eq!(std::fs::read_to_string(&path).expect("read").trim(), std::process::id().to_string());
+        remove_pid(&path);
+        assert!(!path.exists());
+        // An upgrade's new gale wrote its pid: the old one leaves the file.
+        std::fs::write(&path, "4242\n").expect("write");
+        remove_pid(&path);
+        assert!(path.exists());
+    }
+}

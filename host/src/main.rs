@@ -1,10 +1,9 @@
 //! The `gale` command: `run`, `check`, `reload`, `upgrade`, `restart`, `status`, `--version`.
 
 use std::io::IsTerminal;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Subcommand};
@@ -12,10 +11,9 @@ use clap::{CommandFactory, FromArgMatches, Subcommand};
 use gale::config::{self, Config, LogLevel, LogTarget};
 use gale::plugin::{PluginRuntime, RuntimeOptions};
 use gale::plugin_runner::cli as plugin_cli;
-use gale::server::Running;
 use gale::site::Site;
 use gale::supervised;
-use gale::supervisor::{self, Supervisor};
+use gale::supervisor;
 
 // mimalloc: fewer cycles per request than glibc malloc for the many small,
 // short-lived allocations of a proxy (measured in docs/performance.md).
@@ -396,10 +394,7 @@ fn control(path: &Path, command: Control<'_>) -> ExitCode {
 }
 
 fn load(path: Option<&Path>) -> Result<Config, config::ConfigError> {
-    match path {
-        Some(p) => config::load_file(p),
-        None => config::parse("<built-in config>", config::DEFAULT_CONFIG, Path::new(".")),
-    }
+    gale::daemon::load(path)
 }
 
 fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
@@ -449,7 +444,7 @@ fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         // Supervised backends start before the listeners accept; each is in
         // rotation once its port accepts.
         let children = supervised::start(&site).await?;
-        let served = serve(site, signals, &children, plugins, path, inherited).await;
+        let served = gale::daemon::serve(site, signals, &children, plugins, path, inherited).await;
         // Client requests have drained (or gale never served): the children go now.
         children.shutdown().await;
         served
@@ -457,149 +452,6 @@ fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     // Connections still open after shutdown_timeout are dropped here.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
-}
-
-async fn serve(
-    site: Site,
-    signals: gale::signals::Signals,
-    children: &Arc<Supervisor>,
-    plugins: PluginRuntime,
-    path: Option<PathBuf>,
-    inherited: Option<gale::upgrade::Inherited>,
-) -> anyhow::Result<()> {
-    let gale::signals::Signals { shutdown: stop, reload: mut reloads, upgrade: mut upgrades } = signals;
-    let pid_file = site.config.global.pid_file.clone();
-    let admin = site.config.admin;
-    let (listeners, mut admin_inherited, handover) = match inherited {
-        Some(mut i) => (std::mem::take(&mut i.listeners), i.admin.take(), Some(i)),
-        None => (Vec::new(), None, None),
-    };
-    // The drain starts after the stop sequence (lifecycle.rs), not at the signal itself.
-    let (drain, draining) = tokio::sync::watch::channel(false);
-    let running = Running::start(site, draining, listeners)?;
-    tokio::spawn(gale::lifecycle::stop_sequence(stop, running.clone(), drain.clone()));
-    gale::tenancy::publish();
-    supervised::publish(children);
-    let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
-    let mut admin_socket = None;
-    if let Some(addr) = admin {
-        let listener = match admin_inherited.take().filter(|(a, _)| *a == addr) {
-            Some((_, l)) => gale::admin::adopt(l),
-            None => gale::admin::bind(addr).await,
-        }
-        .with_context(|| format!("cannot listen on {addr} (admin)"))?;
-        let bound = listener.local_addr()?;
-        admin_socket = Some((addr, listener.as_fd().try_clone_to_owned()?));
-        tokio::spawn(gale::admin::serve(listener, running.clone(), admin_stopped));
-        tracing::info!("admin endpoints on http://{bound}/metrics, /status, /ready and /live");
-        announce(&format!("gale: admin on {bound}"))?;
-    }
-    let addrs: Vec<String> = running.bound_addrs().iter().map(|a| a.to_string()).collect();
-    // After an upgrade the old gale stops accepting once this one does; then the pid file
-    // and the control socket are this one's.
-    if let Some(handover) = handover {
-        handover.ready().await;
-    }
-    if let Some(pid) = &pid_file {
-        gale::lifecycle::write_pid(pid)?;
-    }
-    let upgrader =
-        Arc::new(gale::upgrade::Upgrader::new(running.clone(), pid_file.clone(), drain, admin_socket, admin_stop));
-    // `gale restart`, `gale status` and `gale upgrade` talk to the socket next to the pid file.
-    let _control = match &pid_file {
-        Some(pid) => {
-            let upgrader = upgrader.clone();
-            let hook: supervisor::UpgradeHook = Arc::new(move || {
-                let upgrader = upgrader.clone();
-                Box::pin(async move { upgrader.upgrade().await.map_err(|e| e.to_string()) })
-            });
-            Some(children.listen_control(pid, Some(hook))?)
-        }
-        None => None,
-    };
-    announce(&format!("gale: listening on {}", addrs.join(" ")))?;
-    tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
-    gale::systemd::ready();
-
-    let reloader = running.clone();
-    let supervised = children.clone();
-    tokio::spawn(async move {
-        while reloads.recv().await.is_some() {
-            gale::systemd::reloading();
-            reload(&reloader, &supervised, &plugins, path.as_deref()).await;
-            // Reloaded or not, gale serves: systemd's reload is over either way.
-            gale::systemd::ready();
-        }
-    });
-    tokio::spawn(async move {
-        // SIGUSR2: the outcome is logged (`gale upgrade` also prints it).
-        while upgrades.recv().await.is_some() {
-            let _ = upgrader.upgrade().await;
-        }
-    });
-    running.wait().await;
-    if let Some(pid) = &pid_file {
-        gale::lifecycle::remove_pid(pid);
-    }
-    Ok(())
-}
-
-/// One line on stdout for whoever started gale (tests read the ports here).
-fn announce(line: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()
-}
-
-/// Re-reads the config and swaps it in; on any error the old one stays.
-/// Supervised upstreams keep their children: the new pools are attached to
-/// them, and an upstream whose `process` changed gets a rolling restart.
-async fn reload(running: &Arc<Running>, children: &Arc<Supervisor>, plugins: &PluginRuntime, path: Option<&Path>) {
-    let cfg = match load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("reload failed, keeping the old config:\n{e}");
-            return;
-        }
-    };
-    let rolls = match children.plan_reload(&cfg) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("reload failed, keeping the old config: {e}");
-            return;
-        }
-    };
-    let old = running.current();
-    let site = match Site::build(cfg, Some(&old), plugins).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("reload failed, keeping the old config: {e}");
-            return;
-        }
-    };
-    // The new pools learn which children accept before they serve.
-    supervised::attach(children, &site, Some(&old));
-    match running.reload(site) {
-        Ok(()) => {
-            tracing::info!(
-                "reloaded; listening on {}",
-                running.bound_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ")
-            );
-            for (upstream, spec) in rolls {
-                let children = children.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = children.roll(&upstream, Some(spec), |_| {}).await {
-                        tracing::error!("rolling restart after reload: {e}");
-                    }
-                });
-            }
-        }
-        Err(e) => {
-            supervised::attach(children, &old, None);
-            tracing::error!("reload failed, keeping the old config: {e}");
-        }
-    }
 }
 
 /// The process-wide plugin runtime (engine, compile cache, epoch ticker).

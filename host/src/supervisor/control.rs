@@ -64,13 +64,14 @@ pub fn socket_path(pid_file: &Path) -> PathBuf {
 pub type UpgradeHook = Arc<dyn Fn() -> BoxFuture<'static, Result<u32, String>> + Send + Sync>;
 
 /// The listening control socket; removed when dropped, unless another gale
-/// (an upgrade's new one) has put its own at the path meanwhile.
+/// (an upgrade's new one) has put its own at the path meanwhile
+/// ([`ControlSocket::replaced`]).
 #[derive(Debug)]
 pub struct ControlSocket {
     path: PathBuf,
     task: JoinHandle<()>,
-    /// The socket file's device and inode, to know it is still ours.
-    file: Option<(u64, u64)>,
+    /// Whether the file at `path` is still this socket.
+    ours: bool,
 }
 
 impl ControlSocket {
@@ -78,20 +79,21 @@ impl ControlSocket {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Another gale has put its socket at the path (an upgrade's new one):
+    /// leave the file when this one is dropped.
+    pub fn replaced(&mut self) {
+        self.ours = false;
+    }
 }
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         self.task.abort();
-        if self.file.is_some() && file_id(&self.path) == self.file {
+        if self.ours {
             let _ = std::fs::remove_file(&self.path);
         }
     }
-}
-
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Supervisor {
@@ -107,14 +109,13 @@ impl Supervisor {
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).map_err(fail)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
-        let file = file_id(&path);
         let this = self.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(serve(stream, this.clone(), upgrade.clone()));
             }
         });
-        Ok(ControlSocket { path, task, file })
+        Ok(ControlSocket { path, task, ours: true })
     }
 }
 
@@ -203,6 +204,21 @@ pub fn request(pid_file: &Path, command: &str, mut on_line: impl FnMut(&str)) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_socket_replaced_by_another_gale_is_left_at_exit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gale.sock");
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let socket = || ControlSocket { path: path.clone(), task: rt.spawn(async {}), ours: true };
+        std::fs::write(&path, "").expect("create");
+        let mut replaced = socket();
+        replaced.replaced();
+        drop(replaced);
+        assert!(path.exists(), "the new gale's control socket was removed");
+        drop(socket());
+        assert!(!path.exists());
+    }
 
     #[test]
     fn the_socket_sits_next_to_the_pid_file() {

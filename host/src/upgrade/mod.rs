@@ -116,6 +116,12 @@ impl Upgrader {
         Self { running, pid_file, drain, admin, admin_stop, state: Mutex::new(None) }
     }
 
+    /// Whether this gale has handed over to a new one (which owns the pid
+    /// file and the control socket from then on).
+    pub fn handed_over(&self) -> bool {
+        self.state.try_lock().is_ok_and(|s| s.is_some())
+    }
+
     /// Starts the binary on disk and hands over to it; returns its pid. On
     /// success this gale has stopped accepting and drains.
     pub async fn upgrade(&self) -> Result<u32, UpgradeError> {

@@ -75,6 +75,8 @@ impl Drop for Stop {
 struct Load {
     stop: Arc<AtomicBool>,
     done: Arc<AtomicUsize>,
+    /// Requests sent again after a reused connection was closed before answering.
+    retried: Arc<AtomicUsize>,
     threads: Vec<thread::JoinHandle<Vec<String>>>,
 }
 
@@ -87,9 +89,10 @@ impl Load {
     fn start(addr: SocketAddr, keep_alive: usize, fresh: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));
+        let retried = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
         for i in 0..keep_alive + fresh {
-            let (stop, done) = (stop.clone(), done.clone());
+            let (stop, done, retries) = (stop.clone(), done.clone(), retried.clone());
             let reuse = i < keep_alive;
             threads.push(thread::spawn(move || {
                 let mut failures = Vec::new();
@@ -109,6 +112,7 @@ impl Load {
                     };
                     let mut result = c.try_send(&request);
                     if reused && result.as_ref().is_err_and(stale) {
+                        retries.fetch_add(1, Ordering::SeqCst);
                         result = Conn::try_open(addr).and_then(|mut again| {
                             let r = again.try_send(&request);
                             c = again;
@@ -129,7 +133,7 @@ impl Load {
                 failures
             }));
         }
-        Load { stop, done, threads }
+        Load { stop, done, retried, threads }
     }
 
     fn done(&self) -> usize {
@@ -160,6 +164,7 @@ fn gale_upgrade_under_load_refuses_no_connection_and_fails_no_request() {
     let admin = admin_addr(&gale);
 
     let load = Load::start(gale.addr(), 3, 3);
+    let retried = load.retried.clone();
     load.wait_for(50, "client load to get going");
     let out = run_gale(&["upgrade", "--config", gale.config_path().to_str().expect("utf-8")], None);
     let new = pid_in(&pid_file);
@@ -172,10 +177,16 @@ fn gale_upgrade_under_load_refuses_no_connection_and_fails_no_request() {
     // The old gale drains and exits 0; the clients go on against the new one.
     assert_eq!(gale.wait().code(), Some(0), "stderr:\n{}", gale.stderr());
     load.wait_for(100, "requests served by the new gale");
+    let served = load.done();
     let failures = load.finish();
+    eprintln!("{served} requests, {} resent after a keep-alive connection closed", retried.load(Ordering::SeqCst));
     assert!(failures.is_empty(), "{} failed requests: {:#?}\nstderr:\n{}", failures.len(), failures, gale.stderr());
 
-    // The new gale answers on the same admin address, and is ready.
+    // The control socket is the new gale's (the old one left it in place), the handover socket
+    // is gone, and the new gale answers on the same admin address, ready.
+    let status = run_gale(&["status", "--config", gale.config_path().to_str().expect("utf-8")], None);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(!gale.dir().join("gale.upgrade").exists(), "the handover socket was left behind");
     http::get(admin, "/ready").expect_status(200);
     let status = gale_tests::admin::status(admin);
     assert!(status["listening"].as_array().is_some_and(|l| !l.is_empty()), "{status}");
