@@ -221,6 +221,10 @@ impl Upgrader {
             status = child.wait() => return Err(exited(pid, status)),
             () = tokio::time::sleep_until(deadline) => return Err(UpgradeError::Timeout { pid, timeout }),
         }
+        // A stop that came meanwhile wins: the new gale is not left serving.
+        if self.running.is_stopping() {
+            return Err(UpgradeError::Stopping);
+        }
         // systemd learns the new main pid before the new gale says READY=1.
         systemd::main_pid(pid);
         write.write_all(b"go\n").await.map_err(broken)
