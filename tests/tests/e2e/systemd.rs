@@ -75,3 +75,25 @@ fn notify_on_an_abstract_socket() {
     let socket = UnixDatagram::bind_addr(&addr).expect("bind the abstract notify socket");
     drive(&socket, format!("@{name}"));
 }
+
+/// `systemd-analyze verify` on `deploy/systemd/gale.service`, pointed at the gale under test (the
+/// unit names the installed path). Skipped, saying so, where systemd-analyze is not installed.
+#[test]
+fn the_unit_file_verifies() {
+    let unit = gale_tests::paths::repo_root().join("deploy/systemd/gale.service");
+    let text = std::fs::read_to_string(&unit).expect("read deploy/systemd/gale.service");
+    assert!(text.contains("Type=notify") && text.contains("ExecReload="), "{text}");
+    let bin = gale_tests::paths::gale_bin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("gale.service");
+    std::fs::write(&copy, text.replace("/usr/local/bin/gale", bin.to_str().expect("utf-8 path"))).expect("write");
+    let out = match std::process::Command::new("systemd-analyze").arg("verify").arg(&copy).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipped: systemd-analyze is not available ({e})");
+            return;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {:?}\n{stderr}", out.status);
+}

@@ -256,7 +256,6 @@ fn a_new_binary_that_never_gets_ready_is_stopped_after_upgrade_timeout() {
 
 #[test]
 fn an_upgrade_with_supervised_children_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let port = gale_tests::free_port();
     let python = paths::python();
     let app = paths::tornado_app();
@@ -265,11 +264,51 @@ fn an_upgrade_with_supervised_children_is_refused() {
          [upstream.app]\nprocess = {{ command = [{python:?}, {app:?}, \"--port={{port}}\"], base_port = {port} }}\n\n\
          [[server]]\nlisten = [\"127.0.0.1:0\"]\n[[server.location]]\npath = \"/\"\nproxy = {{ pass = \"app\" }}\n"
     );
-    drop(dir);
     let gale = Gale::start(&config);
     let out = run_gale(&["upgrade", "--config", gale.config_path().to_str().expect("utf-8")], None);
     assert_eq!(out.code(), Some(1), "{out:?}");
     assert!(out.stderr.contains("upstream `app` has supervised children"), "{out:?}");
     assert_eq!(pid_in(&gale.dir().join("gale.pid")), gale.pid());
     gale.get("/whoami").expect_status(200);
+}
+
+#[test]
+fn another_process_on_the_handover_socket_gets_nothing() {
+    let tornadoes = Tornado::spawn_pool(1);
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let bin = copy_of_gale(bin_dir.path());
+    let gale = Gale::start_with(&config(&tornadoes, "5s"), &Launch { bin: Some(bin.clone()), ..Launch::default() });
+    // The new binary never connects: the handover socket waits for it until upgrade_timeout.
+    replace(&bin, b"#!/bin/sh\nexec sleep 600\n", 0o755);
+    let config_path = gale.config_path().to_str().expect("utf-8").to_owned();
+    let upgrade = thread::spawn(move || run_gale(&["upgrade", "--config", &config_path], None));
+    let socket = gale.dir().join("gale.upgrade");
+    wait_until(Duration::from_secs(10), "the handover socket", || socket.exists());
+    let mut intruder = std::os::unix::net::UnixStream::connect(&socket).expect("connect to the handover socket");
+    intruder.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut got = Vec::new();
+    let read = io::Read::read_to_end(&mut intruder, &mut got);
+    assert!(read.is_ok() && got.is_empty(), "the handover socket answered another process: {read:?} {got:?}");
+    let out = upgrade.join().expect("upgrade thread");
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(gale.stderr().contains("from another process"), "{}", gale.stderr());
+    gale.get("/whoami").expect_status(200);
+}
+
+#[test]
+fn a_gale_told_to_fetch_sockets_from_nowhere_is_a_one_line_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gale.toml");
+    std::fs::write(&path, ConfigBuilder::new([gale_tests::dead_addr()]).render()).expect("write config");
+    let missing = dir.path().join("no-such.upgrade");
+    let out = gale_tests::gale_command()
+        .args(["run", "--config", path.to_str().expect("utf-8")])
+        .env("GALE_UPGRADE_SOCKET", &missing)
+        .output()
+        .expect("run gale");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("cannot reach the old gale") && lines[0].contains("no-such.upgrade"), "{stderr}");
 }
