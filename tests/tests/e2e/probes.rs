@@ -70,3 +70,18 @@ fn a_bad_shutdown_delay_is_a_one_line_config_error() {
     assert_eq!(lines.len(), 1, "{}", out.stderr);
     assert!(lines[0].contains("gale.toml:3:"), "FILE:LINE:COL expected: {}", lines[0]);
 }
+
+#[test]
+fn a_second_sigterm_during_shutdown_delay_exits_at_once() {
+    let tornado = Tornado::spawn("app");
+    let config = ConfigBuilder::new([tornado.addr()]).global("shutdown_delay", "1h");
+    let mut gale = gale_tests::Gale::start(&with_admin(config));
+    let admin = admin_addr(&gale);
+    gale.signal(SIGTERM);
+    wait_until(Duration::from_secs(10), "/ready to answer 503", || http::get(admin, "/ready").status == 503);
+    gale.get("/whoami").expect_status(200);
+    gale.signal(SIGTERM);
+    // An hour of delay is not waited out: the wait only detects a hang.
+    let status = gale.wait_timeout(Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "stderr:\n{}", gale.stderr());
+}
