@@ -1,6 +1,8 @@
-//! The admin listener: `/metrics` (Prometheus text) and `/status` (JSON:
-//! upstream health, in-flight counts). It is a separate listener, on
-//! loopback unless the config says otherwise, never one of the public ones.
+//! The admin listener: `/metrics` (Prometheus text), `/status` (JSON:
+//! upstream health, in-flight counts), and the probes `/ready` (200 or 503
+//! with the reason, see `lifecycle::readiness`) and `/live` (200 while the
+//! process answers at all). It is a separate listener, on loopback unless
+//! the config says otherwise, never one of the public ones.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,10 +39,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves admin requests until the process ends.
-pub async fn serve(listener: TcpListener, running: Arc<Running>) {
+/// Serves admin requests until the process ends, or until `stop` turns true
+/// (an upgrade handed the listener to the new gale, which answers from then on).
+pub async fn serve(listener: TcpListener, running: Arc<Running>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
         let running = running.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
@@ -56,7 +63,17 @@ fn answer(running: &Running, req: &Request<Incoming>) -> Response<ResponseBody> 
     let (ctype, body) = match req.uri().path() {
         "/metrics" => ("text/plain; version=0.0.4", metrics::render()),
         "/status" => ("application/json", status(running).to_string()),
-        "/" => ("text/plain", "gale admin: /metrics /status\n".to_owned()),
+        "/live" => ("text/plain", "live\n".to_owned()),
+        "/ready" => match crate::lifecycle::readiness(running) {
+            Ok(()) => ("text/plain", "ready\n".to_owned()),
+            Err(why) => {
+                let mut resp = Response::new(full(format!("not ready: {why}\n")));
+                *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+                return resp;
+            }
+        },
+        "/" => ("text/plain", "gale admin: /metrics /status /ready /live\n".to_owned()),
         _ => return crate::error::error_page(StatusCode::NOT_FOUND),
     };
     let mut resp = Response::new(full(body));

@@ -1,9 +1,9 @@
-//! The `gale` command: `run`, `check`, `reload`, `restart`, `status`, `--version`.
+//! The `gale` command: `run`, `check`, `reload`, `upgrade`, `restart`, `status`, `--version`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Subcommand};
@@ -11,10 +11,9 @@ use clap::{CommandFactory, FromArgMatches, Subcommand};
 use gale::config::{self, Config, LogLevel, LogTarget};
 use gale::plugin::{PluginRuntime, RuntimeOptions};
 use gale::plugin_runner::cli as plugin_cli;
-use gale::server::Running;
 use gale::site::Site;
 use gale::supervised;
-use gale::supervisor::{self, Supervisor};
+use gale::supervisor;
 
 // mimalloc: fewer cycles per request than glibc malloc for the many small,
 // short-lived allocations of a proxy (measured in docs/performance.md).
@@ -57,6 +56,15 @@ enum Command {
     Restart {
         /// The upstream whose children are replaced.
         upstream: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Replace the running gale (found through the config's pid_file) by the
+    /// gale binary on disk, without refusing a connection: the new one takes
+    /// over the listening sockets, then the old one drains and exits. Exits 1
+    /// if the new binary fails to start or to become ready; the running gale
+    /// then serves on.
+    Upgrade {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -238,8 +246,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Restart { upstream, config } => control(&config, Some(&upstream)),
-        Command::Status { config } => control(&config, None),
+        Command::Restart { upstream, config } => control(&config, Control::Restart(&upstream)),
+        Command::Status { config } => control(&config, Control::Status),
+        Command::Upgrade { config } => control(&config, Control::Upgrade),
         Command::Plugins { command: PluginsCommand::Explain { config, host, path, listen, json } } => {
             explain(&config, &host, &path, listen, json)
         }
@@ -343,8 +352,15 @@ fn explain(path: &Path, host: &str, target: &str, listen: Option<std::net::Socke
     }
 }
 
-/// `gale restart` / `gale status`: one command over the control socket.
-fn control(path: &Path, restart: Option<&str>) -> ExitCode {
+/// A command for the running gale's control socket.
+enum Control<'a> {
+    Restart(&'a str),
+    Status,
+    Upgrade,
+}
+
+/// `gale restart` / `gale status` / `gale upgrade`: one command over the control socket.
+fn control(path: &Path, command: Control<'_>) -> ExitCode {
     let cfg = match load(Some(path)) {
         Ok(c) => c,
         Err(e) => {
@@ -359,27 +375,28 @@ fn control(path: &Path, restart: Option<&str>) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    if let Some(name) = restart
+    if let Control::Restart(name) = command
         && !cfg.upstreams.iter().any(|u| u.name == name && u.process.is_some())
     {
         eprintln!("gale: error: {}: no upstream `{name}` with a `process` section", path.display());
         return ExitCode::FAILURE;
     }
-    let command = restart.map_or_else(|| "status".to_owned(), |name| format!("restart {name}"));
-    match supervisor::request(pid_file, &command, |line| println!("{line}")) {
+    let (line, what) = match command {
+        Control::Restart(name) => (format!("restart {name}"), ""),
+        Control::Status => ("status".to_owned(), ""),
+        Control::Upgrade => ("upgrade".to_owned(), "upgrade failed, the running gale serves on: "),
+    };
+    match supervisor::request(pid_file, &line, |line| println!("{line}")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gale: error: {e}");
+            eprintln!("gale: error: {what}{e}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn load(path: Option<&Path>) -> Result<Config, config::ConfigError> {
-    match path {
-        Some(p) => config::load_file(p),
-        None => config::parse("<built-in config>", config::DEFAULT_CONFIG, Path::new(".")),
-    }
+    gale::daemon::load(path)
 }
 
 fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
@@ -422,12 +439,14 @@ fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let signals = gale::signals::watch().context("cannot install signal handlers")?;
+        // Started by an upgrade: the old gale's listening sockets, to accept on instead of binding.
+        let inherited = gale::upgrade::inherit()?;
         let plugins = plugin_runtime(&cfg)?;
         let site = Site::build(cfg, None, &plugins).await?;
         // Supervised backends start before the listeners accept; each is in
         // rotation once its port accepts.
         let children = supervised::start(&site).await?;
-        let served = serve(site, signals, &children, plugins, path).await;
+        let served = gale::daemon::serve(site, signals, &children, plugins, path, inherited).await;
         // Client requests have drained (or gale never served): the children go now.
         children.shutdown().await;
         served
@@ -435,109 +454,6 @@ fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     // Connections still open after shutdown_timeout are dropped here.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
-}
-
-async fn serve(
-    site: Site,
-    mut signals: gale::signals::Signals,
-    children: &Arc<Supervisor>,
-    plugins: PluginRuntime,
-    path: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let pid_file = site.config.global.pid_file.clone();
-    let admin = site.config.admin;
-    let running = Running::start(site, signals.shutdown.clone())?;
-    gale::tenancy::publish();
-    supervised::publish(children);
-    if let Some(addr) = admin {
-        let listener = gale::admin::bind(addr).await.with_context(|| format!("cannot listen on {addr} (admin)"))?;
-        let bound = listener.local_addr()?;
-        tokio::spawn(gale::admin::serve(listener, running.clone()));
-        tracing::info!("admin endpoints on http://{bound}/metrics and /status");
-        announce(&format!("gale: admin on {bound}"))?;
-    }
-    if let Some(pid) = &pid_file {
-        write_pid(pid)?;
-    }
-    // `gale restart` and `gale status` talk to the socket next to the pid file.
-    let _control = match &pid_file {
-        Some(pid) if !children.is_empty() => Some(children.listen_control(pid)?),
-        _ => None,
-    };
-    let addrs: Vec<String> = running.bound_addrs().iter().map(|a| a.to_string()).collect();
-    announce(&format!("gale: listening on {}", addrs.join(" ")))?;
-    tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
-
-    let reloader = running.clone();
-    let supervised = children.clone();
-    tokio::spawn(async move {
-        while signals.reload.recv().await.is_some() {
-            reload(&reloader, &supervised, &plugins, path.as_deref()).await;
-        }
-    });
-    running.wait().await;
-    if let Some(pid) = &pid_file {
-        let _ = std::fs::remove_file(pid);
-    }
-    Ok(())
-}
-
-/// One line on stdout for whoever started gale (tests read the ports here).
-fn announce(line: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()
-}
-
-/// Re-reads the config and swaps it in; on any error the old one stays.
-/// Supervised upstreams keep their children: the new pools are attached to
-/// them, and an upstream whose `process` changed gets a rolling restart.
-async fn reload(running: &Arc<Running>, children: &Arc<Supervisor>, plugins: &PluginRuntime, path: Option<&Path>) {
-    let cfg = match load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("reload failed, keeping the old config:\n{e}");
-            return;
-        }
-    };
-    let rolls = match children.plan_reload(&cfg) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("reload failed, keeping the old config: {e}");
-            return;
-        }
-    };
-    let old = running.current();
-    let site = match Site::build(cfg, Some(&old), plugins).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("reload failed, keeping the old config: {e}");
-            return;
-        }
-    };
-    // The new pools learn which children accept before they serve.
-    supervised::attach(children, &site, Some(&old));
-    match running.reload(site) {
-        Ok(()) => {
-            tracing::info!(
-                "reloaded; listening on {}",
-                running.bound_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ")
-            );
-            for (upstream, spec) in rolls {
-                let children = children.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = children.roll(&upstream, Some(spec), |_| {}).await {
-                        tracing::error!("rolling restart after reload: {e}");
-                    }
-                });
-            }
-        }
-        Err(e) => {
-            supervised::attach(children, &old, None);
-            tracing::error!("reload failed, keeping the old config: {e}");
-        }
-    }
 }
 
 /// The process-wide plugin runtime (engine, compile cache, epoch ticker).
@@ -560,12 +476,4 @@ fn check_plugins(cfg: &Config, file: &str) -> Result<(), String> {
             Err(errors) => Err(errors.iter().map(|e| format!("{file}:{e}")).collect::<Vec<_>>().join("\n")),
         }
     })
-}
-
-fn write_pid(path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(path, format!("{}\n", std::process::id()))
-        .with_context(|| format!("cannot write pid_file {}", path.display()))
 }

@@ -7,7 +7,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -28,6 +30,7 @@ use tokio::time::{Instant, Sleep};
 use crate::body::{BoxError, ResponseBody};
 use crate::connections::{Conn, InFlight, Registered, Registry};
 use crate::framing::sniff::{HeadLimits, TapObserver, Tapped, Verdicts};
+use crate::listeners::{bind_all, local};
 use crate::pipeline::{self, ConnInfo};
 use crate::site::{ListenerKey, Site};
 
@@ -35,6 +38,10 @@ use crate::site::{ListenerKey, Site};
 /// its timeout) may take over its GOAWAY before it is dropped: the GOAWAY
 /// waits for the client to answer a PING, which a silent client never does.
 const HTTP2_GOAWAY_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a connection that has not sent a byte yet may take to start its
+/// first request once the drain begins (it was accepted just before).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(250);
 
 /// Why gale could not start serving, or apply a reload.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +57,11 @@ struct Accepting {
     key: ListenerKey,
     bound: SocketAddr,
     task: JoinHandle<()>,
+    /// The address the config names (`127.0.0.1:0` stays so), and a second
+    /// descriptor of the socket, which an upgrade hands to the new gale.
+    /// Dropped with the accept loop, so a removed listener closes.
+    configured: SocketAddr,
+    socket: Option<OwnedFd>,
 }
 
 /// The serving process: the current [`Site`], the accept loops, the
@@ -63,15 +75,24 @@ pub struct Running {
     connections: Arc<Registry>,
     shutdown: watch::Receiver<bool>,
     accepting: Mutex<Vec<Accepting>>,
+    /// Set on a stop signal, before the drain starts: `/ready` answers 503
+    /// while gale still serves (`shutdown_delay`).
+    stopping: AtomicBool,
 }
 
 impl Running {
     /// Binds every listener of `site` (a busy port is an error naming the
-    /// address) and starts accepting.
-    pub fn start(site: Site, shutdown: watch::Receiver<bool>) -> Result<Arc<Self>, ServeError> {
+    /// address) and starts accepting. A listener whose configured address is
+    /// in `inherited` (sockets an upgrade handed over) uses that socket
+    /// instead of binding; the ones left over are closed.
+    pub fn start(
+        site: Site,
+        shutdown: watch::Receiver<bool>,
+        mut inherited: Vec<(SocketAddr, std::net::TcpListener)>,
+    ) -> Result<Arc<Self>, ServeError> {
         let max = site.config.global.max_connections;
-        let bound = bind_all(&site, &[])?;
-        site.set_bound_addrs(bound.iter().map(|(_, l)| local(l)).collect());
+        let bound = bind_all(&site, &[], &mut inherited)?;
+        site.set_bound_addrs(bound.iter().map(|(_, _, l)| local(l)).collect());
         let me = Arc::new(Self {
             current: ArcSwap::from_pointee(site),
             permits: Arc::new(Semaphore::new(max)),
@@ -79,11 +100,12 @@ impl Running {
             connections: Arc::default(),
             shutdown,
             accepting: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
         });
         let keys = me.current().listener_keys().to_vec();
         let mut accepting = me.lock();
-        for (key, (_, listener)) in keys.into_iter().zip(bound) {
-            accepting.push(me.spawn_accept(key, listener));
+        for (key, (_, configured, listener)) in keys.into_iter().zip(bound) {
+            accepting.push(me.spawn_accept(key, configured, listener));
         }
         drop(accepting);
         Ok(me)
@@ -93,11 +115,42 @@ impl Running {
         self.accepting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn spawn_accept(self: &Arc<Self>, key: ListenerKey, listener: TcpListener) -> Accepting {
+    fn spawn_accept(self: &Arc<Self>, key: ListenerKey, configured: SocketAddr, listener: TcpListener) -> Accepting {
         let bound = local(&listener);
+        let socket = match listener.as_fd().try_clone_to_owned() {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                tracing::warn!(addr = %bound, error = %e, "cannot keep a descriptor of the listener for upgrades");
+                None
+            }
+        };
         let me = self.clone();
         let task = tokio::spawn(async move { me.accept_loop(key, listener).await });
-        Accepting { key, bound, task }
+        Accepting { key, bound, task, configured, socket }
+    }
+
+    /// Runs `f` on each listener's configured address and socket (an
+    /// upgrade hands them over), in the current config's order.
+    pub fn with_listener_sockets<R>(&self, f: impl FnOnce(&[(SocketAddr, BorrowedFd<'_>)]) -> R) -> R {
+        let accepting = self.lock();
+        let site = self.current();
+        let sockets: Vec<(SocketAddr, BorrowedFd<'_>)> = site
+            .listener_keys()
+            .iter()
+            .filter_map(|k| accepting.iter().find(|a| a.key == *k))
+            .filter_map(|a| a.socket.as_ref().map(|fd| (a.configured, fd.as_fd())))
+            .collect();
+        f(&sockets)
+    }
+
+    /// From now on `/ready` answers 503; serving goes on until the drain.
+    pub fn mark_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether gale is on its way out (see [`Running::mark_stopping`]).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// The config in force.
@@ -119,10 +172,10 @@ impl Running {
     pub fn reload(self: &Arc<Self>, site: Site) -> Result<(), ServeError> {
         let mut accepting = self.lock();
         let have: Vec<ListenerKey> = accepting.iter().map(|a| a.key).collect();
-        let fresh = bind_all(&site, &have)?;
+        let fresh = bind_all(&site, &have, &mut Vec::new())?;
         let mut added = Vec::new();
-        for (key, listener) in fresh {
-            added.push(self.spawn_accept(key, listener));
+        for (key, configured, listener) in fresh {
+            added.push(self.spawn_accept(key, configured, listener));
         }
         accepting.append(&mut added);
         let keys = site.listener_keys().to_vec();
@@ -265,36 +318,6 @@ impl Running {
             serve_http1(self, site, "https", stream, client).await;
         }
     }
-}
-
-fn local(l: &TcpListener) -> SocketAddr {
-    l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-}
-
-/// Binds the listeners of `site` that are not in `have`.
-fn bind_all(site: &Site, have: &[ListenerKey]) -> Result<Vec<(ListenerKey, TcpListener)>, ServeError> {
-    let mut out = Vec::new();
-    for (key, l) in site.listener_keys().iter().zip(&site.config.listeners) {
-        if have.contains(key) {
-            continue;
-        }
-        let listener = bind_one(l.addr).map_err(|source| ServeError::Bind { addr: l.addr, cause: source })?;
-        out.push((*key, listener));
-    }
-    Ok(out)
-}
-
-fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let domain = socket2::Domain::for_address(addr);
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket.into())
 }
 
 /// One accepted client connection, as the serving functions need it.
@@ -479,7 +502,8 @@ fn log_refused(site: &Site, listener: ListenerKey, remote: SocketAddr, status: u
 
 /// Runs a connection to its end and returns how it ended. On shutdown, asks
 /// it to finish gracefully (in-flight requests complete, no new ones start);
-/// a connection on which no request ever started is simply closed. When the
+/// a connection on which no request has started within
+/// [`FIRST_REQUEST_GRACE`] is simply closed. When the
 /// registry reclaims it while it is idle, it is closed the same way. For
 /// HTTP/2, `idle` are the timers hyper lacks.
 async fn drive<F>(
@@ -495,11 +519,16 @@ where
 {
     let http2 = idle.is_some();
     let mut draining = *shutdown.borrow();
+    // A connection accepted just before the drain may have its first request
+    // on the wire, not yet read (after an upgrade the new gale accepts the
+    // ones behind it): it gets a moment to start it, and that one is served.
+    let mut first_request: Option<Pin<Box<Sleep>>> = None;
     if draining {
-        if !conn.started() {
-            return Ok(());
+        if conn.started() {
+            graceful(served.as_mut());
+        } else {
+            first_request = Some(Box::pin(tokio::time::sleep(FIRST_REQUEST_GRACE)));
         }
-        graceful(served.as_mut());
     }
     let mut closing = false;
     // The GOAWAY grace of an HTTP/2 connection asked to close.
@@ -517,11 +546,21 @@ where
             changed = shutdown.changed(), if !draining => {
                 if changed.is_err() || *shutdown.borrow() {
                     draining = true;
-                    if !conn.started() {
-                        return Ok(());
+                    if conn.started() {
+                        graceful(served.as_mut());
+                    } else {
+                        first_request = Some(Box::pin(tokio::time::sleep(FIRST_REQUEST_GRACE)));
                     }
-                    graceful(served.as_mut());
                 }
+                false
+            }
+            () = async { if let Some(f) = first_request.as_mut() { f.as_mut().await } }, if first_request.is_some() => {
+                first_request = None;
+                if !conn.started() {
+                    // Nothing was asked: nothing is cut short.
+                    return Ok(());
+                }
+                graceful(served.as_mut());
                 false
             }
             () = conn.reclaimed(), if !closing => {

@@ -1,5 +1,6 @@
 //! Process signals: SIGTERM, SIGINT and SIGQUIT stop gale gracefully;
-//! SIGHUP reloads the config. (nginx treats SIGTERM/SIGINT as "fast" and
+//! SIGHUP reloads the config; SIGUSR2 upgrades to the binary on disk
+//! (nginx's signal; see `upgrade`). (nginx treats SIGTERM/SIGINT as "fast" and
 //! SIGQUIT as "graceful"; a supervisor's stop is usually SIGTERM, and
 //! dropping in-flight requests helps nobody, so gale drains on all three.
 //! A second stop signal exits at once.)
@@ -14,16 +15,20 @@ pub struct Signals {
     pub shutdown: watch::Receiver<bool>,
     /// One message per SIGHUP.
     pub reload: mpsc::UnboundedReceiver<()>,
+    /// One message per SIGUSR2.
+    pub upgrade: mpsc::UnboundedReceiver<()>,
 }
 
 /// Installs the handlers and spawns the watcher.
 pub fn watch() -> std::io::Result<Signals> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+    let (upgrade_tx, upgrade_rx) = mpsc::unbounded_channel();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut quit = signal(SignalKind::quit())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     tokio::spawn(async move {
         let mut stops = 0;
         loop {
@@ -36,6 +41,11 @@ pub fn watch() -> std::io::Result<Signals> {
                     let _ = reload_tx.send(());
                     continue;
                 }
+                _ = usr2.recv() => {
+                    tracing::info!("SIGUSR2: upgrading to the binary on disk");
+                    let _ = upgrade_tx.send(());
+                    continue;
+                }
             };
             stops += 1;
             if stops > 1 {
@@ -46,7 +56,7 @@ pub fn watch() -> std::io::Result<Signals> {
             let _ = stop_tx.send(true);
         }
     });
-    Ok(Signals { shutdown: stop_rx, reload: reload_rx })
+    Ok(Signals { shutdown: stop_rx, reload: reload_rx, upgrade: upgrade_rx })
 }
 
 /// Sends SIGHUP to the gale whose pid is in `pid_file` (`gale reload`).

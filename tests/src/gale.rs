@@ -21,6 +21,16 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The line gale prints on stdout once every listener is bound.
 const LISTENING: &str = "gale: listening on ";
 
+/// How [`Gale::start_with`] starts gale: another binary than [`paths::gale_bin`] (an upgrade
+/// test runs a copy), extra environment variables (`NOTIFY_SOCKET`).
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// The binary; `None` for [`paths::gale_bin`].
+    pub bin: Option<PathBuf>,
+    /// Added to the environment.
+    pub env: Vec<(String, String)>,
+}
+
 /// A running `gale run --config FILE`; killed when dropped.
 pub struct Gale {
     child: Child,
@@ -37,10 +47,21 @@ impl Gale {
     /// with gale's stderr if it exits or stays silent.
     #[track_caller]
     pub fn start(config: &str) -> Gale {
+        Gale::start_with(config, &Launch::default())
+    }
+
+    /// [`Gale::start`] with another binary or extra environment variables.
+    #[track_caller]
+    pub fn start_with(config: &str, launch: &Launch) -> Gale {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("gale.toml");
         std::fs::write(&config_path, config).expect("write gale.toml");
-        let mut child = gale_command()
+        let mut command = match &launch.bin {
+            Some(bin) => Command::new(bin),
+            None => gale_command(),
+        };
+        command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        let mut child = command
             .arg("run")
             .arg("--config")
             .arg(&config_path)

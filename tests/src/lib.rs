@@ -37,7 +37,7 @@ pub mod ws;
 
 pub use capture::{Capture, Captured, Reply, Snapshot};
 pub use config::ConfigBuilder;
-pub use gale::{Finished, Gale, gale_command, run_gale};
+pub use gale::{Finished, Gale, Launch, gale_command, run_gale};
 pub use http::{Conn, Request, Response};
 pub use libc::{SIGCONT, SIGINT, SIGKILL, SIGQUIT, SIGSTOP, SIGTERM};
 pub use net::{dead_addr, free_port, wait_until};

@@ -39,6 +39,11 @@ pub struct RawGlobal {
     pub access_log: Option<Spanned<String>>,
     pub access_log_format: Option<AccessLogFormat>,
     pub shutdown_timeout: Option<Spanned<Scalar>>,
+    /// How long gale keeps serving after a stop signal, with `/ready` at
+    /// 503, before it drains.
+    pub shutdown_delay: Option<Spanned<Scalar>>,
+    /// How long an upgrade's new gale may take to be ready.
+    pub upgrade_timeout: Option<Spanned<Scalar>>,
     pub plugin_dir: Option<Spanned<String>>,
     /// Where compiled plugins are cached between runs.
     pub plugin_cache_dir: Option<Spanned<String>>,

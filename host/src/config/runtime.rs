@@ -53,6 +53,8 @@ pub struct Global {
     pub access_log: LogTarget,
     pub access_log_format: AccessLogFormat,
     pub shutdown_timeout: Duration,
+    pub shutdown_delay: Duration,
+    pub upgrade_timeout: Duration,
     pub plugin_dir: PathBuf,
     pub plugin_cache_dir: PathBuf,
     pub plugin_memory: ByteSize,

@@ -121,6 +121,10 @@ fn global(g: raw::RawGlobal, base: &Path, c: &mut Collector<'_>) -> Option<Globa
     let threads = int_in(g.threads, cpus as i64, 1, 1024, "threads", c);
     let max_connections = int_in(g.max_connections, 1024, 1, 10_000_000, "max_connections", c);
     let shutdown_timeout = duration(g.shutdown_timeout, Duration::from_secs(10), c);
+    // 0 by default, as nginx and HAProxy stop at once; behind a Kubernetes Service or an L4
+    // balancer a few seconds let it notice `/ready` before gale stops accepting.
+    let shutdown_delay = duration(g.shutdown_delay, Duration::ZERO, c);
+    let upgrade_timeout = duration(g.upgrade_timeout, Duration::from_secs(30), c);
     let plugin_memory = size(g.plugin_memory, ByteSize(16 << 20), c);
     let plugin_hook_timeout = duration(g.plugin_hook_timeout, Duration::from_millis(10), c);
     let plugins =
@@ -134,6 +138,8 @@ fn global(g: raw::RawGlobal, base: &Path, c: &mut Collector<'_>) -> Option<Globa
         access_log: log_target(g.access_log, LogTarget::Stdout, base),
         access_log_format: g.access_log_format.unwrap_or_default(),
         shutdown_timeout: shutdown_timeout?,
+        shutdown_delay: shutdown_delay?,
+        upgrade_timeout: upgrade_timeout?,
         plugin_dir: path_from(base, g.plugin_dir.as_ref().map_or("plugins", |p| p.get_ref())),
         plugin_cache_dir: path_from(base, g.plugin_cache_dir.as_ref().map_or("run/plugin-cache", |p| p.get_ref())),
         plugin_memory: plugin_memory?,

@@ -5,7 +5,11 @@
 //! ```text
 //! -> restart NAME          <- progress lines ... then `ok` or `error: MESSAGE`
 //! -> status                <- one line per child ...  then `ok`
+//! -> upgrade               <- `upgraded: ...` then `ok`, or `error: MESSAGE`
 //! ```
+//!
+//! `upgrade` runs the hook `main.rs` hands in (the supervisor knows nothing
+//! of upgrades); the socket is open whenever there is a pid file.
 //!
 //! A socket rather than a signal: the caller learns when the rolling restart
 //! has finished and whether it worked, and two callers cannot overwrite
@@ -16,6 +20,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -54,11 +59,19 @@ pub fn socket_path(pid_file: &Path) -> PathBuf {
     }
 }
 
-/// The listening control socket; removed when dropped.
+/// What `upgrade` on the control socket runs: the new gale's pid, or why
+/// there is none.
+pub type UpgradeHook = Arc<dyn Fn() -> BoxFuture<'static, Result<u32, String>> + Send + Sync>;
+
+/// The listening control socket; removed when dropped, unless another gale
+/// (an upgrade's new one) has put its own at the path meanwhile
+/// ([`ControlSocket::replaced`]).
 #[derive(Debug)]
 pub struct ControlSocket {
     path: PathBuf,
     task: JoinHandle<()>,
+    /// Whether the file at `path` is still this socket.
+    ours: bool,
 }
 
 impl ControlSocket {
@@ -66,18 +79,30 @@ impl ControlSocket {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Another gale has put its socket at the path (an upgrade's new one):
+    /// leave the file when this one is dropped.
+    pub fn replaced(&mut self) {
+        self.ours = false;
+    }
 }
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         self.task.abort();
-        let _ = std::fs::remove_file(&self.path);
+        if self.ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
 impl Supervisor {
     /// Opens the control socket next to `pid_file` and serves commands on it.
-    pub fn listen_control(self: &Arc<Self>, pid_file: &Path) -> Result<ControlSocket, SupervisorError> {
+    pub fn listen_control(
+        self: &Arc<Self>,
+        pid_file: &Path,
+        upgrade: Option<UpgradeHook>,
+    ) -> Result<ControlSocket, SupervisorError> {
         let path = socket_path(pid_file);
         let fail = |source| SupervisorError::ControlSocket { path: path.clone(), source };
         // Left behind by a gale that was killed.
@@ -87,14 +112,14 @@ impl Supervisor {
         let this = self.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, this.clone()));
+                tokio::spawn(serve(stream, this.clone(), upgrade.clone()));
             }
         });
-        Ok(ControlSocket { path, task })
+        Ok(ControlSocket { path, task, ours: true })
     }
 }
 
-async fn serve(stream: UnixStream, supervisor: Arc<Supervisor>) {
+async fn serve(stream: UnixStream, supervisor: Arc<Supervisor>, upgrade: Option<UpgradeHook>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     if BufReader::new(read.take(4096)).read_line(&mut line).await.is_err() {
@@ -128,7 +153,19 @@ async fn serve(stream: UnixStream, supervisor: Arc<Supervisor>) {
             }
             result.map(|_| ()).map_err(|e| e.to_string())
         }
-        _ => Err(format!("unknown command `{}`: use `restart UPSTREAM` or `status`", line.trim())),
+        ["upgrade"] => match upgrade {
+            Some(hook) => match hook().await {
+                Ok(pid) => {
+                    let me = std::process::id();
+                    let line = format!("upgraded: gale pid {pid} serves now; pid {me} drains and exits\n");
+                    let _ = write.write_all(line.as_bytes()).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            None => Err("this gale cannot upgrade".to_owned()),
+        },
+        _ => Err(format!("unknown command `{}`: use `restart UPSTREAM`, `status` or `upgrade`", line.trim())),
     };
     let last = match answer {
         Ok(()) => "ok\n".to_owned(),
@@ -167,6 +204,21 @@ pub fn request(pid_file: &Path, command: &str, mut on_line: impl FnMut(&str)) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_socket_replaced_by_another_gale_is_left_at_exit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gale.sock");
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let socket = || ControlSocket { path: path.clone(), task: rt.spawn(async {}), ours: true };
+        std::fs::write(&path, "").expect("create");
+        let mut replaced = socket();
+        replaced.replaced();
+        drop(replaced);
+        assert!(path.exists(), "the new gale's control socket was removed");
+        drop(socket());
+        assert!(!path.exists());
+    }
 
     #[test]
     fn the_socket_sits_next_to_the_pid_file() {

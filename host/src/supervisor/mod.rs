@@ -36,7 +36,7 @@ use child::{ChildTask, Control, Shared};
 use logs::Reopen;
 use spawn::Spawner;
 
-pub use control::{ControlError, ControlSocket, request, socket_path};
+pub use control::{ControlError, ControlSocket, UpgradeHook, request, socket_path};
 pub use roll::Replaced;
 
 /// How the supervisor moves a child's backend in and out of the load

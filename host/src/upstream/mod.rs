@@ -46,6 +46,12 @@ impl Backend {
     pub fn set_in_rotation(&self, on: bool) {
         self.in_rotation.store(on, Ordering::SeqCst);
     }
+
+    /// Whether the backend can take a request at `now` as far as gale knows:
+    /// in rotation and not marked down by its health state. `/ready` asks.
+    pub fn is_live(&self, now: Instant) -> bool {
+        self.in_rotation() && self.health.is_available(now)
+    }
 }
 
 /// A pool as the proxy uses it.
@@ -102,6 +108,11 @@ impl UpstreamPool {
             })
             .collect();
         self.balancer.pick(&views)
+    }
+
+    /// Whether at least one backend is live (see [`Backend::is_live`]).
+    pub fn has_live_backend(&self, now: Instant) -> bool {
+        self.backends.iter().any(|b| b.is_live(now))
     }
 
     /// Marks a request in flight on backend `i` until the guard drops.

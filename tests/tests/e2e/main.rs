@@ -16,15 +16,18 @@ mod plugin_new;
 mod plugin_runner;
 mod plugin_worlds;
 mod plugins;
+mod probes;
 mod proxy;
 mod reload;
 mod routing;
 mod sdk;
 mod static_gzip;
 mod supervise;
+mod systemd;
 mod tenants;
 mod tls;
 mod tutorial;
+mod upgrade;
 mod uploads;
 mod websocket;
 

@@ -1,0 +1,317 @@
+//! Zero-downtime binary upgrade (nginx's SIGUSR2, or `gale upgrade` over the
+//! control socket): the running gale starts the binary on disk with the same
+//! arguments, hands it its listening sockets (the public ones and the admin
+//! one) over a unix socket beside the pid file, and waits until the new gale
+//! accepts on them. Then it stops accepting, drains as on a stop, and exits;
+//! the new gale takes the pid file and the control socket. Both accept on
+//! the same sockets for a moment, so no connection is refused. If the new
+//! binary cannot start, exits, or is not ready within `upgrade_timeout`, it
+//! is killed and the running gale keeps serving as before.
+//!
+//! Supervised children (`process`) listen on fixed ports, which two gales
+//! cannot hold at once, and die with the gale that started them: a config
+//! with supervised upstreams refuses the upgrade (restart gale instead).
+//!
+//! - `handover.rs`: the messages and the descriptor passing (SCM_RIGHTS)
+
+pub mod handover;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::process::Child;
+use tokio::sync::{Mutex, watch};
+use tokio::time::Instant;
+
+use crate::server::Running;
+use crate::systemd;
+use handover::{Role, Socket};
+
+/// The variable that tells a gale it was started by an upgrade, and where
+/// to fetch its sockets.
+pub const SOCKET_ENV: &str = "GALE_UPGRADE_SOCKET";
+
+/// Why an upgrade did not happen; the running gale serves on in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error("an upgrade needs [global] pid_file: the handover socket sits beside it")]
+    NoPidFile,
+    #[error(
+        "upstream `{0}` has supervised children (`process`) on fixed ports, which two gales cannot hold \
+         at once: restart gale to run a new binary"
+    )]
+    Supervised(String),
+    #[error("an upgrade is already under way")]
+    Busy,
+    #[error("this gale has already handed over to pid {0}")]
+    HandedOver(u32),
+    #[error("gale is stopping")]
+    Stopping,
+    #[error("cannot open the handover socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start the new binary {path}: {source}")]
+    Spawn {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the new gale (pid {pid}) exited before it was ready ({status})")]
+    Exited { pid: u32, status: String },
+    #[error("the new gale (pid {pid}) was not ready within upgrade_timeout ({timeout:?}); stopped it")]
+    Timeout { pid: u32, timeout: Duration },
+    #[error("handover to the new gale (pid {pid}): {source}")]
+    Handover {
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The handover socket for a pid file: `run/gale.pid` -> `run/gale.upgrade`.
+pub fn socket_path(pid_file: &Path) -> PathBuf {
+    let path = pid_file.with_extension("upgrade");
+    if path == pid_file {
+        let mut s = pid_file.as_os_str().to_owned();
+        s.push(".upgrade");
+        PathBuf::from(s)
+    } else {
+        path
+    }
+}
+
+/// The running gale's side of upgrades.
+pub struct Upgrader {
+    running: Arc<Running>,
+    pid_file: Option<PathBuf>,
+    /// Turns true to drain (`Running::wait`).
+    drain: watch::Sender<bool>,
+    /// The admin listener's configured address and socket, handed over too.
+    admin: Option<(SocketAddr, OwnedFd)>,
+    /// Turns true to stop the admin listener once handed over.
+    admin_stop: watch::Sender<bool>,
+    /// Held while an upgrade runs; `Some(pid)` once handed over to `pid`.
+    state: Mutex<Option<u32>>,
+}
+
+impl Upgrader {
+    pub fn new(
+        running: Arc<Running>,
+        pid_file: Option<PathBuf>,
+        drain: watch::Sender<bool>,
+        admin: Option<(SocketAddr, OwnedFd)>,
+        admin_stop: watch::Sender<bool>,
+    ) -> Self {
+        Self { running, pid_file, drain, admin, admin_stop, state: Mutex::new(None) }
+    }
+
+    /// Whether this gale has handed over to a new one (which owns the pid
+    /// file and the control socket from then on).
+    pub fn handed_over(&self) -> bool {
+        self.state.try_lock().is_ok_and(|s| s.is_some())
+    }
+
+    /// Starts the binary on disk and hands over to it; returns its pid. On
+    /// success this gale has stopped accepting and drains.
+    pub async fn upgrade(&self) -> Result<u32, UpgradeError> {
+        let result = self.attempt().await;
+        if let Err(e) = &result {
+            tracing::error!("upgrade failed, serving on: {e}");
+        }
+        result
+    }
+
+    async fn attempt(&self) -> Result<u32, UpgradeError> {
+        let Ok(mut state) = self.state.try_lock() else { return Err(UpgradeError::Busy) };
+        if let Some(pid) = *state {
+            return Err(UpgradeError::HandedOver(pid));
+        }
+        if self.running.is_stopping() {
+            return Err(UpgradeError::Stopping);
+        }
+        let site = self.running.current();
+        if let Some(u) = site.upstreams.iter().find(|u| u.config.process.is_some()) {
+            return Err(UpgradeError::Supervised(u.config.name.clone()));
+        }
+        let pid_file = self.pid_file.as_ref().ok_or(UpgradeError::NoPidFile)?;
+        let socket = HandoverSocket::open(socket_path(pid_file))?;
+        let exe = binary_on_disk().map_err(|source| UpgradeError::Spawn { path: "/proc/self/exe".into(), source })?;
+        tracing::info!("upgrade: starting {}", exe.display());
+        let mut child = tokio::process::Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .env(SOCKET_ENV, &socket.path)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|source| UpgradeError::Spawn { path: exe.clone(), source })?;
+        let pid = child.id().unwrap_or(0);
+        let timeout = site.config.global.upgrade_timeout;
+        match self.hand_over(&socket.listener, &mut child, pid, Instant::now() + timeout, timeout).await {
+            Ok(()) => {
+                *state = Some(pid);
+                self.running.mark_stopping();
+                let _ = self.admin_stop.send(true);
+                let _ = self.drain.send(true);
+                tracing::info!("upgrade: gale pid {pid} serves now; this one drains and exits");
+                Ok(pid)
+            }
+            Err(e) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn hand_over(
+        &self,
+        listener: &UnixListener,
+        child: &mut Child,
+        pid: u32,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(), UpgradeError> {
+        let broken = |source| UpgradeError::Handover { pid, source };
+        // Only the child we started gets the sockets.
+        let stream = loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, _) = accepted.map_err(broken)?;
+                    match rustix::net::sockopt::socket_peercred(&stream) {
+                        Ok(cred) if u32::try_from(cred.pid.as_raw_pid()).ok() == Some(pid) => break stream,
+                        _ => tracing::warn!("upgrade: a connection to the handover socket from another process, closed"),
+                    }
+                }
+                status = child.wait() => return Err(exited(pid, status)),
+                () = tokio::time::sleep_until(deadline) => return Err(UpgradeError::Timeout { pid, timeout }),
+            }
+        };
+        self.running
+            .with_listener_sockets(|public| {
+                let mut sockets: Vec<Socket<_>> =
+                    public.iter().map(|(addr, fd)| Socket { role: Role::Listen, addr: *addr, fd: *fd }).collect();
+                if let Some((addr, fd)) = &self.admin {
+                    sockets.push(Socket { role: Role::Admin, addr: *addr, fd: fd.as_fd() });
+                }
+                handover::send(&stream, &sockets)
+            })
+            .map_err(broken)?;
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        tokio::select! {
+            line = lines.next_line() => match line.map_err(broken)? {
+                Some(l) if l.starts_with("ready ") => {}
+                // Closed: it is exiting; its status says why.
+                None => return Err(match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                    Ok(status) => exited(pid, status),
+                    Err(_) => broken(io::Error::other("it closed the handover socket")),
+                }),
+                Some(other) => return Err(broken(io::Error::other(format!("unexpected answer {other:?}")))),
+            },
+            status = child.wait() => return Err(exited(pid, status)),
+            () = tokio::time::sleep_until(deadline) => return Err(UpgradeError::Timeout { pid, timeout }),
+        }
+        // A stop that came meanwhile wins: the new gale is not left serving.
+        if self.running.is_stopping() {
+            return Err(UpgradeError::Stopping);
+        }
+        // systemd learns the new main pid before the new gale says READY=1.
+        systemd::main_pid(pid);
+        write.write_all(b"go\n").await.map_err(broken)
+    }
+}
+
+fn exited(pid: u32, status: io::Result<ExitStatus>) -> UpgradeError {
+    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+    UpgradeError::Exited { pid, status }
+}
+
+/// The binary at the path this gale was started from: Linux names a
+/// replaced binary `PATH (deleted)`, and the file now at PATH is the new one.
+fn binary_on_disk() -> io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(path) => PathBuf::from(path),
+        None => exe,
+    })
+}
+
+/// The handover socket, mode 0600, removed when dropped.
+struct HandoverSocket {
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl HandoverSocket {
+    fn open(path: PathBuf) -> Result<Self, UpgradeError> {
+        let fail = |source| UpgradeError::Socket { path: path.clone(), source };
+        // Left behind by a gale that was killed mid-upgrade.
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(fail)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+        Ok(Self { path, listener })
+    }
+}
+
+impl Drop for HandoverSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What a gale started by an upgrade received: its listening sockets, by
+/// the address the config names, and the connection to the old gale.
+#[derive(Debug)]
+pub struct Inherited {
+    stream: std::os::unix::net::UnixStream,
+    /// The public listeners.
+    pub listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    /// The admin listener.
+    pub admin: Option<(SocketAddr, std::net::TcpListener)>,
+}
+
+/// When this gale was started by an upgrade (`GALE_UPGRADE_SOCKET` set),
+/// fetches the sockets from the old gale.
+pub fn inherit() -> anyhow::Result<Option<Inherited>> {
+    use anyhow::Context as _;
+    let Some(path) = std::env::var_os(SOCKET_ENV) else { return Ok(None) };
+    let path = PathBuf::from(path);
+    let stream = std::os::unix::net::UnixStream::connect(&path)
+        .with_context(|| format!("upgrade: cannot reach the old gale at {}", path.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let sockets = handover::receive(&stream).context("upgrade: cannot receive the listening sockets")?;
+    let mut inherited = Inherited { stream, listeners: Vec::new(), admin: None };
+    for s in sockets {
+        let listener = std::net::TcpListener::from(s.fd);
+        match s.role {
+            Role::Listen => inherited.listeners.push((s.addr, listener)),
+            Role::Admin => inherited.admin = Some((s.addr, listener)),
+        }
+    }
+    tracing::info!("upgrade: received {} listening sockets", inherited.listeners.len());
+    Ok(Some(inherited))
+}
+
+impl Inherited {
+    /// Tells the old gale this one accepts, and waits for it to stop
+    /// accepting (a bounded wait: if it does not answer, it is gone).
+    pub async fn ready(self) {
+        let stream = self.stream;
+        let done = tokio::task::spawn_blocking(move || handover::ready(&stream)).await;
+        match done {
+            Ok(Ok(())) => tracing::info!("upgrade: the old gale drains; serving"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "upgrade: no answer from the old gale; serving"),
+            Err(e) => tracing::warn!(error = %e, "upgrade: the handover task failed; serving"),
+        }
+    }
+}
