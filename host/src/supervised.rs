@@ -46,11 +46,11 @@ impl Rotation for PoolRotation {
 /// is the site it replaces, whose pool for the same upstream may differ.
 fn hook(site: &Site, upstream: usize, index: usize, previous: Option<&Site>) -> Arc<dyn Rotation> {
     let pool = &site.upstreams[upstream];
-    let backend = pool.backends[index].clone();
+    let backend = pool.fixed()[index].clone();
     let previous = previous
         .and_then(|old| old.upstreams.iter().find(|p| p.config.name == pool.config.name))
         .filter(|old| !Arc::ptr_eq(old, pool))
-        .and_then(|old| old.backends.get(index).cloned())
+        .and_then(|old| old.fixed().get(index).cloned())
         .filter(|b| b.addr == backend.addr);
     Arc::new(PoolRotation { backend, previous })
 }

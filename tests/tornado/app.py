@@ -34,6 +34,10 @@ Handlers (every one accepts any method):
                 opens and closes are counted in /stats as hits "ws-open" / "ws-close", open
                 ones as inflight "ws"
   /ws-refuse    refuses every request, WebSocket handshakes included: 403 with a body
+  /health       the health-check endpoint: 200 "ok" unless /health-set changed it; the Host it
+                got is kept for /stats (health_host)
+  /health-set?status=N[&delay=S]   from now on /health waits S seconds, then answers status N
+                (the tests flip a backend's health with it, directly, not through gale)
   /stats        hits and in-flight requests per path, distinct peer connections (never counted)
 """
 
@@ -327,6 +331,28 @@ class WsRefuse(Base):
         self.finish("upgrade refused by the backend\n")
 
 
+# What /health answers; /health-set changes it.
+HEALTH = {"status": 200, "delay": 0.0, "host": None}
+
+
+class Health(Base):
+    async def handle(self):
+        HEALTH["host"] = self.request.host
+        if HEALTH["delay"]:
+            await asyncio.sleep(HEALTH["delay"])
+        self.set_status(HEALTH["status"])
+        self.finish("ok\n" if HEALTH["status"] < 400 else "unhealthy\n")
+
+
+class HealthSet(tornado.web.RequestHandler):
+    """Not counted: the harness calls it directly, bypassing gale."""
+
+    def get(self):
+        HEALTH["status"] = int(self.get_argument("status", "200"))
+        HEALTH["delay"] = float(self.get_argument("delay", "0"))
+        self.finish("set\n")
+
+
 class Stats(tornado.web.RequestHandler):
     """Not counted itself: the harness polls it directly, bypassing gale."""
 
@@ -338,6 +364,7 @@ class Stats(tornado.web.RequestHandler):
                     "hits": dict(HITS),
                     "inflight": {k: v for k, v in INFLIGHT.items() if v},
                     "peers": len(PEERS),
+                    "health_host": HEALTH["host"],
                 }
             )
         )
@@ -360,6 +387,8 @@ def make_app(port, name):
             # Also under any prefix (/idle/ws): tests give WebSocket routes their own locations.
             (r"/(?:.*/)?ws", WsEcho),
             (r"/ws-refuse", WsRefuse),
+            (r"/health", Health),
+            (r"/health-set", HealthSet),
             (r"/stats", Stats),
         ],
         port=port,

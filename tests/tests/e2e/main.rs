@@ -9,6 +9,7 @@ mod adversarial;
 mod balancing;
 mod check;
 mod containment;
+mod discovery;
 mod failover;
 mod framing;
 mod lifecycle;

@@ -1,0 +1,217 @@
+//! Upstream servers given by DNS name: the harness's own DNS server (UDP and TCP on loopback)
+//! answers for `app.gale.test`, real Tornado backends listen on 127.0.0.2, 127.0.0.3, ... with
+//! one port, and the test changes the answers while clients run.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gale_tests::admin::{self, admin_addr};
+use gale_tests::dns::{Answer, DnsServer};
+use gale_tests::{ConfigBuilder, Gale, Tornado, Whoami, free_port, run_gale, wait_until};
+
+const NAME: &str = "app.gale.test";
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+/// Tornado backends on 127.0.0.{2,3,...} with one port (the one the OS gave the first), named
+/// `b2`, `b3`, ...
+fn backends(lasts: &[u8]) -> (u16, Vec<Tornado>) {
+    let first = Tornado::spawn_on(&format!("b{}", lasts[0]), ip(lasts[0]), 0);
+    let port = first.port();
+    let mut all = vec![first];
+    all.extend(lasts[1..].iter().map(|l| Tornado::spawn_on(&format!("b{l}"), ip(*l), port)));
+    (port, all)
+}
+
+fn config(dns: &DnsServer, port: u16) -> ConfigBuilder {
+    ConfigBuilder::new([])
+        .named(&format!("{NAME}:{port}"), 1)
+        .upstream("resolvers", gale_tests::config::Raw(format!("[\"{}\"]", dns.addr())))
+        .upstream("resolve_interval", "1s")
+        .admin()
+}
+
+/// The addresses `/status` shows for the name.
+fn resolved(gale: &Gale) -> Vec<String> {
+    let status = admin::status(admin_addr(gale));
+    let names = &status["upstreams"][0]["names"][0]["addresses"];
+    names.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+fn resolve_count(gale: &Gale, result: &str) -> f64 {
+    admin::metrics(admin_addr(gale))
+        .get("gale_upstream_resolve_total", &[("upstream", "tornadoes"), ("name", NAME), ("result", result)])
+        .unwrap_or(0.0)
+}
+
+/// Clients sending GET /whoami in a loop until stopped; each answer's backend name or status.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<Result<String, u16>>>>,
+}
+
+impl Load {
+    fn start(gale: &Gale, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let addr = gale.addr();
+        let threads = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    // Bounded: stops when told, or after 60 s whatever happens.
+                    let end = Instant::now() + Duration::from_secs(60);
+                    while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+                        let r = gale_tests::http::get(addr, "/whoami");
+                        seen.push(if r.status == 200 { Ok(r.json::<Whoami>().name) } else { Err(r.status) });
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    fn finish(self) -> Vec<Result<String, u16>> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.threads.into_iter().flat_map(|t| t.join().expect("client thread")).collect()
+    }
+}
+
+#[test]
+fn a_changed_answer_moves_traffic_with_no_failed_request() {
+    let (port, tornadoes) = backends(&[2, 3]);
+    let dns = DnsServer::start();
+    dns.set(NAME, Answer::Addresses(vec![ip(2)], 1));
+    let gale = config(&dns, port).start();
+    // The Site went live with its first answer: no 502 while the name resolves.
+    assert_eq!(resolved(&gale), [format!("127.0.0.2:{port}")]);
+
+    let load = Load::start(&gale, 3);
+    wait_until(Duration::from_secs(10), "traffic on b2", || tornadoes[0].hits("/whoami") >= 10);
+    let changed_at = Instant::now();
+    dns.set(NAME, Answer::Addresses(vec![ip(3)], 1));
+    wait_until(Duration::from_secs(10), "traffic on b3", || tornadoes[1].hits("/whoami") >= 1);
+    let moved_after = changed_at.elapsed();
+    wait_until(Duration::from_secs(10), "/status to show only b3", || resolved(&gale) == [format!("127.0.0.3:{port}")]);
+    let b2_then = tornadoes[0].hits("/whoami");
+    wait_until(Duration::from_secs(10), "more traffic on b3", || tornadoes[1].hits("/whoami") >= 20);
+    let seen = load.finish();
+
+    let failed: Vec<_> = seen.iter().filter(|r| r.is_err()).collect();
+    assert!(failed.is_empty(), "failed requests while the answer changed: {failed:?} of {}", seen.len());
+    assert_eq!(tornadoes[0].hits("/whoami"), b2_then, "b2 left the answer: no new request reaches it");
+    eprintln!("traffic moved {moved_after:?} after the answer changed (resolve_interval 1s, TTL 1s)");
+}
+
+#[test]
+fn a_removed_address_finishes_its_slow_request_and_gets_no_new_one() {
+    let (port, tornadoes) = backends(&[2, 3]);
+    let dns = DnsServer::start();
+    dns.set(NAME, Answer::Addresses(vec![ip(2), ip(3)], 1));
+    let gale = config(&dns, port).start();
+    assert_eq!(resolved(&gale).len(), 2);
+    let addr = gale.addr();
+    let slow = std::thread::spawn(move || gale_tests::http::get(addr, "/slow?s=3"));
+    wait_until(Duration::from_secs(10), "the slow request to start", || {
+        tornadoes.iter().any(|t| t.inflight("/slow") == 1)
+    });
+    let (busy, other) = if tornadoes[0].inflight("/slow") == 1 { (0, 1) } else { (1, 0) };
+    dns.set(NAME, Answer::Addresses(vec![tornadoes[other].addr().ip()], 1));
+    wait_until(Duration::from_secs(10), "the busy address to leave", || resolved(&gale).len() == 1);
+    for _ in 0..10 {
+        let who: Whoami = gale.get("/whoami").expect_status(200).json();
+        assert_eq!(who.name, tornadoes[other].name(), "a removed address got a new request");
+    }
+    let response = slow.join().expect("slow client");
+    response.expect_status(200);
+    assert_eq!(tornadoes[busy].hits("/whoami"), 0);
+}
+
+#[test]
+fn failed_lookups_keep_the_last_answer_and_are_counted_and_logged() {
+    let (port, tornadoes) = backends(&[2]);
+    let dns = DnsServer::start();
+    dns.set(NAME, Answer::Addresses(vec![ip(2)], 1));
+    let gale = config(&dns, port).start();
+    for (what, answer) in [
+        ("NXDOMAIN", Answer::NxDomain),
+        ("garbage", Answer::Garbage),
+        ("no address", Answer::Addresses(vec![], 1)),
+        ("silence", Answer::Silent),
+    ] {
+        let errors = resolve_count(&gale, "error");
+        dns.set(NAME, answer);
+        wait_until(Duration::from_secs(30), &format!("a failed lookup counted ({what})"), || {
+            resolve_count(&gale, "error") > errors
+        });
+        for _ in 0..5 {
+            let who: Whoami = gale.get("/whoami").expect_status(200).json();
+            assert_eq!(who.name, tornadoes[0].name(), "{what}: the last answer is kept");
+        }
+        assert_eq!(resolved(&gale), [format!("127.0.0.2:{port}")], "{what}");
+        // Back to a good answer before the next kind of failure.
+        let ok = resolve_count(&gale, "ok");
+        dns.set(NAME, Answer::Addresses(vec![ip(2)], 1));
+        wait_until(Duration::from_secs(30), "a good lookup again", || resolve_count(&gale, "ok") > ok);
+    }
+    let stderr = gale.stderr();
+    assert!(stderr.contains("cannot resolve") && stderr.contains("keeping the last answer"), "{stderr}");
+}
+
+#[test]
+fn a_name_unknown_at_start_answers_502_until_it_resolves() {
+    let (port, tornadoes) = backends(&[2]);
+    let dns = DnsServer::start();
+    let gale = config(&dns, port).start();
+    gale.get("/whoami").expect_status(502);
+    assert!(gale.stderr().contains("no address yet"), "{}", gale.stderr());
+    dns.set(NAME, Answer::Addresses(vec![ip(2)], 1));
+    wait_until(Duration::from_secs(15), "the name to resolve", || gale.get("/whoami").status == 200);
+    let who: Whoami = gale.get("/whoami").expect_status(200).json();
+    assert_eq!(who.name, tornadoes[0].name());
+}
+
+#[test]
+fn check_resolves_names_only_with_strict() {
+    let dns = DnsServer::start();
+    let port = free_port();
+    let text = config(&dns, port).render();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gale.toml");
+    std::fs::write(&path, &text).expect("write config");
+    let path = path.to_str().expect("utf-8 path");
+    let loose = run_gale(&["check", "--config", path], None);
+    assert_eq!(loose.code(), Some(0), "without --strict a name is not resolved: {}", loose.stderr);
+    let strict = run_gale(&["check", "--strict", "--config", path], None);
+    assert_eq!(strict.code(), Some(1), "{}", strict.stderr);
+    let line = text.lines().position(|l| l.contains(NAME)).expect("the name in the config") + 1;
+    let expected = format!("{path}:{line}:");
+    assert!(
+        strict.stderr.starts_with(&expected) && strict.stderr.contains("does not resolve"),
+        "expected {expected}... does not resolve:\n{}",
+        strict.stderr
+    );
+    dns.set(NAME, Answer::Addresses(vec![ip(2)], 1));
+    let ok = run_gale(&["check", "--strict", "--config", path], None);
+    assert_eq!(ok.code(), Some(0), "{}", ok.stderr);
+}
+
+#[test]
+fn a_huge_answer_is_capped_and_logged() {
+    let (port, _tornadoes) = backends(&[2]);
+    let dns = DnsServer::start();
+    // 300 addresses: too large for UDP, so sent truncated and fetched over TCP.
+    let many: Vec<IpAddr> = (0..300u16).map(|i| IpAddr::V4(Ipv4Addr::new(127, 1, (i >> 8) as u8, i as u8))).collect();
+    dns.set(NAME, Answer::Addresses(many, 30));
+    let gale = config(&dns, port).start();
+    wait_until(Duration::from_secs(15), "the answer in /status", || resolved(&gale).len() == 256);
+    let metrics = admin::metrics(admin_addr(&gale));
+    assert_eq!(metrics.value("gale_upstream_addresses", &[("upstream", "tornadoes"), ("name", NAME)]), 256.0);
+    assert!(gale.stderr().contains("holds 300 addresses; using the first 256"), "{}", gale.stderr());
+}
