@@ -31,6 +31,8 @@ impl Rotation for PoolRotation {
         for b in std::iter::once(&self.backend).chain(&self.previous) {
             if on && !b.in_rotation() {
                 b.health.reset();
+                // A new process that passed its start-up check (or accepts).
+                b.active.reset();
                 b.conns.clear_idle();
             }
             b.set_in_rotation(on);

@@ -265,7 +265,8 @@ impl Supervisor {
                         slot.clone(),
                         Shared { spawner: spawner.clone(), reopen: reopen.clone() },
                         control_rx,
-                    );
+                    )
+                    .with_health(upstream.health_check.clone());
                     ChildHandle { status, control, slot, task: Mutex::new(Some(tokio::spawn(task.run()))) }
                 })
                 .collect();

@@ -75,6 +75,13 @@ impl ActiveHealth {
         self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Up again with no streak: the backend is a new process (a supervised
+    /// child that passed its start-up check).
+    pub fn reset(&self) {
+        *self.streak.lock().unwrap_or_else(|e| e.into_inner()) = Streak::default();
+        self.up.store(true, Ordering::SeqCst);
+    }
+
     /// Books one check; returns the new state when it changed.
     pub fn record(&self, result: Result<(), String>, rise: u32, fall: u32) -> Option<bool> {
         let mut s = self.streak.lock().unwrap_or_else(|e| e.into_inner());

@@ -12,6 +12,7 @@ mod containment;
 mod discovery;
 mod failover;
 mod framing;
+mod health_checks;
 mod lifecycle;
 mod plugin_new;
 mod plugin_runner;
