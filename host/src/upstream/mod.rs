@@ -51,6 +51,9 @@ pub struct Backend {
     in_rotation: AtomicBool,
     /// The active health checker's task.
     checker: Mutex<Option<AbortHandle>>,
+    /// For an address of a DNS name: its upstream, whose series of this
+    /// address end with it.
+    release_metrics: Option<String>,
 }
 
 impl Backend {
@@ -58,7 +61,6 @@ impl Backend {
         let backend = Arc::new(Backend {
             addr,
             weight,
-            name,
             health: Health::new(cfg.max_fails, cfg.fail_timeout),
             active: ActiveHealth::new(),
             conns: Arc::new(ConnPool::new(addr, cfg.keepalive, cfg.connect_timeout)),
@@ -66,6 +68,8 @@ impl Backend {
             in_flight: AtomicUsize::new(0),
             in_rotation: AtomicBool::new(true),
             checker: Mutex::new(None),
+            release_metrics: name.is_some().then(|| cfg.name.clone()),
+            name,
         });
         if let Some(hc) = &cfg.health_check {
             let task = active::spawn(&backend, hc.clone(), cfg.name.clone());
@@ -113,6 +117,9 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.stop_checker();
+        if let Some(upstream) = &self.release_metrics {
+            crate::metrics::release_backend(upstream, &self.addr.to_string(), &self.metrics);
+        }
     }
 }
 

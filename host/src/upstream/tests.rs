@@ -62,7 +62,14 @@ fn resolved_addresses_join_and_leave_keeping_the_survivors() {
     assert_eq!(now.backends[2].addr, c);
     assert!(members.backends[1].conns.is_retired(), "the removed address keeps no idle connections");
     assert_eq!(members.backends[1].in_flight(), 1, "its request in flight goes on");
+    let gone = members.backends[1].addr.to_string();
+    assert!(crate::metrics::render().contains(&format!("backend=\"{gone}\"")), "series while it serves");
     drop(in_flight);
+    drop(members);
+    assert!(
+        !crate::metrics::render().contains(&format!("backend=\"{gone}\"")),
+        "the series of a removed address end with its last request"
+    );
     let picked: Vec<_> = (0..30).map(|_| pool.select(&[]).expect("a backend").addr).collect();
     assert!(!picked.contains(&a), "a removed address gets no new request");
     assert!(picked.contains(&c) && picked.contains(&b));

@@ -215,3 +215,35 @@ fn a_huge_answer_is_capped_and_logged() {
     assert_eq!(metrics.value("gale_upstream_addresses", &[("upstream", "tornadoes"), ("name", NAME)]), 256.0);
     assert!(gale.stderr().contains("holds 300 addresses; using the first 256"), "{}", gale.stderr());
 }
+
+#[test]
+fn a_reload_swaps_in_a_resolved_pool_with_no_failed_request_and_a_dropped_pool_stops_asking() {
+    let (port, tornadoes) = backends(&[2, 3]);
+    let dns = DnsServer::start();
+    dns.set(NAME, Answer::Addresses(vec![ip(2), ip(3)], 1));
+    let gale = config(&dns, port).start();
+    let load = Load::start(&gale, 3);
+    wait_until(Duration::from_secs(10), "traffic", || tornadoes.iter().all(|t| t.hits("/whoami") >= 5));
+    // A changed upstream: a new pool, which resolves before it is swapped in.
+    let changed = config(&dns, port).upstream("resolve_interval", "2s").render();
+    gale_tests::reload::sighup(&gale, &changed).expect_reloaded();
+    let after: Vec<u64> = tornadoes.iter().map(|t| t.hits("/whoami")).collect();
+    wait_until(Duration::from_secs(10), "traffic on both after the reload", || {
+        tornadoes.iter().zip(&after).all(|(t, n)| t.hits("/whoami") >= n + 5)
+    });
+    let seen = load.finish();
+    let failed: Vec<_> = seen.iter().filter(|r| r.is_err()).collect();
+    assert!(failed.is_empty(), "failed requests across the reload: {failed:?} of {}", seen.len());
+    let metrics = admin::metrics(admin_addr(&gale));
+    let series = metrics.samples.iter().filter(|s| s.name == "gale_upstream_addresses").count();
+    assert_eq!(series, 1, "one pool per upstream name in /metrics:\n{}", metrics.text);
+
+    // Without the name, nobody asks for it any more: the old pool's resolver task ended.
+    let literal = ConfigBuilder::new([tornadoes[1].addr()]).admin().render();
+    gale_tests::reload::sighup(&gale, &literal).expect_reloaded();
+    gale.get("/whoami").expect_status(200);
+    let asked = dns.queries(NAME);
+    // Absence can only be shown over time: three of the old 2 s intervals.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(dns.queries(NAME), asked, "a dropped pool still resolves its name");
+}
