@@ -573,23 +573,9 @@ fn check_names(cfg: &Config, file: &str, path: Option<&Path>) -> Result<(), Stri
         return Ok(());
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let failed = rt.block_on(gale::upstream::unresolved(cfg));
-    if failed.is_empty() {
-        return Ok(());
-    }
-    // The place of each name in the file: its first `"name:port"`.
-    let text = path.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default().to_ascii_lowercase();
-    let lines = failed.iter().map(|u| {
-        let at = text.find(&format!("\"{}:{}\"", u.host, u.port)).map_or((1, 1), |i| {
-            let before = &text[..i + 1];
-            (before.matches('\n').count() + 1, before.len() - before.rfind('\n').map_or(0, |n| n + 1))
-        });
-        format!(
-            "{file}:{}:{}: upstream `{}`: `{}:{}` does not resolve: {}",
-            at.0, at.1, u.upstream, u.host, u.port, u.error
-        )
-    });
-    Err(lines.collect::<Vec<_>>().join("\n"))
+    let text = path.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    let errors = rt.block_on(gale::upstream::unresolved(cfg, file, &text));
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
 }
 
 fn write_pid(path: &Path) -> anyhow::Result<()> {

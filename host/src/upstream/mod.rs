@@ -31,7 +31,7 @@ use active::ActiveHealth;
 use balancer::{Balancer, PeerView};
 use client::ConnPool;
 use health::Health;
-pub use resolve::{NameStatus, Unresolved, unresolved};
+pub use resolve::{NameStatus, unresolved};
 
 /// One backend's live state.
 #[derive(Debug)]

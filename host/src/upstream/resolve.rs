@@ -228,17 +228,12 @@ fn list(addrs: &[SocketAddr]) -> String {
     addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-/// A server name that did not resolve, for `gale check --strict`.
-#[derive(Debug)]
-pub struct Unresolved {
-    pub upstream: String,
-    pub host: String,
-    pub port: u16,
-    pub error: String,
-}
-
-/// Resolves every server name of `config` once, as `gale run` would.
-pub async fn unresolved(config: &crate::config::Config) -> Vec<Unresolved> {
+/// `gale check --strict`: resolves every server name of `config` once, as
+/// `gale run` would, and returns a `FILE:LINE:COL: ...` line for each that
+/// does not resolve, placed at its first `"name:port"` in `text` (the
+/// config file's text).
+pub async fn unresolved(config: &crate::config::Config, file: &str, text: &str) -> Vec<String> {
+    let text = text.to_ascii_lowercase();
     let mut out = Vec::new();
     for up in &config.upstreams {
         if up.named.is_empty() {
@@ -251,7 +246,14 @@ pub async fn unresolved(config: &crate::config::Config) -> Vec<Unresolved> {
                 Err(e) => Err(e.clone()),
             };
             if let Err(error) = result {
-                out.push(Unresolved { upstream: up.name.clone(), host: n.host.clone(), port: n.port, error });
+                let (line, col) = text.find(&format!("\"{}:{}\"", n.host, n.port)).map_or((1, 1), |i| {
+                    let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
+                    (text[..i].matches('\n').count() + 1, i - line_start + 1)
+                });
+                out.push(format!(
+                    "{file}:{line}:{col}: upstream `{}`: `{}:{}` does not resolve: {error}",
+                    up.name, n.host, n.port
+                ));
             }
         }
     }

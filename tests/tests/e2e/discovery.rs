@@ -190,8 +190,9 @@ fn check_resolves_names_only_with_strict() {
     assert_eq!(loose.code(), Some(0), "without --strict a name is not resolved: {}", loose.stderr);
     let strict = run_gale(&["check", "--strict", "--config", path], None);
     assert_eq!(strict.code(), Some(1), "{}", strict.stderr);
-    let line = text.lines().position(|l| l.contains(NAME)).expect("the name in the config") + 1;
-    let expected = format!("{path}:{line}:");
+    let line = text.lines().position(|l| l.contains(NAME)).expect("the name in the config");
+    let col = text.lines().nth(line).and_then(|l| l.find(&format!("\"{NAME}:"))).expect("quoted name") + 1;
+    let expected = format!("{path}:{}:{col}: upstream `tornadoes`: `{NAME}:{port}` does not resolve", line + 1);
     assert!(
         strict.stderr.starts_with(&expected) && strict.stderr.contains("does not resolve"),
         "expected {expected}... does not resolve:\n{}",
