@@ -62,7 +62,7 @@ pub fn attach(children: &Supervisor, site: &Site, previous: Option<&Site>) {
     for (u, pool) in site.upstreams.iter().enumerate() {
         let Some(process) = &pool.config.process else { continue };
         let hooks = (0..process.count).map(|i| hook(site, u, i, previous)).collect();
-        if let Err(e) = children.attach(&pool.config.name, hooks) {
+        if let Err(e) = children.attach(&pool.config.name, hooks, pool.config.health_check.clone()) {
             tracing::error!("cannot attach the children of `{}` to the new pool: {e}", pool.config.name);
         }
     }

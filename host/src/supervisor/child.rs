@@ -60,7 +60,7 @@ pub(super) struct ChildTask {
     restarts: Restarts,
     /// The upstream's active health check: a started child joins rotation
     /// once it passes one (not merely accepts).
-    health: Option<HealthCheck>,
+    health: Arc<std::sync::Mutex<Option<HealthCheck>>>,
     /// A rolling restart waiting for this child's next start to succeed.
     waiter: Option<oneshot::Sender<Result<u32, String>>>,
     log_file: Option<Arc<LogFile>>,
@@ -92,12 +92,12 @@ impl ChildTask {
             waiter: None,
             log_file: None,
             spawned: false,
-            health: None,
+            health: Arc::default(),
         }
     }
 
     /// Readiness by `check` (a passed health check) rather than an accepted connection.
-    pub fn with_health(mut self, check: Option<HealthCheck>) -> Self {
+    pub fn with_health(mut self, check: Arc<std::sync::Mutex<Option<HealthCheck>>>) -> Self {
         self.health = check;
         self
     }
@@ -169,19 +169,20 @@ impl ChildTask {
         tracing::info!("{}: started pid {pid}: {}", self.who(), command_line(&plan));
 
         let deadline = tokio::time::Instant::from_std(started + self.spec.start_timeout);
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner()).clone();
         tokio::select! {
-            ready = wait_until_ready(port, self.health.as_ref(), deadline) => {
+            ready = wait_until_ready(port, health.as_ref(), deadline) => {
                 if ready {
                     self.slot.ready(true);
                     self.set(ChildState::Running, Some(pid));
-                    let how = if self.health.is_some() { "passes its health check" } else { "accepts connections" };
+                    let how = if health.is_some() { "passes its health check" } else { "accepts connections" };
                     tracing::info!("{}: pid {pid} {how}: in rotation", self.who());
                     if let Some(w) = self.waiter.take() {
                         let _ = w.send(Ok(pid));
                     }
                     Phase::Running { proc, started }
                 } else {
-                    let what = if self.health.is_some() { "pass its health check" } else { "accept connections" };
+                    let what = if health.is_some() { "pass its health check" } else { "accept connections" };
                     let reason = format!(
                         "pid {pid} did not {what} within start_timeout ({:?})",
                         self.spec.start_timeout

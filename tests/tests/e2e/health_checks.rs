@@ -63,7 +63,7 @@ fn a_failing_backend_leaves_rotation_and_rejoins_after_rise_passes() {
         assert_eq!(who.port, well.port(), "a backend failing its checks got a request");
     }
     assert_eq!(sick.hits("/whoami"), before);
-    assert!(gale.stderr().contains("out of rotation"), "{}", gale.stderr());
+    wait_until(Duration::from_secs(10), "the failure logged", || gale.stderr().contains("out of rotation"));
 
     sick.set_health(200, Duration::ZERO);
     wait_state(&gale, sick.addr(), "up");
@@ -162,7 +162,9 @@ fn supervised_children_join_rotation_by_the_same_check() {
     // gale listens once the child is in rotation: it passed a health check, not merely accepted.
     let stats: serde_json::Value = gale_tests::http::get(child, "/stats").expect_status(200).json();
     assert!(stats["hits"]["/health"].as_u64() >= Some(1), "the child was checked before joining: {stats}");
-    assert!(gale.stderr().contains("passes its health check: in rotation"), "{}", gale.stderr());
+    wait_until(Duration::from_secs(10), "the child's start logged", || {
+        gale.stderr().contains("passes its health check: in rotation")
+    });
     gale.get("/whoami").expect_status(200);
 
     gale_tests::http::get(child, "/health-set?status=503").expect_status(200);
@@ -170,5 +172,26 @@ fn supervised_children_join_rotation_by_the_same_check() {
     gale.get("/whoami").expect_status(502);
     gale_tests::http::get(child, "/health-set?status=200").expect_status(200);
     wait_state(&gale, child, "up");
+    gale.get("/whoami").expect_status(200);
+}
+
+#[test]
+fn a_health_check_added_by_reload_gates_the_next_start_of_a_child() {
+    let base = crate::supervise::free_ports(1);
+    let config = crate::supervise::supervised_config(crate::supervise::tornado_process(1, base, "")).admin();
+    let gale = config.start();
+    wait_until(Duration::from_secs(10), "the child's start logged", || {
+        gale.stderr().contains("accepts connections: in rotation")
+    });
+    let checked = config
+        .upstream("health_check", Raw(r#"{ path = "/health", interval = "200ms", timeout = "500ms" }"#.into()))
+        .render();
+    gale_tests::reload::sighup(&gale, &checked).expect_reloaded();
+    let path = gale.config_path().to_str().expect("utf-8 path").to_owned();
+    let out = gale_tests::run_gale(&["restart", "tornadoes", "--config", &path], None);
+    assert_eq!(out.code(), Some(0), "gale restart: {out:?}");
+    wait_until(Duration::from_secs(10), "the restart logged", || {
+        gale.stderr().contains("passes its health check: in rotation")
+    });
     gale.get("/whoami").expect_status(200);
 }
