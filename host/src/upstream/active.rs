@@ -194,6 +194,7 @@ async fn status_of(addr: SocketAddr, hc: &HealthCheck) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn fall_takes_down_and_rise_brings_back() {
@@ -218,5 +219,64 @@ mod tests {
         h.record(Ok(()), 1, 2);
         assert_eq!(h.record(Err("x".into()), 1, 2), None);
         assert!(h.is_up());
+    }
+
+    /// A backend that answers every connection with `reply` (after reading the request head),
+    /// then holds the connection open.
+    async fn backend(reply: &'static [u8]) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(reply).await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn hc(expect: (u16, u16)) -> HealthCheck {
+        HealthCheck {
+            path: "/health".into(),
+            host: "app".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(300),
+            rise: 1,
+            fall: 1,
+            expect_status: expect,
+        }
+    }
+
+    #[tokio::test]
+    async fn what_passes_and_what_fails() {
+        let ok = backend(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+        assert_eq!(check(ok, &hc((200, 299))).await, Ok(()));
+        let e = check(ok, &hc((200, 200))).await.expect_err("204 is not 200");
+        assert!(e.contains("status 204"), "{e}");
+        let garbage = backend(b"HELLO THERE\r\n\r\n").await;
+        let e = check(garbage, &hc((200, 399))).await.expect_err("garbage");
+        assert!(e.contains("bad response"), "{e}");
+        // A head that never ends within MAX_HEAD: refused, not read for ever.
+        static HUGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let huge = HUGE.get_or_init(|| {
+            let mut h = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
+            h.extend(std::iter::repeat_n(b'a', 20_000));
+            h
+        });
+        let big = backend(huge).await;
+        let e = check(big, &hc((200, 399))).await.expect_err("huge head");
+        assert!(e.contains("too large"), "{e}");
+        let silent = backend(b"").await;
+        let e = check(silent, &hc((200, 399))).await.expect_err("no answer");
+        assert!(e.contains("no answer within"), "{e}");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let closed = listener.local_addr().expect("addr");
+        drop(listener);
+        let e = check(closed, &hc((200, 399))).await.expect_err("refused");
+        assert!(e.contains("connect"), "{e}");
     }
 }
