@@ -141,6 +141,8 @@ pub async fn lookup(resolver: &TokioResolver, host: &str) -> Result<(Vec<IpAddr>
     let deadline = QUERY_TIMEOUT * 3;
     let answer = match tokio::time::timeout(deadline, resolver.lookup_ip(host)).await {
         Err(_) => return Err(format!("no answer within {deadline:?}")),
+        Ok(Err(e)) if e.is_nx_domain() => return Err("NXDOMAIN (no such name)".to_owned()),
+        Ok(Err(e)) if e.is_no_records_found() => return Err("the answer holds no address".to_owned()),
         Ok(Err(e)) => return Err(e.to_string()),
         Ok(Ok(a)) => a,
     };
@@ -195,8 +197,10 @@ async fn run(pool: Weak<UpstreamPool>, resolver: Result<TokioResolver, String>) 
                     let mut last = state.last.lock().unwrap_or_else(|e| e.into_inner());
                     if changed {
                         tracing::info!(upstream = %upstream, name = %named.host, "resolved to {}", list(&addrs));
-                    } else if last.error.is_some() {
-                        tracing::info!(upstream = %upstream, name = %named.host, "resolves again, to {}", list(&addrs));
+                    } else if last.error.is_some()
+                        && let Some(n) = log_limit().should_log((upstream.clone(), format!("{}/again", named.host)))
+                    {
+                        tracing::info!(upstream = %upstream, name = %named.host, "resolves again, to {} ({n} more like this suppressed)", list(&addrs));
                     }
                     *last = Last { addresses: addrs, error: None, good_at: Some(Instant::now()) };
                     next = next.min(ttl.max(MIN_INTERVAL));

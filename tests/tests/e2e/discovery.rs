@@ -139,11 +139,11 @@ fn failed_lookups_keep_the_last_answer_and_are_counted_and_logged() {
     let dns = DnsServer::start();
     dns.set(NAME, Answer::Addresses(vec![ip(2)], 1));
     let gale = config(&dns, port).start();
-    for (what, answer) in [
-        ("NXDOMAIN", Answer::NxDomain),
-        ("garbage", Answer::Garbage),
-        ("no address", Answer::Addresses(vec![], 1)),
-        ("silence", Answer::Silent),
+    for (what, answer, error) in [
+        ("NXDOMAIN", Answer::NxDomain, "NXDOMAIN"),
+        ("garbage", Answer::Garbage, ""),
+        ("no address", Answer::Addresses(vec![], 1), "no address"),
+        ("silence", Answer::Silent, ""),
     ] {
         let errors = resolve_count(&gale, "error");
         dns.set(NAME, answer);
@@ -155,6 +155,9 @@ fn failed_lookups_keep_the_last_answer_and_are_counted_and_logged() {
             assert_eq!(who.name, tornadoes[0].name(), "{what}: the last answer is kept");
         }
         assert_eq!(resolved(&gale), [format!("127.0.0.2:{port}")], "{what}");
+        let status = admin::status(admin_addr(&gale));
+        let last_error = status["upstreams"][0]["names"][0]["last_error"].as_str().unwrap_or_default().to_owned();
+        assert!(!last_error.is_empty() && last_error.contains(error), "{what}: /status last_error {last_error:?}");
         // Back to a good answer before the next kind of failure.
         let ok = resolve_count(&gale, "ok");
         dns.set(NAME, Answer::Addresses(vec![ip(2)], 1));
