@@ -272,4 +272,7 @@ pub struct Stats {
     /// The `Host` of the last `/health` request.
     #[serde(default)]
     pub health_host: Option<String>,
+    /// Client connections open now, the one asking included (idle keep-alive ones too).
+    #[serde(default)]
+    pub open_connections: usize,
 }

@@ -38,7 +38,8 @@ Handlers (every one accepts any method):
                 got is kept for /stats (health_host)
   /health-set?status=N[&delay=S]   from now on /health waits S seconds, then answers status N
                 (the tests flip a backend's health with it, directly, not through gale)
-  /stats        hits and in-flight requests per path, distinct peer connections (never counted)
+  /stats        hits and in-flight requests per path, distinct peer connections, open connections
+                (this one included) (never counted)
 """
 
 import argparse
@@ -331,6 +332,9 @@ class WsRefuse(Base):
         self.finish("upgrade refused by the backend\n")
 
 
+# The HTTP server, for /stats' count of open connections.
+SERVER = []
+
 # What /health answers; /health-set changes it.
 HEALTH = {"status": 200, "delay": 0.0, "host": None}
 
@@ -365,6 +369,8 @@ class Stats(tornado.web.RequestHandler):
                     "inflight": {k: v for k, v in INFLIGHT.items() if v},
                     "peers": len(PEERS),
                     "health_host": HEALTH["host"],
+                    # Open client connections, this one included (gale's idle keep-alive ones too).
+                    "open_connections": len(getattr(SERVER[0], "_connections", ())) if SERVER else 0,
                 }
             )
         )
@@ -424,6 +430,7 @@ async def main():
         format=f"%(asctime)s {name} %(levelname)s %(message)s",
     )
     server = tornado.httpserver.HTTPServer(make_app(port, name), xheaders=True)
+    SERVER.append(server)
     server.add_sockets(sockets)
 
     print(port, flush=True)

@@ -131,6 +131,11 @@ fn a_removed_address_finishes_its_slow_request_and_gets_no_new_one() {
     let response = slow.join().expect("slow client");
     response.expect_status(200);
     assert_eq!(tornadoes[busy].hits("/whoami"), 0);
+    // Its connection is not kept alive for later: only the harness's own is left.
+    wait_until(Duration::from_secs(10), "gale's connection to the removed address closed", || {
+        tornadoes[busy].stats().open_connections == 1
+    });
+    assert!(tornadoes[other].stats().open_connections >= 2, "the address that stays keeps its idle connection");
 }
 
 #[test]
