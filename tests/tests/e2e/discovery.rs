@@ -260,3 +260,26 @@ fn a_reload_swaps_in_a_resolved_pool_with_no_failed_request_and_a_dropped_pool_s
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(dns.queries(NAME), asked, "a dropped pool still resolves its name");
 }
+
+#[test]
+fn a_and_aaaa_records_are_both_backends_with_the_servers_weight() {
+    let (port, mut tornadoes) = backends(&[2]);
+    tornadoes.push(Tornado::spawn_on("v6", IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), port));
+    let dns = DnsServer::start();
+    dns.set(NAME, Answer::Addresses(vec![ip(2), IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)], 1));
+    let gale = ConfigBuilder::new([])
+        .named(&format!("{NAME}:{port}"), 3)
+        .upstream("resolvers", gale_tests::config::Raw(format!("[\"{}\"]", dns.addr())))
+        .admin()
+        .start();
+    let mut got = resolved(&gale);
+    got.sort();
+    assert_eq!(got, [format!("127.0.0.2:{port}"), format!("[::1]:{port}")]);
+    let status = admin::status(admin_addr(&gale));
+    let weights: Vec<_> =
+        status["upstreams"][0]["backends"].as_array().expect("backends").iter().map(|b| b["weight"].clone()).collect();
+    assert_eq!(weights, [3, 3], "each address has the server's weight: {status:#}");
+    let names: std::collections::BTreeSet<String> =
+        (0..6).map(|_| gale.get("/whoami").expect_status(200).json::<Whoami>().name).collect();
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["b2", "v6"]);
+}
