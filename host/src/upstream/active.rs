@@ -127,9 +127,9 @@ async fn run(backend: Weak<super::Backend>, addr: SocketAddr, hc: HealthCheck, u
     // The first check at a random point of the first interval: the checks
     // of many backends (a pool, a DNS answer) spread out instead of landing
     // together, as HAProxy spreads its own.
-    let mut seed = [0u8; 8];
-    let _ = getrandom::fill(&mut seed);
-    let offset = hc.interval.mul_f64((u64::from_le_bytes(seed) % 1000) as f64 / 1000.0);
+    let mut random = [0u8; 8];
+    let _ = getrandom::fill(&mut random);
+    let offset = hc.interval.mul_f64((u64::from_le_bytes(random) % 1000) as f64 / 1000.0);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, hc.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
