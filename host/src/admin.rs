@@ -7,7 +7,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -85,26 +84,7 @@ fn answer(running: &Running, req: &Request<Incoming>) -> Response<ResponseBody> 
 
 fn status(running: &Running) -> serde_json::Value {
     let site = running.current();
-    let now = Instant::now();
-    let upstreams: Vec<_> = site
-        .upstreams
-        .iter()
-        .map(|u| {
-            let backends: Vec<_> = u
-                .backends
-                .iter()
-                .map(|b| {
-                    serde_json::json!({
-                        "address": b.addr.to_string(),
-                        "weight": b.weight,
-                        "state": if b.health.is_down(now) { "down" } else { "up" },
-                        "in_flight": b.in_flight(),
-                    })
-                })
-                .collect();
-            serde_json::json!({ "name": u.config.name, "balance": format!("{:?}", u.config.balance), "backends": backends })
-        })
-        .collect();
+    let upstreams: Vec<_> = site.upstreams.iter().map(|u| u.status_json()).collect();
     let mut out = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "listening": running.bound_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),

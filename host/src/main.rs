@@ -43,6 +43,11 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Also resolve every upstream server given by DNS name: one that
+        /// does not resolve is an error (without it, `gale run` starts and
+        /// keeps asking).
+        #[arg(long)]
+        strict: bool,
     },
     /// Validate a config file, then tell the running gale (pid_file) to
     /// reload it (SIGHUP). The running gale keeps its old config on any error.
@@ -211,8 +216,10 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match cli.command {
-        Command::Check { config } => match load(config.as_deref()).map_err(|e| e.to_string()).and_then(|cfg| {
-            check_plugins(&cfg, &config.as_deref().map_or("<built-in config>".into(), |p| p.display().to_string()))
+        Command::Check { config, strict } => match load(config.as_deref()).map_err(|e| e.to_string()).and_then(|cfg| {
+            let file = config.as_deref().map_or("<built-in config>".into(), |p| p.display().to_string());
+            check_plugins(&cfg, &file)?;
+            if strict { check_names(&cfg, &file, config.as_deref()) } else { Ok(()) }
         }) {
             Ok(()) => {
                 println!("OK");
@@ -477,3 +484,15 @@ fn check_plugins(cfg: &Config, file: &str) -> Result<(), String> {
         }
     })
 }
+
+/// `gale check --strict`: every upstream server name must resolve now.
+fn check_names(cfg: &Config, file: &str, path: Option<&Path>) -> Result<(), String> {
+    if cfg.upstreams.iter().all(|u| u.named.is_empty()) {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let text = path.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    let errors = rt.block_on(gale::upstream::unresolved(cfg, file, &text));
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
+}
+

@@ -177,6 +177,17 @@ pub fn backend(upstream: &str, backend: &str) -> Arc<BackendMetrics> {
     lock().backends.entry((upstream.to_owned(), backend.to_owned())).or_default().clone()
 }
 
+/// Drops the series of `backend` of `upstream` when `held` is the last
+/// user besides the registry (an address a DNS name no longer resolves to:
+/// pods come and go, and their series must not pile up for ever).
+pub fn release_backend(upstream: &str, backend: &str, held: &Arc<BackendMetrics>) {
+    let mut r = lock();
+    let key = (upstream.to_owned(), backend.to_owned());
+    if r.backends.get(&key).is_some_and(|m| Arc::ptr_eq(m, held) && Arc::strong_count(held) <= 2) {
+        r.backends.remove(&key);
+    }
+}
+
 /// Adds a renderer for series owned elsewhere.
 pub fn register(r: Renderer) {
     lock().extra.push(r);

@@ -21,6 +21,9 @@ use crate::tls;
 use crate::upload::{self, FieldPolicy, NativeFieldPolicy};
 use crate::upstream::UpstreamPool;
 
+/// The longest a new Site waits for its pools' first DNS answers.
+const FIRST_RESOLUTION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Identifies a listener across reloads: its configured address, and which
 /// occurrence of that address it is (several `:0` listeners may coexist).
 pub type ListenerKey = (SocketAddr, usize);
@@ -163,7 +166,13 @@ impl Site {
     /// Loads the config's plugins, then makes it live (see [`Site::new`]).
     pub async fn build(config: Config, previous: Option<&Site>, runtime: &PluginRuntime) -> Result<Self, SiteError> {
         let plugins = load_plugins(&config, runtime).await.map_err(SiteError::Plugins)?;
-        Self::new(config, previous, plugins)
+        let site = Self::new(config, previous, plugins)?;
+        // A pool with DNS names goes live with its first answers (or after
+        // its first failed lookups): swapped in empty, it would answer 502.
+        for pool in &site.upstreams {
+            pool.first_resolution(FIRST_RESOLUTION_WAIT).await;
+        }
+        Ok(site)
     }
 
     /// Makes `config` live with its loaded plugins, reusing what `previous`
@@ -189,7 +198,7 @@ impl Site {
             .map(|u| {
                 previous
                     .and_then(|p| p.upstreams.iter().find(|old| old.config == *u).cloned())
-                    .unwrap_or_else(|| Arc::new(UpstreamPool::new(u.clone())))
+                    .unwrap_or_else(|| UpstreamPool::new(u.clone()))
             })
             .collect();
         let routes = config.listeners.iter().map(|l| ListenerRoutes::new(l.servers.clone())).collect();

@@ -31,6 +31,8 @@ impl Rotation for PoolRotation {
         for b in std::iter::once(&self.backend).chain(&self.previous) {
             if on && !b.in_rotation() {
                 b.health.reset();
+                // A new process that passed its start-up check (or accepts).
+                b.active.reset();
                 b.conns.clear_idle();
             }
             b.set_in_rotation(on);
@@ -46,11 +48,11 @@ impl Rotation for PoolRotation {
 /// is the site it replaces, whose pool for the same upstream may differ.
 fn hook(site: &Site, upstream: usize, index: usize, previous: Option<&Site>) -> Arc<dyn Rotation> {
     let pool = &site.upstreams[upstream];
-    let backend = pool.backends[index].clone();
+    let backend = pool.fixed()[index].clone();
     let previous = previous
         .and_then(|old| old.upstreams.iter().find(|p| p.config.name == pool.config.name))
         .filter(|old| !Arc::ptr_eq(old, pool))
-        .and_then(|old| old.backends.get(index).cloned())
+        .and_then(|old| old.fixed().get(index).cloned())
         .filter(|b| b.addr == backend.addr);
     Arc::new(PoolRotation { backend, previous })
 }
@@ -60,7 +62,7 @@ pub fn attach(children: &Supervisor, site: &Site, previous: Option<&Site>) {
     for (u, pool) in site.upstreams.iter().enumerate() {
         let Some(process) = &pool.config.process else { continue };
         let hooks = (0..process.count).map(|i| hook(site, u, i, previous)).collect();
-        if let Err(e) = children.attach(&pool.config.name, hooks) {
+        if let Err(e) = children.attach(&pool.config.name, hooks, pool.config.health_check.clone()) {
             tracing::error!("cannot attach the children of `{}` to the new pool: {e}", pool.config.name);
         }
     }

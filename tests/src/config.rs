@@ -21,6 +21,7 @@ pub struct ConfigBuilder {
     upstream: Vec<(String, String)>,
     server: Vec<(String, String)>,
     locations: Vec<String>,
+    admin: bool,
 }
 
 /// A value written into the TOML: strings are quoted, numbers and booleans are not.
@@ -74,12 +75,25 @@ impl ConfigBuilder {
             upstream: Vec::new(),
             server: Vec::new(),
             locations: Vec::new(),
+            admin: false,
         }
     }
 
     /// Adds a backend with a weight.
     pub fn weighted(mut self, addr: SocketAddr, weight: u32) -> Self {
         self.servers.push(format!("{{ address = \"{addr}\", weight = {weight} }}"));
+        self
+    }
+
+    /// Adds a backend given by DNS name (`"app.test:8000"`), with a weight.
+    pub fn named(mut self, name_port: &str, weight: u32) -> Self {
+        self.servers.push(format!("{{ address = \"{name_port}\", weight = {weight} }}"));
+        self
+    }
+
+    /// Adds `[admin] listen = "127.0.0.1:0"` (find it with `admin::admin_addr`).
+    pub fn admin(mut self) -> Self {
+        self.admin = true;
         self
     }
 
@@ -119,6 +133,9 @@ impl ConfigBuilder {
         let mut out = String::new();
         section(&mut out, "[global]", &self.global);
         section(&mut out, "[http]", &self.http);
+        if self.admin {
+            out.push_str("[admin]\nlisten = \"127.0.0.1:0\"\n\n");
+        }
         let mut upstream = vec![("servers".to_owned(), format!("[{}]", self.servers.join(", ")))];
         upstream.extend(self.upstream.iter().cloned());
         section(&mut out, &format!("[upstream.{POOL}]"), &upstream);

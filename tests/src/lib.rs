@@ -18,6 +18,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod dns;
 pub mod gale;
 pub mod http;
 pub mod multipart;

@@ -27,6 +27,7 @@ pub struct Tornado {
 /// A process started but not yet known to listen.
 struct Starting {
     name: String,
+    ip: std::net::IpAddr,
     child: Child,
     stdout: Receiver<String>,
     stderr: Captured,
@@ -43,6 +44,22 @@ impl Tornado {
     #[track_caller]
     pub fn spawn_at(name: &str, port: u16) -> Tornado {
         Starting::with_port(name, port).ready()
+    }
+
+    /// Starts one backend listening on `ip:port` (`port` 0: the OS picks), for names that
+    /// resolve to several loopback addresses with one port.
+    #[track_caller]
+    pub fn spawn_on(name: &str, ip: std::net::IpAddr, port: u16) -> Tornado {
+        Starting::on(name, ip, port).ready()
+    }
+
+    /// Sets what its `/health` answers from now on: `status` after `delay` (asked directly,
+    /// not through gale).
+    #[track_caller]
+    pub fn set_health(&self, status: u16, delay: Duration) {
+        let response =
+            http::send(self.addr, &Request::get(&format!("/health-set?status={status}&delay={}", delay.as_secs_f64())));
+        response.expect_status(200);
     }
 
     /// Starts `n` backends (named `tornado-0` ...) at once, then waits for all of them.
@@ -158,10 +175,15 @@ impl Starting {
 
     #[track_caller]
     fn with_port(name: &str, port: u16) -> Starting {
+        Self::on(name, Ipv4Addr::LOCALHOST.into(), port)
+    }
+
+    #[track_caller]
+    fn on(name: &str, ip: std::net::IpAddr, port: u16) -> Starting {
         let python = paths::python();
         let mut child = Command::new(&python)
             .arg(paths::tornado_app())
-            .args(["--port", &port.to_string(), "--name", name])
+            .args(["--port", &port.to_string(), "--name", name, "--host", &ip.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -169,7 +191,7 @@ impl Starting {
             .unwrap_or_else(|e| panic!("start {} tests/tornado/app.py: {e}", python.display()));
         let (_, stdout) = drain(child.stdout.take().expect("piped stdout"));
         let (stderr, _) = drain(child.stderr.take().expect("piped stderr"));
-        Starting { name: name.to_owned(), child, stdout, stderr }
+        Starting { name: name.to_owned(), ip, child, stdout, stderr }
     }
 
     #[track_caller]
@@ -183,7 +205,7 @@ impl Starting {
         };
         Tornado {
             name: self.name,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            addr: SocketAddr::new(self.ip, port),
             child: Mutex::new(self.child),
             stderr: self.stderr,
         }
@@ -247,4 +269,10 @@ pub struct Stats {
     pub inflight: HashMap<String, u64>,
     /// Distinct client connections (address, port) seen.
     pub peers: usize,
+    /// The `Host` of the last `/health` request.
+    #[serde(default)]
+    pub health_host: Option<String>,
+    /// Client connections open now, the one asking included (idle keep-alive ones too).
+    #[serde(default)]
+    pub open_connections: usize,
 }

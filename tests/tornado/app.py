@@ -34,7 +34,12 @@ Handlers (every one accepts any method):
                 opens and closes are counted in /stats as hits "ws-open" / "ws-close", open
                 ones as inflight "ws"
   /ws-refuse    refuses every request, WebSocket handshakes included: 403 with a body
-  /stats        hits and in-flight requests per path, distinct peer connections (never counted)
+  /health       the health-check endpoint: 200 "ok" unless /health-set changed it; the Host it
+                got is kept for /stats (health_host)
+  /health-set?status=N[&delay=S]   from now on /health waits S seconds, then answers status N
+                (the tests flip a backend's health with it, directly, not through gale)
+  /stats        hits and in-flight requests per path, distinct peer connections, open connections
+                (this one included) (never counted)
 """
 
 import argparse
@@ -327,6 +332,31 @@ class WsRefuse(Base):
         self.finish("upgrade refused by the backend\n")
 
 
+# The HTTP server, for /stats' count of open connections.
+SERVER = []
+
+# What /health answers; /health-set changes it.
+HEALTH = {"status": 200, "delay": 0.0, "host": None}
+
+
+class Health(Base):
+    async def handle(self):
+        HEALTH["host"] = self.request.host
+        if HEALTH["delay"]:
+            await asyncio.sleep(HEALTH["delay"])
+        self.set_status(HEALTH["status"])
+        self.finish("ok\n" if HEALTH["status"] < 400 else "unhealthy\n")
+
+
+class HealthSet(tornado.web.RequestHandler):
+    """Not counted: the harness calls it directly, bypassing gale."""
+
+    def get(self):
+        HEALTH["status"] = int(self.get_argument("status", "200"))
+        HEALTH["delay"] = float(self.get_argument("delay", "0"))
+        self.finish("set\n")
+
+
 class Stats(tornado.web.RequestHandler):
     """Not counted itself: the harness polls it directly, bypassing gale."""
 
@@ -338,6 +368,9 @@ class Stats(tornado.web.RequestHandler):
                     "hits": dict(HITS),
                     "inflight": {k: v for k, v in INFLIGHT.items() if v},
                     "peers": len(PEERS),
+                    "health_host": HEALTH["host"],
+                    # Open client connections, this one included (gale's idle keep-alive ones too).
+                    "open_connections": len(getattr(SERVER[0], "_connections", ())) if SERVER else 0,
                 }
             )
         )
@@ -360,6 +393,8 @@ def make_app(port, name):
             # Also under any prefix (/idle/ws): tests give WebSocket routes their own locations.
             (r"/(?:.*/)?ws", WsEcho),
             (r"/ws-refuse", WsRefuse),
+            (r"/health", Health),
+            (r"/health-set", HealthSet),
             (r"/stats", Stats),
         ],
         port=port,
@@ -395,6 +430,7 @@ async def main():
         format=f"%(asctime)s {name} %(levelname)s %(message)s",
     )
     server = tornado.httpserver.HTTPServer(make_app(port, name), xheaders=True)
+    SERVER.append(server)
     server.add_sockets(sockets)
 
     print(port, flush=True)

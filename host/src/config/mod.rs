@@ -13,6 +13,7 @@ mod template;
 mod tenant;
 mod units;
 mod upload;
+mod upstream;
 mod validate;
 
 use std::path::Path;

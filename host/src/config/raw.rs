@@ -58,6 +58,9 @@ pub struct RawGlobal {
     /// The circuit breaker for servers without a tenant (and tenants'
     /// default).
     pub plugin_breaker: Option<Spanned<super::tenant::RawBreaker>>,
+    /// DNS servers for upstream servers given by name (`"10.0.0.2:53"`);
+    /// default: the system's (/etc/resolv.conf).
+    pub resolvers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[http]`: client-facing HTTP settings (nginx's http context).
@@ -108,6 +111,28 @@ pub struct RawUpstream {
     pub keepalive: Option<Spanned<i64>>,
     /// Backends gale starts and supervises itself (supervisord's job).
     pub process: Option<Spanned<RawProcess>>,
+    /// DNS servers for this upstream's named servers (else `[global]`'s).
+    pub resolvers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The longest a DNS answer is used before it is asked again (the
+    /// record's TTL, when shorter, decides).
+    pub resolve_interval: Option<Spanned<Scalar>>,
+    /// Active health checks of every backend.
+    pub health_check: Option<Spanned<RawHealthCheck>>,
+}
+
+/// `health_check = { ... }` on an upstream: HAProxy's `option httpchk`
+/// with `inter`, `timeout check`, `rise`, `fall`, `http-check expect status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub interval: Option<Spanned<Scalar>>,
+    pub timeout: Option<Spanned<Scalar>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    /// `200`, `"2xx"` or `"200-399"`.
+    pub expect_status: Option<Spanned<Scalar>>,
 }
 
 /// `process = { ... }` on an upstream: `count` children of `command`, on

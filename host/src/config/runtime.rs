@@ -100,6 +100,39 @@ pub struct Upstream {
     pub keepalive: usize,
     /// Children gale supervises; they are `servers[0..count]`, in index order.
     pub process: Option<Process>,
+    /// Servers given by DNS name: each stands for every address the name
+    /// resolves to, re-resolved while gale runs.
+    pub named: Vec<NamedBackend>,
+    /// DNS servers asked for `named` (empty: the system's resolv.conf).
+    pub resolvers: Vec<SocketAddr>,
+    /// The longest an answer is kept before the name is asked again.
+    pub resolve_interval: Duration,
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A server written `"name:port"`: resolved to A and AAAA records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedBackend {
+    pub host: String,
+    pub port: u16,
+    /// The weight of each of its addresses.
+    pub weight: u32,
+}
+
+/// `health_check = { ... }`: active checks of every backend of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    /// The `Host` header sent (default: the upstream's name).
+    pub host: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Passed checks in a row that bring a down backend back.
+    pub rise: u32,
+    /// Failed checks in a row that take a backend down.
+    pub fall: u32,
+    /// Statuses that pass, inclusive.
+    pub expect_status: (u16, u16),
 }
 
 /// `process = { ... }`: the children gale starts for an upstream. Child

@@ -128,3 +128,44 @@ proxy = { pass = "app" }
     assert_eq!(plain.log, ChildLog::Stderr);
     assert_eq!(plain.cwd, Path::new("/etc/gale"));
 }
+
+#[test]
+fn names_resolvers_and_health_checks() {
+    let text = r#"
+[global]
+resolvers = ["10.0.0.2", "[::1]:5353"]
+[upstream.app]
+servers = ["127.0.0.1:8000", { address = "Tornado.App.svc.cluster.local:8001", weight = 3 }]
+resolve_interval = "10s"
+health_check = { path = "/health", interval = "2s", timeout = "500ms", rise = 1, fall = 2, expect_status = "2xx" }
+[upstream.other]
+servers = ["other.internal:9000"]
+resolvers = ["127.0.0.1:5353"]
+health_check = {}
+[[server]]
+listen = ["127.0.0.1:8080"]
+[[server.location]]
+path = "/"
+proxy = { pass = "app" }
+"#;
+    let cfg = parse("t.toml", text, Path::new(".")).expect("valid");
+    let app = &cfg.upstreams[0];
+    assert_eq!(app.servers.len(), 1, "literal addresses stay as they are");
+    assert_eq!(app.named, vec![NamedBackend { host: "tornado.app.svc.cluster.local".into(), port: 8001, weight: 3 }]);
+    assert_eq!(app.resolvers, vec!["10.0.0.2:53".parse().expect("addr"), "[::1]:5353".parse().expect("addr")]);
+    assert_eq!(app.resolve_interval, std::time::Duration::from_secs(10));
+    let hc = app.health_check.as_ref().expect("health_check");
+    assert_eq!(
+        (hc.path.as_str(), hc.host.as_str(), hc.rise, hc.fall, hc.expect_status),
+        ("/health", "app", 1, 2, (200, 299))
+    );
+    let other = &cfg.upstreams[1];
+    assert_eq!(other.resolvers, vec!["127.0.0.1:5353".parse().expect("addr")], "its own resolvers win");
+    assert_eq!(other.resolve_interval, std::time::Duration::from_secs(30));
+    let hc = other.health_check.as_ref().expect("health_check");
+    assert_eq!(
+        (hc.path.as_str(), hc.interval, hc.timeout, hc.rise, hc.fall, hc.expect_status),
+        ("/", std::time::Duration::from_secs(5), std::time::Duration::from_secs(1), 2, 3, (200, 399)),
+        "the defaults"
+    );
+}

@@ -2,7 +2,6 @@
 //! the first) so `gale check` can list them all.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,7 +15,9 @@ use super::units::{ByteSize, parse_duration};
 use super::upload::upload_route;
 
 pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Option<Config> {
-    let global = global(raw.global, base, c);
+    let mut raw_global = raw.global;
+    let global_resolvers = super::upstream::resolvers(raw_global.resolvers.take(), c);
+    let global = global(raw_global, base, c);
     let http = http(raw.http, c);
     let admin_span = raw.admin.as_ref().map(|a| a.get_ref().listen.span());
     let admin = raw.admin.and_then(|a| admin(a.into_inner(), c));
@@ -26,7 +27,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, c: &mut Collector<'_>) -> Op
     let tenants = super::tenant::tenants(raw.tenant, global.as_ref(), base, c);
     let mut upstreams = Vec::new();
     for (name, up) in raw.upstream {
-        upstreams.push(upstream(name, up, base, c));
+        upstreams.push(super::upstream::upstream(name, up, global_resolvers.as_deref(), base, c));
     }
 
     let mut servers = Vec::new();
@@ -215,86 +216,6 @@ fn normal_location_path(matcher: &PathMatch, merge_slashes: bool) -> Result<(), 
         }
         Err(e) => Err(format!("would never match: such a request is answered 400 ({e})")),
     }
-}
-
-fn upstream(name: String, up: Spanned<raw::RawUpstream>, base: &Path, c: &mut Collector<'_>) -> Option<Upstream> {
-    let span = up.span();
-    let up = up.into_inner();
-    let mut servers = Vec::new();
-    let mut ok = true;
-    // A `process` section's children come first: they are servers[0..count].
-    let has_process = up.process.is_some();
-    let process = match up.process {
-        Some(p) => {
-            let p = super::process::process(p, base, c);
-            match &p {
-                Some(p) => servers.extend(
-                    (0..p.count).map(|i| Backend { addr: SocketAddr::from(([127, 0, 0, 1], p.port(i))), weight: 1 }),
-                ),
-                None => ok = false,
-            }
-            p
-        }
-        None => None,
-    };
-    match &up.servers {
-        None if !has_process => {
-            c.error(
-                Some(span.clone()),
-                format!(
-                    "upstream `{name}` has no servers: add `servers = [\"127.0.0.1:8000\"]` or a `process` section"
-                ),
-            );
-            ok = false;
-        }
-        Some(list) if list.get_ref().is_empty() && !has_process => {
-            c.error(Some(list.span()), format!("upstream `{name}` has no servers"));
-            ok = false;
-        }
-        _ => {}
-    }
-    for b in up.servers.map(Spanned::into_inner).unwrap_or_default() {
-        let bspan = b.span();
-        let b = b.into_inner();
-        let addr = socket_addr(&Spanned::new(bspan.clone(), b.address), "backend", c);
-        let weight = b.weight.unwrap_or(1);
-        if !(1..=1000).contains(&weight) {
-            c.error(Some(bspan.clone()), format!("weight must be between 1 and 1000, not {weight}"));
-            ok = false;
-        }
-        match addr {
-            Some(addr) if process.is_some() && servers.iter().any(|s| s.addr == addr) => {
-                c.error(
-                    Some(bspan),
-                    format!("`{addr}` is already one of this upstream's `process` children; list only other servers"),
-                );
-                ok = false;
-            }
-            Some(addr) => servers.push(Backend { addr, weight: weight as u32 }),
-            None => ok = false,
-        }
-    }
-    let _ = span;
-    let connect_timeout = duration(up.connect_timeout, Duration::from_secs(60), c);
-    let read_timeout = duration(up.read_timeout, Duration::from_secs(60), c);
-    let fail_timeout = duration(up.fail_timeout, Duration::from_secs(10), c);
-    let max_fails = int_in(up.max_fails, 1, 0, 1_000_000, "max_fails", c);
-    let keepalive = int_in(up.keepalive, 64, 0, 100_000, "keepalive", c);
-    if !ok {
-        return None;
-    }
-    Some(Upstream {
-        name,
-        servers,
-        balance: up.balance.unwrap_or_default(),
-        next_upstream: up.next_upstream.unwrap_or_default(),
-        connect_timeout: connect_timeout?,
-        read_timeout: read_timeout?,
-        max_fails: max_fails? as u32,
-        fail_timeout: fail_timeout?,
-        keepalive: keepalive? as usize,
-        process,
-    })
 }
 
 fn server(

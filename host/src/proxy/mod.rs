@@ -94,16 +94,15 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
     let resend_on_stale = idempotent(&parts.method) && !has_body;
 
     let mut head_slot = Some(parts);
-    let mut tried = vec![false; pool.backends.len()];
+    let mut tried: Vec<Arc<Backend>> = Vec::new();
     let mut body = Some(body);
     let mut last_error: Option<ProxyError> = None;
     loop {
-        let Some(i) = pool.select(&tried) else {
+        let Some(backend) = pool.select(&tried) else {
             return Err(last_error.unwrap_or(ProxyError::NoLiveUpstream { upstream: name() }));
         };
-        tried[i] = true;
-        let backend = pool.backends[i].clone();
-        let in_flight = pool.start(i);
+        tried.push(backend.clone());
+        let in_flight = pool.start(&backend);
 
         // A connection: an idle one, or a new one. If an idle one turns out
         // to be dead before anything was sent, a fresh one is made.

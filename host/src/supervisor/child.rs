@@ -20,7 +20,7 @@ use super::logs::{self, LogFile, Reopen, Sink};
 use super::restarts::{Next, Restarts};
 use super::spawn::{self, LogPlan, Plan, Proc, Spawner};
 use super::{ChildState, ChildStatus, Slot};
-use crate::config::Process;
+use crate::config::{HealthCheck, Process};
 
 /// What the supervisor asks of a child task.
 pub(super) enum Control {
@@ -58,6 +58,9 @@ pub(super) struct ChildTask {
     pub reopen: Reopen,
     pub control: mpsc::Receiver<Control>,
     restarts: Restarts,
+    /// The upstream's active health check: a started child joins rotation
+    /// once it passes one (not merely accepts).
+    health: Arc<std::sync::Mutex<Option<HealthCheck>>>,
     /// A rolling restart waiting for this child's next start to succeed.
     waiter: Option<oneshot::Sender<Result<u32, String>>>,
     log_file: Option<Arc<LogFile>>,
@@ -89,7 +92,14 @@ impl ChildTask {
             waiter: None,
             log_file: None,
             spawned: false,
+            health: Arc::default(),
         }
+    }
+
+    /// Readiness by `check` (a passed health check) rather than an accepted connection.
+    pub fn with_health(mut self, check: Arc<std::sync::Mutex<Option<HealthCheck>>>) -> Self {
+        self.health = check;
+        self
     }
 
     /// Runs until stopped.
@@ -159,19 +169,22 @@ impl ChildTask {
         tracing::info!("{}: started pid {pid}: {}", self.who(), command_line(&plan));
 
         let deadline = tokio::time::Instant::from_std(started + self.spec.start_timeout);
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner()).clone();
         tokio::select! {
-            ready = wait_until_accepts(port, deadline) => {
+            ready = wait_until_ready(port, health.as_ref(), deadline) => {
                 if ready {
                     self.slot.ready(true);
                     self.set(ChildState::Running, Some(pid));
-                    tracing::info!("{}: pid {pid} accepts connections: in rotation", self.who());
+                    let how = if health.is_some() { "passes its health check" } else { "accepts connections" };
+                    tracing::info!("{}: pid {pid} {how}: in rotation", self.who());
                     if let Some(w) = self.waiter.take() {
                         let _ = w.send(Ok(pid));
                     }
                     Phase::Running { proc, started }
                 } else {
+                    let what = if health.is_some() { "pass its health check" } else { "accept connections" };
                     let reason = format!(
-                        "pid {pid} did not accept connections within start_timeout ({:?})",
+                        "pid {pid} did not {what} within start_timeout ({:?})",
                         self.spec.start_timeout
                     );
                     let _ = proc.stop(self.spec.stop_signal, self.spec.stop_timeout).await;
@@ -353,6 +366,28 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
 async fn port_accepts(port: u16) -> bool {
     let connect = TcpStream::connect(("127.0.0.1", port));
     matches!(tokio::time::timeout(Duration::from_secs(1), connect).await, Ok(Ok(_)))
+}
+
+/// Polls until the port accepts and, with a health check, until one
+/// passes; false once `deadline` passes.
+async fn wait_until_ready(port: u16, health: Option<&HealthCheck>, deadline: tokio::time::Instant) -> bool {
+    if !wait_until_accepts(port, deadline).await {
+        return false;
+    }
+    let Some(hc) = health else { return true };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if crate::upstream::active::check(addr, hc).await.is_ok() {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(hc.interval);
+    }
 }
 
 /// Polls until the port accepts; false once `deadline` passes.

@@ -209,6 +209,9 @@ struct Group {
     spec: Mutex<Arc<Process>>,
     /// One rolling restart at a time.
     rolling: tokio::sync::Mutex<()>,
+    /// The upstream's health check, which a started child must pass to
+    /// join rotation (a reload may change it).
+    health: Arc<Mutex<Option<crate::config::HealthCheck>>>,
 }
 
 /// Every supervised child of a config.
@@ -244,6 +247,7 @@ impl Supervisor {
         for (u, upstream) in config.upstreams.iter().enumerate() {
             let Some(spec) = &upstream.process else { continue };
             let spec = Arc::new(spec.clone());
+            let health = Arc::new(Mutex::new(upstream.health_check.clone()));
             let children = (0..spec.count)
                 .map(|index| {
                     let (status_tx, status) = watch::channel(ChildStatus {
@@ -265,7 +269,8 @@ impl Supervisor {
                         slot.clone(),
                         Shared { spawner: spawner.clone(), reopen: reopen.clone() },
                         control_rx,
-                    );
+                    )
+                    .with_health(health.clone());
                     ChildHandle { status, control, slot, task: Mutex::new(Some(tokio::spawn(task.run()))) }
                 })
                 .collect();
@@ -274,6 +279,7 @@ impl Supervisor {
                 children,
                 spec: Mutex::new(spec),
                 rolling: tokio::sync::Mutex::new(()),
+                health,
             });
         }
         let this = Arc::new(Self { groups, reopen });
@@ -318,8 +324,14 @@ impl Supervisor {
     /// Points upstream `upstream`'s children at new balancer hooks (after
     /// a config reload rebuilt the pools); each is put in rotation if its
     /// child is running.
-    pub fn attach(&self, upstream: &str, rotations: Vec<Arc<dyn Rotation>>) -> Result<(), SupervisorError> {
+    pub fn attach(
+        &self,
+        upstream: &str,
+        rotations: Vec<Arc<dyn Rotation>>,
+        health: Option<crate::config::HealthCheck>,
+    ) -> Result<(), SupervisorError> {
         let group = self.group(upstream)?;
+        *group.health.lock().unwrap_or_else(|e| e.into_inner()) = health;
         if rotations.len() != group.children.len() {
             return Err(SupervisorError::CountChanged {
                 upstream: upstream.to_owned(),

@@ -40,12 +40,15 @@ pub struct ConnPool {
     idle: Mutex<Vec<Sender>>,
     max_idle: usize,
     connect_timeout: Duration,
+    /// The backend left its pool (its DNS name no longer resolves to it):
+    /// connections whose exchange ends are closed, not kept.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl ConnPool {
     /// A pool keeping at most `max_idle` idle connections to `addr`.
     pub fn new(addr: SocketAddr, max_idle: usize, connect_timeout: Duration) -> Self {
-        Self { addr, idle: Mutex::new(Vec::new()), max_idle, connect_timeout }
+        Self { addr, idle: Mutex::new(Vec::new()), max_idle, connect_timeout, retired: Default::default() }
     }
 
     /// An idle connection that is still open and ready, if any.
@@ -88,9 +91,20 @@ impl ConnPool {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
+    /// Closes the idle connections and keeps none from now on.
+    pub fn retire(&self) {
+        self.retired.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.clear_idle();
+    }
+
+    /// Whether [`Self::retire`] was called.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Returns a connection whose exchange finished cleanly.
     pub fn put(&self, sender: Sender) {
-        if sender.is_closed() {
+        if sender.is_closed() || self.is_retired() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

@@ -17,7 +17,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// `count` consecutive ports nobody listens on, below the ephemeral range (so no outgoing
 /// connection of a parallel test holds one of them).
-fn free_ports(count: u16) -> u16 {
+pub(crate) fn free_ports(count: u16) -> u16 {
     static CALLS: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ CALLS.fetch_add(1, Ordering::SeqCst) as u64;
@@ -33,7 +33,7 @@ fn free_ports(count: u16) -> u16 {
 
 /// The `process` table running `count` Tornado children from `base_port`; `extra` is appended
 /// inside the table (`, start_retries = 1`).
-fn tornado_process(count: u16, base_port: u16, extra: &str) -> Raw {
+pub(crate) fn tornado_process(count: u16, base_port: u16, extra: &str) -> Raw {
     named_tornado_process("child", count, base_port, extra)
 }
 
@@ -50,7 +50,7 @@ fn named_tornado_process(prefix: &str, count: u16, base_port: u16, extra: &str) 
 }
 
 /// A config with one supervised upstream (and a pid file, for `gale restart` / `gale status`).
-fn supervised_config(process: Raw) -> ConfigBuilder {
+pub(crate) fn supervised_config(process: Raw) -> ConfigBuilder {
     ConfigBuilder::new(std::iter::empty::<SocketAddr>()).global("pid_file", "gale.pid").upstream("process", process)
 }
 
