@@ -1,7 +1,8 @@
 //! `gale run` once the config is loaded and the supervised children run:
 //! the listeners (bound, or handed over by an upgrade), the admin listener,
 //! the pid file and control socket, systemd's READY=1, and the loops that
-//! answer signals: reload (SIGHUP), upgrade (SIGUSR2), stop (the stop
+//! answer signals: reload (SIGHUP, or a changed file with `watch_config`),
+//! upgrade (SIGUSR2), stop (the stop
 //! sequence in `lifecycle.rs`). Returns once the drain is over.
 
 use std::os::fd::AsFd;
@@ -34,7 +35,10 @@ pub async fn serve(
     path: Option<PathBuf>,
     inherited: Option<crate::upgrade::Inherited>,
 ) -> anyhow::Result<()> {
-    let crate::signals::Signals { shutdown: stop, reload: mut reloads, upgrade: mut upgrades } = signals;
+    let crate::signals::Signals { shutdown: stop, reload: mut reloads, reload_sender, upgrade: mut upgrades } = signals;
+    if let (Some(interval), Some(file)) = (site.config.global.watch_config, &path) {
+        crate::config_watch::spawn(file.clone(), interval, reload_sender);
+    }
     let pid_file = site.config.global.pid_file.clone();
     let admin = site.config.admin;
     let (listeners, mut admin_inherited, handover) = match inherited {

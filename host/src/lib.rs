@@ -27,6 +27,7 @@ pub mod attach;
 pub mod body;
 pub mod compress;
 pub mod config;
+pub mod config_watch;
 pub mod connections;
 pub mod daemon;
 pub mod error;

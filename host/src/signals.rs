@@ -15,6 +15,8 @@ pub struct Signals {
     pub shutdown: watch::Receiver<bool>,
     /// One message per SIGHUP.
     pub reload: mpsc::UnboundedReceiver<()>,
+    /// Asks for a reload as SIGHUP does (`config_watch`).
+    pub reload_sender: mpsc::UnboundedSender<()>,
     /// One message per SIGUSR2.
     pub upgrade: mpsc::UnboundedReceiver<()>,
 }
@@ -23,6 +25,7 @@ pub struct Signals {
 pub fn watch() -> std::io::Result<Signals> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+    let reload_sender = reload_tx.clone();
     let (upgrade_tx, upgrade_rx) = mpsc::unbounded_channel();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -56,7 +59,7 @@ pub fn watch() -> std::io::Result<Signals> {
             let _ = stop_tx.send(true);
         }
     });
-    Ok(Signals { shutdown: stop_rx, reload: reload_rx, upgrade: upgrade_rx })
+    Ok(Signals { shutdown: stop_rx, reload: reload_rx, reload_sender, upgrade: upgrade_rx })
 }
 
 /// Sends SIGHUP to the gale whose pid is in `pid_file` (`gale reload`).

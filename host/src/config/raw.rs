@@ -42,6 +42,11 @@ pub struct RawGlobal {
     /// How long gale keeps serving after a stop signal, with `/ready` at
     /// 503, before it drains.
     pub shutdown_delay: Option<Spanned<Scalar>>,
+    /// Reload when the config file's content changes (a Kubernetes
+    /// ConfigMap update swaps a symlink), checked every
+    /// `watch_config_interval`.
+    pub watch_config: Option<bool>,
+    pub watch_config_interval: Option<Spanned<Scalar>>,
     /// How long an upgrade's new gale may take to be ready.
     pub upgrade_timeout: Option<Spanned<Scalar>>,
     pub plugin_dir: Option<Spanned<String>>,

@@ -55,6 +55,8 @@ pub struct Global {
     pub shutdown_timeout: Duration,
     pub shutdown_delay: Duration,
     pub upgrade_timeout: Duration,
+    /// `Some(interval)` when `watch_config` is on.
+    pub watch_config: Option<Duration>,
     pub plugin_dir: PathBuf,
     pub plugin_cache_dir: PathBuf,
     pub plugin_memory: ByteSize,

@@ -126,6 +126,14 @@ fn global(g: raw::RawGlobal, base: &Path, c: &mut Collector<'_>) -> Option<Globa
     // balancer a few seconds let it notice `/ready` before gale stops accepting.
     let shutdown_delay = duration(g.shutdown_delay, Duration::ZERO, c);
     let upgrade_timeout = duration(g.upgrade_timeout, Duration::from_secs(30), c);
+    let watch_span = g.watch_config_interval.as_ref().map(|v| v.span());
+    let watch_interval = duration(g.watch_config_interval, Duration::from_secs(1), c).filter(|d| {
+        let ok = *d >= Duration::from_millis(100);
+        if !ok {
+            c.error(watch_span.clone(), "watch_config_interval must be at least 100ms".to_owned());
+        }
+        ok
+    });
     let plugin_memory = size(g.plugin_memory, ByteSize(16 << 20), c);
     let plugin_hook_timeout = duration(g.plugin_hook_timeout, Duration::from_millis(10), c);
     let plugins =
@@ -141,6 +149,7 @@ fn global(g: raw::RawGlobal, base: &Path, c: &mut Collector<'_>) -> Option<Globa
         shutdown_timeout: shutdown_timeout?,
         shutdown_delay: shutdown_delay?,
         upgrade_timeout: upgrade_timeout?,
+        watch_config: if g.watch_config.unwrap_or(false) { Some(watch_interval?) } else { None },
         plugin_dir: path_from(base, g.plugin_dir.as_ref().map_or("plugins", |p| p.get_ref())),
         plugin_cache_dir: path_from(base, g.plugin_cache_dir.as_ref().map_or("run/plugin-cache", |p| p.get_ref())),
         plugin_memory: plugin_memory?,

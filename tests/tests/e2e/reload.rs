@@ -260,3 +260,67 @@ fn reload_adds_and_removes_listeners_and_a_kept_one_never_refuses() {
     wait_until(Duration::from_secs(20), "the added listener to stop accepting", || refused(added));
     assert_eq!(port_for(kept_addr, "/whoami"), tornadoes[0].port());
 }
+
+/// Points `link` at `target` atomically, as kubelet does: a new symlink renamed over the old.
+fn swap_symlink(dir: &std::path::Path, link: &str, target: &str) {
+    let tmp = dir.join(format!("{link}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).expect("symlink");
+    std::fs::rename(&tmp, dir.join(link)).expect("rename the symlink into place");
+}
+
+/// A static server of `root` whose answers say which config is in force.
+fn watched(root: &std::path::Path) -> String {
+    format!(
+        "[global]\nthreads = 2\nwatch_config = true\nwatch_config_interval = \"100ms\"\n\n\
+         [[server]]\nlisten = [\"127.0.0.1:0\"]\n\n\
+         [[server.location]]\npath = \"/\"\nstatic = {{ root = {:?} }}\n",
+        root.display().to_string()
+    )
+}
+
+#[test]
+fn watch_config_reloads_a_configmap_style_symlink_swap_without_a_signal() {
+    let sites = tempfile::tempdir().expect("tempdir");
+    for (name, text) in [("one", "config one\n"), ("two", "config two\n"), ("three", "config three\n")] {
+        std::fs::create_dir(sites.path().join(name)).expect("site dir");
+        std::fs::write(sites.path().join(name).join("index.html"), text).expect("index");
+    }
+    let gale = Gale::start(&watched(&sites.path().join("one")));
+    let addr = gale.addr();
+    let body = || gale_tests::http::get(addr, "/").text();
+    assert_eq!(body(), "config one\n");
+
+    // Kubernetes mounts a ConfigMap as `gale.toml -> ..data/gale.toml`, `..data -> ..<stamp>/`,
+    // and updates it by pointing `..data` at a new folder: the file never changes in place.
+    let dir = gale.dir().to_owned();
+    let version = |stamp: &str, config: &str| {
+        std::fs::create_dir(dir.join(stamp)).expect("version dir");
+        std::fs::write(dir.join(stamp).join("gale.toml"), config).expect("config");
+    };
+    let until = |want: &str| wait_until(Duration::from_secs(20), want, || body() == want);
+    version("..v2", &watched(&sites.path().join("two")));
+    swap_symlink(&dir, "..data", "..v2");
+    let mark = reload::mark(&gale);
+    swap_symlink(&dir, "gale.toml", "..data/gale.toml");
+    reload::wait(&gale, mark).expect_reloaded();
+    until("config two\n");
+    assert!(gale.stderr().contains("config file changed: reloading"), "{}", gale.stderr());
+
+    // A broken version is refused (the old config serves on), and the next good one applies.
+    version("..v3", "[[server]\n");
+    let mark = reload::mark(&gale);
+    swap_symlink(&dir, "..data", "..v3");
+    let log = reload::wait(&gale, mark).expect_failed().to_owned();
+    assert!(log.contains("gale.toml"), "the error names the file:\n{log}");
+    assert_eq!(body(), "config two\n");
+    version("..v4", &watched(&sites.path().join("three")));
+    let mark = reload::mark(&gale);
+    swap_symlink(&dir, "..data", "..v4");
+    reload::wait(&gale, mark).expect_reloaded();
+    until("config three\n");
+
+    // Without a change nothing is reloaded (one outcome line per change above, no more).
+    let lines = gale.stderr().lines().filter(|l| l.contains("config file changed")).count();
+    assert_eq!(lines, 3, "{}", gale.stderr());
+}
