@@ -15,33 +15,24 @@
 /// Backs the rest of this process's memory with small pages. Call it first thing in `main`: pages
 /// already faulted in as huge pages stay so. Failure (a kernel without the call) only costs
 /// memory, so it is ignored.
-#[allow(unsafe_code)]
 pub fn use_small_pages() {
-    // SAFETY: PR_SET_THP_DISABLE takes an integer flag and touches no memory of ours.
-    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1 as libc::c_ulong, 0, 0, 0) };
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
 
 /// Undoes [`use_small_pages`] in a forked child before it execs a backend, so that the backend
-/// runs with the machine's THP setting, not gale's.
-///
-/// # Safety
-/// Meant for `Command::pre_exec`: it only makes the `prctl(2)` system call, which is
-/// async-signal-safe, and neither allocates nor takes locks.
-#[allow(unsafe_code)]
-pub(crate) unsafe fn restore_in_child() {
-    // SAFETY: as above; a failure leaves the child with small pages, which is harmless.
-    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0 as libc::c_ulong, 0, 0, 0) };
+/// runs with the machine's THP setting, not gale's. Meant for `Command::pre_exec`: it only makes
+/// the `prctl(2)` system call, which is async-signal-safe, and neither allocates nor takes locks.
+pub(crate) fn restore_in_child() {
+    // A failure leaves the child with small pages, which is harmless.
+    let _ = rustix::thread::disable_transparent_huge_pages(false);
 }
 
 #[cfg(test)]
 mod tests {
     /// `PR_GET_THP_DISABLE` answers 1 once the calling process has opted out.
     #[test]
-    #[allow(unsafe_code)]
     fn small_pages_are_switched_on_for_the_process() {
         super::use_small_pages();
-        // SAFETY: a query without arguments.
-        let state = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
-        assert_eq!(state, 1);
+        assert_eq!(rustix::thread::transparent_huge_pages_are_disabled().ok(), Some(true));
     }
 }

@@ -70,11 +70,8 @@ pub fn send_reload(pid_file: &std::path::Path) -> Result<i32, String> {
     if pid <= 1 {
         return Err(format!("{} holds an invalid pid {pid}", pid_file.display()));
     }
-    // SAFETY: kill(2) takes plain integers and has no memory effects.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
-    if rc != 0 {
-        return Err(format!("cannot signal pid {pid}: {}", std::io::Error::last_os_error()));
-    }
+    let target = rustix::process::Pid::from_raw(pid).ok_or_else(|| format!("invalid pid {pid}"))?;
+    rustix::process::kill_process(target, rustix::process::Signal::HUP)
+        .map_err(|e| format!("cannot signal pid {pid}: {}", std::io::Error::from(e)))?;
     Ok(pid)
 }

@@ -268,9 +268,7 @@ fn prepare_cache_dir(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("cannot create it: {e}"))?;
     let meta = std::fs::metadata(dir).map_err(|e| format!("cannot read it: {e}"))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     if meta.uid() != uid {
         return Err(format!("it belongs to uid {}, not to us ({uid})", meta.uid()));
     }

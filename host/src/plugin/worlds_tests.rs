@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 use super::test_support::{relaxed, runtime, table};
 use super::*;
-use crate::static_files::{CacheHeaders, FileMeta, seed_expires_max};
+use crate::static_files::{CacheHeaders, FileMeta, query_string_expires_max};
 use crate::upload::{FieldPolicy, FieldPolicyConfig, FileAttr, NativeFieldPolicy, StoredFile};
 
 fn plugins_dir() -> PathBuf {
@@ -79,7 +79,7 @@ async fn static_cache_default_is_the_seed_rule_exactly() {
     for (target, content_type, max) in cases {
         let req = StaticReq::new(target, content_type);
         let got = policy.decide(&req.view(), &req.meta).await.expect("decides");
-        assert_eq!(got, seed_expires_max(&req.meta), "{target}");
+        assert_eq!(got, query_string_expires_max(&req.meta), "{target}");
         if max {
             assert_eq!(text(&got), (Some("max-age=315360000"), Some("Thu, 31 Dec 2037 23:55:55 GMT")), "{target}");
         } else {
@@ -100,7 +100,7 @@ async fn static_cache_decisions_are_remembered_per_declared_input() {
         let a = remembered.decide(&req.view(), &req.meta).await.expect("decides");
         let b = every_time.decide(&req.view(), &req.meta).await.expect("decides");
         assert_eq!(a, b, "{target}: a remembered decision is the decision");
-        assert_eq!(a, seed_expires_max(&req.meta), "{target}");
+        assert_eq!(a, query_string_expires_max(&req.meta), "{target}");
     }
     // The seed reads the path, the content type and the query: three
     // distinct inputs among the four answers; the other policy remembers none.

@@ -1,8 +1,10 @@
 //! What the cache policy sees about a served file, and the headers it decides.
 //!
-//! The cache-policy plugin (a WIT world, later) receives a [`FileMeta`] and returns a decision
-//! the host renders as [`CacheHeaders`]. Until the plugin runtime exists, [`seed_expires_max`]
-//! is the seed's rule in native code, so the pipeline and the tests can use the same seam.
+//! A cache-policy plugin (the WIT world `cache-policy`, attached to a static location) receives a
+//! [`FileMeta`] and returns a decision the host renders as [`CacheHeaders`]
+//! (`plugin/cache_policy.rs`, `attach.rs`). [`query_string_expires_max`] is the reference nginx
+//! configuration's rule in native code, which tests use as the expected answer of the bundled
+//! `static-cache` plugin's default.
 
 use std::time::SystemTime;
 
@@ -68,10 +70,11 @@ impl CacheHeaders {
     }
 }
 
-/// The seed's rule, `location /static/ { if ($query_string) { expires max; } }`: a request with a
+/// The reference nginx configuration's rule, `location /static/ { if ($query_string) { expires
+/// max; } }`: a request with a
 /// non-empty query string (a versioned URL like `app.css?v=3`) may be cached forever; without one
 /// (or with a bare `?`, which nginx's `$query_string` also sees as empty) nothing is added.
-pub fn seed_expires_max(meta: &FileMeta) -> CacheHeaders {
+pub fn query_string_expires_max(meta: &FileMeta) -> CacheHeaders {
     match meta.query.as_deref() {
         Some(q) if !q.is_empty() => CacheHeaders::expires_max(),
         _ => CacheHeaders::default(),
@@ -94,15 +97,15 @@ mod tests {
 
     #[test]
     fn seed_rule_with_a_query_string_is_expires_max() {
-        let h = seed_expires_max(&meta(Some("v=3")));
+        let h = query_string_expires_max(&meta(Some("v=3")));
         assert_eq!(h.expires.as_ref().map(|v| v.as_bytes()), Some(&b"Thu, 31 Dec 2037 23:55:55 GMT"[..]));
         assert_eq!(h.cache_control.as_ref().map(|v| v.as_bytes()), Some(&b"max-age=315360000"[..]));
     }
 
     #[test]
     fn seed_rule_without_a_query_string_adds_nothing() {
-        assert!(seed_expires_max(&meta(None)).is_empty());
-        assert!(seed_expires_max(&meta(Some(""))).is_empty());
+        assert!(query_string_expires_max(&meta(None)).is_empty());
+        assert!(query_string_expires_max(&meta(Some(""))).is_empty());
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! opening under the symlink policy (`open`) and rendering what the response needs (`entry`),
 //! conditional and range evaluation (`conditional`), then a response whose body is the cached
 //! bytes or streams the file (`body`). It returns
-//! the response together with a [`FileMeta`], so the pipeline can ask the cache policy (today
-//! [`seed_expires_max`], later the `cache-policy` plugin) and add the headers it decides.
+//! the response together with a [`FileMeta`], so the pipeline can ask the location's cache-policy
+//! plugin, if it has one (`attach.rs`), and add the headers it decides.
 //!
 //! The rules and where they differ from nginx are in `docs/static-and-gzip.md`.
 
@@ -32,7 +32,7 @@ use std::time::Instant;
 use http::{HeaderValue, Method, Response, StatusCode, header, request};
 
 pub use body::{CHUNK_SIZE, StaticBody};
-pub use cache::{CacheHeaders, EXPIRES_MAX_CACHE_CONTROL, EXPIRES_MAX_DATE, FileMeta, seed_expires_max};
+pub use cache::{CacheHeaders, EXPIRES_MAX_CACHE_CONTROL, EXPIRES_MAX_DATE, FileMeta, query_string_expires_max};
 pub use config::{Base, FollowSymlinks, OpenFileCacheOptions, StaticConfig, StaticConfigError, StaticOptions};
 pub use open_cache::OpenFileCacheSettings;
 pub use path::{PathError, RequestPath};

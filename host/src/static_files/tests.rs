@@ -334,7 +334,7 @@ fn write(dir: &Path, rel: &str, data: &[u8]) {
 }
 
 #[tokio::test]
-async fn seed_expires_max_through_the_meta_seam() {
+async fn query_string_expires_max_through_the_meta_seam() {
     let site = site();
     let cfg = root(&site);
     for (uri, expected) in [("/static/app.css?v=3", true), ("/static/app.css", false), ("/static/app.css?", false)] {
@@ -345,7 +345,7 @@ async fn seed_expires_max_through_the_meta_seam() {
         assert_eq!(meta.content_type, "text/css");
         assert_eq!(meta.size, 20);
         let mut response = served.response;
-        seed_expires_max(&meta).apply(response.status(), response.headers_mut());
+        query_string_expires_max(&meta).apply(response.status(), response.headers_mut());
         let h = response.headers();
         if expected {
             assert_eq!(h[header::EXPIRES], "Thu, 31 Dec 2037 23:55:55 GMT", "{uri}");

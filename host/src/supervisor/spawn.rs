@@ -10,6 +10,7 @@
 //! forked by one dedicated thread ([`Spawner`]) that lives until every child
 //! task is gone.
 
+use rustix::process::Signal;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -94,7 +95,7 @@ pub(super) fn command(plan: &Plan) -> Command {
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn die_with_parent(cmd: &mut Command) {
-    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    let parent = rustix::process::getpid();
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe calls are allowed: it calls prctl(2) (here and in
     // heap::restore_in_child) and getppid(2),
@@ -103,12 +104,10 @@ fn die_with_parent(cmd: &mut Command) {
     unsafe {
         cmd.pre_exec(move || {
             crate::heap::restore_in_child();
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             // gale died between fork and prctl: the signal will never come.
-            if libc::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::from_raw_os_error(rustix::io::Errno::SRCH.raw_os_error()));
             }
             Ok(())
         });
@@ -174,7 +173,7 @@ impl Proc {
             Ok(status) => status?,
             Err(_) => {
                 tracing::warn!(pid = self.pid, "still running {timeout:?} after SIG{}: sending SIGKILL", signal.name());
-                let _ = signal_group(self.pid, libc::SIGKILL);
+                let _ = signal_group(self.pid, Signal::KILL);
                 self.child.wait().await?
             }
         };
@@ -184,34 +183,29 @@ impl Proc {
 
     /// Kills whatever the child left behind in its process group.
     pub fn sweep(&self) {
-        let _ = signal_group(self.pid, libc::SIGKILL);
+        let _ = signal_group(self.pid, Signal::KILL);
     }
 }
 
-fn signo(s: StopSignal) -> libc::c_int {
+fn signo(s: StopSignal) -> Signal {
     match s {
-        StopSignal::Term => libc::SIGTERM,
-        StopSignal::Int => libc::SIGINT,
-        StopSignal::Quit => libc::SIGQUIT,
-        StopSignal::Hup => libc::SIGHUP,
-        StopSignal::Kill => libc::SIGKILL,
-        StopSignal::Usr1 => libc::SIGUSR1,
-        StopSignal::Usr2 => libc::SIGUSR2,
+        StopSignal::Term => Signal::TERM,
+        StopSignal::Int => Signal::INT,
+        StopSignal::Quit => Signal::QUIT,
+        StopSignal::Hup => Signal::HUP,
+        StopSignal::Kill => Signal::KILL,
+        StopSignal::Usr1 => Signal::USR1,
+        StopSignal::Usr2 => Signal::USR2,
     }
 }
 
-/// Sends `sig` to process group `pgid`.
-#[allow(unsafe_code)]
-fn signal_group(pgid: u32, sig: libc::c_int) -> io::Result<()> {
-    let pgid = libc::pid_t::try_from(pgid).map_err(io::Error::other)?;
-    if pgid <= 1 {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: kill(2) has no memory-safety preconditions. The group is one
-    // gale created for a child (pgid = the child's pid, > 1, so never "every
-    // process"); while any member lives the id cannot be reused.
-    let rc = unsafe { libc::kill(-pgid, sig) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+/// Sends `sig` to process group `pgid`: one gale created for a child (pgid =
+/// the child's pid, > 1, so never "every process"); while any member lives
+/// the id cannot be reused.
+fn signal_group(pgid: u32, sig: Signal) -> io::Result<()> {
+    let pgid = i32::try_from(pgid).ok().filter(|p| *p > 1).and_then(rustix::process::Pid::from_raw);
+    let Some(pgid) = pgid else { return Err(io::Error::from_raw_os_error(rustix::io::Errno::INVAL.raw_os_error())) };
+    rustix::process::kill_process_group(pgid, sig).map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -260,7 +254,7 @@ mod tests {
 
     #[test]
     fn signal_group_refuses_dangerous_ids() {
-        assert!(signal_group(0, 0).is_err());
-        assert!(signal_group(1, 0).is_err());
+        assert!(signal_group(0, Signal::KILL).is_err());
+        assert!(signal_group(1, Signal::KILL).is_err());
     }
 }
