@@ -224,5 +224,34 @@ fn the_configmap_config_passes_gale_check() {
     assert_eq!(out.code(), Some(0), "gale check on the ConfigMap's gale.toml:\n{}{}", out.stdout, out.stderr);
 }
 
+/// The plugins the image ships: every plugin crate under plugins/ but the SDK and the test
+/// fixtures (`test-*`).
+const SHIPPED: [&str; 3] = ["header_policy.wasm", "static_cache.wasm", "upload_fields.wasm"];
+
+/// A plugin added to plugins/ is shipped in the image too: the Containerfile copies exactly the
+/// plugin crates that are not test fixtures.
+#[test]
+fn the_containerfile_ships_every_bundled_plugin() {
+    let repo = paths::repo_root();
+    let mut crates: Vec<String> = std::fs::read_dir(repo.join("plugins"))
+        .expect("read plugins/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("Cargo.toml").is_file())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|name| name != "gale-plugin" && !name.starts_with("test-"))
+        .map(|name| format!("{}.wasm", name.replace('-', "_")))
+        .collect();
+    crates.sort();
+    assert_eq!(crates, SHIPPED, "the bundled plugins under plugins/");
+    let containerfile = std::fs::read_to_string(repo.join("deploy/Containerfile")).expect("read deploy/Containerfile");
+    let mut copied: Vec<&str> = containerfile
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("target/plugins/"))
+        .filter(|w| w.ends_with(".wasm"))
+        .collect();
+    copied.sort_unstable();
+    assert_eq!(copied, SHIPPED, "the plugins deploy/Containerfile copies into the image");
+}
+
 /// How long one buildah or chroot command may take before the test calls it a hang.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);

@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 
 use gale_tests::paths;
 
-use super::COMMAND_TIMEOUT;
-
-/// The plugins the image ships (the Containerfile's list).
-const SHIPPED: [&str; 3] = ["header_policy.wasm", "static_cache.wasm", "upload_fields.wasm"];
+use super::{COMMAND_TIMEOUT, SHIPPED};
 
 /// Runs a command to completion within [`COMMAND_TIMEOUT`]; panics if it hangs.
 #[track_caller]
