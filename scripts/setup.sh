@@ -69,4 +69,29 @@ if ! curl --version | grep -qw HTTP2; then
     say "warning: this curl has no HTTP/2 support; the HTTP/2 end-to-end tests will fail"
 fi
 
+# The multi-host test (tests/tests/e2e/multihost.rs: network namespaces, HAProxy in front of two
+# gales) needs `ip` and `haproxy`; the container image test needs buildah. As root with apt-get they
+# are installed (buildah on a best-effort basis: it is large, and the image test is skipped without
+# it); elsewhere the tests that need them say they are skipped.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    needed=()
+    command -v ip >/dev/null 2>&1 || needed+=(iproute2)
+    command -v haproxy >/dev/null 2>&1 || needed+=(haproxy)
+    if [ ${#needed[@]} -gt 0 ]; then
+        say "installing ${needed[*]} with apt-get"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${needed[@]}"
+    fi
+    if ! command -v buildah >/dev/null 2>&1; then
+        say "installing buildah with apt-get"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah; } \
+            || say "warning: buildah could not be installed; the container image test is skipped"
+    fi
+else
+    for tool in ip haproxy buildah; do
+        command -v "$tool" >/dev/null 2>&1 \
+            || say "$tool not found: the tests that need it are skipped (as root: scripts/setup.sh installs it)"
+    done
+fi
+
 say "ready: $("$venv/bin/python" -c 'import tornado; print("tornado", tornado.version)'), $(rustc --version)"

@@ -46,9 +46,15 @@ pub struct DnsServer {
 impl DnsServer {
     /// Starts on 127.0.0.1, UDP and TCP on one port the OS picked.
     pub fn start() -> DnsServer {
+        DnsServer::start_on(IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// Starts on `ip` (in the calling thread's network namespace), UDP and TCP on one port the
+    /// OS picked.
+    pub fn start_on(ip: IpAddr) -> DnsServer {
         let (udp, tcp) = (0..50)
             .find_map(|_| {
-                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let udp = UdpSocket::bind(SocketAddr::new(ip, 0)).ok()?;
                 let tcp = TcpListener::bind(udp.local_addr().ok()?).ok()?;
                 Some((udp, tcp))
             })

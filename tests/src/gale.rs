@@ -22,13 +22,16 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 const LISTENING: &str = "gale: listening on ";
 
 /// How [`Gale::start_with`] starts gale: another binary than [`paths::gale_bin`] (an upgrade
-/// test runs a copy), extra environment variables (`NOTIFY_SOCKET`).
+/// test runs a copy), extra environment variables (`NOTIFY_SOCKET`), another network namespace
+/// (the multi-host test).
 #[derive(Clone, Debug, Default)]
 pub struct Launch {
     /// The binary; `None` for [`paths::gale_bin`].
     pub bin: Option<PathBuf>,
     /// Added to the environment.
     pub env: Vec<(String, String)>,
+    /// The network namespace (`/run/netns/NAME`) gale runs in; `None`: the test's.
+    pub netns: Option<PathBuf>,
 }
 
 /// A running `gale run --config FILE`; killed when dropped.
@@ -61,6 +64,9 @@ impl Gale {
             None => gale_command(),
         };
         command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        if let Some(netns) = &launch.netns {
+            crate::netns::join_on_spawn(&mut command, netns);
+        }
         let mut child = command
             .arg("run")
             .arg("--config")

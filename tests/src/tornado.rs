@@ -53,6 +53,13 @@ impl Tornado {
         Starting::on(name, ip, port).ready()
     }
 
+    /// Starts one backend on `ip:port` inside the network namespace at `netns` (a host of the
+    /// multi-host test); ask it things from a thread in that namespace.
+    #[track_caller]
+    pub fn spawn_in(name: &str, netns: &std::path::Path, ip: std::net::IpAddr, port: u16) -> Tornado {
+        Starting::on_in(name, ip, port, Some(netns)).ready()
+    }
+
     /// Sets what its `/health` answers from now on: `status` after `delay` (asked directly,
     /// not through gale).
     #[track_caller]
@@ -180,8 +187,17 @@ impl Starting {
 
     #[track_caller]
     fn on(name: &str, ip: std::net::IpAddr, port: u16) -> Starting {
+        Self::on_in(name, ip, port, None)
+    }
+
+    #[track_caller]
+    fn on_in(name: &str, ip: std::net::IpAddr, port: u16, netns: Option<&std::path::Path>) -> Starting {
         let python = paths::python();
-        let mut child = Command::new(&python)
+        let mut command = Command::new(&python);
+        if let Some(netns) = netns {
+            crate::netns::join_on_spawn(&mut command, netns);
+        }
+        let mut child = command
             .arg(paths::tornado_app())
             .args(["--port", &port.to_string(), "--name", name, "--host", &ip.to_string()])
             .stdin(Stdio::null())
