@@ -44,6 +44,7 @@ pub mod plugin_build;
 pub mod plugin_new;
 pub mod plugin_runner;
 pub mod proxy;
+pub mod recent_errors;
 pub mod router;
 pub mod server;
 pub mod signals;

@@ -407,18 +407,29 @@ fn load(path: Option<&Path>) -> Result<Config, config::ConfigError> {
 }
 
 fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{Layer as _, filter::LevelFilter, fmt};
     let level = match level {
-        LogLevel::Error => tracing::Level::ERROR,
-        LogLevel::Warn => tracing::Level::WARN,
-        LogLevel::Info => tracing::Level::INFO,
-        LogLevel::Debug => tracing::Level::DEBUG,
-        LogLevel::Trace => tracing::Level::TRACE,
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
     };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    // Warnings and errors also go to the status page's recent errors,
+    // whatever the log level and target.
+    let recent = gale::recent_errors::Layer.with_filter(LevelFilter::WARN);
+    let registry = tracing_subscriber::registry().with(recent);
+    let layer = fmt::layer().with_target(false);
     match target {
-        LogTarget::Off => {}
-        LogTarget::Stdout => builder.with_ansi(std::io::stdout().is_terminal()).with_writer(std::io::stdout).init(),
-        LogTarget::Stderr => builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init(),
+        LogTarget::Off => registry.init(),
+        LogTarget::Stdout => registry
+            .with(layer.with_ansi(std::io::stdout().is_terminal()).with_writer(std::io::stdout).with_filter(level))
+            .init(),
+        LogTarget::Stderr => registry
+            .with(layer.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).with_filter(level))
+            .init(),
         LogTarget::File(path) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -428,7 +439,7 @@ fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open error_log {}", path.display()))?;
-            builder.with_ansi(false).with_writer(Mutex::new(file)).init();
+            registry.with(layer.with_ansi(false).with_writer(Mutex::new(file)).with_filter(level)).init();
         }
     }
     Ok(())
