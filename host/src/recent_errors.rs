@@ -21,7 +21,7 @@ pub const MAX_LINE: usize = 1024;
 /// One log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// When it was logged, RFC 3339 UTC.
+    /// When it was logged, UTC to the second.
     pub at: String,
     /// `ERROR` or `WARN`.
     pub level: &'static str,
@@ -50,7 +50,7 @@ pub fn push(level: &'static str, mut message: String) {
         message.push('…');
     }
     let at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z"))
         .unwrap_or_default();
     let mut ring = ring().lock().unwrap_or_else(|e| e.into_inner());
     if ring.len() == KEEP {

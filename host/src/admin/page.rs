@@ -71,13 +71,13 @@ h3{font-size:13px;margin:.8em 0 .2em}p.meta{color:#555;margin:.2em 0}\
 table{border-collapse:collapse;margin:.2em 0 .6em;background:#fff}\
 th,td{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}\
 th{background:#dde6f0;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}\
-.up{background:#c8efc8}.down,.failed,.open{background:#f5b8b8}.draining,.backoff,.starting,.stopping,.probing{background:#f8e3a3}\
+.up,.running{background:#c8efc8}.down,.failed,.open{background:#f5b8b8}.draining,.backoff,.starting,.stopping,.probing{background:#f8e3a3}\
 .err{color:#a00}.none{color:#888}code{font-size:12px}";
 
 fn head(out: &mut String, status: &Value, refresh: u64) {
     let version = esc(status["version"].as_str().unwrap_or(""));
     let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z"))
         .unwrap_or_default();
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     if refresh > 0 {
@@ -88,7 +88,8 @@ fn head(out: &mut String, status: &Value, refresh: u64) {
     if refresh > 0 {
         let _ = write!(out, "refreshes every {refresh} s (<a href=\"?refresh=0\">stop</a>). ");
     } else {
-        let _ = write!(out, "auto-refresh off (<a href=\"?refresh={DEFAULT_REFRESH}\">every {DEFAULT_REFRESH} s</a>). ");
+        let _ =
+            write!(out, "auto-refresh off (<a href=\"?refresh={DEFAULT_REFRESH}\">every {DEFAULT_REFRESH} s</a>). ");
     }
     out.push_str("Also: <a href=\"/status\">/status</a> (JSON), <a href=\"/metrics\">/metrics</a>.</p>");
     let listening: Vec<String> =
@@ -102,10 +103,7 @@ fn servers(out: &mut String, status: &Value, all: &[Sample]) {
     let open = samples::sum(all, "gale_connections_open", &[]);
     let refused = samples::sum(all, "gale_connections_limit_reached_total", &[]);
     out.push_str("<h2>Servers</h2>");
-    let _ = write!(
-        out,
-        "<p class=\"meta\">{open} client connections open; max_connections reached {refused} times. "
-    );
+    let _ = write!(out, "<p class=\"meta\">{open} client connections open; max_connections reached {refused} times. ");
     match &rates {
         Some((span, _)) => {
             let _ = write!(out, "Rates over the last {} s.</p>", span.as_secs());
@@ -185,15 +183,13 @@ fn upstreams(out: &mut String, status: &Value, all: &[Sample]) {
                 child.map_or_else(|| "<span class=\"none\">-</span>".to_owned(), |c| child_cell(c)),
                 passive = esc(b["passive"].as_str().unwrap_or("")),
                 hc = health_cell(&b["health_check"]),
-                hc_class = b["health_check"]["state"].as_str().map_or(String::new(), |s| format!(" class=\"{}\"", esc(s))),
+                hc_class =
+                    b["health_check"]["state"].as_str().map_or(String::new(), |s| format!(" class=\"{}\"", esc(s))),
             );
             let labels = [("upstream", name), ("backend", addr)];
             for outcome in ["response", "connect_error", "closed", "timeout"] {
-                let n = samples::sum(
-                    all,
-                    "gale_upstream_attempts_total",
-                    &[labels[0], labels[1], ("outcome", outcome)],
-                );
+                let n =
+                    samples::sum(all, "gale_upstream_attempts_total", &[labels[0], labels[1], ("outcome", outcome)]);
                 let _ = write!(out, "<td class=\"n\">{n}</td>");
             }
             let buckets = samples::buckets(all, "gale_upstream_response_seconds", &labels);
@@ -237,12 +233,8 @@ fn health_cell(h: &Value) -> String {
     if h.is_null() {
         return "<span class=\"none\">none</span>".to_owned();
     }
-    let mut cell = format!(
-        "{} (passed {}, failed {})",
-        esc(h["state"].as_str().unwrap_or("")),
-        h["passed"],
-        h["failed"]
-    );
+    let mut cell =
+        format!("{} (passed {}, failed {})", esc(h["state"].as_str().unwrap_or("")), h["passed"], h["failed"]);
     if let Some(e) = h["last_error"].as_str() {
         let _ = write!(cell, "<br><span class=\"err\">{}</span>", esc(e));
     }
@@ -333,7 +325,11 @@ fn plugins(out: &mut String, status: &Value, all: &[Sample]) {
 
 fn errors(out: &mut String) {
     let recent = crate::recent_errors::recent();
-    let _ = write!(out, "<h2>Recent errors</h2><p class=\"meta\">The last {} warnings and errors of the log, newest first.</p>", crate::recent_errors::KEEP);
+    let _ = write!(
+        out,
+        "<h2>Recent errors</h2><p class=\"meta\">The last {} warnings and errors of the log, newest first.</p>",
+        crate::recent_errors::KEEP
+    );
     if recent.is_empty() {
         out.push_str("<p class=\"none\" id=\"errors\">None.</p>");
         return;
@@ -398,9 +394,8 @@ mod tests {
             ]}],
             "plugins": { "tenants": [{ "name": evil, "plugin_dir": evil, "limits": {}, "plugins": [] }] },
         });
-        let metrics = format!(
-            "gale_plugin_call_seconds_count{{tenant=\"{evil}\",plugin=\"{evil}\",hook=\"on-request\"}} 1\n"
-        );
+        let metrics =
+            format!("gale_plugin_call_seconds_count{{tenant=\"{evil}\",plugin=\"{evil}\",hook=\"on-request\"}} 1\n");
         let page = render(&status, &metrics, 5);
         assert!(!page.contains("<script>"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));

@@ -24,6 +24,7 @@ mod reload;
 mod routing;
 mod sdk;
 mod static_gzip;
+mod status_page;
 mod supervise;
 mod systemd;
 mod tenants;
