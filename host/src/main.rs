@@ -48,6 +48,11 @@ enum Command {
         /// keeps asking).
         #[arg(long)]
         strict: bool,
+        /// Also print what was loaded: servers with their listeners and
+        /// names, locations with their kind, plugins with their worlds,
+        /// upstreams.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Validate a config file, then tell the running gale (pid_file) to
     /// reload it (SIGHUP). The running gale keeps its old config on any error.
@@ -87,6 +92,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginsCommand {
+    /// List the plugins of a plugin directory: name, file, size, the world
+    /// each component exports, what its hooks declare under its default
+    /// config (NAME.toml beside it). Exits 1 when a component is refused
+    /// (listed with the reason), 2 when the directory cannot be read.
+    List {
+        #[command(flatten)]
+        from: PluginDirArg,
+    },
     /// Print the server, location, tenant and plugin chain (file, on_error,
     /// config) a request for HOST and PATH gets. Exits 1 if a plugin of the
     /// chain cannot be found or loaded, or rejects its config.
@@ -216,20 +229,28 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match cli.command {
-        Command::Check { config, strict } => match load(config.as_deref()).map_err(|e| e.to_string()).and_then(|cfg| {
-            let file = config.as_deref().map_or("<built-in config>".into(), |p| p.display().to_string());
-            check_plugins(&cfg, &file)?;
-            if strict { check_names(&cfg, &file, config.as_deref()) } else { Ok(()) }
-        }) {
-            Ok(()) => {
-                println!("OK");
-                ExitCode::SUCCESS
+        Command::Check { config, strict, verbose } => {
+            match load(config.as_deref()).map_err(|e| e.to_string()).and_then(|cfg| {
+                let file = config.as_deref().map_or("<built-in config>".into(), |p| p.display().to_string());
+                check_plugins(&cfg, &file)?;
+                if strict {
+                    check_names(&cfg, &file, config.as_deref())?;
+                }
+                if verbose {
+                    print!("{}", gale::check_report::report(&cfg)?);
+                }
+                Ok(())
+            }) {
+                Ok(()) => {
+                    println!("OK");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Reload { config } => {
             let cfg = match load(Some(&config)) {
                 Ok(c) => c,
@@ -293,6 +314,7 @@ fn main() -> ExitCode {
         Command::Plugins { command: PluginsCommand::Test { plugin, from, cases, check_inputs } } => {
             plugin_cli::test(&plugin, from.plugin_dir, &cases, check_inputs)
         }
+        Command::Plugins { command: PluginsCommand::List { from } } => gale::plugin_list::run(from.plugin_dir),
         Command::Plugins { command: PluginsCommand::Build { dir, install } } => {
             gale::plugin_build::run(&gale::plugin_build::BuildArgs { dir, install })
         }

@@ -1,7 +1,8 @@
 //! The rolling restart: replace an upstream's children one at a time so the
 //! pool never loses more than one backend and no request fails. For each
 //! child: out of rotation, wait for its in-flight requests, stop it, start
-//! the new one, wait until it accepts, back in rotation, next.
+//! the new one, wait until it accepts, back in rotation, next. Each step is
+//! a progress line as it happens (`gale restart` prints them as they come).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::child::Control;
-use super::{DRAIN_POLL, Slot, Supervisor, SupervisorError};
+use super::{ChildState, ChildStatus, DRAIN_POLL, Slot, Supervisor, SupervisorError};
 use crate::config::Process;
 
 /// One child a rolling restart replaced.
@@ -60,15 +61,39 @@ impl Supervisor {
             let who = format!("{upstream}[{index}]");
             let old_pid = child.status.borrow().pid;
             child.slot.hold();
+            say(format!("{who}: out of rotation; waiting for its requests in flight (at most {drain_timeout:?})"));
             let drained = drain(&child.slot, drain_timeout).await;
-            say(format!("{who}: out of rotation; {drained}"));
+            say(format!("{who}: {drained}"));
             let (done, wait) = oneshot::channel();
+            let mut status = child.status.clone();
+            status.borrow_and_update();
             child
                 .control
                 .send(Control::Replace { spec: spec.clone(), done })
                 .await
                 .map_err(|_| SupervisorError::ShuttingDown)?;
-            match wait.await {
+            // Each step of the child's replacement as it happens: the
+            // child task reports its state, the restart narrates it.
+            tokio::pin!(wait);
+            let mut last = None;
+            let outcome = loop {
+                tokio::select! {
+                    r = &mut wait => break r,
+                    changed = status.changed() => {
+                        if changed.is_err() {
+                            break (&mut wait).await;
+                        }
+                        let now = status.borrow_and_update().clone();
+                        if last.as_ref() != Some(&(now.state, now.pid)) {
+                            if let Some(line) = step(&now) {
+                                say(format!("{who}: {line}"));
+                            }
+                            last = Some((now.state, now.pid));
+                        }
+                    }
+                }
+            };
+            match outcome {
                 Ok(Ok(new_pid)) => {
                     let old = old_pid.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"));
                     say(format!("{who}: {old} replaced by pid {new_pid}, in rotation"));
@@ -86,6 +111,22 @@ impl Supervisor {
         say(format!("{upstream}: {} replaced", plural(replaced.len(), "child", "children")));
         Ok(replaced)
     }
+}
+
+/// A replaced child's step as a progress line, from the state its task
+/// reports (`None`: nothing to say; the end is said by the caller).
+fn step(now: &ChildStatus) -> Option<String> {
+    Some(match (now.state, now.pid) {
+        (ChildState::Stopping, Some(pid)) => format!("stopping pid {pid}"),
+        (ChildState::Starting, None) => "starting a new process".to_owned(),
+        (ChildState::Starting, Some(pid)) => {
+            format!("started pid {pid}; waiting until it is ready on port {}", now.port)
+        }
+        (ChildState::Backoff, _) => {
+            format!("start failed ({}); retrying", now.last_exit.as_deref().unwrap_or("no reason given"))
+        }
+        _ => return None,
+    })
 }
 
 /// What draining a child's requests came to.
