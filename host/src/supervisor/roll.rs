@@ -61,9 +61,18 @@ impl Supervisor {
             let who = format!("{upstream}[{index}]");
             let old_pid = child.status.borrow().pid;
             child.slot.hold();
-            say(format!("{who}: out of rotation; waiting for its requests in flight (at most {drain_timeout:?})"));
-            let drained = drain(&child.slot, drain_timeout).await;
-            say(format!("{who}: {drained}"));
+            // A request may have picked this backend just before it left
+            // the rotation and not be counted yet: give it a moment to show up.
+            tokio::time::sleep(DRAIN_POLL).await;
+            match child.slot.in_flight() {
+                0 => say(format!("{who}: out of rotation; no request in flight")),
+                n => {
+                    let what = plural(n, "request", "requests");
+                    say(format!("{who}: out of rotation; waiting for {what} in flight (at most {drain_timeout:?})"));
+                    let drained = drain(&child.slot, n, drain_timeout).await;
+                    say(format!("{who}: {drained}"));
+                }
+            }
             let (done, wait) = oneshot::channel();
             let mut status = child.status.clone();
             status.borrow_and_update();
@@ -158,14 +167,10 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// Waits until the child's backend has no request in flight, at most
-/// `timeout`.
-async fn drain(slot: &Slot, timeout: Duration) -> Drained {
-    // A request may have picked this backend just before it left the
-    // rotation and not be counted yet: give it a moment to show up.
-    tokio::time::sleep(DRAIN_POLL).await;
+/// Waits until the child's backend has no request in flight (`before`
+/// when the wait starts), at most `timeout`.
+async fn drain(slot: &Slot, before: usize, timeout: Duration) -> Drained {
     let start = tokio::time::Instant::now();
-    let before = slot.in_flight();
     let mut left = before;
     while left > 0 && start.elapsed() < timeout {
         tokio::time::sleep(DRAIN_POLL).await;

@@ -8,6 +8,7 @@ mod admin;
 mod adversarial;
 mod balancing;
 mod check;
+mod cli_feedback;
 mod containment;
 mod discovery;
 mod failover;
