@@ -62,7 +62,7 @@ enum Command {
     },
     /// Rolling restart of an upstream's `process` children in the running
     /// gale (found through the config's pid_file): one at a time, no request
-    /// lost. Prints the progress; exits 1 if a new child fails to start.
+    /// lost. Prints each step as it happens; exits 1 if a new child fails to start.
     Restart {
         /// The upstream whose children are replaced.
         upstream: String,
