@@ -75,6 +75,9 @@ fn restart_prints_each_step_while_the_restart_is_under_way() {
     assert_eq!(seen[0], "tornadoes: replacing 1 child one at a time", "{seen:#?}");
     assert_eq!(seen[1], "tornadoes[0]: out of rotation; waiting for 1 request in flight (at most 60s)", "{seen:#?}");
     assert!(restart.try_wait().expect("try_wait").is_none(), "gale restart ended with a request in flight");
+    // Meanwhile the status page shows the child's backend draining.
+    let page = gale_tests::http::get(admin, "/?refresh=0").text();
+    assert!(page.contains("<td class=\"draining\">draining</td>"), "{page}");
 
     // Our request finishes on the old child; then the replacement goes on, step by step.
     conn.write_raw(b"67890").expect("send the rest");
