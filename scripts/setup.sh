@@ -3,6 +3,7 @@
 # and python3. Idempotent: run it as often as you like.
 #   - the wasm32-wasip2 target (plugins are WebAssembly components)
 #   - a virtualenv at <repo>/.venv with the pinned Tornado (scripts/requirements.txt)
+#   - curl, and Debian's chromium (the status page test loads the page in headless Chromium)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -92,6 +93,18 @@ else
         command -v "$tool" >/dev/null 2>&1 \
             || say "$tool not found: the tests that need it are skipped (as root: scripts/setup.sh installs it)"
     done
+fi
+
+# chromium: the status page test (tests/tests/e2e/status_page.rs) loads the admin page in it.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing chromium with apt-get"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+    else
+        say "chromium not found: install it (as root: apt-get install chromium), or the status page test fails"
+        exit 1
+    fi
 fi
 
 say "ready: $("$venv/bin/python" -c 'import tornado; print("tornado", tornado.version)'), $(rustc --version)"

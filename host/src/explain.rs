@@ -137,7 +137,7 @@ fn label(server: &Server) -> String {
     }
 }
 
-fn handler(config: &Config, h: &Handler) -> String {
+pub(crate) fn handler(config: &Config, h: &Handler) -> String {
     match h {
         Handler::Proxy(p) => format!("proxy -> upstream `{}`", config.upstreams[p.upstream.0].name),
         Handler::Static(_) => "static files".to_owned(),
@@ -145,7 +145,7 @@ fn handler(config: &Config, h: &Handler) -> String {
     }
 }
 
-fn on_error(e: OnError) -> &'static str {
+pub(crate) fn on_error(e: OnError) -> &'static str {
     match e {
         OnError::FailClosed => "fail-closed",
         OnError::FailOpen => "fail-open",

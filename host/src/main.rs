@@ -48,6 +48,11 @@ enum Command {
         /// keeps asking).
         #[arg(long)]
         strict: bool,
+        /// Also print what was loaded: servers with their listeners and
+        /// names, locations with their kind, plugins with their worlds,
+        /// upstreams.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Validate a config file, then tell the running gale (pid_file) to
     /// reload it (SIGHUP). The running gale keeps its old config on any error.
@@ -57,7 +62,7 @@ enum Command {
     },
     /// Rolling restart of an upstream's `process` children in the running
     /// gale (found through the config's pid_file): one at a time, no request
-    /// lost. Prints the progress; exits 1 if a new child fails to start.
+    /// lost. Prints each step as it happens; exits 1 if a new child fails to start.
     Restart {
         /// The upstream whose children are replaced.
         upstream: String,
@@ -87,6 +92,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginsCommand {
+    /// List the plugins of a plugin directory: name, file, size, the world
+    /// each component exports, what its hooks declare under its default
+    /// config (NAME.toml beside it). Exits 1 when a component is refused
+    /// (listed with the reason), 2 when the directory cannot be read.
+    List {
+        #[command(flatten)]
+        from: PluginDirArg,
+    },
     /// Print the server, location, tenant and plugin chain (file, on_error,
     /// config) a request for HOST and PATH gets. Exits 1 if a plugin of the
     /// chain cannot be found or loaded, or rejects its config.
@@ -216,20 +229,28 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match cli.command {
-        Command::Check { config, strict } => match load(config.as_deref()).map_err(|e| e.to_string()).and_then(|cfg| {
-            let file = config.as_deref().map_or("<built-in config>".into(), |p| p.display().to_string());
-            check_plugins(&cfg, &file)?;
-            if strict { check_names(&cfg, &file, config.as_deref()) } else { Ok(()) }
-        }) {
-            Ok(()) => {
-                println!("OK");
-                ExitCode::SUCCESS
+        Command::Check { config, strict, verbose } => {
+            match load(config.as_deref()).map_err(|e| e.to_string()).and_then(|cfg| {
+                let file = config.as_deref().map_or("<built-in config>".into(), |p| p.display().to_string());
+                check_plugins(&cfg, &file)?;
+                if strict {
+                    check_names(&cfg, &file, config.as_deref())?;
+                }
+                if verbose {
+                    print!("{}", gale::check_report::report(&cfg)?);
+                }
+                Ok(())
+            }) {
+                Ok(()) => {
+                    println!("OK");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Reload { config } => {
             let cfg = match load(Some(&config)) {
                 Ok(c) => c,
@@ -293,6 +314,7 @@ fn main() -> ExitCode {
         Command::Plugins { command: PluginsCommand::Test { plugin, from, cases, check_inputs } } => {
             plugin_cli::test(&plugin, from.plugin_dir, &cases, check_inputs)
         }
+        Command::Plugins { command: PluginsCommand::List { from } } => gale::plugin_list::run(from.plugin_dir),
         Command::Plugins { command: PluginsCommand::Build { dir, install } } => {
             gale::plugin_build::run(&gale::plugin_build::BuildArgs { dir, install })
         }
@@ -407,18 +429,29 @@ fn load(path: Option<&Path>) -> Result<Config, config::ConfigError> {
 }
 
 fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{Layer as _, filter::LevelFilter, fmt};
     let level = match level {
-        LogLevel::Error => tracing::Level::ERROR,
-        LogLevel::Warn => tracing::Level::WARN,
-        LogLevel::Info => tracing::Level::INFO,
-        LogLevel::Debug => tracing::Level::DEBUG,
-        LogLevel::Trace => tracing::Level::TRACE,
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
     };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    // Warnings and errors also go to the status page's recent errors,
+    // whatever the log level and target.
+    let recent = gale::recent_errors::Layer.with_filter(LevelFilter::WARN);
+    let registry = tracing_subscriber::registry().with(recent);
+    let layer = fmt::layer().with_target(false);
     match target {
-        LogTarget::Off => {}
-        LogTarget::Stdout => builder.with_ansi(std::io::stdout().is_terminal()).with_writer(std::io::stdout).init(),
-        LogTarget::Stderr => builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init(),
+        LogTarget::Off => registry.init(),
+        LogTarget::Stdout => registry
+            .with(layer.with_ansi(std::io::stdout().is_terminal()).with_writer(std::io::stdout).with_filter(level))
+            .init(),
+        LogTarget::Stderr => registry
+            .with(layer.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).with_filter(level))
+            .init(),
         LogTarget::File(path) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -428,7 +461,7 @@ fn init_logging(target: &LogTarget, level: LogLevel) -> anyhow::Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open error_log {}", path.display()))?;
-            builder.with_ansi(false).with_writer(Mutex::new(file)).init();
+            registry.with(layer.with_ansi(false).with_writer(Mutex::new(file)).with_filter(level)).init();
         }
     }
     Ok(())

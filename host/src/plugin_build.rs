@@ -172,11 +172,23 @@ fn check(wasm: &Path, config: &Option<toml::Table>) -> Result<(LoadedPlugin, cra
         .map_err(|e| PluginError::Engine { message: format!("cannot start the runtime: {e}") })?;
     rt.block_on(async {
         let runtime = PluginRuntime::new(RuntimeOptions::default())?;
-        let exports = runtime.exports(dir, name)?;
-        let limits = crate::plugin_runner::default_settings(dir).limits;
-        let loaded = runtime.load_any(dir, name, &config.clone().unwrap_or_default(), limits).await?;
-        Ok((loaded, exports))
+        inspect(&runtime, dir, name, &config.clone().unwrap_or_default()).await
     })
+}
+
+/// Plugin `name` of `dir` loaded as `gale run` loads it, under the default
+/// limits: the world its exports name, then `configure` with `config`
+/// (merged over NAME.toml beside it). Also what `gale plugins list` shows.
+pub(crate) async fn inspect(
+    runtime: &PluginRuntime,
+    dir: &Path,
+    name: &str,
+    config: &toml::Table,
+) -> Result<(LoadedPlugin, crate::plugin::Exports), PluginError> {
+    let exports = runtime.exports(dir, name)?;
+    let limits = crate::plugin_runner::default_settings(dir).limits;
+    let loaded = runtime.load_any(dir, name, config, limits).await?;
+    Ok((loaded, exports))
 }
 
 /// The plugin directory and name a `.wasm` file is loaded by.
@@ -206,7 +218,7 @@ fn shown(path: &Path) -> String {
     path.strip_prefix(".").unwrap_or(path).display().to_string()
 }
 
-fn kib(bytes: u64) -> String {
+pub(crate) fn kib(bytes: u64) -> String {
     if bytes < 1024 { format!("{bytes} bytes") } else { format!("{:.0} KiB", bytes as f64 / 1024.0) }
 }
 

@@ -306,7 +306,7 @@ impl Site {
 
 /// The `server` label of a server block: its first name, else its first
 /// listen address.
-fn server_label(s: &crate::config::Server) -> String {
+pub(crate) fn server_label(s: &crate::config::Server) -> String {
     match s.names.first() {
         Some(ServerName::Exact(n)) => n.clone(),
         Some(ServerName::Wildcard(suffix)) => format!("*{suffix}"),

@@ -1,7 +1,8 @@
 //! The rolling restart: replace an upstream's children one at a time so the
 //! pool never loses more than one backend and no request fails. For each
 //! child: out of rotation, wait for its in-flight requests, stop it, start
-//! the new one, wait until it accepts, back in rotation, next.
+//! the new one, wait until it accepts, back in rotation, next. Each step is
+//! a progress line as it happens (`gale restart` prints them as they come).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::child::Control;
-use super::{DRAIN_POLL, Slot, Supervisor, SupervisorError};
+use super::{ChildState, ChildStatus, DRAIN_POLL, Slot, Supervisor, SupervisorError};
 use crate::config::Process;
 
 /// One child a rolling restart replaced.
@@ -60,15 +61,48 @@ impl Supervisor {
             let who = format!("{upstream}[{index}]");
             let old_pid = child.status.borrow().pid;
             child.slot.hold();
-            let drained = drain(&child.slot, drain_timeout).await;
-            say(format!("{who}: out of rotation; {drained}"));
+            // A request may have picked this backend just before it left
+            // the rotation and not be counted yet: give it a moment to show up.
+            tokio::time::sleep(DRAIN_POLL).await;
+            match child.slot.in_flight() {
+                0 => say(format!("{who}: out of rotation; no request in flight")),
+                n => {
+                    let what = plural(n, "request", "requests");
+                    say(format!("{who}: out of rotation; waiting for {what} in flight (at most {drain_timeout:?})"));
+                    let drained = drain(&child.slot, n, drain_timeout).await;
+                    say(format!("{who}: {drained}"));
+                }
+            }
             let (done, wait) = oneshot::channel();
+            let mut status = child.status.clone();
+            status.borrow_and_update();
             child
                 .control
                 .send(Control::Replace { spec: spec.clone(), done })
                 .await
                 .map_err(|_| SupervisorError::ShuttingDown)?;
-            match wait.await {
+            // Each step of the child's replacement as it happens: the
+            // child task reports its state, the restart narrates it.
+            tokio::pin!(wait);
+            let mut last = None;
+            let outcome = loop {
+                tokio::select! {
+                    r = &mut wait => break r,
+                    changed = status.changed() => {
+                        if changed.is_err() {
+                            break (&mut wait).await;
+                        }
+                        let now = status.borrow_and_update().clone();
+                        if last.as_ref() != Some(&(now.state, now.pid)) {
+                            if let Some(line) = step(&now) {
+                                say(format!("{who}: {line}"));
+                            }
+                            last = Some((now.state, now.pid));
+                        }
+                    }
+                }
+            };
+            match outcome {
                 Ok(Ok(new_pid)) => {
                     let old = old_pid.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"));
                     say(format!("{who}: {old} replaced by pid {new_pid}, in rotation"));
@@ -86,6 +120,22 @@ impl Supervisor {
         say(format!("{upstream}: {} replaced", plural(replaced.len(), "child", "children")));
         Ok(replaced)
     }
+}
+
+/// A replaced child's step as a progress line, from the state its task
+/// reports (`None`: nothing to say; the end is said by the caller).
+fn step(now: &ChildStatus) -> Option<String> {
+    Some(match (now.state, now.pid) {
+        (ChildState::Stopping, Some(pid)) => format!("stopping pid {pid}"),
+        (ChildState::Starting, None) => "starting a new process".to_owned(),
+        (ChildState::Starting, Some(pid)) => {
+            format!("started pid {pid}; waiting until it is ready on port {}", now.port)
+        }
+        (ChildState::Backoff, _) => {
+            format!("start failed ({}); retrying", now.last_exit.as_deref().unwrap_or("no reason given"))
+        }
+        _ => return None,
+    })
 }
 
 /// What draining a child's requests came to.
@@ -117,14 +167,10 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// Waits until the child's backend has no request in flight, at most
-/// `timeout`.
-async fn drain(slot: &Slot, timeout: Duration) -> Drained {
-    // A request may have picked this backend just before it left the
-    // rotation and not be counted yet: give it a moment to show up.
-    tokio::time::sleep(DRAIN_POLL).await;
+/// Waits until the child's backend has no request in flight (`before`
+/// when the wait starts), at most `timeout`.
+async fn drain(slot: &Slot, before: usize, timeout: Duration) -> Drained {
     let start = tokio::time::Instant::now();
-    let before = slot.in_flight();
     let mut left = before;
     while left > 0 && start.elapsed() < timeout {
         tokio::time::sleep(DRAIN_POLL).await;

@@ -127,6 +127,7 @@ impl UpstreamPool {
                     "passive": if b.health.is_down(now) { "down" } else { "up" },
                     "health_check": health,
                     "in_flight": b.in_flight(),
+                    "in_rotation": b.in_rotation(),
                 })
             })
             .collect();

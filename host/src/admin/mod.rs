@@ -1,8 +1,13 @@
-//! The admin listener: `/metrics` (Prometheus text), `/status` (JSON:
-//! upstream health, in-flight counts), and the probes `/ready` (200 or 503
-//! with the reason, see `lifecycle::readiness`) and `/live` (200 while the
-//! process answers at all). It is a separate listener, on loopback unless
-//! the config says otherwise, never one of the public ones.
+//! The admin listener: `/` (the status page, HTML: page.rs), `/metrics`
+//! (Prometheus text), `/status` (JSON: servers, upstream health, in-flight
+//! counts, children, plugins), and the probes `/ready` (200 or 503 with the
+//! reason, see `lifecycle::readiness`) and `/live` (200 while the process
+//! answers at all). It is a separate listener, on loopback unless the
+//! config says otherwise, never one of the public ones.
+
+mod page;
+mod rates;
+mod samples;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,6 +46,17 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves admin requests until the process ends, or until `stop` turns true
 /// (an upgrade handed the listener to the new gale, which answers from then on).
 pub async fn serve(listener: TcpListener, running: Arc<Running>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    // The readings the status page's rates come from.
+    let mut sampler_stop = stop.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(rates::EVERY);
+        loop {
+            tokio::select! {
+                _ = every.tick() => rates::record(),
+                _ = sampler_stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -72,7 +88,15 @@ fn answer(running: &Running, req: &Request<Incoming>) -> Response<ResponseBody> 
                 return resp;
             }
         },
-        "/" => ("text/plain", "gale admin: /metrics /status /ready /live\n".to_owned()),
+        "/" => match page::refresh_from_query(req.uri().query()) {
+            Ok(refresh) => ("text/html; charset=utf-8", page::render(&status(running), &metrics::render(), refresh)),
+            Err(why) => {
+                let mut resp = Response::new(full(why));
+                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+                return resp;
+            }
+        },
         _ => return crate::error::error_page(StatusCode::NOT_FOUND),
     };
     let mut resp = Response::new(full(body));
@@ -85,9 +109,30 @@ fn answer(running: &Running, req: &Request<Incoming>) -> Response<ResponseBody> 
 fn status(running: &Running) -> serde_json::Value {
     let site = running.current();
     let upstreams: Vec<_> = site.upstreams.iter().map(|u| u.status_json()).collect();
+    let servers: Vec<_> = site
+        .config
+        .servers
+        .iter()
+        .map(|s| {
+            let tenant = s.tenant.and_then(|crate::config::TenantId(i)| site.config.tenants.get(i));
+            serde_json::json!({
+                // The `server` label of its series in /metrics.
+                "label": crate::site::server_label(s),
+                "names": s.names.iter().map(|n| match n {
+                    crate::config::ServerName::Exact(n) => n.clone(),
+                    crate::config::ServerName::Wildcard(suffix) => format!("*{suffix}"),
+                }).collect::<Vec<_>>(),
+                "listen": s.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "tls": s.tls.is_some(),
+                "tenant": tenant.map_or(crate::config::GLOBAL_TENANT, |t| t.name.as_str()),
+                "locations": s.locations.len(),
+            })
+        })
+        .collect();
     let mut out = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "listening": running.bound_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "servers": servers,
         "upstreams": upstreams,
     });
     for section in sections().lock().unwrap_or_else(|e| e.into_inner()).iter() {
