@@ -31,9 +31,9 @@ pub enum End {
     /// `;`: a simple directive.
     Semicolon,
     /// `{`: a block directive; its contents follow.
-    BlockStart,
+    Open,
     /// `}`: the end of the enclosing block (no words before it).
-    BlockEnd,
+    Close,
     /// The end of the file (no words before it).
     Eof,
 }
@@ -138,7 +138,7 @@ impl<'a> Lexer<'a> {
                     if words.is_empty() {
                         return Self::error(at, format!("unexpected \"{}\"", b as char));
                     }
-                    let end = if b == b';' { End::Semicolon } else { End::BlockStart };
+                    let end = if b == b';' { End::Semicolon } else { End::Open };
                     return Ok(Statement { words, end, at });
                 }
                 b'}' => {
@@ -149,7 +149,7 @@ impl<'a> Lexer<'a> {
                             format!("unexpected \"}}\": the directive `{}` before it is missing its \";\"", first.text),
                         );
                     }
-                    return Ok(Statement { words, end: End::BlockEnd, at });
+                    return Ok(Statement { words, end: End::Close, at });
                 }
                 b'"' | b'\'' => {
                     let word = self.quoted(b)?;

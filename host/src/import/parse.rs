@@ -165,13 +165,13 @@ impl State {
                         None => Ok(out),
                     };
                 }
-                End::BlockEnd => {
+                End::Close => {
                     return match opener {
                         Some(_) => Ok(out),
                         None => Err(err(st.at, "unexpected \"}\": no block is open here".to_owned())),
                     };
                 }
-                End::Semicolon | End::BlockStart => {}
+                End::Semicolon | End::Open => {}
             }
             self.directives += 1;
             if self.directives > MAX_DIRECTIVES {
@@ -181,7 +181,7 @@ impl State {
             let mut words = st.words.into_iter();
             let Some(name) = words.next() else { unreachable!("the lexer returns words before ; and {{") };
             let args: Vec<String> = words.map(|w| w.text).collect();
-            let block = if st.end == End::BlockStart {
+            let block = if st.end == End::Open {
                 if depth + 1 > MAX_DEPTH {
                     return Err(err(name.at, format!("blocks nested more than {MAX_DEPTH} deep")));
                 }

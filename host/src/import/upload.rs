@@ -174,7 +174,7 @@ pub(super) fn handler<'a>(
         );
         return None;
     };
-    let Some(upstream) = t.upstream_for(upstream, pass_d) else { return None };
+    let upstream = t.upstream_for(upstream, pass_d)?;
     let Some((store_d, store_i)) = up.store else {
         t.report.refine(pass_i, Fate::Unsupported("an upload location needs upload_store".to_owned()));
         return None;

@@ -38,7 +38,7 @@ pub fn time_ms(text: &str) -> Option<u64> {
 
 /// A duration for gale's config (`"65s"`, `"500ms"`).
 pub fn duration(ms: u64) -> String {
-    if ms % 1000 == 0 { format!("\"{}s\"", ms / 1000) } else { format!("\"{ms}ms\"") }
+    if ms.is_multiple_of(1000) { format!("\"{}s\"", ms / 1000) } else { format!("\"{ms}ms\"") }
 }
 
 /// An nginx size (`100M`, `8k`, `1g`, `1024`) as gale writes it, or `None`.

@@ -11,6 +11,7 @@ mod check;
 mod containment;
 mod failover;
 mod framing;
+mod import;
 mod lifecycle;
 mod plugin_new;
 mod plugin_runner;
