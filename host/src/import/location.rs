@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use super::emit::{self, Table, lit, lit_list};
 use super::parse::Directive;
 use super::report::Fate;
-use super::translate::{Level, Scope, Seen, Translator, Use, is_scope};
+use super::settings::is_scope;
+use super::translate::{Level, Scope, Seen, Translator, Use};
 use super::upload::{self, Upload};
 use super::values;
 
@@ -132,99 +133,6 @@ pub(super) fn expires_fate(d: &Directive) -> Fate {
         ),
         Ok(Some(_)) => Fate::Translated("the static-cache plugin on the static locations under it".to_owned()),
         Err(e) => Fate::Unsupported(e),
-    }
-}
-
-/// `proxy_next_upstream ARGS` -> gale's `next_upstream` and the fate.
-pub(super) fn next_upstream(d: &Directive, keep: bool) -> (&'static str, Fate) {
-    let args: Vec<&str> = d.args.iter().map(String::as_str).collect();
-    if args.contains(&"off") {
-        return ("off", Fate::Translated("next_upstream = \"off\"".to_owned()));
-    }
-    let mut notes = Vec::new();
-    let value = if args.contains(&"error") && keep {
-        "error"
-    } else {
-        if args.contains(&"error") {
-            notes.push(
-                "next_upstream = \"connect\": retried only when no connection could be made, where nginx's `error` \
-                 also resends a request whose connection broke before the answer (which passes a query of death \
-                 to every backend); `--keep-semantics` writes \"error\""
-                    .to_owned(),
-            );
-        } else {
-            notes.push("next_upstream = \"connect\": gale retries only failed connections".to_owned());
-        }
-        "connect"
-    };
-    if args.contains(&"timeout") {
-        notes.push("gale never retries a timeout".to_owned());
-    }
-    if args.iter().any(|a| a.starts_with("http_") || *a == "invalid_header" || *a == "non_idempotent") {
-        notes.push("gale does not retry on a backend's answer, and retries only idempotent requests".to_owned());
-    }
-    if notes.is_empty() {
-        (value, Fate::Translated(format!("next_upstream = \"{value}\"")))
-    } else {
-        if value == "error" {
-            notes.insert(0, "next_upstream = \"error\"".to_owned());
-        }
-        (value, Fate::Changed(notes.join("; ")))
-    }
-}
-
-/// `[http] gzip = { ... }` from the gzip directives wherever they are.
-pub(super) fn gzip<'a>(t: &mut Translator<'a>, seen: &[(Seen<'a>, Level)]) {
-    let on = seen.iter().any(|((d, _), _)| d.name == "gzip" && d.args.first().is_some_and(|a| a == "on"));
-    let mut pairs: Vec<(&str, String)> = Vec::new();
-    let mut dirs = Vec::new();
-    for &((d, i), level) in seen {
-        let where_ = if level == Level::Http { "" } else { " (for every server: gale's gzip is one [http] setting)" };
-        let fate = if !on {
-            Fate::Default("gzip stays off in gale, as here".to_owned())
-        } else {
-            match (d.name.as_str(), d.args.as_slice()) {
-                ("gzip", _) => Fate::Translated(format!("[http] gzip{where_}")),
-                ("gzip_min_length", [n]) if n.parse::<u64>().is_ok() => {
-                    pairs.push(("min_length", n.clone()));
-                    Fate::Translated(format!("[http] gzip.min_length{where_}"))
-                }
-                ("gzip_comp_level", [n]) if n.parse::<u8>().is_ok_and(|n| (1..=9).contains(&n)) => {
-                    pairs.push(("level", n.clone()));
-                    Fate::Translated(format!("[http] gzip.level{where_}"))
-                }
-                ("gzip_proxied", words) if !words.is_empty() => {
-                    pairs.push(("proxied", lit_list(words)));
-                    Fate::Translated(format!("[http] gzip.proxied{where_}"))
-                }
-                ("gzip_types", words) if !words.is_empty() => {
-                    pairs.push(("types", lit_list(words)));
-                    Fate::Translated(format!("[http] gzip.types (text/html is always included){where_}"))
-                }
-                ("gzip_http_version", [v]) if v == "1.1" => {
-                    Fate::Default("gale compresses for HTTP/1.1 and HTTP/2 requests only".to_owned())
-                }
-                ("gzip_http_version", _) => {
-                    Fate::Changed("gale compresses for HTTP/1.1 and HTTP/2 requests only (fixed)".to_owned())
-                }
-                _ => Fate::Unsupported("[http] gzip = { min_length, proxied, types, level }".to_owned()),
-            }
-        };
-        if level != Level::Http && matches!(fate, Fate::Translated(_)) {
-            t.report.refine(i, Fate::Changed(fate.note().to_owned()));
-        } else {
-            t.report.refine(i, fate);
-        }
-        dirs.push(d);
-    }
-    if on {
-        // The last value of a key wins, as a later directive does in nginx.
-        let mut unique: Vec<(&str, String)> = Vec::new();
-        for (k, v) in pairs {
-            unique.retain(|(k2, _)| *k2 != k);
-            unique.push((k, v));
-        }
-        t.model.http.set("gzip", emit::inline(&unique), &dirs);
     }
 }
 

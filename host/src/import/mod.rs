@@ -4,7 +4,8 @@
 //!
 //! The steps, one module each: `lexer` (nginx's token rules, FILE:LINE:COL
 //! errors), `parse` (the directive tree, includes followed), `translate`
-//! (main, events, http, upstream, server) with `location` and `upload`,
+//! (main, events, http, upstream, server) with `settings` (what blocks pass
+//! down, and what gale sets once), `location` and `upload`,
 //! `table` (the directives whose fate is fixed: gale's default, or the
 //! nearest gale feature), `values` (nginx's times, sizes and addresses),
 //! `emit` (the TOML, a comment per block naming its nginx source) and
@@ -17,6 +18,7 @@ mod lexer;
 mod location;
 mod parse;
 mod report;
+mod settings;
 mod table;
 mod translate;
 mod upload;

@@ -400,14 +400,14 @@ fn upload_directives() {
     assert!(matches!(fate_of(&imported, "upload_pass_args on"), Fate::Default(_)));
     assert!(matches!(fate_of(&imported, "location @after"), Fate::Translated(_)));
     // The built-in policy's fields need no plugin; a store others can write is not used as is.
-    let seed = "location /upload {\nupload_pass @after;\nupload_store /tmp;\n\
+    let builtin = "location /upload {\nupload_pass @after;\nupload_store /tmp;\n\
                 upload_set_form_field $upload_field_name.name \"$upload_file_name\";\n\
                 upload_set_form_field $upload_field_name.content_type \"$upload_content_type\";\n\
                 upload_set_form_field $upload_field_name.path \"$upload_tmp_path\";\n\
                 upload_aggregate_form_field $upload_field_name.md5 $upload_file_md5;\n\
                 upload_aggregate_form_field $upload_field_name.size $upload_file_size;\n\
                 upload_pass_form_field somearg;\n}\nlocation @after { proxy_pass http://tornadoes; }";
-    let imported = import_text(&server(seed), &[], &Options::default()).expect("imports");
+    let imported = import_text(&server(builtin), &[], &Options::default()).expect("imports");
     let k = keys(&imported.toml);
     assert!(k.contains("upload = { store = \"/tmp/gale-uploads\", create = true, pass = \"tornadoes\" }"), "{k}");
     assert!(!k.contains("upload-fields"), "{k}");

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use super::emit::{self, Model, Table, lit};
 use super::parse::Directive;
 use super::report::{Fate, Report};
+use super::settings::is_scope;
 use super::table;
 use super::values;
 
@@ -67,8 +68,8 @@ pub(super) struct Translator<'a> {
     pub upstream_names: Vec<String>,
     pub uses: Vec<Use<'a>>,
     /// `client_max_body_size` wherever it is written.
-    max_body: Vec<(Seen<'a>, String, Level)>,
-    gzip: Vec<(Seen<'a>, Level)>,
+    pub max_body: Vec<(Seen<'a>, String, Level)>,
+    pub gzip: Vec<(Seen<'a>, Level)>,
     pub plugins_attached: bool,
 }
 
@@ -205,180 +206,6 @@ impl<'a> Translator<'a> {
         }
     }
 
-    fn error_log(&mut self, d: &'a Directive, level: Level) {
-        let Some(target) = d.args.first() else {
-            self.report.add(d, Fate::Unsupported("[global] error_log takes a path".to_owned()));
-            return;
-        };
-        let target = if target == "/dev/null" { "off" } else { target.as_str() };
-        self.model.global.set("error_log", lit(target), &[d]);
-        if let Some(lvl) = d.args.get(1) {
-            let gale = match lvl.as_str() {
-                "debug" => "debug",
-                "info" | "notice" => "info",
-                "warn" => "warn",
-                _ => "error",
-            };
-            self.model.global.set("log_level", lit(gale), &[d]);
-        }
-        let fate = if level == Level::Http {
-            translated("[global] error_log (and log_level)")
-        } else {
-            changed("[global] error_log: gale has one error log")
-        };
-        self.report.add(d, fate);
-    }
-
-    /// The directives a block sets for everything inside it; returns whether
-    /// `d` was one of them.
-    pub fn scope_directive(&mut self, d: &'a Directive, scope: &mut Scope<'a>, level: Level) -> bool {
-        let not_http = |what: &str| {
-            if level == Level::Http {
-                translated(format!("[http] {what}"))
-            } else {
-                changed(format!("[http] {what}: one value for every server in gale"))
-            }
-        };
-        match d.name.as_str() {
-            "proxy_read_timeout" | "proxy_connect_timeout" => {
-                let key = if d.name == "proxy_read_timeout" { "read_timeout" } else { "connect_timeout" };
-                if d.args.len() != 1 || values::time_ms(&d.args[0]).is_none() {
-                    self.report.add(d, Fate::Unsupported(format!("{key} takes an nginx time")));
-                    return true;
-                }
-                let i = self.report.add(d, translated(format!("`{key}` of the upstreams proxied to under it")));
-                let slot = if key == "read_timeout" { &mut scope.read_timeout } else { &mut scope.connect_timeout };
-                *slot = Some((d, i));
-            }
-            "proxy_next_upstream" => {
-                let i = self.report.add(d, translated("`next_upstream` of the upstreams proxied to under it"));
-                scope.next_upstream = Some((d, i));
-            }
-            "proxy_set_header" => {
-                let i = self.report.add(d, super::location::set_header_fate(d));
-                scope.set_headers.push((d, i));
-            }
-            "add_header" => {
-                let fate = match d.args.as_slice() {
-                    [_, v] | [_, v, _] if values::template_ok(v) => {
-                        translated("a header-policy plugin's `response.set` on the locations under it")
-                    }
-                    _ => Fate::Unsupported(
-                        "a header-policy plugin's `response.set` (its variables are listed in plugins.md)".to_owned(),
-                    ),
-                };
-                let i = self.report.add(d, fate);
-                scope.add_headers.push((d, i));
-            }
-            "root" => {
-                let i = self.report.add(d, translated("`static.root` of the locations that serve files under it"));
-                scope.root = Some((d, i));
-            }
-            "index" => {
-                let i = self.report.add(d, translated("`static.index` of the locations that serve files under it"));
-                scope.index = Some((d, i));
-            }
-            "default_type" => {
-                let fate = if d.args.first().is_some_and(|t| t == "application/octet-stream") {
-                    Fate::Default("gale's static files default to application/octet-stream".to_owned())
-                } else {
-                    translated("`static.default_type` of the locations that serve files under it")
-                };
-                let i = self.report.add(d, fate);
-                scope.default_type = Some((d, i));
-            }
-            "expires" => {
-                let i = self.report.add(d, super::location::expires_fate(d));
-                scope.expires = Some((d, i));
-            }
-            "proxy_pass_header" => {
-                self.report.add(d, Fate::Default("gale passes the backend's headers, `Server` included".to_owned()));
-            }
-            "proxy_redirect" => {
-                let fate = if d.args.first().is_some_and(|a| a == "off") {
-                    Fate::Default("gale never rewrites the backend's `Location`".to_owned())
-                } else {
-                    Fate::Unsupported("gale never rewrites `Location`; a header-policy plugin can set it".to_owned())
-                };
-                self.report.add(d, fate);
-            }
-            "client_max_body_size" => match d.args.as_slice() {
-                [v] if v != "0" && values::size(v).is_some() => {
-                    // One server's limit is the whole config's: `finish` says
-                    // when several differ.
-                    let i = self.report.add(d, translated("[http] client_max_body_size"));
-                    self.max_body.push(((d, i), values::size(v).unwrap_or_default(), level));
-                }
-                _ => {
-                    self.report.add(
-                        d,
-                        Fate::Unsupported(
-                            "[http] client_max_body_size takes a size (gale has no unlimited)".to_owned(),
-                        ),
-                    );
-                }
-            },
-            "keepalive_timeout" | "client_header_timeout" | "client_body_timeout" => {
-                match d.args.first().and_then(|v| values::time_ms(v)) {
-                    Some(ms) => {
-                        self.model.http.set(&d.name, values::duration(ms), &[d]);
-                        let mut fate = not_http(&d.name);
-                        if d.name == "keepalive_timeout" && d.args.len() > 1 {
-                            fate = changed("[http] keepalive_timeout; gale sends no `Keep-Alive: timeout=` header");
-                        }
-                        self.report.add(d, fate);
-                    }
-                    None => {
-                        self.report.add(d, Fate::Unsupported(format!("[http] {} takes a time", d.name)));
-                    }
-                }
-            }
-            "merge_slashes" => {
-                let on = d.args.first().is_some_and(|a| a == "on");
-                self.model.http.set("merge_slashes", on.to_string(), &[d]);
-                self.report.add(d, not_http("merge_slashes"));
-            }
-            "large_client_header_buffers" => match d.args.get(1).and_then(|s| values::size(s)) {
-                Some(size) => {
-                    self.model.http.set("max_uri_size", lit(&size), &[d]);
-                    self.report.add(
-                        d,
-                        changed("[http] max_uri_size = the buffer size; max_header_size (32k) caps the whole head"),
-                    );
-                }
-                None => {
-                    self.report.add(d, Fate::Unsupported("[http] max_uri_size, max_header_size".to_owned()));
-                }
-            },
-            "access_log" => {
-                let target = match d.args.first().map(String::as_str) {
-                    Some("off") | Some("/dev/null") => "off",
-                    Some(p) => p,
-                    None => "stdout",
-                };
-                if self.model.global.get("access_log").is_none() || level == Level::Http {
-                    self.model.global.set("access_log", lit(target), &[d]);
-                }
-                let mut fate = if level == Level::Http {
-                    translated("[global] access_log, in nginx's combined format")
-                } else {
-                    changed("[global] access_log: gale has one access log for every server")
-                };
-                if d.args.get(1).is_some_and(|f| f != "combined") {
-                    fate = changed("[global] access_log in the combined format (gale has no log_format)");
-                }
-                self.report.add(d, fate);
-            }
-            "error_log" if level != Level::Http => self.error_log(d, level),
-            n if n == "gzip" || n.starts_with("gzip_") && table::fixed(n).is_none() => {
-                let i = self.report.add(d, Fate::Translated(String::new()));
-                self.gzip.push(((d, i), level));
-            }
-            _ => return false,
-        }
-        true
-    }
-
     fn http(&mut self, list: &'a [Directive]) {
         let mut scope = Scope::default();
         for d in list {
@@ -493,7 +320,7 @@ impl<'a> Translator<'a> {
     }
 
     fn server(&mut self, d: &'a Directive, outer: &Scope<'a>) {
-        self.report.add(d, translated("[[server]]"));
+        let here = self.report.add(d, translated("[[server]]"));
         let list = d.block.as_deref().unwrap_or_default();
         let mut scope = outer.clone();
         // What this block sets replaces what it inherited (nginx's rule
@@ -639,13 +466,8 @@ impl<'a> Translator<'a> {
             let v = emit::inline(&[("cert", lit(&c.args.join(" "))), ("key", lit(&k.args.join(" ")))]);
             server.table.set("tls", v, &[c, k]);
         } else if wants_tls {
-            self.report.add(
-                d,
-                Fate::Unsupported(
-                    "`listen ... ssl` without ssl_certificate and ssl_certificate_key: this server stays plain HTTP"
-                        .to_owned(),
-                ),
-            );
+            self.report
+                .refine(here, changed("[[server]], plain HTTP: `ssl` without ssl_certificate and ssl_certificate_key"));
         }
         self.model.servers.push(server);
     }
@@ -671,7 +493,7 @@ impl<'a> Translator<'a> {
             }
         }
         let gzip = std::mem::take(&mut self.gzip);
-        super::location::gzip(self, &gzip);
+        super::settings::gzip(self, &gzip);
         if self.plugins_attached {
             let dir = self.opts.plugin_dir.clone().unwrap_or_else(|| "plugins".to_owned());
             self.model.global.entries.push(emit::Entry {
@@ -724,7 +546,7 @@ impl<'a> Translator<'a> {
             }
             let rules: Vec<Seen<'a>> = uses.iter().filter_map(|&i| self.uses[i].next_upstream).collect();
             if let Some(&(d, _)) = rules.first() {
-                let (value, fate) = super::location::next_upstream(d, self.opts.keep_semantics);
+                let (value, fate) = super::settings::next_upstream(d, self.opts.keep_semantics);
                 if let Some(t) = self.model.upstream_mut(&name) {
                     t.set("next_upstream", lit(value), &[d]);
                 }
@@ -739,33 +561,6 @@ impl<'a> Translator<'a> {
             }
         }
     }
-}
-
-/// A directive `scope_directive` handles (for the second pass over a block).
-pub(super) fn is_scope(d: &Directive) -> bool {
-    matches!(
-        d.name.as_str(),
-        "proxy_read_timeout"
-            | "proxy_connect_timeout"
-            | "proxy_next_upstream"
-            | "proxy_set_header"
-            | "add_header"
-            | "root"
-            | "index"
-            | "default_type"
-            | "expires"
-            | "proxy_pass_header"
-            | "proxy_redirect"
-            | "client_max_body_size"
-            | "keepalive_timeout"
-            | "client_header_timeout"
-            | "client_body_timeout"
-            | "merge_slashes"
-            | "large_client_header_buffers"
-            | "access_log"
-            | "error_log"
-    ) || d.name == "gzip"
-        || d.name.starts_with("gzip_") && table::fixed(&d.name).is_none()
 }
 
 /// A size gale writes (`100M`) in bytes, for comparisons.

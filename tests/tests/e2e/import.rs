@@ -194,6 +194,10 @@ fn answer(r: &Response) -> String {
             v.as_object_mut().map(|o| o.remove("host"));
             out.push_str(&format!("\n{v}"));
         }
+        // Long bodies by length and md5, so a difference stays readable.
+        Err(_) if body.len() > 200 => {
+            out.push_str(&format!("\n{} bytes, md5 {}", body.len(), multipart::md5_hex(&body)))
+        }
         Err(_) => out.push_str(&format!("\n{}", String::from_utf8_lossy(&body))),
     }
     out
