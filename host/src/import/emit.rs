@@ -6,9 +6,10 @@ use std::fmt::Write as _;
 
 use super::parse::Directive;
 
-/// A TOML string literal.
+/// A TOML string literal, on one line: a JSON string is a TOML basic string
+/// (control characters as `\n`, `\t` or `\uXXXX`).
 pub fn lit(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
+    serde_json::Value::String(s.to_owned()).to_string()
 }
 
 /// A TOML array of string literals.
@@ -28,6 +29,9 @@ pub fn key(k: &str) -> String {
 
 /// An inline table from (key, value literal) pairs.
 pub fn inline(pairs: &[(&str, String)]) -> String {
+    if pairs.is_empty() {
+        return "{}".to_owned();
+    }
     let parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{} = {v}", key(k))).collect();
     format!("{{ {} }}", parts.join(", "))
 }

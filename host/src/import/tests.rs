@@ -441,3 +441,24 @@ fn every_translation_of_the_reference_passes_the_config_loader() {
         panic!("{e}\n{}", imported.toml);
     }
 }
+
+#[test]
+fn the_hand_written_example_names_every_directive_of_the_reference() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let tree = super::parse::parse_file(Path::new(&format!("{root}/docs/nginx-reference.conf"))).expect("parses");
+    let example = std::fs::read_to_string(format!("{root}/examples/tornado-site.toml")).expect("example");
+    let comments: String =
+        example.lines().filter_map(|l| l.trim_start().strip_prefix('#')).collect::<Vec<_>>().join("\n");
+    fn names(list: &[super::parse::Directive], out: &mut Vec<String>) {
+        for d in list {
+            out.push(d.name.clone());
+            if let Some(b) = &d.block {
+                names(b, out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    names(&tree, &mut all);
+    let missing: Vec<&String> = all.iter().filter(|n| !comments.contains(n.as_str())).collect();
+    assert!(missing.is_empty(), "examples/tornado-site.toml does not name {missing:?}");
+}

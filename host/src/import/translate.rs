@@ -449,6 +449,13 @@ impl<'a> Translator<'a> {
             }
         }
         super::location::lend_handlers(self, &mut server, &pending_returns);
+        if server.locations.is_empty() && server.table.get("redirect_http").is_none() {
+            self.report.refine(
+                here,
+                Fate::Unsupported("left out: no location gale can translate, and a gale server needs one".to_owned()),
+            );
+            return;
+        }
         if listen.is_empty() {
             listen.push("0.0.0.0:80".to_owned());
         }
