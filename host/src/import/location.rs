@@ -362,6 +362,21 @@ impl<'a> Translator<'a> {
         }
         let mut plugins: Vec<String> = Vec::new();
         let mut forwards = false;
+        // nginx's `expires` also applies to proxied answers; gale's
+        // cache policies are for static files.
+        if (up.pass.is_some() || proxy.is_some())
+            && let Some((e, i)) = scope.expires
+            && e.args.first().is_none_or(|a| a != "off")
+        {
+            self.report.refine(
+                i,
+                Fate::Changed(
+                    "the static-cache plugin on static locations only: proxied answers keep the backend's caching \
+                     headers"
+                        .to_owned(),
+                ),
+            );
+        }
         let handler = if up.pass.is_some() {
             forwards = true;
             upload::handler(self, &mut up, named, &scope)

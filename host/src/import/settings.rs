@@ -74,9 +74,13 @@ impl<'a> Translator<'a> {
             }
             "add_header" => {
                 let fate = match d.args.as_slice() {
-                    [_, v] | [_, v, _] if values::template_ok(v) => {
+                    [_, v, always] if always == "always" && values::template_ok(v) => {
                         translated("a header-policy plugin's `response.set` on the locations under it")
                     }
+                    [_, v] if values::template_ok(v) => changed(
+                        "a header-policy plugin's `response.set` on the locations under it, for every status \
+                         (nginx adds it to 2xx and 3xx answers only, unless `always`)",
+                    ),
                     _ => Fate::Unsupported(
                         "a header-policy plugin's `response.set` (its variables are listed in plugins.md)".to_owned(),
                     ),

@@ -295,6 +295,7 @@ fn proxy_pass_and_headers() {
         "{k}"
     );
     assert!(matches!(fate_of(&imported, "proxy_set_header Host $http_host"), Fate::Default(_)));
+    assert!(matches!(fate_of(&imported, "add_header X-Frame-Options DENY"), Fate::Changed(_)));
     assert!(matches!(fate_of(&imported, "proxy_set_header X-Custom $ssl_client_s_dn"), Fate::Unsupported(_)));
     assert!(matches!(fate_of(&imported, "proxy_pass http://tornadoes/v1/"), Fate::Changed(_)));
     assert!(k.contains("plugin_dir = \"plugins\""), "{k}");

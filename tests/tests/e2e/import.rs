@@ -328,6 +328,10 @@ fn malformed_nginx_input_is_one_line_and_exit_1() {
     let f = write(&dir, "missing.conf", "http {\n    include sites/*.conf;\n    include nowhere.conf;\n}\n");
     refused(&f, "missing.conf:3:5: include `nowhere.conf`");
 
+    // A device that never ends, and a folder, are not configuration files.
+    refused(Path::new("/dev/zero"), "not a regular file");
+    refused(dir.path(), "not a regular file");
+
     // Blocks nested a hundred thousand deep.
     let f = write(&dir, "deep.conf", "a {".repeat(100_000));
     refused(&f, "nested more than");
