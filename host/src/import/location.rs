@@ -96,6 +96,11 @@ pub(super) fn set_header_fate(d: &Directive) -> Fate {
     }
 }
 
+/// Whether a `proxy_set_header` sets what gale sends anyway.
+fn is_default_header(d: &Directive) -> bool {
+    matches!(d.args.as_slice(), [name, value] if gale_sets(name, value))
+}
+
 /// Whether gale sends this header with this value by itself.
 fn gale_sets(name: &str, value: &str) -> bool {
     let v = value.to_ascii_lowercase();
@@ -416,11 +421,27 @@ impl<'a> Translator<'a> {
             plugins.push(p);
         }
         if !plugins.is_empty() {
-            table.set("plugins", format!("[{}]", plugins.join(", ")), &[]);
+            // The directives the plugins carry (the upload's are named above its handler).
+            let mut from: Vec<&Directive> = Vec::new();
+            from.extend(
+                expires_if.or(scope.expires).map(|(d, _)| d).filter(|_| alias.is_some() || scope.root.is_some()),
+            );
+            from.extend(scope.set_headers.iter().filter(|(d, _)| forwards && !is_default_header(d)).map(|(d, _)| *d));
+            from.extend(scope.add_headers.iter().map(|(d, _)| *d));
+            from.extend(ret.as_ref().map(|(_, _, d)| *d));
+            table.set("plugins", format!("[{}]", plugins.join(", ")), &from);
         }
         match handler {
             Some((key, value)) => {
-                table.entries.insert(1, emit::Entry { key: key.to_owned(), value, from: Vec::new() });
+                // The directives the handler replaces, for its comment.
+                let mut sources: Vec<&Directive> = Vec::new();
+                match key {
+                    "proxy" => sources.extend(proxy.as_ref().map(|(_, d)| *d)),
+                    "upload" => sources.extend(list.iter().filter(|x| x.name.starts_with("upload_"))),
+                    _ => sources.extend(alias.or(scope.root.map(|(d, _)| d))),
+                }
+                let from = sources.iter().map(|d| format!("`{}` ({})", d.text(), d.source())).collect();
+                table.entries.insert(1, emit::Entry { key: key.to_owned(), value, from });
                 Some(Out::Done(table))
             }
             None if ret.is_some() => Some(Out::NeedsHandler(table, here)),

@@ -338,7 +338,7 @@ fn malformed_nginx_input_is_one_line_and_exit_1() {
 }
 
 #[test]
-fn ten_megabytes_of_garbage_is_refused_quickly() {
+fn ten_megabytes_of_garbage_is_refused_in_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
