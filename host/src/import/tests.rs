@@ -463,3 +463,15 @@ fn the_hand_written_example_names_every_directive_of_the_reference() {
     let missing: Vec<&String> = all.iter().filter(|n| !comments.contains(n.as_str())).collect();
     assert!(missing.is_empty(), "examples/tornado-site.toml does not name {missing:?}");
 }
+
+#[test]
+fn toml_literals_stay_on_one_line_and_keys_are_quoted_when_needed() {
+    use super::emit::{inline, key, lit};
+    assert_eq!(lit("a\"b\\c\nd\te"), r#""a\"b\\c\nd\te""#);
+    assert_eq!(lit("\u{1}"), r#""\u0001""#);
+    assert_eq!(key("x-real-ip"), "x-real-ip");
+    assert_eq!(key("a.b"), "\"a.b\"");
+    assert_eq!(inline(&[]), "{}");
+    let parsed: toml::Table = toml::from_str(&format!("v = {}", lit("a\"b\\c\nd\u{1}"))).expect("valid TOML");
+    assert_eq!(parsed["v"].as_str(), Some("a\"b\\c\nd\u{1}"));
+}
