@@ -35,6 +35,7 @@ pub mod error;
 pub mod explain;
 pub mod framing;
 pub mod heap;
+pub mod import;
 pub mod lifecycle;
 pub mod listeners;
 pub mod log_limit;

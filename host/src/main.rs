@@ -1,4 +1,4 @@
-//! The `gale` command: `run`, `check`, `reload`, `upgrade`, `restart`, `status`, `--version`.
+//! The `gale` command: `run`, `check`, `reload`, `upgrade`, `restart`, `status`, `import`, `--version`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -83,6 +83,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Translate an nginx configuration into a gale config, with a report of
+    /// every directive's fate (docs/migrating-from-nginx.md).
+    Import(gale::import::ImportArgs),
     /// Plugin tools.
     Plugins {
         #[command(subcommand)]
@@ -274,6 +277,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Import(args) => gale::import::run(args),
         Command::Restart { upstream, config } => control(&config, Control::Restart(&upstream)),
         Command::Status { config } => control(&config, Control::Status),
         Command::Upgrade { config } => control(&config, Control::Upgrade),

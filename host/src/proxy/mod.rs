@@ -178,9 +178,11 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                         return Err(ProxyError::ClientBody(*f));
                     }
                     if reused && resend_on_stale && head_slot.is_some() {
-                        // If the backend died instead, the fresh connect is
-                        // refused and counts as a connect failure; if the
-                        // request kills it, it has killed only this backend.
+                        // The request may have reached the backend and
+                        // killed it (a query of death looks like a stale
+                        // connection from here): a refused fresh connect
+                        // then counts as a failure after sending, never as
+                        // a connect failure another backend is tried for.
                         tracing::debug!(upstream = %cfg.name, addr = %backend.addr, error = %e.error(), "kept-alive connection failed before a response; resending on a fresh one");
                         reused = false;
                         match backend.conns.connect().await {
@@ -188,7 +190,7 @@ pub async fn forward(pool: &Arc<UpstreamPool>, req: ProxyRequest) -> Result<Resp
                                 sender = s;
                                 continue;
                             }
-                            Err(source) => break Err((true, ProxyError::Connect { upstream: name(), source })),
+                            Err(source) => break Err((false, ProxyError::Connect { upstream: name(), source })),
                         }
                     }
                     break Err((

@@ -96,6 +96,23 @@ fn a_query_of_death_kills_only_one_backend_in_connect_mode() {
     }
 }
 
+/// A query of death sent on a kept-alive connection looks, from gale, like a connection the
+/// backend had closed: gale resends it once on a fresh connection to the same backend, which
+/// is refused since the request killed it. That refusal must not send it to the next backend.
+#[test]
+fn a_query_of_death_on_a_kept_alive_connection_kills_only_one_backend() {
+    for _ in 0..10 {
+        let (tornadoes, gale) = pool(4, |c| c.upstream("next_upstream", "connect"));
+        // An idle kept-alive connection to every backend.
+        for _ in 0..8 {
+            gale.get("/whoami").expect_status(200);
+        }
+        let response = gale.get("/die");
+        assert_eq!(response.status, 502, "{response}");
+        assert_eq!(dead_after_query_of_death(&tornadoes), 1, "the query of death was sent to another backend");
+    }
+}
+
 #[test]
 fn a_query_of_death_is_retried_and_kills_more_backends_in_error_mode() {
     // nginx's `proxy_next_upstream error`: a connection closed before the response header is

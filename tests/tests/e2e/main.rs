@@ -15,6 +15,7 @@ mod discovery;
 mod failover;
 mod framing;
 mod health_checks;
+mod import;
 mod lifecycle;
 mod multihost;
 mod plugin_new;
