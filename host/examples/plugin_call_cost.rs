@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use gale::plugin::{HeaderPolicy, Limits, PluginRuntime, RequestView, RuntimeOptions};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
-/// A seed-like policy: request sets with variables, a removal, a deny rule; a
+/// A reference-like policy: request sets with variables, a removal, a deny rule; a
 /// response set and removal.
 const POLICY: &str = concat!(
     r#"request = { remove = ["x-debug"], set = { x-real-ip = "$remote_addr", x-scheme = "$scheme", "#,
@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let cases = [
-        ("seed-like policy, every call reaches the guest", load(format!("memoize = false\n{POLICY}")).await?),
+        ("reference-like policy, every call reaches the guest", load(format!("memoize = false\n{POLICY}")).await?),
         ("the same, answers remembered", load(POLICY.to_owned()).await?),
         ("empty config", load(String::new()).await?),
     ];

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `header-policy` | every kind, any number, in order | request and response hooks (the pipeline) |
 //! | `cache-policy` | `static`, at most one | caching headers of 200/206/304 file answers |
-//! | `upload-fields` | `upload`, at most one | the rewritten form's fields, instead of the built-in seed policy |
+//! | `upload-fields` | `upload`, at most one | the rewritten form's fields, instead of the built-in reference policy |
 //!
 //! Anything else is a load error naming the plugin, so `gale check` catches
 //! a plugin attached where it cannot work. Every world is loaded for the
@@ -16,7 +16,7 @@
 //! containment (breaker, concurrency and instance caps, metrics) in the
 //! plugin runtime itself; what remains here is the failure policy per call, like
 //! header policies: fail-closed answers 503; fail-open sends no caching
-//! headers (cache-policy) or decides that one field with the built-in seed
+//! headers (cache-policy) or decides that one field with the built-in reference
 //! policy (upload-fields); both are logged.
 //!
 //! [`PluginRuntime::load_any`]: crate::plugin::PluginRuntime::load_any
@@ -79,7 +79,8 @@ impl LocationPlugins {
                     return Err(taken(&LoadedPlugin::UploadFields(plugin), other));
                 }
                 self.fields_plugin = Some(plugin.name().to_owned());
-                self.fields = Some(Arc::new(PluginFields { plugin, on_error, fallback: NativeFieldPolicy::seed() }));
+                self.fields =
+                    Some(Arc::new(PluginFields { plugin, on_error, fallback: NativeFieldPolicy::reference() }));
             }
             (LoadedPlugin::Header(policy), _) => self.hooks.push(Hook { policy, on_error }),
             (plugin, _) => {
@@ -138,7 +139,7 @@ impl CacheHook {
 
 /// An upload-fields attachment as the upload module's [`FieldPolicy`], with
 /// its failure policy: fail-open decides a failed call with the built-in
-/// seed policy instead.
+/// reference policy instead.
 struct PluginFields {
     plugin: UploadFieldsPlugin,
     on_error: OnError,
@@ -213,7 +214,7 @@ mod tests {
         let rt = PluginRuntime::new(RuntimeOptions::default()).expect("runtime");
         let plugin =
             rt.load_upload_fields(&plugins_dir(), "upload-fields", &toml::Table::new(), limits()).await.expect("loads");
-        PluginFields { plugin, on_error, fallback: NativeFieldPolicy::seed() }
+        PluginFields { plugin, on_error, fallback: NativeFieldPolicy::reference() }
     }
 
     fn file(field_name: Bytes) -> StoredFile {
@@ -231,17 +232,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn upload_fields_fail_open_falls_back_to_the_seed_policy() {
+    async fn upload_fields_fail_open_falls_back_to_the_reference_policy() {
         let policy = fields(OnError::FailOpen).await;
         let huge = vec![b'x'; 2 * MEMORY];
-        // The plugin cannot even receive the name; the seed policy drops it.
+        // The plugin cannot even receive the name; the reference configuration policy drops it.
         assert_eq!(policy.text_field(&huge).await.expect("fell back"), TextDecision::Drop);
         let mut passing = huge.clone();
         passing.extend_from_slice(b"somearg");
         assert_eq!(policy.text_field(&passing).await.expect("fell back"), TextDecision::Pass);
         let big = file(Bytes::from(huge));
         let got = policy.file_fields(&big).await.expect("fell back");
-        assert_eq!(got, NativeFieldPolicy::seed().fields_for(&big));
+        assert_eq!(got, NativeFieldPolicy::reference().fields_for(&big));
         // And the plugin itself still works afterwards.
         assert_eq!(policy.text_field(b"somearg").await.expect("works"), TextDecision::Pass);
     }

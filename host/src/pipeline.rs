@@ -430,7 +430,7 @@ async fn upload(
         }
         RequestCheck::Upload(r) => r,
     };
-    let policy = policy.unwrap_or_else(|| Arc::new(NativeFieldPolicy::seed()));
+    let policy = policy.unwrap_or_else(|| Arc::new(NativeFieldPolicy::reference()));
     let http = &site.config.http;
     let fault = Arc::new(OnceLock::new());
     let stream = BodyDataStream::new(ClientBody::new(

@@ -146,9 +146,9 @@ impl LocationState {
                 if let Some(ttl) = route.config.sweep_ttl {
                     sweepers.push(upload::spawn_sweeper(route.config.store.clone(), ttl));
                 }
-                // An upload-fields plugin, else the built-in seed policy.
+                // An upload-fields plugin, else the built-in reference policy.
                 let field_policy =
-                    fields.unwrap_or_else(|| Arc::new(NativeFieldPolicy::seed()) as Arc<dyn FieldPolicy>);
+                    fields.unwrap_or_else(|| Arc::new(NativeFieldPolicy::reference()) as Arc<dyn FieldPolicy>);
                 state(TunnelSlots::new(0), Some(field_policy))
             }
         }

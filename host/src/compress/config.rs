@@ -205,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seed() {
+    fn the_reference_configuration() {
         let cfg = parse(
             r#"min_length = 1000
                proxied = "any"

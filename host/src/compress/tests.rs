@@ -12,8 +12,8 @@ use http_body_util::{BodyExt, Full, StreamBody};
 
 use super::*;
 
-/// The seed's `gzip on; gzip_min_length 1000; gzip_proxied any; gzip_types ...`.
-fn seed() -> GzipConfig {
+/// The reference configuration's `gzip on; gzip_min_length 1000; gzip_proxied any; gzip_types ...`.
+fn reference() -> GzipConfig {
     GzipConfig::from_options(GzipOptions {
         min_length: Some(1000),
         proxied: Some(OneOrMany::One("any".into())),
@@ -33,7 +33,7 @@ fn seed() -> GzipConfig {
         ),
         level: None,
     })
-    .expect("seed config")
+    .expect("reference config")
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -101,7 +101,7 @@ fn eligibility_table() {
     ];
     for c in cases {
         let got = decide(
-            &seed(),
+            &reference(),
             &c.method,
             c.version,
             &headers(c.req),
@@ -111,7 +111,7 @@ fn eligibility_table() {
         assert_eq!(got, c.expected, "{}", c.name);
         assert_eq!(
             should_compress(
-                &seed(),
+                &reference(),
                 &c.method,
                 c.version,
                 &headers(c.req),
@@ -127,7 +127,7 @@ fn eligibility_table() {
 
 #[test]
 fn proxied_off_refuses_requests_through_another_proxy() {
-    let off = GzipConfig { proxied: GzipProxied::default(), ..seed() };
+    let off = GzipConfig { proxied: GzipProxied::default(), ..reference() };
     let decide_via = |cfg: &GzipConfig, via: bool| {
         let mut req = headers(GZ);
         if via {
@@ -137,7 +137,7 @@ fn proxied_off_refuses_requests_through_another_proxy() {
     };
     assert_eq!(decide_via(&off, false), GzipDecision::Compress, "no Via: proxied does not apply");
     assert_eq!(decide_via(&off, true), GzipDecision::VaryOnly);
-    assert_eq!(decide_via(&seed(), true), GzipDecision::Compress);
+    assert_eq!(decide_via(&reference(), true), GzipDecision::Compress);
 }
 
 #[test]
@@ -178,7 +178,7 @@ fn compress_rewrites_the_head() {
         .header(VARY, "Cookie")
         .body(Full::new(Bytes::from_static(b"x")))
         .expect("response");
-    let out = compress(&seed(), resp);
+    let out = compress(&reference(), resp);
     let h = out.headers();
     assert!(!h.contains_key(CONTENT_LENGTH));
     assert!(!h.contains_key(ACCEPT_RANGES));
@@ -189,12 +189,12 @@ fn compress_rewrites_the_head() {
     assert!(out.body().is_compressing());
 
     let weak = compress(
-        &seed(),
+        &reference(),
         Response::builder().header(ETAG, "W/\"a\"").header(VARY, "accept-encoding").body(()).expect("r"),
     );
     assert_eq!(weak.headers()[ETAG], "W/\"a\"");
     assert_eq!(weak.headers().get_all(VARY).iter().count(), 1);
-    let bad = compress(&seed(), Response::builder().header(ETAG, "unquoted").body(()).expect("r"));
+    let bad = compress(&reference(), Response::builder().header(ETAG, "unquoted").body(()).expect("r"));
     assert!(!bad.headers().contains_key(ETAG));
 }
 
@@ -203,12 +203,12 @@ async fn apply_vary_only_and_skip_leave_the_body_alone() {
     let make = || {
         Response::builder().header(CONTENT_LENGTH, "3").body(Full::new(Bytes::from_static(b"abc"))).expect("response")
     };
-    let vary = apply(&seed(), GzipDecision::VaryOnly, make());
+    let vary = apply(&reference(), GzipDecision::VaryOnly, make());
     assert_eq!(vary.headers()[VARY], "Accept-Encoding");
     assert_eq!(vary.headers()[CONTENT_LENGTH], "3");
     assert_eq!(vary.body().size_hint().exact(), Some(3));
     assert_eq!(vary.into_body().collect().await.expect("body").to_bytes(), "abc");
-    let skip = apply(&seed(), GzipDecision::Skip, make());
+    let skip = apply(&reference(), GzipDecision::Skip, make());
     assert!(!skip.headers().contains_key(VARY));
     assert_eq!(skip.into_body().collect().await.expect("body").to_bytes(), "abc");
 }

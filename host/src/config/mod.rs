@@ -22,7 +22,7 @@ pub use diagnostics::{ConfigError, Diagnostic};
 pub use runtime::*;
 pub use units::{ByteSize, parse_duration};
 
-/// The config `gale run` uses without `--config`: the seed's `location /`
+/// The config `gale run` uses without `--config`: the reference configuration's `location /`
 /// on 127.0.0.1:8080 in front of 127.0.0.1:8000-8003.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 

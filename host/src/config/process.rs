@@ -1,5 +1,5 @@
 //! Validating an upstream's `process = { ... }` section: the children gale
-//! starts and supervises (what supervisord's `[program:x]` did in the seed).
+//! starts and supervises (what supervisord's `[program:x]` did in the reference deployment).
 
 use std::path::Path;
 use std::time::Duration;

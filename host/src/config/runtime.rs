@@ -340,7 +340,7 @@ pub enum Handler {
 #[derive(Debug, Clone)]
 pub struct UploadRoute {
     pub config: crate::upload::UploadConfig,
-    /// Where the rewritten form goes (the seed's `@after_upload`).
+    /// Where the rewritten form goes (the reference configuration's `@after_upload`).
     pub upstream: UpstreamId,
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::*;
 
 #[test]
-fn default_config_is_the_seed_location() {
+fn default_config_is_the_reference_location() {
     let cfg = parse("default.toml", DEFAULT_CONFIG, Path::new(".")).expect("default config is valid");
     assert_eq!(cfg.listeners.len(), 1);
     assert_eq!(cfg.listeners[0].addr.to_string(), "127.0.0.1:8080");

@@ -21,7 +21,7 @@ pub(super) fn upload_route(
     let span = up.span();
     let up = up.into_inner();
     let upstream = upstream_ref(&up.pass, upstreams, c);
-    let mut settings = UploadSettings::seed(path_from(base, up.store.get_ref()));
+    let mut settings = UploadSettings::reference(path_from(base, up.store.get_ref()));
     settings.create_store = up.create;
     settings.limits.max_body_bytes = body_limit;
     let mut ok = upstream.is_some();

@@ -65,7 +65,7 @@ fn text(h: &CacheHeaders) -> (Option<&str>, Option<&str>) {
 }
 
 #[tokio::test]
-async fn static_cache_default_is_the_seed_rule_exactly() {
+async fn static_cache_default_is_the_reference_rule_exactly() {
     let cache = tempfile::tempdir().expect("tempdir");
     let policy = static_cache(&runtime(cache.path()), "").await.expect("loads");
     let cases = [
@@ -102,12 +102,12 @@ async fn static_cache_decisions_are_remembered_per_declared_input() {
         assert_eq!(a, b, "{target}: a remembered decision is the decision");
         assert_eq!(a, query_string_expires_max(&req.meta), "{target}");
     }
-    // The seed reads the path, the content type and the query: three
+    // The reference rule reads the path, the content type and the query: three
     // distinct inputs among the four answers; the other policy remembers none.
     assert_eq!(remembered.remembered(), 3);
     assert_eq!(every_time.remembered(), 0);
     // The same path with another size or mtime is the same input (the
-    // seed does not read them).
+    // reference rule does not read them).
     let mut req = StaticReq::new("/static/app.css?v=1", "text/css");
     req.meta.size += 1;
     req.meta.mtime += Duration::from_secs(60);
@@ -195,7 +195,7 @@ fn stored(field: &[u8], filename: &[u8], content_type: &[u8], sha256: Option<&st
     }
 }
 
-/// Text field names: the seed's `somearg`, near misses, D2 forgeries, empty
+/// Text field names: the reference configuration's `somearg`, near misses, D2 forgeries, empty
 /// and non-UTF-8 names.
 const NAMES: &[&[u8]] = &[
     b"somearg",
@@ -247,13 +247,13 @@ async fn assert_same(plugin: &UploadFieldsPlugin, native: &NativeFieldPolicy, wh
 }
 
 #[tokio::test]
-async fn upload_fields_default_is_byte_identical_to_the_native_seed() {
+async fn upload_fields_default_is_byte_identical_to_the_native_reference_policy() {
     let cache = tempfile::tempdir().expect("tempdir");
     let plugin = runtime(cache.path())
         .load_upload_fields(&plugins_dir(), "upload-fields", &toml::Table::new(), relaxed())
         .await
         .expect("loads");
-    assert_same(&plugin, &NativeFieldPolicy::seed(), "seed").await;
+    assert_same(&plugin, &NativeFieldPolicy::reference(), "reference").await;
     // D2 drops are counted by the plugin.
     let forged = NAMES.iter().filter(|n| n.starts_with(b"somearg.") && crate::upload::is_generated_name(n)).count();
     assert_eq!(plugin.counters(), vec![("forged_names_dropped".to_string(), forged as u64)]);
@@ -263,18 +263,21 @@ async fn upload_fields_default_is_byte_identical_to_the_native_seed() {
 async fn upload_fields_configs_match_the_native_policy() {
     let cache = tempfile::tempdir().expect("tempdir");
     let rt = runtime(cache.path());
-    let seed = FieldPolicyConfig::seed();
+    let reference = FieldPolicyConfig::reference();
     let cases = [
         (
             r#"pass_fields = ["^some", "[0-9]$", "\\.path$"]"#,
-            FieldPolicyConfig { pass_fields: vec!["^some".into(), "[0-9]$".into(), r"\.path$".into()], ..seed.clone() },
+            FieldPolicyConfig {
+                pass_fields: vec!["^some".into(), "[0-9]$".into(), r"\.path$".into()],
+                ..reference.clone()
+            },
         ),
         (
             r#"pass_fields = [".*"]
                allow_generated_names = true"#,
-            FieldPolicyConfig { pass_fields: vec![".*".into()], allow_generated_names: true, ..seed.clone() },
+            FieldPolicyConfig { pass_fields: vec![".*".into()], allow_generated_names: true, ..reference.clone() },
         ),
-        ("anchored = true", FieldPolicyConfig { anchored: true, ..seed.clone() }),
+        ("anchored = true", FieldPolicyConfig { anchored: true, ..reference.clone() }),
         (
             r#"pass_fields = ["(?i)SOMEARG", "\\xff"]
                set = ["path"]
@@ -282,12 +285,12 @@ async fn upload_fields_configs_match_the_native_policy() {
             FieldPolicyConfig {
                 file_fields: vec![FileAttr::Path, FileAttr::Md5, FileAttr::Size, FileAttr::Sha256],
                 pass_fields: vec!["(?i)SOMEARG".into(), r"\xff".into()],
-                ..seed.clone()
+                ..reference.clone()
             },
         ),
         (
             "set = []\naggregate = []\npass_fields = []",
-            FieldPolicyConfig { file_fields: vec![], pass_fields: vec![], ..seed.clone() },
+            FieldPolicyConfig { file_fields: vec![], pass_fields: vec![], ..reference.clone() },
         ),
     ];
     for (config, native) in cases {

@@ -96,14 +96,14 @@ mod tests {
     }
 
     #[test]
-    fn seed_rule_with_a_query_string_is_expires_max() {
+    fn reference_rule_with_a_query_string_is_expires_max() {
         let h = query_string_expires_max(&meta(Some("v=3")));
         assert_eq!(h.expires.as_ref().map(|v| v.as_bytes()), Some(&b"Thu, 31 Dec 2037 23:55:55 GMT"[..]));
         assert_eq!(h.cache_control.as_ref().map(|v| v.as_bytes()), Some(&b"max-age=315360000"[..]));
     }
 
     #[test]
-    fn seed_rule_without_a_query_string_adds_nothing() {
+    fn reference_rule_without_a_query_string_adds_nothing() {
         assert!(query_string_expires_max(&meta(None)).is_empty());
         assert!(query_string_expires_max(&meta(Some(""))).is_empty());
     }

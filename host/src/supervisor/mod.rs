@@ -1,4 +1,4 @@
-//! Backend supervision (what supervisord did in the seed): gale starts the
+//! Backend supervision (what supervisord did in the reference deployment): gale starts the
 //! children of every upstream with a `process` section, puts each in
 //! rotation once its port accepts, restarts the ones that die (with
 //! backoff, giving up after `start_retries` failed starts), replaces them

@@ -3,7 +3,7 @@
 //! While the body is received, every created file is owned by a [`FileSet`] guard: any error, or
 //! the receiving future being dropped (the client left mid-upload), unlinks all of them at once,
 //! so an aborted upload leaves nothing behind. Once the form is complete the files move into
-//! [`UploadedFiles`], which implements the anchor's cleanup table: delete after the listed final
+//! [`UploadedFiles`], which implements nginx-upload-module's cleanup table: delete after the listed final
 //! statuses, keep otherwise.
 //!
 //! Unlinking runs on the upload writer threads (`writers.rs`), never on the event loop: removing
@@ -73,7 +73,7 @@ fn remove_aborted(store: &Store, names: Vec<String>) {
 ///
 /// Call [`UploadedFiles::finish`] with the status the client got. Dropping it without a status
 /// means the client left while the backend was working: the 499 rule applies. Drop it only after
-/// the upstream exchange has been dropped (D12: the anchor deleted while the backend could still
+/// the upstream exchange has been dropped (D12: nginx-upload-module deleted while the backend could still
 /// be reading).
 #[derive(Debug)]
 pub struct UploadedFiles {

@@ -32,14 +32,14 @@ pub struct UploadSettings {
 }
 
 impl UploadSettings {
-    /// The seed's location with the given store: cleanup after 200/400/404/499, mode 0600 (D10),
+    /// The reference configuration's location with the given store: cleanup after 200/400/404/499, mode 0600 (D10),
     /// default limits and a one-hour sweeper.
-    pub fn seed(store: impl Into<PathBuf>) -> Self {
+    pub fn reference(store: impl Into<PathBuf>) -> Self {
         UploadSettings {
             store: store.into(),
             create_store: false,
             mode: 0o600,
-            cleanup: CleanupPolicy::SEED.iter().map(|s| *s..=*s).collect(),
+            cleanup: CleanupPolicy::REFERENCE.iter().map(|s| *s..=*s).collect(),
             limits: UploadLimits::default(),
             sweep_ttl: Some(DEFAULT_SWEEP_TTL),
         }
@@ -47,7 +47,7 @@ impl UploadSettings {
 }
 
 /// Default age after which an unreferenced store file counts as an orphan. Long enough for any
-/// backend that answers within `read_timeout`; backends must move files they keep (the anchor's
+/// backend that answers within `read_timeout`; backends must move files they keep (nginx-upload-module's
 /// "200 deletes" contract already requires it).
 pub const DEFAULT_SWEEP_TTL: Duration = Duration::from_secs(3600);
 
@@ -80,8 +80,8 @@ impl UploadConfig {
     }
 }
 
-/// Caps on one upload request. Defaults: the seed's 100M body, the anchor's 511-byte header line
-/// and 100k form, plus the D14 caps the anchor lacks.
+/// Caps on one upload request. Defaults: the reference configuration's 100M body, nginx-upload-module's 511-byte header line
+/// and 100k form, plus the D14 caps nginx-upload-module lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadLimits {
     /// Decoded body bytes (declared or streamed, either framing, D8); over it → 413.
@@ -90,12 +90,12 @@ pub struct UploadLimits {
     pub max_parts: usize,
     /// Stored files per request (D14); over it → 413.
     pub max_files: usize,
-    /// Bytes in one part-header line, terminator excluded (anchor: 511); over it → 400.
+    /// Bytes in one part-header line, terminator excluded (nginx-upload-module: 511); over it → 400.
     pub max_header_line: usize,
     /// Bytes of one part's whole header block (D14); over it → 400.
     pub max_part_header_bytes: usize,
-    /// Bytes of the rewritten form sent upstream (anchor: `upload_max_output_body_len` 100k);
-    /// a passed text field that would cross it → 413 (D5, where the anchor silently dropped it).
+    /// Bytes of the rewritten form sent upstream (nginx-upload-module: `upload_max_output_body_len` 100k);
+    /// a passed text field that would cross it → 413 (D5, where nginx-upload-module silently dropped it).
     pub max_form_bytes: usize,
 }
 
@@ -134,7 +134,7 @@ impl UploadLimits {
     }
 }
 
-/// Which final statuses delete a request's completed files (the anchor's `upload_cleanup`).
+/// Which final statuses delete a request's completed files (nginx-upload-module's `upload_cleanup`).
 ///
 /// 499 means "the client left": it applies when the upload is dropped without a final status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,10 +143,10 @@ pub struct CleanupPolicy {
 }
 
 impl CleanupPolicy {
-    /// The seed's list: `upload_cleanup 200 400 404 499`.
-    pub const SEED: [u16; 4] = [200, 400, 404, 499];
+    /// The reference configuration's list: `upload_cleanup 200 400 404 499`.
+    pub const REFERENCE: [u16; 4] = [200, 400, 404, 499];
 
-    /// Validates each status or range against 200..=599, as the anchor does.
+    /// Validates each status or range against 200..=599, as nginx-upload-module does.
     pub fn new(ranges: impl IntoIterator<Item = RangeInclusive<u16>>) -> Result<Self, UploadConfigError> {
         let ranges: Vec<_> = ranges.into_iter().collect();
         for r in &ranges {
@@ -160,9 +160,9 @@ impl CleanupPolicy {
         Ok(CleanupPolicy { ranges })
     }
 
-    /// The seed's policy (200, 400, 404, 499).
-    pub fn seed() -> Self {
-        CleanupPolicy { ranges: Self::SEED.iter().map(|s| *s..=*s).collect() }
+    /// The reference configuration's policy (200, 400, 404, 499).
+    pub fn reference() -> Self {
+        CleanupPolicy { ranges: Self::REFERENCE.iter().map(|s| *s..=*s).collect() }
     }
 
     /// Whether files are deleted after a request that ended with `status`.
@@ -210,12 +210,12 @@ mod tests {
 
     #[test]
     fn cleanup_ranges_and_bounds() {
-        let seed = CleanupPolicy::seed();
+        let reference = CleanupPolicy::reference();
         for s in [200, 400, 404, 499] {
-            assert!(seed.deletes(s), "{s}");
+            assert!(reference.deletes(s), "{s}");
         }
         for s in [201, 204, 302, 500, 502, 503, 413, 507] {
-            assert!(!seed.deletes(s), "{s}");
+            assert!(!reference.deletes(s), "{s}");
         }
         let ranged = CleanupPolicy::new([500..=505]).expect("valid");
         assert!(ranged.deletes(503) && !ranged.deletes(506));
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn limits_are_checked() {
-        let mut settings = UploadSettings::seed("/nonexistent-gale-store");
+        let mut settings = UploadSettings::reference("/nonexistent-gale-store");
         settings.limits.max_form_bytes = 10;
         let err = UploadConfig::from_settings(&settings).expect_err("tiny form cap");
         assert!(err.to_string().contains("max_form_bytes"), "{err}");

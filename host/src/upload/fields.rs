@@ -2,7 +2,7 @@
 //!
 //! A trait so the `upload-fields` WebAssembly plugin can implement it later; file bytes never reach
 //! the policy, only names and the stored file's metadata. Decisions are async because plugin calls
-//! are. [`NativeFieldPolicy`] is the built-in implementation of the seed's configuration:
+//! are. [`NativeFieldPolicy`] is the built-in implementation of the reference configuration's configuration:
 //!
 //! * `set`: `<field>.name` = the sanitised filename, `.content_type`, `.path`;
 //! * `aggregate`: `.md5`, `.size` (and `.sha256` when configured, D13);
@@ -48,7 +48,7 @@ impl FormField {
 /// A completed file in the store, as the policy and the pipeline see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFile {
-    /// The part's `name` (may be empty, as in the anchor's V9).
+    /// The part's `name` (may be empty, as in nginx-upload-module's V9).
     pub field_name: Bytes,
     /// The filename after [`sanitize_filename`]: what `.name` carries.
     pub filename: Bytes,
@@ -133,8 +133,8 @@ impl FileAttr {
 /// Configuration of [`NativeFieldPolicy`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldPolicyConfig {
-    /// Fields emitted per file, in order: the anchor's `upload_set_form_field` ones followed by
-    /// the `upload_aggregate_form_field` ones. (The anchor emits the first group when the headers
+    /// Fields emitted per file, in order: nginx-upload-module's `upload_set_form_field` ones followed by
+    /// the `upload_aggregate_form_field` ones. (nginx-upload-module emits the first group when the headers
     /// end and the second when the data ends; nothing can come between them, so one list gives
     /// the same bytes.)
     pub file_fields: Vec<FileAttr>,
@@ -142,13 +142,13 @@ pub struct FieldPolicyConfig {
     pub pass_fields: Vec<String>,
     /// Match the whole name instead of searching (D2's `anchored = true`).
     pub anchored: bool,
-    /// Let text fields with generated-looking names pass (the anchor's behaviour; off by default).
+    /// Let text fields with generated-looking names pass (nginx-upload-module's behaviour; off by default).
     pub allow_generated_names: bool,
 }
 
 impl FieldPolicyConfig {
-    /// The seed's configuration.
-    pub fn seed() -> Self {
+    /// The reference configuration's configuration.
+    pub fn reference() -> Self {
         FieldPolicyConfig {
             file_fields: vec![FileAttr::Name, FileAttr::ContentType, FileAttr::Path, FileAttr::Md5, FileAttr::Size],
             pass_fields: vec!["somearg".into()],
@@ -192,10 +192,10 @@ impl NativeFieldPolicy {
         })
     }
 
-    /// The seed's policy.
-    pub fn seed() -> Self {
+    /// The reference configuration's policy.
+    pub fn reference() -> Self {
         NativeFieldPolicy {
-            file_fields: FieldPolicyConfig::seed().file_fields,
+            file_fields: FieldPolicyConfig::reference().file_fields,
             pass: vec![regex::bytes::Regex::new("somearg").expect("literal regex")],
             allow_generated_names: false,
         }
@@ -254,7 +254,7 @@ pub fn is_generated_name(name: &[u8]) -> bool {
     })
 }
 
-/// What `.name` carries (D4): everything through the last `/` or `\` is removed (as the anchor
+/// What `.name` carries (D4): everything through the last `/` or `\` is removed (as nginx-upload-module
 /// does, V8), then a result of `.` or `..` becomes empty and every control character (C0 and
 /// DEL) becomes `_`. Neutralised rather than rejected: the file is still stored and the backend
 /// gets a name it can join to a directory safely. Other bytes (UTF-8 or not) pass raw (D15).
@@ -278,12 +278,12 @@ mod tests {
             (b"../../etc/passwd", b"passwd"),
             (br"C:\Users\me\My Docs\a b.txt", b"a b.txt"),
             (br"..\..//x/y\z.txt", b"z.txt"),
-            (b"a/..", b""), // anchor: ".." (D4)
+            (b"a/..", b""), // nginx-upload-module: ".." (D4)
             (b"..", b""),   // D4
             (b".", b""),    // D4
-            (b"/", b""),    // anchor: "/"
+            (b"/", b""),    // nginx-upload-module: "/"
             (b"dir/", b""),
-            (b"t\tab\x7f.txt", b"t_ab_.txt"), // anchor: raw (D4)
+            (b"t\tab\x7f.txt", b"t_ab_.txt"), // nginx-upload-module: raw (D4)
             ("résumé 日本語.txt".as_bytes(), "résumé 日本語.txt".as_bytes()),
             (b"...", b"..."),
             (b"a..b", b"a..b"),
@@ -296,7 +296,7 @@ mod tests {
     #[test]
     fn regex_unanchored_case_sensitive_v4() {
         // V4 with D2: `somearg.name` no longer passes.
-        let p = NativeFieldPolicy::seed();
+        let p = NativeFieldPolicy::reference();
         let pass: &[&[u8]] = &[b"somearg", b"somearg2", b"xsomeargx", b"somearg[]"];
         let drop: &[&[u8]] = &[b"SOMEARG", b"Somearg", b"some_arg", b"", b"somearg.name"];
         for n in pass {
@@ -315,7 +315,7 @@ mod tests {
         for n in [&b"path"[..], b"somearg", b"file_path", b"file.paths", b"md5"] {
             assert!(!is_generated_name(n), "{n:?}");
         }
-        let mut cfg = FieldPolicyConfig::seed();
+        let mut cfg = FieldPolicyConfig::reference();
         cfg.pass_fields = vec![".*".into()];
         let strict = NativeFieldPolicy::new(&cfg).expect("valid");
         assert_eq!(strict.decide_text(b"file.path"), TextDecision::Drop);
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn anchored_and_bad_regexes() {
-        let mut cfg = FieldPolicyConfig::seed();
+        let mut cfg = FieldPolicyConfig::reference();
         cfg.anchored = true;
         let p = NativeFieldPolicy::new(&cfg).expect("valid");
         assert_eq!(p.decide_text(b"somearg"), TextDecision::Pass);
@@ -350,7 +350,7 @@ mod tests {
             md5: "746308829575e17c3331bbcb00c0898b".into(),
             sha256: None,
         };
-        let got: Vec<(Vec<u8>, Vec<u8>)> = NativeFieldPolicy::seed()
+        let got: Vec<(Vec<u8>, Vec<u8>)> = NativeFieldPolicy::reference()
             .fields_for(&file)
             .into_iter()
             .map(|f| (f.name.to_vec(), f.value.to_vec()))

@@ -1,4 +1,4 @@
-//! The rewritten form sent upstream, byte-exact with the anchor (UPLOAD-SPEC section (b)):
+//! The rewritten form sent upstream, byte-exact with nginx-upload-module (the vectors of docs/uploads.md):
 //!
 //! ```text
 //! body  = field *( CRLF field ) CRLF "--" B "--" CRLF
@@ -18,7 +18,7 @@ use memchr::memmem;
 
 use super::request::Boundary;
 
-/// The field the anchor emits when nothing else is (kept for byte parity).
+/// The field nginx-upload-module emits when nothing else is (kept for byte parity).
 pub const DUMMY_FIELD: &[u8] = b"<ngx_upload_module_dummy>";
 
 const DISPOSITION: &[u8] = b"Content-Disposition: form-data; name=\"";
@@ -26,7 +26,7 @@ const DISPOSITION: &[u8] = b"Content-Disposition: form-data; name=\"";
 /// Why a field cannot be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormError {
-    /// The form would exceed the cap (D5/D13: 413 where the anchor silently dropped the field).
+    /// The form would exceed the cap (D5/D13: 413 where nginx-upload-module silently dropped the field).
     #[error("rewritten form would exceed {0} bytes")]
     TooLarge(usize),
     /// A name or value that would forge delimiters or break `name="…"` (400).

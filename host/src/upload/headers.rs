@@ -1,9 +1,9 @@
 //! One part's header block: `Content-Disposition` and `Content-Type`, parsed properly.
 //!
-//! Where the anchor did substring searches (`name="`, `filename="`), this parses RFC 7578 / 6266
+//! Where nginx-upload-module did substring searches (`name="`, `filename="`), this parses RFC 7578 / 6266
 //! parameters (D4): case-insensitive names, token or quoted-string values, `filename*` (RFC 5987 /
 //! 8187). Inside quoted-strings only `\"` and `\\` are escapes; any other backslash is kept, so a
-//! Windows path such as `C:\Users\me\a.txt` survives for the anchor's path stripping (V8).
+//! Windows path such as `C:\Users\me\a.txt` survives for nginx-upload-module's path stripping (V8).
 //!
 //! Rejected with 400 (D6, D15): NUL or a stray CR in a line, folded lines, a missing
 //! Content-Disposition or `name`, a disposition other than `form-data`/`attachment`, duplicate
@@ -23,7 +23,7 @@ pub struct PartHead {
     /// The decoded filename (`filename*` preferred over `filename`), before any sanitising;
     /// `Some` makes the part a file (D4), except the "no file chosen" case (see `receive`).
     pub filename: Option<Bytes>,
-    /// The part's Content-Type with leading whitespace removed (the anchor keeps trailing
+    /// The part's Content-Type with leading whitespace removed (nginx-upload-module keeps trailing
     /// spaces); `None` when absent.
     pub content_type: Option<Bytes>,
 }

@@ -1,4 +1,8 @@
-//! Uploads: nginx-upload-module parity, done safely (docs/uploads.md, UPLOAD-SPEC.md).
+//! Uploads: nginx-upload-module parity, done safely (docs/uploads.md).
+//!
+//! Comments here cite docs/uploads.md's two numbered tables: `V1`-`V17`, what nginx-upload-module
+//! does with a request and whether gale matches it, and `D1`-`D16`, where gale deliberately
+//! differs.
 //!
 //! Tornado blocks while it receives a large body, so gale takes the upload instead: it parses the
 //! multipart body as it streams, writes file parts to a private store while computing md5 and
@@ -70,7 +74,7 @@ pub enum UploadError {
     /// 415: the media type is not exactly `multipart/form-data` (D16).
     #[error("Content-Type is not multipart/form-data")]
     UnsupportedMediaType,
-    /// 400: missing, duplicate, invalid or unparsable boundary (the anchor did not answer, D7).
+    /// 400: missing, duplicate, invalid or unparsable boundary (nginx-upload-module did not answer, D7).
     #[error("bad multipart boundary: {0}")]
     BadBoundary(&'static str),
     /// 400: an unparsable Content-Length (hyper normally refuses it first).
@@ -90,7 +94,7 @@ pub enum UploadError {
     #[error("rewritten form: {0}")]
     Form(#[from] FormError),
     /// 400: reading the client body failed (client abort, bad chunked framing). Usually nobody is
-    /// left to answer; the anchor logged 400.
+    /// left to answer; nginx-upload-module logged 400.
     #[error("reading the upload body failed: {0}")]
     ClientBody(#[source] BoxError),
     /// 507 when the disk or quota is full, 503 for other store I/O errors (D5).

@@ -129,7 +129,7 @@ enum Current {
         value: Option<BytesMut>,
     },
     /// `filename=""`: a file if any data comes, else the browser's "no file chosen" (V7), which
-    /// is an empty text field as in the anchor.
+    /// is an empty text field as in nginx-upload-module.
     NoFileChosen {
         head: PartHead,
     },

@@ -1,8 +1,8 @@
 //! Request-level checks, run on the head before any body byte is read.
 //!
-//! Order as in the anchor: declared size (413), method (OPTIONS → 200, non-POST → 405), then the
+//! Order as in nginx-upload-module: declared size (413), method (OPTIONS → 200, non-POST → 405), then the
 //! Content-Type: missing → 400, not exactly `multipart/form-data` → 415 (D16: exact media type,
-//! not a prefix), bad or missing boundary → 400 (the anchor sent no response at all, D7). The
+//! not a prefix), bad or missing boundary → 400 (nginx-upload-module sent no response at all, D7). The
 //! boundary parameter is parsed per RFC 2045/2046: case-insensitive name, token or quoted-string
 //! value, 1..=70 `bchars` (D3).
 
@@ -41,7 +41,7 @@ fn is_tchar(b: u8) -> bool {
 /// What the pipeline should do with a request routed to an upload location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestCheck {
-    /// OPTIONS: answer 200 with `Content-Length: 0` and no body (the anchor's behaviour).
+    /// OPTIONS: answer 200 with `Content-Length: 0` and no body (nginx-upload-module's behaviour).
     Options,
     /// A POST to receive with [`super::receive`].
     Upload(UploadRequest),
@@ -53,13 +53,13 @@ pub struct UploadRequest {
     /// The boundary, unquoted; the rewritten form reuses it.
     pub boundary: Boundary,
     /// The Content-Type to forward upstream: the client's verbatim when it was canonical
-    /// (`multipart/form-data` lower case, lower-case unquoted `boundary=`, as the anchor forwards
+    /// (`multipart/form-data` lower case, lower-case unquoted `boundary=`, as nginx-upload-module forwards
     /// it), otherwise `multipart/form-data; boundary=<B>` so the backend parses what gale parsed
     /// (D3).
     pub content_type: HeaderValue,
 }
 
-/// Runs the head checks in the anchor's order; the error says which status to answer.
+/// Runs the head checks in nginx-upload-module's order; the error says which status to answer.
 pub fn check_request(parts: &http::request::Parts, limits: &UploadLimits) -> Result<RequestCheck, UploadError> {
     if let Some(len) = parts.headers.get(CONTENT_LENGTH) {
         let declared = len.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok());
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn quoted_or_odd_boundaries_are_rewritten() {
-        // D3 (V11 in the anchor lost the whole body): quotes are stripped and the forwarded
+        // D3 (V11 in nginx-upload-module lost the whole body): quotes are stripped and the forwarded
         // Content-Type is rewritten.
         for ct in [
             "multipart/form-data; boundary=\"XbOuNdArY123\"",

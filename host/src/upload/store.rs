@@ -1,6 +1,6 @@
 //! The private file store: where file parts are written while they stream in.
 //!
-//! Safer than the anchor (D10, D11, D12):
+//! Safer than nginx-upload-module (D10, D11, D12):
 //! * names are 128 random bits in hex (32 characters), not a guessable counter;
 //! * files are created with `openat(store, name, O_CREAT|O_EXCL|O_NOFOLLOW)` relative to a
 //!   directory descriptor opened once, so neither the final component nor a swapped parent path
@@ -57,7 +57,7 @@ pub enum StoreConfigError {
     /// Not a directory.
     #[error("{0}: the store is not a directory")]
     NotADirectory(PathBuf),
-    /// Group- or world-writable: other users could replace uploads (the seed's `/tmp` is).
+    /// Group- or world-writable: other users could replace uploads (the reference configuration's `/tmp` is).
     #[error("{path}: the store is group- or world-writable (mode {mode:o}); use a private directory (0700 or 0750)")]
     Unsafe {
         /// The store.
@@ -89,7 +89,7 @@ pub enum StoreConfigError {
 }
 
 /// An I/O failure while storing an upload: 507 when the disk or quota is full, 503 otherwise
-/// (D5; the anchor silently dropped the file and answered 200).
+/// (D5; nginx-upload-module silently dropped the file and answered 200).
 #[derive(Debug, thiserror::Error)]
 #[error("upload store: {op}: {source}")]
 pub struct StoreError {
@@ -305,7 +305,7 @@ pub fn is_store_name(name: &str) -> bool {
     name.len() == 32 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Lower-case hex, as the anchor's `$upload_file_md5`.
+/// Lower-case hex, as nginx-upload-module's `$upload_file_md5`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -1,6 +1,6 @@
 //! gale's bundled cache policy for static files.
 //!
-//! The default config is the seed's `location /static/ { if ($query_string) { expires max; } }`:
+//! The default config is the reference configuration's `location /static/ { if ($query_string) { expires max; } }`:
 //! a request with a non-empty query string (a versioned URL such as `app.css?v=3`) gets nginx's
 //! `expires max`, any other gets no caching headers. A config replaces it with its own `rules`,
 //! matched by path prefix, extension, content type and query string; the first matching rule

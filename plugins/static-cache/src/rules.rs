@@ -9,7 +9,7 @@ use gale_plugin::{CacheDecision, Expiry, FileInfo};
 /// `max-age` (gale derives the bare `max-age` itself).
 const MAX_SECONDS: u64 = 315_360_000;
 
-/// `{ rules = [..] }`; without `rules`, the seed's single rule.
+/// `{ rules = [..] }`; without `rules`, the reference configuration's single rule.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -97,8 +97,8 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The seed: `if ($query_string) { expires max; }`.
-    pub fn seed() -> Self {
+    /// The reference configuration: `if ($query_string) { expires max; }`.
+    pub fn reference() -> Self {
         Policy {
             rules: vec![Rule {
                 path_prefixes: Vec::new(),
@@ -198,7 +198,7 @@ fn media_type(content_type: &str) -> String {
 pub fn validate(raw: RawConfig) -> Result<Policy, String> {
     let memoize = raw.memoize.unwrap_or(true);
     let Some(rules) = raw.rules else {
-        return Ok(Policy { memoize, ..Policy::seed() });
+        return Ok(Policy { memoize, ..Policy::reference() });
     };
     let rules = rules
         .into_iter()
@@ -312,10 +312,10 @@ mod tests {
     }
 
     #[test]
-    fn default_is_the_seed() {
+    fn default_is_the_reference_rule() {
         for json in ["{}", r#"{"rules": null}"#] {
             let p = parse(json).expect("valid");
-            assert_eq!(p, Policy::seed());
+            assert_eq!(p, Policy::reference());
             let max = CacheDecision { cache_control: None, expires: Some(Expiry::Max) };
             assert_eq!(p.decision(&file("/static/app.css", Some("v=1"), "text/css")), max);
             assert_eq!(p.decision(&file("/static/app.css", None, "text/css")), none());
@@ -325,7 +325,7 @@ mod tests {
 
     #[test]
     fn the_query_is_read_only_when_a_rule_tests_it() {
-        assert!(Policy::seed().reads_query() && Policy::seed().memoize);
+        assert!(Policy::reference().reads_query() && Policy::reference().memoize);
         let p = parse(r#"{"rules": [{"extension": "css", "max_age": 60}], "memoize": false}"#).expect("valid");
         assert!(!p.reads_query() && !p.memoize);
         let p = parse(r#"{"memoize": false}"#).expect("valid");

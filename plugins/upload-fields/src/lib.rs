@@ -1,5 +1,5 @@
 //! gale's bundled upload field policy: nginx-upload-module's `upload_set_form_field`,
-//! `upload_aggregate_form_field` and `upload_pass_form_field`, with the seed's configuration as
+//! `upload_aggregate_form_field` and `upload_pass_form_field`, with the reference configuration's configuration as
 //! the default, and client fields forged to look generated (`file.path`) refused (D2).
 //!
 //! Config: `{ set = ["name", "content_type", "path"], aggregate = ["md5", "size"],

@@ -82,8 +82,8 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The seed's configuration: name, content_type, path, md5, size; `somearg` passes.
-    pub fn seed() -> Self {
+    /// The reference configuration's configuration: name, content_type, path, md5, size; `somearg` passes.
+    pub fn reference() -> Self {
         Policy {
             file_fields: vec![Attr::Name, Attr::ContentType, Attr::Path, Attr::Md5, Attr::Size],
             pass: vec![Regex::new("somearg").expect("a literal is a valid regex")],
@@ -128,14 +128,14 @@ fn is_generated_name(name: &[u8]) -> bool {
 
 /// Validates the configuration. Errors name the key.
 pub fn validate(raw: RawConfig) -> Result<Policy, String> {
-    let seed = Policy::seed();
+    let reference = Policy::reference();
     let set = match raw.set {
         Some(names) => attrs(&names, &Attr::SET, "set")?,
-        None => seed.file_fields.iter().copied().filter(|a| Attr::SET.contains(a)).collect(),
+        None => reference.file_fields.iter().copied().filter(|a| Attr::SET.contains(a)).collect(),
     };
     let aggregate = match raw.aggregate {
         Some(names) => attrs(&names, &Attr::AGGREGATE, "aggregate")?,
-        None => seed.file_fields.iter().copied().filter(|a| Attr::AGGREGATE.contains(a)).collect(),
+        None => reference.file_fields.iter().copied().filter(|a| Attr::AGGREGATE.contains(a)).collect(),
     };
     let pass = match raw.pass_fields {
         Some(patterns) => patterns
@@ -147,7 +147,7 @@ pub fn validate(raw: RawConfig) -> Result<Policy, String> {
             })
             .collect::<Result<_, _>>()?,
         None if raw.anchored => vec![Regex::new("^(?:somearg)$").expect("a literal is a valid regex")],
-        None => seed.pass,
+        None => reference.pass,
     };
     Ok(Policy {
         file_fields: set.into_iter().chain(aggregate).collect(),
@@ -195,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn default_is_the_seed() {
+    fn default_is_the_reference_configuration() {
         let p = parse("{}").expect("valid");
         assert!(!p.needs_sha256());
         assert_eq!(

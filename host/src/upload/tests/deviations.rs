@@ -1,4 +1,4 @@
-//! The DEVIATE items of UPLOAD-SPEC section (d) that live in the upload leaf, plus aborts.
+//! The deviations from nginx-upload-module (D1-D16 in docs/uploads.md) that live in the upload leaf, plus aborts.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use crate::upload::store::BATCH_BYTES;
 #[tokio::test]
 async fn d2_forged_generated_fields_are_dropped() {
     // The classic attack: pass `.*` and send a text field `file.path=/etc/passwd`.
-    let mut cfg = FieldPolicyConfig::seed();
+    let mut cfg = FieldPolicyConfig::reference();
     cfg.pass_fields = vec![".*".into()];
     let policy = NativeFieldPolicy::new(&cfg).expect("policy");
     let (_dir, ucfg) = config();
@@ -28,7 +28,7 @@ async fn d5_malformed_bodies_are_400_in_every_chunking() {
         ("delimiter + junk", [text("somearg", b"x"), format!("--{B}junk\r\n").into_bytes()].concat()),
         ("delimiter + single dash", format!("--{B}-x\r\n").into_bytes()),
         ("missing Content-Disposition", body(&[part(&["Content-Type: text/plain"], b"x")])),
-        ("no name (anchor: 500, D6)", body(&[part(&["Content-Disposition: form-data"], b"x")])),
+        ("no name (nginx-upload-module: 500, D6)", body(&[part(&["Content-Disposition: form-data"], b"x")])),
         ("bad disposition", body(&[part(&["Content-Disposition: inline; name=\"a\""], b"x")])),
         (
             "NUL in header (D15)",
@@ -83,7 +83,7 @@ async fn d14_caps_on_parts_files_and_header_bytes() {
     let (_dir, mut cfg) = config();
     cfg.limits.max_parts = 3;
     cfg.limits.max_files = 2;
-    let policy = NativeFieldPolicy::seed();
+    let policy = NativeFieldPolicy::reference();
     let req = request(B);
     let three = body(&[text("a", b""), text("b", b""), text("c", b"")]);
     assert!(run_with(&cfg, &req, &policy, &three).await.is_ok());
@@ -113,7 +113,7 @@ async fn d8_streamed_body_cap_is_413() {
     let (_dir, mut cfg) = config();
     let data = body(&[file("f", "big.bin", "application/octet-stream", &[7u8; 4096])]);
     cfg.limits.max_body_bytes = data.len() as u64;
-    let policy = NativeFieldPolicy::seed();
+    let policy = NativeFieldPolicy::reference();
     assert!(run_with(&cfg, &request(B), &policy, &data).await.is_ok());
     cfg.limits.max_body_bytes = data.len() as u64 - 1;
     let err = run_with(&cfg, &request(B), &policy, &data).await.map(|_| ());
@@ -122,7 +122,7 @@ async fn d8_streamed_body_cap_is_413() {
 
 #[tokio::test]
 async fn d13_sha256_when_configured() {
-    let mut pc = FieldPolicyConfig::seed();
+    let mut pc = FieldPolicyConfig::reference();
     pc.file_fields.push(FileAttr::Sha256);
     let policy = NativeFieldPolicy::new(&pc).expect("policy");
     let (_dir, cfg) = config();
@@ -160,7 +160,8 @@ async fn client_error_mid_file_leaves_no_file() {
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .chain(std::iter::once(Err(std::io::Error::other("connection reset"))))
         .collect();
-    let err = receive(stream::iter(items), &request(B), &cfg, &NativeFieldPolicy::seed()).await.expect_err("aborted");
+    let err =
+        receive(stream::iter(items), &request(B), &cfg, &NativeFieldPolicy::reference()).await.expect_err("aborted");
     assert_eq!(err.status().as_u16(), 400);
     assert!(store_is_empty(cfg.store.path()));
 }
@@ -175,7 +176,7 @@ async fn dropped_future_mid_file_leaves_no_file() {
     );
     data.extend_from_slice(&[1u8; 300 * 1024]);
     let items = stream::iter(chunks(&data, 8192)).chain(stream::pending());
-    let policy = NativeFieldPolicy::seed();
+    let policy = NativeFieldPolicy::reference();
     let req = request(B);
     let fut = receive(items, &req, &cfg, &policy);
     let timed = tokio::time::timeout(Duration::from_millis(200), fut).await;
@@ -236,7 +237,7 @@ async fn large_file_streams_through_many_batches() {
         })
         .collect();
     let data = body(&[file("big", "big.bin", "application/octet-stream", &payload)]);
-    let up = receive(stream::iter(chunks(&data, 16 * 1024)), &request(B), &cfg, &NativeFieldPolicy::seed())
+    let up = receive(stream::iter(chunks(&data, 16 * 1024)), &request(B), &cfg, &NativeFieldPolicy::reference())
         .await
         .expect("upload");
     let f = &up.files.files()[0];
@@ -251,7 +252,7 @@ fn receive_future_is_send() {
     fn is_send<T: Send>(_: &T) {}
     let (_dir, cfg) = config();
     let req = request(B);
-    let policy = NativeFieldPolicy::seed();
+    let policy = NativeFieldPolicy::reference();
     let body = stream::iter(Vec::<Result<Bytes, std::io::Error>>::new());
     let fut = receive(body, &req, &cfg, &policy);
     is_send(&fut);

@@ -75,7 +75,7 @@ pub(super) fn forwarded(boundary: &str, fields: &[(&str, &[u8])]) -> Vec<u8> {
 /// A private store in a fresh temporary directory (tempfile creates it 0700).
 pub(super) fn config() -> (tempfile::TempDir, UploadConfig) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = UploadConfig::from_settings(&UploadSettings::seed(dir.path())).expect("config");
+    let cfg = UploadConfig::from_settings(&UploadSettings::reference(dir.path())).expect("config");
     (dir, cfg)
 }
 
@@ -214,10 +214,10 @@ pub(super) async fn run_with(
 
 pub(super) type StatusAndMessage = (u16, String);
 
-/// `run_with` with the seed's policy and boundary.
+/// `run_with` with the reference configuration's policy and boundary.
 pub(super) async fn run(data: &[u8]) -> Result<Outcome, StatusAndMessage> {
     let (_dir, cfg) = config();
-    run_with(&cfg, &request(B), &NativeFieldPolicy::seed(), data).await
+    run_with(&cfg, &request(B), &NativeFieldPolicy::reference(), data).await
 }
 
 /// Runs and expects success with exactly this forwarded body.

@@ -124,7 +124,7 @@ async fn d12_sweeper_task_sweeps_at_start() {
 
 async fn one_upload(cfg: &UploadConfig) -> ReceivedUpload {
     let data = body(&[file("file", "a.txt", "text/plain", TXT)]);
-    receive(stream::iter(chunks(&data, 0)), &request(B), cfg, &NativeFieldPolicy::seed()).await.expect("upload")
+    receive(stream::iter(chunks(&data, 0)), &request(B), cfg, &NativeFieldPolicy::reference()).await.expect("upload")
 }
 
 #[tokio::test]
@@ -159,7 +159,7 @@ async fn dropping_unfinished_counts_as_499() {
     let up = one_upload(&cfg).await;
     let path = up.files.files()[0].path.clone();
     drop(up);
-    assert!(super::eventually(|| !path.exists()), "499 is in the seed's list");
+    assert!(super::eventually(|| !path.exists()), "499 is in the reference configuration's list");
 
     cfg.cleanup = CleanupPolicy::new([200..=200]).expect("policy");
     let up = one_upload(&cfg).await;

@@ -1,5 +1,5 @@
-//! UPLOAD-SPEC section (b) test vectors V1-V17. Where gale deliberately differs from the anchor
-//! (section (d)), the test says which D item and asserts gale's behaviour.
+//! The vectors V1-V17 of docs/uploads.md. Where gale deliberately differs from nginx-upload-module
+//! (the deviations D1-D16 of docs/uploads.md), the test says which D item and asserts gale's behaviour.
 
 use super::*;
 
@@ -87,7 +87,7 @@ async fn v4_regex_unanchored_with_d2() {
     let names = ["somearg", "somearg2", "xsomeargx", "SOMEARG", "Somearg", "some_arg", "somearg[]", "somearg.name", ""];
     let mut parts: Vec<Vec<u8>> = names.iter().map(|n| text(n, format!("v-{n}").as_bytes())).collect();
     parts.push(text("somearg", b""));
-    // The anchor also forwarded `somearg.name`; gale drops it (D2).
+    // nginx-upload-module also forwarded `somearg.name`; gale drops it (D2).
     expect_form(
         &body(&parts),
         &[
@@ -140,7 +140,7 @@ async fn v7_no_file_selected() {
     let data = body(&[file("file", "", "application/octet-stream", b""), text("somearg", b"s")]);
     let out = expect_form(&data, &[("somearg", b"s")]).await;
     assert!(out.files.is_empty(), "no file is created");
-    // As in the anchor, the empty part is an empty text field: it passes if its name matches.
+    // As in nginx-upload-module, the empty part is an empty text field: it passes if its name matches.
     let data = body(&[file("somearg", "", "application/octet-stream", b"")]);
     expect_form(&data, &[("somearg", b"")]).await;
 }
@@ -151,10 +151,10 @@ async fn v8_path_components_in_filenames() {
         ("../../etc/passwd", b"passwd"),
         (r"C:\Users\me\My Docs\a b.txt", b"a b.txt"),
         (r"..\..//x/y\z.txt", b"z.txt"),
-        ("a/..", b""), // anchor: ".." (D4)
-        ("/", b""),    // anchor: "/" (D4)
+        ("a/..", b""), // nginx-upload-module: ".." (D4)
+        ("/", b""),    // nginx-upload-module: "/" (D4)
         ("résumé 日本語.txt", "résumé 日本語.txt".as_bytes()),
-        ("t\tab\x7f.txt", b"t_ab_.txt"), // anchor: raw (D4)
+        ("t\tab\x7f.txt", b"t_ab_.txt"), // nginx-upload-module: raw (D4)
     ];
     for (raw, want) in cases {
         let out = expect_form(
@@ -191,7 +191,7 @@ async fn v9_filename_before_name_and_empty_field_name() {
         ],
     )
     .await;
-    // `file_empty_field_name`: matches the anchor.
+    // `file_empty_field_name`: matches nginx-upload-module.
     expect_form(
         &body(&[file("", "x.txt", "text/plain", TXT)]),
         &[
@@ -209,7 +209,7 @@ async fn v9_filename_before_name_and_empty_field_name() {
 async fn v10_dummy_body() {
     let dummy = forwarded(B, &[("<ngx_upload_module_dummy>", b"")]);
     assert_eq!(dummy.len(), 104);
-    // only_nonmatching_fields and empty_multipart: as the anchor.
+    // only_nonmatching_fields and empty_multipart: as nginx-upload-module.
     for data in [body(&[text("other", b"1"), text("x", b"2")]), close()] {
         let out = run(&data).await.expect("dummy form");
         assert_eq!(out.body, dummy);
@@ -217,7 +217,7 @@ async fn v10_dummy_body() {
     // garbage_body: 400 (D5).
     expect_status(b"this is not multipart at all", 400).await;
     // filename_unquoted, filename_star_only, filename_escaped_quote: files (D4), where the
-    // anchor lost the content and forwarded the dummy.
+    // module lost the content and forwarded the dummy.
     let cases: &[(&str, &[u8])] = &[
         ("form-data; name=\"file\"; filename=x.txt", b"x.txt"),
         ("form-data; name=\"file\"; filename*=UTF-8''x%20y.txt", b"x y.txt"),
@@ -241,7 +241,7 @@ async fn v10_dummy_body() {
 
 #[tokio::test]
 async fn v11_quoted_boundary_is_understood() {
-    // The anchor kept the quotes in B, found no delimiter, lost the file and answered 200 (V11).
+    // nginx-upload-module kept the quotes in B, found no delimiter, lost the file and answered 200 (V11).
     // gale unquotes (D3), parses the body and rewrites the forwarded Content-Type.
     let head = http::Request::post("/upload")
         .header("content-type", "multipart/form-data; boundary=\"XbOuNdArY123\"")
@@ -255,7 +255,7 @@ async fn v11_quoted_boundary_is_understood() {
     assert_eq!(req.content_type, "multipart/form-data; boundary=XbOuNdArY123");
     let (_dir, cfg) = config();
     let data = body(&[text("somearg", b"q"), file("file", "hello.txt", "text/plain", TXT)]);
-    let out = run_with(&cfg, &req, &NativeFieldPolicy::seed(), &data).await.expect("parsed");
+    let out = run_with(&cfg, &req, &NativeFieldPolicy::reference(), &data).await.expect("parsed");
     assert_eq!(out.files.len(), 1);
     assert!(out.body.starts_with(b"--XbOuNdArY123\r\n"));
 }
@@ -279,7 +279,7 @@ async fn v13_oversized_field_is_413() {
     let big = vec![b'a'; 200 * 1024];
     let data = body(&[text("somearg", &big), file("file", "hello.txt", "text/plain", TXT)]);
     expect_status(&data, 413).await;
-    // 99 KiB still passes, as in the anchor.
+    // 99 KiB still passes, as in nginx-upload-module.
     let ok = vec![b'b'; 99 * 1024];
     let out = run(&body(&[text("somearg", &ok)])).await.expect("fits");
     assert_eq!(out.body, forwarded(B, &[("somearg", &ok)]));
@@ -311,7 +311,7 @@ async fn v14_lf_only() {
 
 #[tokio::test]
 async fn v15_boundary_collision_is_400() {
-    // The anchor cut the file to `line1`, ignored the rest and answered 200; D5: 400.
+    // nginx-upload-module cut the file to `line1`, ignored the rest and answered 200; D5: 400.
     let data = body(&[
         file("file", "c.txt", "text/plain", format!("line1\r\n--{B}-tail\r\nmore").as_bytes()),
         text("somearg", b"after"),
@@ -321,7 +321,7 @@ async fn v15_boundary_collision_is_400() {
 
 #[tokio::test]
 async fn v16_filename_trailing_slash_is_still_a_file() {
-    // The anchor forwarded the content inline as a text field; D4: a filename parameter makes a
+    // nginx-upload-module forwarded the content inline as a text field; D4: a filename parameter makes a
     // file, whose name sanitises to empty.
     let data = body(&[file("somearg_upload", "dir/", "text/plain", b"SECRET-FILE-CONTENT")]);
     let out = expect_form(
@@ -354,7 +354,7 @@ async fn v17_curl_f() {
          {d}--\r\n"
     );
     let (_dir, cfg) = config();
-    let out = run_with(&cfg, &req, &NativeFieldPolicy::seed(), data.as_bytes()).await.expect("parsed");
+    let out = run_with(&cfg, &req, &NativeFieldPolicy::reference(), data.as_bytes()).await.expect("parsed");
     let want = forwarded(
         "------------------------d74496d66958873e",
         &[
