@@ -1,20 +1,12 @@
 //! gale: a reverse proxy and load balancer for pools of Tornado (or any
 //! HTTP) processes, extensible with sandboxed WebAssembly components.
 //!
-//! A request flows one way through these modules (see
-//! `docs/architecture.md`):
-//!
-//! ```text
-//! server (listeners, connections, hyper) -> pipeline::handle
-//!   1. framing   strict HTTP/1.1 checks      (framing)
-//!   2. route     server block and location   (router)
-//!   3. limits    URI and body size
-//!   4. handler   proxy to an upstream pool   (proxy -> upstream)
-//!   5. finish    access log                  (access_log)
-//! failures at any step -> error::GaleError::to_response
-//! ```
-//!
-//! Only `pipeline` knows that order; the other modules are leaves.
+//! A request flows one way: `server` (listeners, connections, hyper) hands
+//! it to `pipeline::handle`, whose module documentation is the one list of
+//! the phases and their order (framing, route and plugin hooks, limits,
+//! handler, finish); failures at any step become a response in `error`.
+//! Only `pipeline` knows that order; the other modules are leaves. The
+//! module map is in `docs/architecture.md`.
 //!
 //! Beside the request path, `supervisor` runs the backends of upstreams
 //! with a `process` section (start, watch, restart, rolling restart); it

@@ -1,11 +1,31 @@
-//! The request pipeline: the one place that knows the order of phases.
+//! The request pipeline: the one place that knows the order of phases, and
+//! the one place that lists it (lib.rs and docs/architecture.md point here).
+//! Before it, `server.rs` and `framing/sniff.rs` have answered what never
+//! becomes a request (408 for a stalled head, 414 for a long target, hyper's
+//! own 400/431).
 //!
-//! 1. framing: strict HTTP/1.1 checks on the head (400)
-//! 2. route: server block by Host on this listener, location by the path's
-//!    normal form (`uri_path`: 400 when it has none; 404)
+//! 1. framing: strict HTTP/1.1 checks on the head, with the raw-byte
+//!    tracker's verdict (400)
+//! 2. route: server block by Host on this listener (a `redirect_http` server
+//!    answers 301), location by the path's normal form (`uri_path`: 400 when
+//!    it has none; 404 when no location matches)
+//!    - hooks: the location's header policies' `on-request`, in order, under
+//!      their tenant's containment (a local answer ends the request here;
+//!      a failure is `on_error`'s 503 or a skip)
+//!    - headers (proxy and upload): the client's `Connection` options out,
+//!      gale's forwarding headers in, then the plugins' edits
 //! 3. limits: URI size (414), declared body size (413)
-//! 4. handler: proxy to an upstream pool
-//! 5. finish: the access log line, written when the response body ends
+//! 4. handler, by location kind:
+//!    - proxy: `proxy::forward` to an upstream pool (backend choice, retry
+//!      per `next_upstream`: 502, 504; body limits while streaming: 413,
+//!      408; a 101 becomes a tunnel)
+//!    - static: `static_files::serve` (200/206/304/403/404/416), with the
+//!      cache policy's headers
+//!    - upload: `upload::receive` (stores the files, the field policy writes
+//!      the form), then the form to the upstream pool
+//!    - hooks: the header policies' `on-response`, in the same order
+//! 5. finish: gzip (`compress`), the server's metrics, the access log line
+//!    when the response body ends
 //!
 //! Any failure becomes a response in `error.rs`. Router, upstream and proxy
 //! are leaves: they do not call each other; only this module calls them.
