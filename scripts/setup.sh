@@ -11,6 +11,28 @@ cd "$repo"
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
+# Whether apt-get can install packages here (Debian/Ubuntu, as root).
+can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+
+# apt-get install PACKAGES, quietly, after an index update.
+apt_install() {
+    say "installing $* with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+# Installs TOOL's package (PACKAGE, default TOOL) where it is missing, or stops with a message
+# saying what the tests would lack.
+require_tool() {
+    local tool="$1" package="${2:-$1}" why="$3"
+    command -v "$tool" >/dev/null 2>&1 && return 0
+    if can_apt; then
+        apt_install "$package"
+    else
+        say "$tool not found: install it (as root: apt-get install $package): $why"
+        exit 1
+    fi
+}
+
 # The Rust target for plugins. rust-toolchain.toml names it too; this makes sure it is there.
 if command -v rustup >/dev/null 2>&1; then
     if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -25,12 +47,9 @@ fi
 venv="$repo/.venv"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        if can_apt; then
             pyver="$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
-            say "installing python3-venv with apt-get"
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "python${pyver}-venv" \
-                || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+            apt_install "python${pyver}-venv" || apt_install python3-venv
         else
             say "python3 cannot create a virtualenv: install python3-venv (as root: apt-get install python3-venv)"
             exit 1
@@ -56,16 +75,7 @@ then
 fi
 
 # curl: the end-to-end tests use it as the real HTTPS and HTTP/2 client (Debian's has HTTP/2).
-if ! command -v curl >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing curl with apt-get"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl
-    else
-        say "curl not found: install it (as root: apt-get install curl)"
-        exit 1
-    fi
-fi
+require_tool curl curl "the end-to-end tests need it"
 if ! curl --version | grep -qw HTTP2; then
     say "warning: this curl has no HTTP/2 support; the HTTP/2 end-to-end tests will fail"
 fi
@@ -74,19 +84,15 @@ fi
 # gales) needs `ip` and `haproxy`; the container image test needs buildah. As root with apt-get they
 # are installed (buildah on a best-effort basis: it is large, and the image test is skipped without
 # it); elsewhere the tests that need them say they are skipped.
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+if can_apt; then
     needed=()
     command -v ip >/dev/null 2>&1 || needed+=(iproute2)
     command -v haproxy >/dev/null 2>&1 || needed+=(haproxy)
     if [ ${#needed[@]} -gt 0 ]; then
-        say "installing ${needed[*]} with apt-get"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${needed[@]}"
+        apt_install "${needed[@]}"
     fi
     if ! command -v buildah >/dev/null 2>&1; then
-        say "installing buildah with apt-get"
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah; } \
-            || say "warning: buildah could not be installed; the container image test is skipped"
+        apt_install buildah || say "warning: buildah could not be installed; the container image test is skipped"
     fi
 else
     for tool in ip haproxy buildah; do
@@ -96,15 +102,6 @@ else
 fi
 
 # chromium: the status page test (tests/tests/e2e/status_page.rs) loads the admin page in it.
-if ! command -v chromium >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing chromium with apt-get"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
-    else
-        say "chromium not found: install it (as root: apt-get install chromium), or the status page test fails"
-        exit 1
-    fi
-fi
+require_tool chromium chromium "the status page test loads the page in it"
 
 say "ready: $("$venv/bin/python" -c 'import tornado; print("tornado", tornado.version)'), $(rustc --version)"
