@@ -13,7 +13,12 @@ The server runs with `xheaders=True` (as behind nginx), so `request.remote_ip` a
 tests check that gale overwrites those headers whatever the client sent.
 
 Handlers (every one accepts any method):
-  /             a small HTML page naming this process
+  /             the demo's page: names this process and links to each part of the deployment
+                (examples/tornado-site.toml: balancing, static files, gzip, uploads, header policy)
+  /form         the demo's upload form (it posts to /upload, gale's upload location)
+  /upload       what the form's upload comes to after gale: an HTML page of the fields gale
+                passed (`<field>.name`, `.content_type`, `.path`, `.md5`, `.size`, the passed
+                text fields) and whether the stored file matches them; the file is then deleted
   /whoami       (also /any/prefix/whoami) JSON: port, pid, name, remote_ip, protocol, host,
                 method, uri, headers, body_length, peer_port (the client port of the
                 connection: tells whether gale reused an upstream keep-alive connection)
@@ -46,9 +51,11 @@ import argparse
 import asyncio
 import collections
 import hashlib
+import html
 import json
 import logging
 import os
+import stat
 import sys
 
 import tornado.httpserver
@@ -122,19 +129,118 @@ class Base(tornado.web.RequestHandler):
         await self.handle(*args)
 
 
+def page(title, body):
+    """A page of the demo, with the site's style sheet (served by gale, cached: versioned)."""
+    return (
+        "<!doctype html><html><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title>"
+        '<link rel="stylesheet" href="/static/app.css?v=1"></head><body>'
+        f"{body}</body></html>"
+    )
+
+
 class Index(Base):
     async def handle(self):
         who = self.identity()
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(
-            "<!doctype html><html><head><title>gale demo</title></head><body>"
-            f"<h1>Hello from {who['name']}</h1>"
-            f"<p>Tornado process {who['pid']} on port {who['port']} answered this request, "
-            f"proxied by gale.</p>"
-            f"<p>Your address as Tornado sees it: {self.request.remote_ip} "
-            f"({self.request.protocol}). Reload to see the next process of the pool.</p>"
-            '<p><a href="/whoami">/whoami</a> shows everything this process received.</p>'
-            "</body></html>"
+            page(
+                "gale demo",
+                f"<h1>Hello from {who['name']}</h1>"
+                f"<p>Tornado process {who['pid']} on port {who['port']} answered this request, "
+                f"proxied by gale. Your address as Tornado sees it: "
+                f"{html.escape(self.request.remote_ip or '')} "
+                f"({html.escape(self.request.protocol)}).</p>"
+                "<h2>What gale does here</h2><ul>"
+                '<li id="balancing"><a href="/">Balancing</a>: reload this page, the four '
+                "Tornado processes gale started answer in turn.</li>"
+                '<li id="static"><a href="/static/app.css?v=1">/static/app.css?v=1</a>: a static '
+                "file gale serves itself; a versioned URL gets <code>Expires</code> and "
+                "<code>Cache-Control: max-age=315360000</code> (the static-cache plugin), "
+                '<a href="/static/app.css">/static/app.css</a> without a query does not.</li>'
+                '<li id="gzip"><a href="/html?n=5000">/html?n=5000</a>: gale compresses text '
+                "(<code>Content-Encoding: gzip</code>) for clients that accept it, this page "
+                "and the style sheet too; answers under 1000 bytes stay as they are.</li>"
+                '<li id="upload"><a href="/form">Upload a file</a>: gale receives the form, '
+                "stores the file and sends Tornado only its name, content type, path, md5 and "
+                "size.</li>"
+                '<li id="header-policy">Header policy: every answer from Tornado carries '
+                "<code>X-Frame-Options: SAMEORIGIN</code>, added by the header-policy plugin, "
+                'and <a href="/robots.txt">/robots.txt</a> is answered 404 by it before Tornado '
+                "sees the request.</li>"
+                '<li><a href="/whoami">/whoami</a> shows everything this process received.</li>'
+                "</ul>",
+            )
+        )
+
+
+class Form(Base):
+    async def handle(self):
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            page(
+                "gale demo: upload",
+                "<h1>Upload a file</h1>"
+                '<form action="/upload" method="post" enctype="multipart/form-data">'
+                '<p><input type="file" name="file"></p>'
+                '<p>Description: <input type="text" name="description"></p>'
+                '<p><input type="submit" name="submit" value="Upload"></p></form>'
+                '<p class="note">gale stores the file (the upload location of '
+                "examples/tornado-site.toml) and passes Tornado a short form instead: the "
+                "file's name, content type, path, md5 and size, plus the description.</p>"
+                '<p><a href="/">Back</a></p>',
+            )
+        )
+
+
+class Uploaded(Base):
+    """The demo's `/upload` handler: the form gale passed, shown as it came."""
+
+    async def handle(self):
+        args = self.request.body_arguments
+        rows = "".join(
+            f"<tr><th>{html.escape(name)}</th><td>{html.escape(v.decode('utf-8', 'replace'))}</td></tr>"
+            for name, values in args.items()
+            for v in values
+        )
+        checks = []
+        for name, paths in args.items():
+            if not name.endswith(".path"):
+                continue
+            field = name[: -len(".path")]
+            for i, raw in enumerate(paths):
+                path = raw.decode("utf-8", "surrogateescape")
+                md5 = args.get(field + ".md5", [b""] * (i + 1))[i].decode("ascii", "replace")
+                size = args.get(field + ".size", [b"-1"] * (i + 1))[i].decode("ascii", "replace")
+                # Only a regular file is read (a path sent straight to Tornado, not through
+                # gale, could name a device), in pieces, and never deleted: a real application
+                # moves it to its place; the demo's stay in the store (examples/uploads).
+                try:
+                    if not stat.S_ISREG(os.lstat(path).st_mode):
+                        raise OSError(f"{path} is not a regular file")
+                    digest, length = hashlib.md5(), 0
+                    with open(path, "rb") as f:
+                        while piece := f.read(1 << 16):
+                            digest.update(piece)
+                            length += len(piece)
+                except OSError as e:
+                    checks.append(f'<li class="bad">{html.escape(field)}: {html.escape(str(e))}</li>')
+                    continue
+                ok = digest.hexdigest() == md5 and str(length) == size
+                checks.append(
+                    f'<li class="{"ok" if ok else "bad"}">{html.escape(field)}: Tornado read '
+                    f"{length} bytes from the stored file, md5 "
+                    f"{'matches' if ok else 'DOES NOT match'}.</li>"
+                )
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            page(
+                "gale demo: uploaded",
+                "<h1>What gale passed to Tornado</h1>"
+                f"<table>{rows}</table><ul>{''.join(checks)}</ul>"
+                f"<p class=\"note\">Answered by {self.identity()['name']}.</p>"
+                '<p><a href="/form">Upload another</a> · <a href="/">Back</a></p>',
+            )
         )
 
 
@@ -380,6 +486,8 @@ def make_app(port, name):
     return tornado.web.Application(
         [
             (r"/", Index),
+            (r"/form", Form),
+            (r"/upload", Uploaded),
             # Also under any prefix (/api/whoami): routing tests tell locations apart.
             (r"/(?:.*/)?whoami", Whoami),
             (r"/slow", Slow),

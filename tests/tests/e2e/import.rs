@@ -122,7 +122,7 @@ fn keep_semantics_keeps_nginx_retry_rule() {
 }
 
 /// `count` consecutive ports nobody listens on, below the ephemeral range.
-fn free_ports(count: u16) -> u16 {
+pub(crate) fn free_ports(count: u16) -> u16 {
     static CALLS: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ CALLS.fetch_add(1, Ordering::SeqCst) as u64;
@@ -137,7 +137,7 @@ fn free_ports(count: u16) -> u16 {
 
 /// examples/tornado-site.toml with what must differ on this machine: an OS-assigned listen
 /// port, free ports for its children, the repository's paths, its store and pid file in `dir`.
-fn adapted_example(dir: &Path) -> String {
+pub(crate) fn adapted_example(dir: &Path) -> String {
     let repo = paths::repo_root();
     let text = std::fs::read_to_string(repo.join("examples/tornado-site.toml")).expect("read example");
     let q = |p: &Path| serde_json::to_string(p.to_str().expect("utf-8")).expect("json string");

@@ -10,6 +10,7 @@ mod balancing;
 mod check;
 mod cli_feedback;
 mod containment;
+mod demo;
 mod deploy;
 mod discovery;
 mod failover;
