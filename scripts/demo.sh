@@ -48,8 +48,8 @@ Open $url/  (Ctrl-C stops)
   $url/static/app.css?v=1  a static file; versioned, so cached forever (Expires, Cache-Control)
   $url/html?n=5000         gzipped for clients that accept it (curl --compressed -v)
   $url/form                an upload form; gale stores the file, Tornado gets its fields
-  $url/robots.txt          denied by the header-policy plugin, which also adds
-                           X-Frame-Options to every proxied answer (curl -I $url/)
+  $url/robots.txt          denied (404) by the header-policy plugin, before Tornado sees it
+  curl -I $url/            X-Frame-Options: SAMEORIGIN, added by the same plugin to every proxied answer
 Rolling restart from another shell: $gale restart tornadoes --config $config
 
 EOF
