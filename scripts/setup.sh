@@ -57,7 +57,12 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/nu
     fi
     say "creating the virtualenv $venv"
     rm -rf "$venv"
-    python3 -m venv "$venv"
+    # ensurepip has been seen failing once without a reason on a busy machine; one retry.
+    if ! python3 -m venv "$venv"; then
+        say "creating the virtualenv failed; trying once more"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    fi
 fi
 
 if ! "$venv/bin/python" - "$repo/scripts/requirements.txt" <<'EOF' >/dev/null 2>&1
