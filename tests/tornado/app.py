@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The demo and test backend: one Tornado process of the pool gale balances over.
 
-Run one per port, as supervisord would in the seed deployment:
+Run one per port, as supervisord would in the reference deployment:
 
     python tests/tornado/app.py --port 8000 --name tornado-8000
 
@@ -299,7 +299,7 @@ class Echo(Base):
 
 
 class UploadAnswer(Base):
-    """What a Tornado app behind the seed's `/upload` location does with the form it gets."""
+    """What a Tornado app behind the reference configuration's `/upload` location does with the form it gets."""
 
     async def handle(self):
         status = int(self.get_query_argument("status", "200"))
