@@ -495,4 +495,3 @@ fn check_names(cfg: &Config, file: &str, path: Option<&Path>) -> Result<(), Stri
     let errors = rt.block_on(gale::upstream::unresolved(cfg, file, &text));
     if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
 }
-

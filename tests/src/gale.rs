@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 use crate::http::{self, Conn, Request, Response};
 use crate::output::{Captured, drain};
-use crate::paths;
+use crate::{paths, process};
 
 /// How long gale may take to print its `listening` line.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,16 +61,15 @@ impl Gale {
             None => gale_command(),
         };
         command.envs(launch.env.iter().map(|(k, v)| (k, v)));
-        let mut child = command
+        command
             .arg("run")
             .arg("--config")
             .arg(&config_path)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gale");
+            .stderr(Stdio::piped());
+        let mut child = process::spawn(command).expect("spawn gale");
         let (stdout, lines) = drain(child.stdout.take().expect("piped stdout"));
         let (stderr, _) = drain(child.stderr.take().expect("piped stderr"));
 
@@ -197,13 +196,35 @@ impl Gale {
     }
 }
 
+/// How much of gale's log a failing test prints.
+const TAIL_LINES: usize = 80;
+
 impl Drop for Gale {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+        // A test failed while this gale ran: say what gale logged, whatever the assertion
+        // printed (cargo test shows a failing test's stderr).
+        if std::thread::panicking() {
+            eprintln!("{}", log_tail(&self.stderr.text(), TAIL_LINES, self.child.id()));
+        }
     }
+}
+
+/// The last `n` lines of `log`, framed for a failing test's output.
+fn log_tail(log: &str, n: usize, pid: u32) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let skipped = lines.len().saturating_sub(n);
+    let mut out =
+        format!("---- gale (pid {pid}) stderr, last {} of {} lines ----\n", lines.len() - skipped, lines.len());
+    for line in &lines[skipped..] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("---- end of gale stderr ----");
+    out
 }
 
 fn parse_addrs(list: &str) -> Option<Vec<SocketAddr>> {
@@ -248,7 +269,7 @@ pub fn run_gale(args: &[&str], dir: Option<&Path>) -> Finished {
     if let Some(dir) = dir {
         command.current_dir(dir);
     }
-    let mut child = command.spawn().expect("spawn gale");
+    let mut child = process::spawn(command).expect("spawn gale");
     let (stdout, out_lines) = drain(child.stdout.take().expect("piped stdout"));
     let (stderr, err_lines) = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + EXIT_TIMEOUT;

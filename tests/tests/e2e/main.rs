@@ -12,6 +12,7 @@ mod containment;
 mod discovery;
 mod failover;
 mod framing;
+mod harness;
 mod health_checks;
 mod lifecycle;
 mod plugin_new;
@@ -31,6 +32,7 @@ mod tls;
 mod tutorial;
 mod upgrade;
 mod uploads;
+mod upstream_keepalive;
 mod websocket;
 
 use gale_tests::{ConfigBuilder, Gale, Tornado};
