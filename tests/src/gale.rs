@@ -71,7 +71,7 @@ impl Gale {
             .stderr(Stdio::piped());
         let mut child = process::spawn(command).expect("spawn gale");
         let (stdout, lines) = drain(child.stdout.take().expect("piped stdout"));
-        let (stderr, _) = drain(child.stderr.take().expect("piped stderr"));
+        let (stderr, stderr_lines) = drain(child.stderr.take().expect("piped stderr"));
 
         let deadline = Instant::now() + START_TIMEOUT;
         let addrs = loop {
@@ -95,8 +95,8 @@ impl Gale {
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = child.wait().expect("wait gale");
-                    // Give the stderr reader a moment to collect the last lines.
-                    std::thread::sleep(Duration::from_millis(100));
+                    // The stderr reader ends at EOF: wait for it so the last lines are there.
+                    while stderr_lines.recv_timeout(Duration::from_secs(5)).is_ok() {}
                     panic!(
                         "gale exited ({status}) before listening\nconfig:\n{config}\n\
                          stdout:\n{}\nstderr:\n{}",

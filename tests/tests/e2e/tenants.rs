@@ -63,20 +63,18 @@ fn get(gale: &Gale, host: &str, target: &str) -> Response {
     gale.send(&Request::get(target).header("Host", host))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// Times `n` sequential requests for `host` (each on a new connection); every one must be a 200.
-fn timed(addr: SocketAddr, host: &str, n: usize) -> Vec<Duration> {
-    (0..n)
-        .map(|_| {
-            let started = Instant::now();
-            gale_tests::http::send(addr, &Request::get("/b/whoami").header("Host", host)).expect_status(200);
-            started.elapsed()
-        })
-        .collect()
+/// Sends `n` sequential requests for `host` (each on a new connection): every one must be a 200
+/// that tenant b's own plugin instance handled (it adds `x-fixture`; a quarantined or skipped
+/// plugin would let the request through without it). The client's read timeout is the only
+/// clock: it catches a request that hangs, and says nothing about speed.
+#[track_caller]
+fn b_answered(addr: SocketAddr, host: &str, n: usize) {
+    for i in 0..n {
+        let r = gale_tests::http::send(addr, &Request::get("/b/whoami").header("Host", host));
+        assert_eq!(r.status, 200, "tenant b's request {i} was not answered:\n{r}");
+        let seen: Whoami = r.json();
+        assert_eq!(seen.header("x-fixture"), Some("test-loop"), "request {i}: tenant b's plugin ran");
+    }
 }
 
 #[test]
@@ -112,9 +110,6 @@ fn a_spinning_plugin_of_one_tenant_leaves_the_other_tenant_answered() {
     let b_seen: Whoami = get_at(b_addr, "b.test", "/b/whoami").json();
     assert_eq!(b_seen.header("x-fixture"), Some("test-loop"), "b's own instance of the plugin ran");
 
-    timed(b_addr, "b.test", 5); // warm up
-    let idle = median(timed(b_addr, "b.test", 30));
-
     // Four clients keep tenant a's plugin spinning.
     let stop = Arc::new(AtomicBool::new(false));
     let a_answers = Arc::new(AtomicUsize::new(0));
@@ -131,26 +126,19 @@ fn a_spinning_plugin_of_one_tenant_leaves_the_other_tenant_answered() {
         })
         .collect();
     wait_until(Duration::from_secs(10), "tenant a under load", || a_answers.load(Ordering::SeqCst) >= 20);
-    let loaded = median(timed(b_addr, "b.test", 30));
+    let a_before = a_answers.load(Ordering::SeqCst);
+    // What isolation guarantees: every one of b's requests is answered by b's own plugin, none
+    // refused for a's failures, while a's calls keep being cut at their deadline.
+    b_answered(b_addr, "b.test", 30);
+    let a_during = a_answers.load(Ordering::SeqCst) - a_before;
     stop.store(true, Ordering::SeqCst);
     for t in load {
-        t.join().expect("load thread");
+        t.join().expect("load thread (its assertion failed: see above)");
     }
-
-    eprintln!(
-        "tenant b median latency: {idle:?} idle, {loaded:?} while tenant a's plugin spins ({} a answers)",
-        a_answers.load(Ordering::SeqCst)
-    );
-    // A loose bound (the machine is shared): b stays near its idle latency. Exact figures are
-    // in bench/, not here.
-    let limit = (idle * 20).max(Duration::from_millis(50)).min(Duration::from_secs(1));
-    assert!(
-        loaded < limit,
-        "tenant b's median latency went from {idle:?} idle to {loaded:?} while tenant a's plugin spun \
-         (limit {limit:?}); gale stderr:\n{}",
-        tail(&gale.stderr())
-    );
+    assert!(a_during > 0, "tenant a was still spinning while b was asked (a answered {a_during} meanwhile)");
     wait_for_log(&gale, "exceeded its time limit of 5ms");
+    // And b's plugin still runs once the load is gone (no quarantine leaked across tenants).
+    b_answered(b_addr, "b.test", 1);
 }
 
 /// Waits (up to 10 s) for gale's error log to contain `text`.
@@ -229,18 +217,16 @@ fn a_spinning_plugin_is_quarantined_then_retried_with_a_doubling_backoff() {
     assert_eq!(plugin["name"], "test-loop");
     assert_eq!(plugin["breaker"], "open", "{status:#}");
 
-    // After the backoff one request probes; it spins, so the quarantine doubles to 2 s.
-    thread::sleep(Duration::from_millis(1300));
-    assert!(!loop_ran(&gale, "/x/whoami"), "the probe ran and spun");
-    let reopened = Instant::now();
-    wait_for_log(&gale, "plugin still failing after quarantine");
-    thread::sleep(Duration::from_millis(1000));
-    if reopened.elapsed() < Duration::from_millis(1900) {
-        assert!(!loop_ran(&gale, "/ok/whoami"), "still quarantined 1 s into a 2 s backoff");
-    }
-    thread::sleep(Duration::from_secs(2).saturating_sub(reopened.elapsed()) + Duration::from_millis(300));
-    // The probe ends within its limits: back in service.
-    assert!(loop_ran(&gale, "/ok/whoami"), "the plugin is back after the doubled backoff");
+    // After the backoff one request probes; under /x it spins, so the quarantine doubles to 2 s.
+    // Requests for /x until gale says so (each is skipped: quarantined, or the spinning probe);
+    // the deadline only catches a quarantine that never ends.
+    wait_until(Duration::from_secs(20), "the probe to spin and the quarantine to double", || {
+        assert!(!loop_ran(&gale, "/x/whoami"), "under /x the plugin never continues");
+        gale.stderr().contains("plugin still failing after quarantine")
+    });
+    wait_for_log(&gale, "quarantined again, retry in 2s");
+    // Then a probe outside /x ends within its limits: back in service.
+    wait_until(Duration::from_secs(20), "the plugin back after the doubled backoff", || loop_ran(&gale, "/ok/whoami"));
     assert!(loop_ran(&gale, "/ok/whoami"));
     wait_for_log(&gale, "plugin back in service");
 
