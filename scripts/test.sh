@@ -47,6 +47,11 @@ cargo check --manifest-path "$repo/fuzz/libfuzzer/Cargo.toml" --bins --locked \
 step "cargo test --workspace"
 cargo test --workspace
 
+# Marks the run: whether the md5 tests exercised the AVX-512 code or only md-5 (CPU without
+# AVX-512; GALE_REQUIRE_AVX512=1 makes that a failure).
+step "md5: which implementation the tests ran"
+cargo test -q -p gale-md5 --lib says_which_implementation_the_tests_ran -- --nocapture 2>&1 | grep '^md5:' >&2
+
 # The plugins' own unit tests (their rules and configs), on the host target.
 step "plugin unit tests (plugins/)"
 (cd "$repo/plugins" && CARGO_TARGET_DIR="$repo/plugins/target" cargo test --workspace --locked)
