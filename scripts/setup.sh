@@ -65,6 +65,17 @@ if ! command -v curl >/dev/null 2>&1; then
         exit 1
     fi
 fi
+# systemd-analyze: the e2e suite verifies deploy/gale.service with it (`systemd-analyze verify`).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing systemd (for systemd-analyze) with apt-get"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd
+    else
+        say "systemd-analyze not found: install it (as root: apt-get install systemd)"
+        exit 1
+    fi
+fi
 if ! curl --version | grep -qw HTTP2; then
     say "warning: this curl has no HTTP/2 support; the HTTP/2 end-to-end tests will fail"
 fi

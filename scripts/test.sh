@@ -39,7 +39,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # keep compiling against the checks they call: type-check them on stable.
 step "fuzz targets compile (fuzz/libfuzzer)"
 cargo check --manifest-path "$repo/fuzz/libfuzzer/Cargo.toml" --bins --locked \
-    --target-dir "$repo/target/libfuzzer"
+    --target-dir "$repo/target"
 
 # This includes the fuzz checks (crate gale-fuzz: the framing tracker against hyper, the multipart
 # parser) over their committed corpus plus a bounded, seeded random run (3,000 mutations per
