@@ -105,8 +105,14 @@ fn a_spinning_plugin_of_one_tenant_leaves_the_other_tenant_answered() {
     let gale = Gale::start(&config);
     let (a_addr, b_addr) = (gale.addrs()[0], gale.addrs()[1]);
 
-    // Tenant a fails closed: its plugin never finishes.
-    gale_tests::http::send(a_addr, &Request::get("/a/whoami").header("Host", "a.test")).expect_status(503);
+    // Tenant a fails closed: its plugin never finishes and is cut at its 5 ms deadline. The
+    // client's 5 s read timeout (a thousand times the deadline) only catches a call never cut.
+    let mut a_conn = gale_tests::Conn::open(a_addr);
+    a_conn.set_read_timeout(Duration::from_secs(5));
+    let cut = a_conn
+        .try_send(&Request::get("/a/whoami").header("Host", "a.test"))
+        .unwrap_or_else(|e| panic!("tenant a's spinning call was not cut at its deadline: {e}"));
+    assert_eq!(cut.status, 503, "{cut}");
     let b_seen: Whoami = get_at(b_addr, "b.test", "/b/whoami").json();
     assert_eq!(b_seen.header("x-fixture"), Some("test-loop"), "b's own instance of the plugin ran");
 
