@@ -184,6 +184,27 @@ fn one_tenant(tornado: &Tornado, dir: &Path, attach: &str, breaker: &str) -> Str
     )
 }
 
+/// The only plugin of the only tenant, as `/status` shows it.
+fn only_plugin(admin: SocketAddr) -> serde_json::Value {
+    admin::status(admin)["plugins"]["tenants"][0]["plugins"][0].clone()
+}
+
+/// Its breaker's state (`closed`, `open`, `probing`).
+fn breaker_state(admin: SocketAddr) -> String {
+    only_plugin(admin)["breaker"].as_str().expect("a breaker state").to_owned()
+}
+
+/// Waits until the quarantine's backoff is over (`retry_in_ms` reaches 0), without a request;
+/// the deadline only catches a backoff that never ends.
+#[track_caller]
+fn wait_backoff_over(admin: SocketAddr) {
+    wait_until(Duration::from_secs(20), "the quarantine's backoff to end", || {
+        let plugin = only_plugin(admin);
+        assert_eq!(plugin["breaker"], "open", "{plugin}");
+        plugin["retry_in_ms"].as_f64() == Some(0.0)
+    });
+}
+
 /// Whether `test-loop` ran on this request (fail-open): it adds `x-fixture` when it continues;
 /// a spin cut off at the deadline, or a quarantine, lets the request through without it.
 #[track_caller]
@@ -223,16 +244,19 @@ fn a_spinning_plugin_is_quarantined_then_retried_with_a_doubling_backoff() {
     assert_eq!(plugin["name"], "test-loop");
     assert_eq!(plugin["breaker"], "open", "{status:#}");
 
-    // After the backoff one request probes; under /x it spins, so the quarantine doubles to 2 s.
-    // Requests for /x until gale says so (each is skipped: quarantined, or the spinning probe);
-    // the deadline only catches a quarantine that never ends.
-    wait_until(Duration::from_secs(20), "the probe to spin and the quarantine to double", || {
-        assert!(!loop_ran(&gale, "/x/whoami"), "under /x the plugin never continues");
-        gale.stderr().contains("plugin still failing after quarantine")
-    });
-    wait_for_log(&gale, "quarantined again, retry in 2s");
-    // Then a probe outside /x ends within its limits: back in service.
-    wait_until(Duration::from_secs(20), "the plugin back after the doubled backoff", || loop_ran(&gale, "/ok/whoami"));
+    // No traffic until /status says the backoff is over (a request meanwhile could end after it,
+    // and its on-response call would be the probe); then one request probes. Under /x it spins,
+    // so the quarantine doubles to 2 s: gale's log says so, no clock is read here.
+    wait_backoff_over(admin);
+    assert!(!loop_ran(&gale, "/x/whoami"), "the probe ran and spun");
+    wait_for_log(
+        &gale,
+        "plugin still failing after quarantine (retry in on-request hit a limit); quarantined again, retry in 2s",
+    );
+    assert_eq!(breaker_state(admin), "open", "quarantined again after the failed probe");
+    // After the doubled backoff a probe outside /x ends within its limits: back in service.
+    wait_backoff_over(admin);
+    assert!(loop_ran(&gale, "/ok/whoami"), "the plugin is back after the doubled backoff");
     assert!(loop_ran(&gale, "/ok/whoami"));
     wait_for_log(&gale, "plugin back in service");
 
