@@ -81,6 +81,8 @@ fi
 
 # curl: the end-to-end tests use it as the real HTTPS and HTTP/2 client (Debian's has HTTP/2).
 require_tool curl curl "the end-to-end tests need it"
+# systemd-analyze: the e2e suite verifies deploy/systemd/gale.service with it.
+require_tool systemd-analyze systemd "the e2e suite verifies the systemd unit with it"
 if ! curl --version | grep -qw HTTP2; then
     say "warning: this curl has no HTTP/2 support; the HTTP/2 end-to-end tests will fail"
 fi

@@ -497,7 +497,11 @@ async fn upload(
     // Like nginx-upload-module (its cleanup runs when the request is finalized), the files go
     // after the answer: unlinking a 1 GiB file takes about half a second, which the client
     // should not wait for.
-    drop(tokio::spawn(files.finish(status)));
+    // The outcome at debug level: the only sign that files were kept on purpose.
+    drop(tokio::spawn(async move {
+        let outcome = files.finish(status).await;
+        tracing::debug!("upload cleanup after {status}: {outcome:?}");
+    }));
     result
 }
 

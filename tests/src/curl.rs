@@ -65,8 +65,9 @@ pub fn curl(url: &str, ca: Option<&Path>, resolve: &[(&str, SocketAddr)], extra:
         command.arg("--resolve").arg(format!("{name}:{}:{}", addr.port(), addr.ip()));
     }
     command.args(extra).arg(url).stdin(Stdio::null());
-    let out =
-        command.output().unwrap_or_else(|e| panic!("cannot run curl ({e}): run scripts/setup.sh, which installs it"));
+    // curl's own --max-time is 30 s; the harness's bound only catches a curl that ignores it.
+    let out = crate::process::output(command, "curl", std::time::Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("cannot run curl ({e}): run scripts/setup.sh, which installs it"));
     CurlOutput {
         success: out.status.success(),
         code: out.status.code(),

@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 use crate::http::{self, Conn, Request, Response};
 use crate::output::{Captured, drain};
-use crate::paths;
+use crate::{paths, process};
 
 /// How long gale may take to print its `listening` line.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,18 +67,17 @@ impl Gale {
         if let Some(netns) = &launch.netns {
             crate::netns::join_on_spawn(&mut command, netns);
         }
-        let mut child = command
+        command
             .arg("run")
             .arg("--config")
             .arg(&config_path)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gale");
+            .stderr(Stdio::piped());
+        let mut child = process::spawn(command).expect("spawn gale");
         let (stdout, lines) = drain(child.stdout.take().expect("piped stdout"));
-        let (stderr, _) = drain(child.stderr.take().expect("piped stderr"));
+        let (stderr, stderr_lines) = drain(child.stderr.take().expect("piped stderr"));
 
         let deadline = Instant::now() + START_TIMEOUT;
         let addrs = loop {
@@ -102,8 +101,8 @@ impl Gale {
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = child.wait().expect("wait gale");
-                    // Give the stderr reader a moment to collect the last lines.
-                    std::thread::sleep(Duration::from_millis(100));
+                    // The stderr reader ends at EOF: wait for it so the last lines are there.
+                    while stderr_lines.recv_timeout(Duration::from_secs(5)).is_ok() {}
                     panic!(
                         "gale exited ({status}) before listening\nconfig:\n{config}\n\
                          stdout:\n{}\nstderr:\n{}",
@@ -203,13 +202,35 @@ impl Gale {
     }
 }
 
+/// How much of gale's log a failing test prints.
+const TAIL_LINES: usize = 80;
+
 impl Drop for Gale {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+        // A test failed while this gale ran: say what gale logged, whatever the assertion
+        // printed (cargo test shows a failing test's stderr).
+        if std::thread::panicking() {
+            eprintln!("{}", log_tail(&self.stderr.text(), TAIL_LINES, self.child.id()));
+        }
     }
+}
+
+/// The last `n` lines of `log`, framed for a failing test's output.
+fn log_tail(log: &str, n: usize, pid: u32) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let skipped = lines.len().saturating_sub(n);
+    let mut out =
+        format!("---- gale (pid {pid}) stderr, last {} of {} lines ----\n", lines.len() - skipped, lines.len());
+    for line in &lines[skipped..] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("---- end of gale stderr ----");
+    out
 }
 
 fn parse_addrs(list: &str) -> Option<Vec<SocketAddr>> {
@@ -254,7 +275,7 @@ pub fn run_gale(args: &[&str], dir: Option<&Path>) -> Finished {
     if let Some(dir) = dir {
         command.current_dir(dir);
     }
-    let mut child = command.spawn().expect("spawn gale");
+    let mut child = process::spawn(command).expect("spawn gale");
     let (stdout, out_lines) = drain(child.stdout.take().expect("piped stdout"));
     let (stderr, err_lines) = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + EXIT_TIMEOUT;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Deserialize;
 
@@ -60,7 +60,8 @@ pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 #[track_caller]
 pub fn run(scenario: &str, addr: SocketAddr, sni: &str, ca: &Path, args: &[&str]) -> Outcome {
     let script = repo_root().join("tests").join("h2").join("abuse.py");
-    let out = Command::new(python())
+    let mut command = Command::new(python());
+    command
         .arg(&script)
         .arg(scenario)
         .arg("--addr")
@@ -69,9 +70,8 @@ pub fn run(scenario: &str, addr: SocketAddr, sni: &str, ca: &Path, args: &[&str]
         .arg(sni)
         .arg("--ca")
         .arg(ca)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .args(args);
+    let out = crate::process::output(command, scenario, std::time::Duration::from_secs(120))
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

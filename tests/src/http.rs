@@ -406,6 +406,42 @@ fn read_line(reader: &mut BufReader<TcpStream>, first: bool) -> io::Result<Strin
     String::from_utf8(line).map_err(|_| invalid("non-UTF-8 response line".into()))
 }
 
+/// Whether `e` is the client's own read (or write) timeout: the server neither answered nor
+/// closed, which a test must never take for a refusal.
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+/// Asserts that the server closed the connection (EOF or reset) instead of answering; a
+/// response or a read timeout (a hang) fails, naming `what`.
+#[track_caller]
+pub fn assert_closed(result: &io::Result<Response>, what: &str) {
+    match result {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+            ) => {}
+        Err(e) if is_timeout(e) => panic!("{what}: no answer and no close within the read timeout (a hang): {e}"),
+        Err(e) => panic!("{what}: expected the connection closed, got the error {e:?}"),
+        Ok(response) => panic!("{what}: expected the connection closed, got a response:\n{response}"),
+    }
+}
+
+/// Asserts that no complete response came back and that the server did not just go silent:
+/// the connection was closed, or what came was not a valid HTTP response. A read timeout fails.
+#[track_caller]
+pub fn assert_no_response(result: &io::Result<Response>, what: &str) {
+    match result {
+        Err(e) if is_timeout(e) => panic!("{what}: no answer and no close within the read timeout (a hang): {e}"),
+        Err(_) => {}
+        Ok(response) => panic!("{what}: expected no complete response, got:\n{response}"),
+    }
+}
+
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }

@@ -13,6 +13,9 @@
 //! - [`Capture`]: a backend that records the exact bytes it receives (the upload tests compare
 //!   the forwarded form byte for byte), and [`multipart`] to build and check those forms.
 //!
+//! Every child process is started through [`process::spawn`] (killed with the test binary),
+//! and a [`Gale`] dropped by a failing test prints the tail of its log.
+//!
 //! Everything panics with the processes' stderr on failure: a test failure should say what the
 //! binary printed, not just "assertion failed".
 
@@ -28,6 +31,7 @@ pub mod netns;
 mod output;
 pub mod paths;
 pub mod plugins;
+pub mod process;
 pub mod tornado;
 // HTTPS, WebSocket, reload and admin helpers.
 pub mod admin;

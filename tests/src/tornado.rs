@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::http::{self, Request};
 use crate::output::{Captured, drain};
-use crate::paths;
+use crate::{paths, process};
 
 /// How long a backend may take to print its port (Python start-up on a loaded machine).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -197,14 +197,14 @@ impl Starting {
         if let Some(netns) = netns {
             crate::netns::join_on_spawn(&mut command, netns);
         }
-        let mut child = command
+        command
             .arg(paths::tornado_app())
             .args(["--port", &port.to_string(), "--name", name, "--host", &ip.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {} tests/tornado/app.py: {e}", python.display()));
+            .stderr(Stdio::piped());
+        let mut child =
+            process::spawn(command).unwrap_or_else(|e| panic!("start {} tests/tornado/app.py: {e}", python.display()));
         let (_, stdout) = drain(child.stdout.take().expect("piped stdout"));
         let (stderr, _) = drain(child.stderr.take().expect("piped stderr"));
         Starting { name: name.to_owned(), ip, child, stdout, stderr }

@@ -114,6 +114,7 @@ pub struct RawUpstream {
     pub max_fails: Option<Spanned<i64>>,
     pub fail_timeout: Option<Spanned<Scalar>>,
     pub keepalive: Option<Spanned<i64>>,
+    pub keepalive_timeout: Option<Spanned<Scalar>>,
     /// Backends gale starts and supervises itself (supervisord's job).
     pub process: Option<Spanned<RawProcess>>,
     /// DNS servers for this upstream's named servers (else `[global]`'s).

@@ -100,6 +100,8 @@ pub struct Upstream {
     pub fail_timeout: Duration,
     /// Idle keep-alive connections kept per backend.
     pub keepalive: usize,
+    /// How long an idle keep-alive connection is kept before it is closed.
+    pub keepalive_timeout: Duration,
     /// Children gale supervises; they are `servers[0..count]`, in index order.
     pub process: Option<Process>,
     /// Servers given by DNS name: each stands for every address the name

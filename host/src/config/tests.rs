@@ -1,6 +1,7 @@
 //! Config tests: the default config and a good one load; every file in
 //! `testdata/*.toml` fails with exactly the errors in its `.err` golden file
-//! (regenerate with `GALE_BLESS=1 cargo test -p gale config`).
+//! (regenerated only on purpose, by `scripts/bless.sh`: the run that blesses fails when it
+//! changed a file, so a reviewer sees the diff).
 
 use std::path::Path;
 
@@ -62,6 +63,7 @@ fn golden_errors() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/testdata");
     let bless = std::env::var_os("GALE_BLESS").is_some();
     let mut cases = 0;
+    let mut blessed = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(&dir).expect("testdata").flatten().collect();
     entries.sort_by_key(|e| e.path());
     for entry in entries {
@@ -77,13 +79,16 @@ fn golden_errors() {
             Err(e) => format!("{e}\n"),
         };
         let golden = path.with_extension("err");
-        if bless {
-            std::fs::write(&golden, &got).expect("write golden");
-        }
         let want = std::fs::read_to_string(&golden).unwrap_or_default();
+        if bless && got != want {
+            std::fs::write(&golden, &got).expect("write golden");
+            blessed.push(golden.display().to_string());
+            continue;
+        }
         assert_eq!(got, want, "{name}: errors differ from {}", golden.display());
     }
     assert!(cases >= 5, "golden cases missing");
+    assert!(blessed.is_empty(), "blessed (rewrote) {}: review `git diff` and commit", blessed.join(", "));
 }
 
 #[test]

@@ -17,6 +17,10 @@ use super::validate::{duration, int_in};
 /// longer: nginx's `resolver ... valid=30s`.
 const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How long an idle upstream connection is kept: nginx's upstream
+/// `keepalive_timeout` default.
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub(super) fn upstream(
     name: String,
     up: Spanned<raw::RawUpstream>,
@@ -127,6 +131,22 @@ pub(super) fn upstream(
     let fail_timeout = duration(up.fail_timeout, Duration::from_secs(10), c);
     let max_fails = int_in(up.max_fails, 1, 0, 1_000_000, "max_fails", c);
     let keepalive = int_in(up.keepalive, 64, 0, 100_000, "keepalive", c);
+    let keepalive_timeout = match up.keepalive_timeout {
+        Some(v) => {
+            let s = v.span();
+            let d = duration(Some(v), DEFAULT_KEEPALIVE_TIMEOUT, c);
+            if d.is_some_and(|d| d.is_zero()) {
+                c.error(
+                    Some(s),
+                    "keepalive_timeout must be more than 0s (to keep no idle connections, set `keepalive = 0`)",
+                );
+                None
+            } else {
+                d
+            }
+        }
+        None => Some(DEFAULT_KEEPALIVE_TIMEOUT),
+    };
     if !ok {
         return None;
     }
@@ -145,6 +165,7 @@ pub(super) fn upstream(
         max_fails: max_fails? as u32,
         fail_timeout: fail_timeout?,
         keepalive: keepalive? as usize,
+        keepalive_timeout: keepalive_timeout?,
         process,
         named,
         resolvers,

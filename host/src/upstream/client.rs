@@ -1,11 +1,14 @@
 //! Talking to one backend: a small keep-alive pool of HTTP/1.1 connections
 //! (hyper's client connection API, so gale decides when a connection counts
 //! as made, which the retry policy depends on), and the response body that
-//! hands its connection back to the pool once read to the end.
+//! hands its connection back to the pool once read to the end. An idle
+//! connection is closed after `keepalive_timeout` (nginx's upstream
+//! `keepalive_timeout`): a burst of load must not leave its sockets open on
+//! both sides for good.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,25 +40,45 @@ pub enum ConnectError {
 #[derive(Debug)]
 pub struct ConnPool {
     addr: SocketAddr,
-    idle: Mutex<Vec<Sender>>,
+    idle: Mutex<IdleConns>,
     max_idle: usize,
+    /// How long a connection may stay idle before it is closed.
+    idle_timeout: Duration,
     connect_timeout: Duration,
     /// The backend left its pool (its DNS name no longer resolves to it):
     /// connections whose exchange ends are closed, not kept.
     retired: std::sync::atomic::AtomicBool,
 }
 
+/// The idle connections, oldest first, and whether a task is closing the
+/// ones idle for too long.
+#[derive(Debug, Default)]
+struct IdleConns {
+    conns: Vec<(Sender, Instant)>,
+    reaper: bool,
+}
+
 impl ConnPool {
-    /// A pool keeping at most `max_idle` idle connections to `addr`.
-    pub fn new(addr: SocketAddr, max_idle: usize, connect_timeout: Duration) -> Self {
-        Self { addr, idle: Mutex::new(Vec::new()), max_idle, connect_timeout, retired: Default::default() }
+    /// A pool keeping at most `max_idle` idle connections to `addr`, each
+    /// for at most `idle_timeout`.
+    pub fn new(addr: SocketAddr, max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Self {
+        Self {
+            addr,
+            idle: Mutex::new(IdleConns::default()),
+            max_idle,
+            idle_timeout,
+            connect_timeout,
+            retired: Default::default(),
+        }
     }
 
-    /// An idle connection that is still open and ready, if any.
+    /// An idle connection that is still open and ready, if any: the most
+    /// recently used one (the others then age out when load drops).
     pub async fn take_idle(&self) -> Option<Sender> {
         loop {
-            let mut s = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-            if s.is_closed() {
+            let (mut s, since) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).conns.pop()?;
+            // Past its timeout but not yet closed by the reaper: close it now.
+            if s.is_closed() || since.elapsed() >= self.idle_timeout {
                 continue;
             }
             if s.is_ready() || s.ready().await.is_ok() {
@@ -88,7 +111,7 @@ impl ConnPool {
     /// Drops every idle connection: the backend process was replaced, so
     /// they lead to a process that is gone.
     pub fn clear_idle(&self) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).conns.clear();
     }
 
     /// Closes the idle connections and keeps none from now on.
@@ -103,14 +126,40 @@ impl ConnPool {
     }
 
     /// Returns a connection whose exchange finished cleanly.
-    pub fn put(&self, sender: Sender) {
+    pub fn put(self: &Arc<Self>, sender: Sender) {
         if sender.is_closed() || self.is_retired() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < self.max_idle {
-            idle.push(sender);
+        if idle.conns.len() < self.max_idle {
+            idle.conns.push((sender, Instant::now()));
+            if !idle.reaper {
+                idle.reaper = true;
+                tokio::spawn(reap(Arc::downgrade(self)));
+            }
         }
+    }
+}
+
+/// Closes (drops the sender of, so hyper shuts the socket) each idle
+/// connection once it has been idle for the pool's `idle_timeout`; ends when
+/// no connection is idle (the next `put` starts another) or the pool is gone.
+async fn reap(pool: Weak<ConnPool>) {
+    loop {
+        let next = {
+            let Some(pool) = pool.upgrade() else { return };
+            let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            idle.conns.retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < pool.idle_timeout);
+            match idle.conns.first() {
+                Some((_, oldest)) => *oldest + pool.idle_timeout,
+                None => {
+                    idle.reaper = false;
+                    return;
+                }
+            }
+        };
+        tokio::time::sleep_until(next).await;
     }
 }
 

@@ -63,7 +63,7 @@ impl Backend {
             weight,
             health: Health::new(cfg.max_fails, cfg.fail_timeout),
             active: ActiveHealth::new(),
-            conns: Arc::new(ConnPool::new(addr, cfg.keepalive, cfg.connect_timeout)),
+            conns: Arc::new(ConnPool::new(addr, cfg.keepalive, cfg.keepalive_timeout, cfg.connect_timeout)),
             metrics: crate::metrics::backend(&cfg.name, &addr.to_string()),
             in_flight: AtomicUsize::new(0),
             in_rotation: AtomicBool::new(true),

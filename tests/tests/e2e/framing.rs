@@ -124,7 +124,7 @@ fn content_length_over_the_limit_is_413_before_the_body_is_sent() {
     let smuggled = format!("GET /smuggled/whoami HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n\r\n", "p".repeat(2000));
     let _ = conn.write_raw(&smuggled.as_bytes()[..2000]);
     let next = conn.read_response(false);
-    assert!(next.is_err(), "gale answered the unread body of a refused request as a new request:\n{next:?}");
+    gale_tests::http::assert_closed(&next, "the unread body of a refused request");
     let stats = t[0].stats();
     assert!(stats.hits.is_empty(), "the backend saw the oversized request: {stats:?}");
 
@@ -157,7 +157,7 @@ fn a_refused_request_cannot_smuggle_a_second_one() {
     let _ = conn.write_raw(raw.as_bytes());
     let first = conn.read_response(false).expect("a response");
     assert_eq!(first.status, 400, "{first}");
-    assert!(conn.read_response(false).is_err(), "a second response came back");
+    gale_tests::http::assert_closed(&conn.read_response(false), "after the refused request");
     let stats = t[0].stats();
     assert_eq!(stats.hits.get("/smuggled/whoami"), None, "{stats:?}");
 }

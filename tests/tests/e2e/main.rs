@@ -15,6 +15,7 @@ mod deploy;
 mod discovery;
 mod failover;
 mod framing;
+mod harness;
 mod health_checks;
 mod import;
 mod lifecycle;
@@ -37,6 +38,7 @@ mod tls;
 mod tutorial;
 mod upgrade;
 mod uploads;
+mod upstream_keepalive;
 mod websocket;
 
 use gale_tests::{ConfigBuilder, Gale, Tornado};

@@ -11,7 +11,7 @@
 //! and wit-bindgen once (about 30 s), a warm one relinks only the generated crates.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use gale_tests::http::Request;
 use gale_tests::paths::repo_root;
@@ -22,6 +22,10 @@ use gale_tests::{ConfigBuilder, Gale, Tornado, run_gale};
 fn target_dir() -> PathBuf {
     repo_root().join("target").join("plugin-new")
 }
+
+/// How long a cargo or `gale plugins build` run may take before the test calls it a hang (a cold
+/// build on a loaded 2-core machine takes a few minutes at most).
+const BUILD_HANG: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// `gale plugins new NAME --world WORLD --dir DIR`, which must succeed.
 fn generate(name: &str, world: &str, dir: &Path) {
@@ -37,29 +41,21 @@ fn path(p: &Path) -> &str {
 /// Runs `cargo ARGS` in the generated crate, which must succeed; returns its stdout and stderr.
 fn cargo(dir: &Path, args: &[&str]) -> String {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(args)
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("cargo runs");
+    let mut command = Command::new(cargo);
+    command.args(args).current_dir(dir).env("CARGO_TARGET_DIR", target_dir());
+    let out = gale_tests::process::output(command, &format!("cargo {args:?}"), BUILD_HANG).expect("cargo runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "cargo {args:?} in {}:\n{text}", dir.display());
     text
 }
 
 /// `gale plugins build ARGS` in `dir` (cargo's target folder: [`target_dir`]); its exit code,
-/// stdout and stderr. No time limit of its own: a cold build compiles the SDK (about 40 s).
+/// stdout and stderr. A cold build compiles the SDK (about 40 s): [`BUILD_HANG`] only catches a
+/// build that never ends.
 fn gale_build(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = gale_tests::gale_command()
-        .args(["plugins", "build"])
-        .args(args)
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("gale runs");
+    let mut command = gale_tests::gale_command();
+    command.args(["plugins", "build"]).args(args).current_dir(dir).env("CARGO_TARGET_DIR", target_dir());
+    let out = gale_tests::process::output(command, "gale plugins build", BUILD_HANG).expect("gale runs");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -164,6 +164,77 @@ fn forwarded(gale: &Gale, capture: &Capture, data: &[u8]) -> Captured {
     got
 }
 
+/// Stands for a stored file's path in [`expected_fields`] (random per run; checked apart).
+const STORED: &[u8] = b"<a path in the store>";
+
+/// The fields the seed's policy forwards for each of [`bodies`], written by hand from
+/// docs/uploads.md (pass `somearg` unanchored and case-sensitive, drop forged generated names
+/// and empty names, a file becomes name/content_type/path/md5/size, the basename of the
+/// filename, the dummy field when nothing is left); the md5s are the bodies' md5s, computed
+/// outside gale. Not computed by gale, so a policy that drifted on both sides still fails.
+fn expected_fields() -> Vec<Vec<(&'static str, &'static [u8])>> {
+    vec![
+        vec![
+            ("somearg", b"s"),
+            ("file.name", b"hello.txt"),
+            ("file.content_type", b"text/plain"),
+            ("file.path", STORED),
+            ("file.md5", b"746308829575e17c3331bbcb00c0898b"),
+            ("file.size", b"14"),
+        ],
+        vec![
+            ("somearg2", b"passes"),
+            ("a.name", b"x.bin"),
+            ("a.content_type", b"application/octet-stream"),
+            ("a.path", STORED),
+            ("a.md5", b"0416dab819887333af831f8c765ac2ae"),
+            ("a.size", b"4"),
+            ("b.name", b"empty.txt"),
+            ("b.content_type", b"text/plain"),
+            ("b.path", STORED),
+            ("b.md5", b"d41d8cd98f00b204e9800998ecf8427e"),
+            ("b.size", b"0"),
+        ],
+        vec![
+            ("f.name", b"raw"),
+            ("f.content_type", b""),
+            ("f.path", STORED),
+            ("f.md5", b"746308829575e17c3331bbcb00c0898b"),
+            ("f.size", b"14"),
+        ],
+        vec![("<ngx_upload_module_dummy>", b"")],
+    ]
+}
+
+#[test]
+fn upload_fields_plugin_forwards_the_fields_written_by_hand() {
+    let capture = Capture::start(200);
+    let (gale, store, _dir) = upload_gale(capture.addr(), UPLOAD, Some("[\"upload-fields\"]"));
+    let bodies = bodies();
+    let expected = expected_fields();
+    assert_eq!(bodies.len(), expected.len(), "one hand-written row per body");
+    for (i, (data, want)) in bodies.iter().zip(&expected).enumerate() {
+        let got = forwarded(&gale, &capture, data);
+        let form = got.form();
+        let fields: Vec<(String, Vec<u8>)> = form
+            .iter()
+            .map(|(name, value)| {
+                let name = String::from_utf8_lossy(name).into_owned();
+                let value = if name.ends_with(".path") {
+                    let path = std::path::PathBuf::from(String::from_utf8_lossy(value).into_owned());
+                    assert!(multipart::is_store_path(&path, &store), "body {i}: {name} = {path:?}");
+                    STORED.to_vec()
+                } else {
+                    value.clone()
+                };
+                (name, value)
+            })
+            .collect();
+        let want: Vec<(String, Vec<u8>)> = want.iter().map(|(n, v)| ((*n).to_owned(), v.to_vec())).collect();
+        assert_eq!(fields, want, "body {i}: the plugin's fields differ from the table");
+    }
+}
+
 #[test]
 fn upload_fields_plugin_forwards_the_same_form_as_the_built_in_policy() {
     let native_capture = Capture::start(200);

@@ -3,9 +3,9 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gale_tests::reload::{self, RELOAD_FAILED};
 use gale_tests::{Conn, Gale, Request, Tornado, Whoami, free_port, run_gale, wait_until};
@@ -39,6 +39,8 @@ fn port_for(addr: SocketAddr, target: &str) -> u16 {
 /// Clients sending `GET /whoami` in a loop until stopped, each failure recorded.
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Requests answered 200 so far, by all clients.
+    answered: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<(usize, Vec<String>)>>,
 }
 
@@ -46,14 +48,25 @@ impl Load {
     /// `fresh` clients open a new connection per request; `kept` clients reuse one.
     fn start(addr: SocketAddr, fresh: usize, kept: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
         let threads = (0..fresh + kept)
             .map(|i| {
-                let stop = stop.clone();
+                let (stop, answered) = (stop.clone(), answered.clone());
                 let keep_alive = i >= fresh;
-                thread::spawn(move || client_loop(addr, keep_alive, &stop))
+                thread::spawn(move || client_loop(addr, keep_alive, &stop, &answered))
             })
             .collect();
-        Load { stop, threads }
+        Load { stop, answered, threads }
+    }
+
+    /// Waits until the clients got `n` more answers: the load really ran across what the test
+    /// did meanwhile (a reload). The deadline only catches clients that stopped getting answers.
+    #[track_caller]
+    fn wait_answers(&self, n: usize) {
+        let from = self.answered.load(Ordering::SeqCst);
+        wait_until(Duration::from_secs(20), &format!("{n} more answers to the client loop"), || {
+            self.answered.load(Ordering::SeqCst) >= from + n
+        });
     }
 
     /// Stops the clients; returns how many requests succeeded and every failure.
@@ -70,7 +83,7 @@ impl Load {
     }
 }
 
-fn client_loop(addr: SocketAddr, keep_alive: bool, stop: &AtomicBool) -> (usize, Vec<String>) {
+fn client_loop(addr: SocketAddr, keep_alive: bool, stop: &AtomicBool, answered: &AtomicUsize) -> (usize, Vec<String>) {
     let mut ok = 0;
     let mut failures = Vec::new();
     let mut conn: Option<Conn> = None;
@@ -83,6 +96,7 @@ fn client_loop(addr: SocketAddr, keep_alive: bool, stop: &AtomicBool) -> (usize,
         match result {
             Ok((c, r)) if r.status == 200 => {
                 ok += 1;
+                answered.fetch_add(1, Ordering::SeqCst);
                 if keep_alive && !r.closes() {
                     conn = Some(c);
                 }
@@ -106,16 +120,16 @@ fn sighup_under_a_continuous_client_loop_drops_nothing() {
     // A request in flight across every reload finishes on the config it started on.
     let slow = thread::spawn(move || gale_tests::http::get(addr, "/slow?s=1.5"));
     let load = Load::start(addr, 3, 2);
-    let started = Instant::now();
     let mut reloads = 0;
-    while reloads < 6 || started.elapsed() < Duration::from_secs(2) {
+    // Reloads until the slow request has finished (so they span it), at least six.
+    while reloads < 6 || !slow.is_finished() {
         let next = if reloads % 2 == 0 { &v2 } else { &v1 };
         reload::sighup(&gale, next).expect_reloaded();
         reloads += 1;
-        thread::sleep(Duration::from_millis(100));
+        load.wait_answers(5);
     }
     reload::sighup(&gale, &v2).expect_reloaded();
-    thread::sleep(Duration::from_millis(200));
+    load.wait_answers(20);
     let (ok, failures) = load.finish();
     slow.join().expect("slow request").expect_status(200);
     assert!(
@@ -232,12 +246,12 @@ fn reload_adds_and_removes_listeners_and_a_kept_one_never_refuses() {
     old_conn.send(&Request::get("/whoami")).expect_status(200);
 
     let load = Load::start(kept_addr, 4, 0);
-    thread::sleep(Duration::from_millis(300));
+    load.wait_answers(20);
     let logged = match reload::sighup(&gale, &v2) {
         reload::Outcome::Reloaded(addrs) => addrs,
         reload::Outcome::Failed(log) => panic!("reload failed:\n{log}"),
     };
-    thread::sleep(Duration::from_millis(300));
+    load.wait_answers(20);
     let (ok, failures) = load.finish();
     assert!(
         failures.is_empty(),

@@ -87,13 +87,11 @@ fn the_unit_file_verifies() {
     let dir = tempfile::tempdir().expect("tempdir");
     let copy = dir.path().join("gale.service");
     std::fs::write(&copy, text.replace("/usr/local/bin/gale", bin.to_str().expect("utf-8 path"))).expect("write");
-    let out = match std::process::Command::new("systemd-analyze").arg("verify").arg(&copy).output() {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("skipped: systemd-analyze is not available ({e})");
-            return;
-        }
-    };
+    let mut command = std::process::Command::new("systemd-analyze");
+    command.arg("verify").arg(&copy);
+    // A missing tool fails the test (scripts/setup.sh installs it), never skips it.
+    let out = gale_tests::process::output(command, "systemd-analyze verify", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("cannot run systemd-analyze ({e}): run scripts/setup.sh, which installs it"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {:?}\n{stderr}", out.status);
 }

@@ -76,7 +76,8 @@ fn blocks(page: &str) -> Vec<(Option<Directive>, String, String)> {
 fn run_block(script: &str, dir: &Path, path_var: &str) -> (Option<i32>, String) {
     let log = dir.join(".block-output");
     let file = std::fs::File::create(&log).expect("output file");
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .args(["-e", "-c", script])
         .current_dir(dir)
         .env("PATH", path_var)
@@ -84,9 +85,8 @@ fn run_block(script: &str, dir: &Path, path_var: &str) -> (Option<i32>, String) 
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("dup"))
         .stderr(file)
-        .process_group(0)
-        .spawn()
-        .expect("bash runs");
+        .process_group(0);
+    let mut child = gale_tests::process::spawn(command).expect("bash runs");
     let pgid = child.id() as i32;
     let deadline = Instant::now() + BLOCK_TIMEOUT;
     let status = loop {

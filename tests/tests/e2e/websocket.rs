@@ -64,9 +64,9 @@ asyncio.run(asyncio.wait_for(main(), 30))
 #[test]
 fn tornados_own_websocket_client_works_through_gale() {
     let (tornadoes, gale) = pool(1, |c| c);
-    let out = Command::new(paths::python())
-        .args(["-c", TORNADO_CLIENT, &format!("ws://{}/ws", gale.addr())])
-        .output()
+    let mut command = Command::new(paths::python());
+    command.args(["-c", TORNADO_CLIENT, &format!("ws://{}/ws", gale.addr())]);
+    let out = gale_tests::process::output(command, "Tornado's WebSocket client", Duration::from_secs(60))
         .expect("run the Tornado client");
     assert!(out.status.success(), "Tornado's client failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let echoes: Vec<String> = serde_json::from_slice(&out.stdout).expect("the client's JSON");

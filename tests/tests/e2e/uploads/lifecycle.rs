@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use gale_tests::multipart::{self, B, TXT, TXT_MD5, body, file, text};
 use gale_tests::{ConfigBuilder, Gale, Request, Response, Tornado, wait_until};
@@ -31,6 +30,8 @@ impl TornadoSite {
         let tornado = Tornado::spawn("uploads");
         let (dir, store) = private_store();
         let gale = ConfigBuilder::new([tornado.addr()])
+            // Debug: gale logs each upload's cleanup outcome, which the tests wait for.
+            .global("log_level", "debug")
             .http("client_max_body_size", "100M")
             .location(&upload_location(ANSWER, &store, extra))
             .start();
@@ -82,7 +83,9 @@ fn cleanup_table_with_a_real_tornado_handler() {
             // Removed right after the answer (like nginx-upload-module), not before it.
             wait_until(HANG, &format!("the file to be deleted after {status}"), || site.stored().is_empty());
         } else {
-            std::thread::sleep(Duration::from_millis(200)); // time enough for a wrong removal to show
+            // gale decided (and logged) to keep it; only then is "still there" a verdict.
+            let decided = format!("upload cleanup after {status}: Kept(1)");
+            wait_until(HANG, &decided, || site.gale.stderr().contains(&decided));
             let left = site.stored();
             assert_eq!(left.len(), 1, "after {status} the file must be kept: {left:?}");
             assert_eq!(std::fs::read(&path).expect("kept file"), TXT, "after {status}");

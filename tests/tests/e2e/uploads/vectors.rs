@@ -336,11 +336,12 @@ fn v17_real_curl_f() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("hello.txt"), TXT).expect("write hello.txt");
     let url = format!("http://{}/upload", site.gale.addr());
-    let out = Command::new("curl")
+    let mut command = Command::new("curl");
+    command
         .current_dir(dir.path())
-        .args(["-v", "-sS", "-o", "/dev/null", "-w", "%{http_code}"])
-        .args(["-F", "somearg=hello world", "-F", "file=@hello.txt", "-F", "other=dropped", &url])
-        .output()
+        .args(["-v", "-sS", "--max-time", "30", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-F", "somearg=hello world", "-F", "file=@hello.txt", "-F", "other=dropped", &url]);
+    let out = gale_tests::process::output(command, "curl -F", std::time::Duration::from_secs(60))
         .expect("run curl (scripts/setup.sh installs it)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "curl: {stderr}");
