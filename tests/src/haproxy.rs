@@ -44,16 +44,15 @@ impl HaProxy {
         if let Some(netns) = netns {
             crate::netns::join_on_spawn(&mut command, netns);
         }
-        let mut child = command
+        command
             .arg("-db")
             .arg("-f")
             .arg(&file)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn haproxy");
+            .stderr(Stdio::piped());
+        let mut child = crate::process::spawn(command).expect("spawn haproxy");
         let (stderr, _) = drain(child.stderr.take().expect("piped stderr"));
         HaProxy { child, stderr, _dir: dir }
     }

@@ -50,13 +50,13 @@ fn restart_prints_each_step_while_the_restart_is_under_way() {
     });
 
     let config = gale.config_path().to_str().expect("utf-8 path").to_owned();
-    let mut restart = gale_command()
+    let mut command = gale_command();
+    command
         .args(["restart", "tornadoes", "--config", &config])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gale restart");
+        .stderr(Stdio::piped());
+    let mut restart = gale_tests::process::spawn(command).expect("spawn gale restart");
     let (tx, lines) = mpsc::channel();
     let stdout = restart.stdout.take().expect("piped stdout");
     std::thread::spawn(move || {

@@ -33,15 +33,15 @@ struct Demo {
 
 impl Demo {
     fn spawn(config: &Path) -> Demo {
-        let mut child = Command::new("bash")
+        let mut command = Command::new("bash");
+        command
             .arg(paths::repo_root().join("scripts/demo.sh"))
             .env("GALE_BIN", paths::gale_bin())
             .env("GALE_DEMO_CONFIG", config)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn scripts/demo.sh");
+            .stderr(Stdio::piped());
+        let mut child = gale_tests::process::spawn(command).expect("spawn scripts/demo.sh");
         let (stdout, lines) = keep(child.stdout.take().expect("stdout"));
         let (stderr, _) = keep(child.stderr.take().expect("stderr"));
         Demo { child, stdout, stderr, lines }

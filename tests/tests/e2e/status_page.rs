@@ -46,7 +46,8 @@ fn run_chromium(url: &str, extra: &[&str]) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
     let out_path = profile.path().join("stdout");
     let err_path = profile.path().join("stderr");
-    let mut child = Command::new(chromium())
+    let mut command = Command::new(chromium());
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -62,9 +63,8 @@ fn run_chromium(url: &str, extra: &[&str]) -> String {
         .arg(url)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("start chromium");
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"));
+    let mut child = gale_tests::process::spawn(command).expect("start chromium");
     let mut status = None;
     let deadline = std::time::Instant::now() + PATIENCE;
     while status.is_none() && std::time::Instant::now() < deadline {

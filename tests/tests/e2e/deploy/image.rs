@@ -20,12 +20,9 @@ use super::{COMMAND_TIMEOUT, SHIPPED};
 #[track_caller]
 fn run(command: &mut Command) -> Output {
     let what = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let owned = std::mem::replace(command, Command::new("true"));
+    let mut child = gale_tests::process::spawn(owned).unwrap_or_else(|e| panic!("start {what}: {e}"));
     let deadline = Instant::now() + COMMAND_TIMEOUT;
     while child.try_wait().expect("try_wait").is_none() {
         if Instant::now() >= deadline {
