@@ -1,5 +1,5 @@
 //! multipart/form-data for the upload tests: client bodies built byte by byte, the forwarded form
-//! written from the spec's grammar (UPLOAD-SPEC.md section (b)), and a strict parser for what an
+//! written from its grammar (docs/uploads.md, "The forwarded body"), and a strict parser for what an
 //! upload location sends its backend.
 //!
 //! Written independently of gale's own `upload` module on purpose: a test that reused gale's form

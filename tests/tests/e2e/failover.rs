@@ -116,7 +116,7 @@ fn a_query_of_death_on_a_kept_alive_connection_kills_only_one_backend() {
 #[test]
 fn a_query_of_death_is_retried_and_kills_more_backends_in_error_mode() {
     // nginx's `proxy_next_upstream error`: a connection closed before the response header is
-    // retried on the next backend, which the same query kills too. This is what the seed's
+    // retried on the next backend, which the same query kills too. This is what the reference configuration's
     // config did, and why "connect" is gale's default.
     let (tornadoes, gale) = pool(4, |c| c.upstream("next_upstream", "error"));
     let response = gale.get("/die");

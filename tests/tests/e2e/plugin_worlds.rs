@@ -1,5 +1,5 @@
 //! The `cache-policy` and `upload-fields` plugin worlds through the real binary, with the
-//! bundled guests from `<repo>/target/plugins` (`scripts/build-plugins.sh`): the seed's
+//! bundled guests from `<repo>/target/plugins` (`scripts/build-plugins.sh`): the reference configuration's
 //! `expires max` from `static-cache` on a static location with real Tornado behind `location /`,
 //! the same forwarded upload form with and without the `upload-fields` plugin (byte for byte
 //! through a capture backend, and read by a real Tornado handler), and `gale check` refusing a
@@ -136,7 +136,7 @@ fn upload_gale(backend: std::net::SocketAddr, path: &str, plugins: Option<&str>)
     (gale, store, dir)
 }
 
-/// Client bodies covering the seed's rules: passed and dropped text fields, D2 forgeries, an
+/// Client bodies covering the reference configuration's rules: passed and dropped text fields, D2 forgeries, an
 /// empty field name, several files, a file without Content-Type, an unsafe filename.
 fn bodies() -> Vec<Vec<u8>> {
     vec![
@@ -167,7 +167,7 @@ fn forwarded(gale: &Gale, capture: &Capture, data: &[u8]) -> Captured {
 /// Stands for a stored file's path in [`expected_fields`] (random per run; checked apart).
 const STORED: &[u8] = b"<a path in the store>";
 
-/// The fields the seed's policy forwards for each of [`bodies`], written by hand from
+/// The fields the reference configuration's policy forwards for each of [`bodies`], written by hand from
 /// docs/uploads.md (pass `somearg` unanchored and case-sensitive, drop forged generated names
 /// and empty names, a file becomes name/content_type/path/md5/size, the basename of the
 /// filename, the dummy field when nothing is left); the md5s are the bodies' md5s, computed

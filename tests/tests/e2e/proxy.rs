@@ -1,4 +1,4 @@
-//! What the seed's `location /` does: proxy to Tornado with the right headers, bodies intact.
+//! What the reference configuration's `location /` does: proxy to Tornado with the right headers, bodies intact.
 
 use gale_tests::Whoami;
 use gale_tests::http::Request;

@@ -1,9 +1,9 @@
 //! Static files and gzip through the real binary (issue 4, item 5), with real Tornado behind
 //! `location /`: the traversal table against a secret outside the root, validators (304), Range
-//! (206/416), HEAD, and gzip on proxied and static responses with the seed's settings
+//! (206/416), HEAD, and gzip on proxied and static responses with the reference configuration's settings
 //! (docs/static-and-gzip.md).
 //!
-//! The seed's `expires max` headers for a query string come from the `static-cache` plugin and
+//! The reference configuration's `expires max` headers for a query string come from the `static-cache` plugin and
 //! are tested in `plugin_worlds`; without a plugin (as here) gale sends no Expires/Cache-Control.
 
 use std::io::Read;
@@ -16,7 +16,7 @@ use tempfile::TempDir;
 /// The secret outside the served directory; its bytes must never reach a client.
 const SECRET: &[u8] = b"TOP-SECRET-5f1c0d: outside the static root\n";
 
-/// The seed's `gzip on; gzip_min_length 1000; gzip_proxied any; gzip_types ...`.
+/// The reference configuration's `gzip on; gzip_min_length 1000; gzip_proxied any; gzip_types ...`.
 const SEED_GZIP: &str = "{ min_length = 1000, proxied = \"any\", types = [\"text/plain\", \"text/html\", \
     \"text/css\", \"text/xml\", \"application/x-javascript\", \"application/xml\", \"application/atom+xml\", \
     \"text/javascript\"] }";

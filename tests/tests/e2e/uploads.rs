@@ -1,6 +1,6 @@
 //! Uploads through the real binary (issue 5, item 5): an `upload` location in front of a capture
-//! backend that records the exact forwarded bytes (the spec's vectors V1-V17 and the DEVIATE
-//! items of UPLOAD-SPEC section (d), as documented in docs/uploads.md), and in front of a real
+//! backend that records the exact forwarded bytes (the vectors V1-V17 and the deviations D1-D16
+//! of docs/uploads.md), and in front of a real
 //! Tornado handler that opens the stored files (the cleanup table, 499, modes).
 //!
 //! Submodules: `vectors` (V1-V17), `requests` (request-level checks and D-items), `lifecycle`
@@ -42,7 +42,7 @@ pub fn upload_location(path: &str, store: &Path, extra: &str) -> String {
 }
 
 /// gale with an upload location in front of a capture backend, `client_max_body_size = "100M"`
-/// (the seed's server).
+/// (the reference configuration's server).
 pub struct Site {
     /// The running gale.
     pub gale: Gale,

@@ -1,6 +1,6 @@
 //! What happens to stored files: the cleanup table with a real Tornado handler that opens them
-//! (UPLOAD-SPEC (c) "Cleanup"), 499 when the client leaves, file modes (D10), client aborts, and
-//! the 100 MB body cap (spec (c) checks 1-2, D8).
+//! (docs/uploads.md, "Request flow": cleanup), 499 when the client leaves, file modes (D10), client aborts, and
+//! the 100 MB body cap (the head checks, D8).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -73,7 +73,7 @@ fn tornado_report(response: &Response, mode: &str) -> Value {
 #[test]
 fn cleanup_table_with_a_real_tornado_handler() {
     let site = TornadoSite::new("");
-    // The seed's `upload_cleanup 200 400 404 499`: delete after those, keep after the others.
+    // The reference configuration's `upload_cleanup 200 400 404 499`: delete after those, keep after the others.
     for (status, deleted) in [(200, true), (400, true), (404, true), (201, false), (500, false)] {
         let response = site.gale.send(&TornadoSite::request(&format!("status={status}")));
         assert_eq!(response.status, status, "the backend's status reaches the client:\n{response}");
@@ -123,7 +123,7 @@ fn access_mode_is_honoured() {
 fn client_abort_mid_upload_leaves_no_file() {
     let site = Site::new();
     // One file cut in the middle, then a completed file followed by a second one cut short
-    // (the anchor's `client_abort_mid_body` and `client_abort_after_file1`).
+    // (nginx-upload-module's `client_abort_mid_body` and `client_abort_after_file1`).
     let first = body(&[file("file", "big.bin", "application/octet-stream", &vec![b'q'; 1 << 20])]);
     let second = body(&[
         file("file1", "a.txt", "text/plain", TXT),

@@ -1,4 +1,4 @@
-//! Request-level checks of an upload location (UPLOAD-SPEC (c) "Request-level checks", with
+//! Request-level checks of an upload location (docs/uploads.md, "Request flow", with
 //! gale's D7, D8 and D16), forged generated fields (D2) and deterministic 400s whatever the TCP
 //! segmentation (D6).
 
@@ -37,7 +37,7 @@ fn content_type_checks_415_and_400_d16() {
         "application/x-www-form-urlencoded",
         "multipart/mixed; boundary=XbOuNdArY123",
         "text/plain",
-        // D16: the anchor prefix-matched and accepted this.
+        // D16: nginx-upload-module prefix-matched and accepted this.
         "multipart/form-data-foo; boundary=XbOuNdArY123",
     ] {
         let response = site.post(UPLOAD, ct, &data);
@@ -53,7 +53,7 @@ fn content_type_checks_415_and_400_d16() {
     expect_forwarded(&site, &got, B, &[("somearg", b"x")]);
 }
 
-/// D7: the anchor sent no response for a missing boundary, and on keep-alive parsed the body
+/// D7: nginx-upload-module sent no response for a missing boundary, and on keep-alive parsed the body
 /// as the next request. gale answers 400; the connection is then closed or still usable, and
 /// the body is never read as a request.
 #[test]
@@ -106,7 +106,7 @@ fn chunked_upload_is_accepted_and_forwarded_with_content_length_d8() {
     assert_eq!(chunks.concat(), data);
     let request = Request::new("POST", UPLOAD).header("Content-Type", &multipart::content_type()).chunked(chunks);
     let response = site.gale.send(&request);
-    assert_eq!(response.status, 200, "chunked upload (D8; the anchor: 400):\n{response}");
+    assert_eq!(response.status, 200, "chunked upload (D8; nginx-upload-module: 400):\n{response}");
     let got = site.capture.only();
     let snapshots = expect_forwarded(
         &site,
@@ -174,14 +174,14 @@ fn forged_generated_field_names_never_reach_the_backend_d2() {
     assert!(!got.body.windows(6).any(|w| w == b"forged"));
 }
 
-/// Malformed bodies (spec (c) and D5), each answered 400 by the anchor or 500 depending on
+/// Malformed bodies (spec (c) and D5), each answered 400 by nginx-upload-module or 500 depending on
 /// segmentation; gale: always 400 (D6), nothing stored, backend never called.
 fn malformed_bodies() -> Vec<(&'static str, Vec<u8>)> {
     let prefix = "Content-Disposition: form-data; name=\"somearg\"; x=\"";
     let line_512 = format!("{prefix}{}\"", "a".repeat(512 - prefix.len() - 1));
     vec![
         ("bad disposition", body(&[part(&["Content-Disposition: inline; name=\"a\""], b"x")])),
-        ("no name (anchor: 500)", body(&[part(&["Content-Disposition: form-data; filename=\"x.txt\""], TXT)])),
+        ("no name (nginx-upload-module: 500)", body(&[part(&["Content-Disposition: form-data; filename=\"x.txt\""], TXT)])),
         ("no Content-Disposition", body(&[part(&["Content-Type: text/plain"], b"x")])),
         ("512-byte header line", body(&[part(&[&line_512], b"v")])),
         (
@@ -203,7 +203,7 @@ fn malformed_bodies() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Writes `bytes` in writes of 1..=7 bytes with a pause after each, so gale's reads see the body
-/// in small pieces (the anchor's `trickle`); stops at the first write error (gale answered and
+/// in small pieces (nginx-upload-module's `trickle`); stops at the first write error (gale answered and
 /// closed).
 fn trickle(conn: &mut Conn, bytes: &[u8]) {
     let mut at = 0;
@@ -228,7 +228,7 @@ fn malformed_body_is_400_in_one_write_and_trickled_d6() {
             multipart::content_type(),
             data.len()
         );
-        // One write: head and body in the same segment (the anchor's preread path: 500).
+        // One write: head and body in the same segment (nginx-upload-module's preread path: 500).
         let mut oneshot = site.gale.conn();
         let _ = oneshot.write_raw(&[head.as_bytes(), &data].concat());
         let response = oneshot.read_response(false).unwrap_or_else(|e| panic!("{what}, one write: no answer: {e}"));

@@ -1,5 +1,5 @@
-//! UPLOAD-SPEC section (b), V1-V17, through the real binary: the exact bytes the backend
-//! receives. Where gale deliberately differs from the anchor (section (d)), the test names the D
+//! the vectors V1-V17 of docs/uploads.md, through the real binary: the exact bytes the backend
+//! receives. Where gale deliberately differs from nginx-upload-module (section (d)), the test names the D
 //! item and asserts what docs/uploads.md says gale does instead.
 
 use std::process::Command;
@@ -117,7 +117,7 @@ fn v4_regex_unanchored_case_sensitive_with_d2() {
     let names = ["somearg", "somearg2", "xsomeargx", "SOMEARG", "Somearg", "some_arg", "somearg[]", "somearg.name", ""];
     let mut parts: Vec<Vec<u8>> = names.iter().map(|n| text(n, format!("v-{n}").as_bytes())).collect();
     parts.push(text("somearg", b""));
-    // The anchor also forwarded `somearg.name=v-somearg.name`; gale drops it (D2).
+    // nginx-upload-module also forwarded `somearg.name=v-somearg.name`; gale drops it (D2).
     site.vector(
         &body(&parts),
         &[
@@ -179,10 +179,10 @@ fn v8_path_components_in_filenames_with_d4() {
         ("../../etc/passwd", b"passwd"),
         (r"C:\Users\me\My Docs\a b.txt", b"a b.txt"),
         (r"..\..//x/y\z.txt", b"z.txt"),
-        ("a/..", b""), // anchor: `..`; D4: `.`/`..` become empty
-        ("/", b""),    // anchor: `/`; D4: stripped to empty (still a file)
+        ("a/..", b""), // nginx-upload-module: `..`; D4: `.`/`..` become empty
+        ("/", b""),    // nginx-upload-module: `/`; D4: stripped to empty (still a file)
         ("résumé 日本語.txt", "résumé 日本語.txt".as_bytes()),
-        ("t\tab\x7f.txt", b"t_ab_.txt"), // anchor: raw; D4: control characters become `_`
+        ("t\tab\x7f.txt", b"t_ab_.txt"), // nginx-upload-module: raw; D4: control characters become `_`
     ];
     for (raw, want) in cases {
         let fields = txt_fields("file", want, 1);
@@ -203,7 +203,7 @@ fn v9_filename_before_name_d4_and_empty_field_name() {
         TXT,
     )]);
     site.vector(&data, &borrow(&txt_fields("file", b"x.txt", 1)));
-    // `file_empty_field_name`: as the anchor, `.name`, `.path`, ...
+    // `file_empty_field_name`: as nginx-upload-module, `.name`, `.path`, ...
     site.vector(&body(&[file("", "x.txt", "text/plain", TXT)]), &borrow(&txt_fields("", b"x.txt", 1)));
 }
 
@@ -211,16 +211,16 @@ fn v9_filename_before_name_d4_and_empty_field_name() {
 fn v10_dummy_body_and_the_d4_d5_cases() {
     let site = Site::new();
     let dummy: &[(&str, &[u8])] = &[("<ngx_upload_module_dummy>", b"")];
-    // only_nonmatching_fields and empty_multipart: exactly the anchor's 104 bytes.
+    // only_nonmatching_fields and empty_multipart: exactly nginx-upload-module's 104 bytes.
     for data in [body(&[text("other", b"1"), text("x", b"2")]), close()] {
         let (got, _) = site.vector(&data, dummy);
         assert_eq!(got.body.len(), 104);
     }
-    // garbage_body: the anchor forwarded the dummy with 200; D5: 400, backend never called.
+    // garbage_body: nginx-upload-module forwarded the dummy with 200; D5: 400, backend never called.
     let response = site.post(UPLOAD, &multipart::content_type(), b"this is not multipart at all");
     assert_eq!(response.status, 400, "garbage body (D5):\n{response}");
     site.assert_backend_untouched("garbage body");
-    // filename_unquoted, filename_star_only, filename_escaped_quote: the anchor lost the content
+    // filename_unquoted, filename_star_only, filename_escaped_quote: nginx-upload-module lost the content
     // (dummy, 200); D4: they are files.
     let cases: &[(&str, &[u8])] = &[
         ("form-data; name=\"file\"; filename=x.txt", b"x.txt"),
@@ -237,7 +237,7 @@ fn v10_dummy_body_and_the_d4_d5_cases() {
 #[test]
 fn v11_quoted_boundary_d3_is_parsed_and_content_type_rewritten() {
     let site = Site::new();
-    // The anchor kept the quotes in B, found no delimiter, forwarded a 108-byte dummy and lost the
+    // nginx-upload-module kept the quotes in B, found no delimiter, forwarded a 108-byte dummy and lost the
     // file with 200. D3: RFC 2045 parameter; the forwarded Content-Type is rewritten.
     let data = body(&[text("somearg", b"q"), file("file", "hello.txt", "text/plain", TXT)]);
     let response = site.post(UPLOAD, &format!("multipart/form-data; boundary=\"{B}\""), &data);
@@ -259,7 +259,7 @@ fn v12_truncated_in_file_is_400_d5_and_nothing_is_kept() {
         format!("--{B}\r\nContent-Disposition: form-data; name=\"file2\"; filename=\"b.txt\"\r\n\r\npartial data")
             .as_bytes(),
     );
-    // The anchor forwarded somearg + file1 with 200 and dropped file2; D5: 400, everything unlinked.
+    // nginx-upload-module forwarded somearg + file1 with 200 and dropped file2; D5: 400, everything unlinked.
     let response = site.post(UPLOAD, &multipart::content_type(), &data);
     assert_eq!(response.status, 400, "truncated body (D5):\n{response}");
     site.assert_backend_untouched("V12");
@@ -271,12 +271,12 @@ fn v13_oversized_field_is_413_d5_and_99k_passes() {
     let site = Site::new();
     let big = vec![b'a'; 200 * 1024];
     let data = body(&[text("somearg", &big), file("file", "hello.txt", "text/plain", TXT)]);
-    // The anchor dropped the field silently with 200; D5: 413.
+    // nginx-upload-module dropped the field silently with 200; D5: 413.
     let response = site.post(UPLOAD, &multipart::content_type(), &data);
     assert_eq!(response.status, 413, "200 KiB passed field (D5):\n{response}");
     site.assert_backend_untouched("V13");
     site.assert_store_empty("V13");
-    // A 99 KiB field passes, as in the anchor.
+    // A 99 KiB field passes, as in nginx-upload-module.
     let ok = vec![b'b'; 99 * 1024];
     site.vector(&body(&[text("somearg", &ok)]), &[("somearg", &ok)]);
 }
@@ -298,7 +298,7 @@ fn v14_lf_only_is_forwarded_with_crlf_framing() {
 #[test]
 fn v15_boundary_collision_is_400_d5() {
     let site = Site::new();
-    // The anchor cut the file to `line1`, ignored the rest and answered 200; D5: 400.
+    // nginx-upload-module cut the file to `line1`, ignored the rest and answered 200; D5: 400.
     let data = body(&[
         file("file", "c.txt", "text/plain", format!("line1\r\n--{B}-tail\r\nmore").as_bytes()),
         text("somearg", b"after"),
@@ -312,7 +312,7 @@ fn v15_boundary_collision_is_400_d5() {
 #[test]
 fn v16_filename_trailing_slash_is_a_file_d4() {
     let site = Site::new();
-    // The anchor forwarded `somearg_upload=SECRET-FILE-CONTENT` inline; D4: a filename parameter
+    // nginx-upload-module forwarded `somearg_upload=SECRET-FILE-CONTENT` inline; D4: a filename parameter
     // makes a file, whose name sanitises to empty.
     let data = body(&[file("somearg_upload", "dir/", "text/plain", b"SECRET-FILE-CONTENT")]);
     let md5 = multipart::md5_hex(b"SECRET-FILE-CONTENT");
