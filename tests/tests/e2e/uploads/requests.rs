@@ -181,7 +181,10 @@ fn malformed_bodies() -> Vec<(&'static str, Vec<u8>)> {
     let line_512 = format!("{prefix}{}\"", "a".repeat(512 - prefix.len() - 1));
     vec![
         ("bad disposition", body(&[part(&["Content-Disposition: inline; name=\"a\""], b"x")])),
-        ("no name (nginx-upload-module: 500)", body(&[part(&["Content-Disposition: form-data; filename=\"x.txt\""], TXT)])),
+        (
+            "no name (nginx-upload-module: 500)",
+            body(&[part(&["Content-Disposition: form-data; filename=\"x.txt\""], TXT)]),
+        ),
         ("no Content-Disposition", body(&[part(&["Content-Type: text/plain"], b"x")])),
         ("512-byte header line", body(&[part(&[&line_512], b"v")])),
         (
