@@ -69,13 +69,19 @@ pub async fn serve(
     // After an upgrade the old gale stops accepting once this one does; then the pid file
     // and the control socket are this one's.
     if let Some(handover) = handover {
-        handover.ready().await;
+        handover.ready(&running.current().config).await;
     }
     if let Some(pid) = &pid_file {
         crate::lifecycle::write_pid(pid)?;
     }
-    let upgrader =
-        Arc::new(crate::upgrade::Upgrader::new(running.clone(), pid_file.clone(), drain, admin_socket, admin_stop));
+    let upgrader = Arc::new(crate::upgrade::Upgrader::new(
+        running.clone(),
+        pid_file.clone(),
+        drain,
+        admin_socket,
+        admin_stop,
+        children.clone(),
+    ));
     // `gale restart`, `gale status` and `gale upgrade` talk to the socket next to the pid file.
     let mut control = match &pid_file {
         Some(pid) => {
@@ -91,6 +97,19 @@ pub async fn serve(
     announce(&format!("gale: listening on {}", addrs.join(" ")))?;
     tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
     crate::systemd::ready();
+    // After an upgrade: the old gale's children are replaced one at a time, as `gale restart` does.
+    if children.has_inherited() {
+        let children = children.clone();
+        tokio::spawn(async move {
+            match children.take_over().await {
+                Ok(()) => tracing::info!("upgrade: every supervised child is this gale's own"),
+                Err(e) => tracing::error!(
+                    "upgrade: replacing the old gale's children stopped: {e}; the old gale keeps running the \
+                     ones not yet replaced (`gale restart UPSTREAM` replaces them)"
+                ),
+            }
+        });
+    }
 
     let reloader = running.clone();
     let supervised = children.clone();
@@ -110,6 +129,8 @@ pub async fn serve(
         }
     });
     running.wait().await;
+    // Handed over with supervised children: they serve the new gale until it replaces them.
+    upgrader.finish().await;
     if upgrader.handed_over()
         && let Some(control) = control.as_mut()
     {

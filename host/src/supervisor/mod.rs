@@ -14,10 +14,12 @@
 //! - `spawn.rs`: the command, process group, parent-death signal, stopping
 //! - `logs.rs`: stdout/stderr to log files, reopened on SIGUSR1
 //! - `roll.rs`: the rolling restart
+//! - `inherited.rs`: children handed over by a binary upgrade (both sides)
 //! - `control.rs`: the control socket `gale restart` / `gale status` use
 
 mod child;
 mod control;
+mod inherited;
 mod logs;
 pub mod restarts;
 mod roll;
@@ -37,6 +39,7 @@ use logs::Reopen;
 use spawn::Spawner;
 
 pub use control::{ControlError, ControlSocket, UpgradeHook, request, socket_path};
+pub use inherited::{Handover, InheritedChild, Predecessor};
 pub use roll::Replaced;
 
 /// How the supervisor moves a child's backend in and out of the load
@@ -65,6 +68,8 @@ pub enum ChildState {
     Stopping,
     /// Stopped for good (gale is shutting down).
     Stopped,
+    /// Run by the gale this one upgraded from, until replaced (`inherited.rs`).
+    Inherited,
 }
 
 impl fmt::Display for ChildState {
@@ -76,6 +81,7 @@ impl fmt::Display for ChildState {
             ChildState::Failed => "failed",
             ChildState::Stopping => "stopping",
             ChildState::Stopped => "stopped",
+            ChildState::Inherited => "inherited",
         })
     }
 }
@@ -129,6 +135,8 @@ pub enum SupervisorError {
     StartFailed { upstream: String, index: usize, reason: String },
     #[error("gale is shutting down")]
     ShuttingDown,
+    #[error("upstream `{upstream}` has no child {index}")]
+    NoSuchChild { upstream: String, index: usize },
     #[error(
         "upstream `{upstream}`: {why}; a reload can replace supervised children but not add, remove or \
          move them: restart gale for that"
@@ -232,10 +240,13 @@ impl Supervisor {
     /// first start (so the listeners open with the pool in rotation).
     /// `rotation(upstream, index)` gives the hook for backend `index` of
     /// `config.upstreams[upstream]`; each starts out of rotation. Without
-    /// any `process` section this does nothing.
+    /// any `process` section this does nothing. After an upgrade, the slots
+    /// whose child the old gale runs (`handover`) start no process: they are
+    /// inherited, in rotation if that child was, until [`Self::take_over`].
     pub async fn start(
         config: &Config,
         rotation: impl Fn(usize, usize) -> Arc<dyn Rotation>,
+        handover: Option<&Handover>,
     ) -> Result<Arc<Self>, SupervisorError> {
         let reopen = Reopen::default();
         let mut groups = Vec::new();
@@ -270,7 +281,11 @@ impl Supervisor {
                         Shared { spawner: spawner.clone(), reopen: reopen.clone() },
                         control_rx,
                     )
-                    .with_health(health.clone());
+                    .with_health(health.clone())
+                    .inherit(handover.and_then(|h| {
+                        let c = h.find(&upstream.name, index, spec.port(index))?;
+                        Some((c.pid, h.predecessor.clone()))
+                    }));
                     ChildHandle { status, control, slot, task: Mutex::new(Some(tokio::spawn(task.run()))) }
                 })
                 .collect();

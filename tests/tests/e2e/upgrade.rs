@@ -254,22 +254,133 @@ fn a_new_binary_that_never_gets_ready_is_stopped_after_upgrade_timeout() {
     a_broken_binary_leaves_the_old_gale_serving(b"#!/bin/sh\nexec sleep 600\n", 0o755, "1s", "upgrade_timeout");
 }
 
+/// A config with `children` supervised Tornado children, an admin listener and a pid file.
+fn supervised_config(children: u16) -> String {
+    let base = crate::supervise::free_ports(children);
+    let config = crate::supervise::supervised_config(crate::supervise::tornado_process(children, base, ""))
+        .global("upgrade_timeout", "30s");
+    format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", config.render())
+}
+
+/// The supervised children in `/status`: (state, pid).
+fn children(admin: SocketAddr) -> Vec<(String, Option<u32>)> {
+    let status = gale_tests::admin::status(admin);
+    status["children"]
+        .as_array()
+        .expect("children in /status")
+        .iter()
+        .map(|c| (c["state"].as_str().unwrap_or_default().to_owned(), c["pid"].as_u64().map(|p| p as u32)))
+        .collect()
+}
+
+/// The parent of process `pid`, from /proc.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+}
+
+/// Waits until every child runs, each a child process of `gale`, none of them in `old`.
+#[track_caller]
+fn wait_for_own_children(admin: SocketAddr, gale: u32, count: usize, old: &[u32]) -> Vec<u32> {
+    let mut pids = Vec::new();
+    wait_until(Duration::from_secs(60), "every child running under the new gale", || {
+        let now = children(admin);
+        pids = now.iter().filter_map(|(state, pid)| pid.filter(|_| state == "running")).collect();
+        pids.len() == count && pids.iter().all(|p| !old.contains(p) && parent_of(*p) == Some(gale))
+    });
+    pids
+}
+
 #[test]
-fn an_upgrade_with_supervised_children_is_refused() {
-    let port = gale_tests::free_port();
-    let python = paths::python();
-    let app = paths::tornado_app();
-    let config = format!(
-        "[global]\nthreads = 2\npid_file = \"gale.pid\"\n\n\
-         [upstream.app]\nprocess = {{ command = [{python:?}, {app:?}, \"--port={{port}}\"], base_port = {port} }}\n\n\
-         [[server]]\nlisten = [\"127.0.0.1:0\"]\n[[server.location]]\npath = \"/\"\nproxy = {{ pass = \"app\" }}\n"
-    );
-    let gale = Gale::start(&config);
+fn gale_upgrade_rolls_supervised_children_under_load_with_no_failed_request() {
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let bin = copy_of_gale(bin_dir.path());
+    let mut gale = Gale::start_with(&supervised_config(2), &Launch { bin: Some(bin), ..Launch::default() });
+    let pid_file = gale.dir().join("gale.pid");
+    let old = gale.pid();
+    let admin = admin_addr(&gale);
+    let before: Vec<u32> = children(admin).iter().filter_map(|(_, pid)| *pid).collect();
+    assert_eq!(before.len(), 2, "{:?}", children(admin));
+    assert!(before.iter().all(|p| parent_of(*p) == Some(old)), "{before:?} are not the old gale's");
+
+    let load = Load::start(gale.addr(), 3, 3);
+    let retried = load.retried.clone();
+    load.wait_for(50, "client load to get going");
     let out = run_gale(&["upgrade", "--config", gale.config_path().to_str().expect("utf-8")], None);
-    assert_eq!(out.code(), Some(1), "{out:?}");
-    assert!(out.stderr.contains("upstream `app` has supervised children"), "{out:?}");
-    assert_eq!(pid_in(&gale.dir().join("gale.pid")), gale.pid());
-    gale.get("/whoami").expect_status(200);
+    let new = pid_in(&pid_file);
+    let _stop = Stop(new);
+    assert_eq!(out.code(), Some(0), "{out:?}\ngale stderr:\n{}", gale.stderr());
+    assert!(out.stdout.contains(&format!("upgraded: gale pid {new} serves now")), "{out:?}");
+    assert_ne!(new, old);
+
+    // The old gale keeps its children until the new one has replaced them, then exits 0.
+    assert_eq!(gale.wait().code(), Some(0), "stderr:\n{}", gale.stderr());
+    let after = wait_for_own_children(admin, new, 2, &before);
+    load.wait_for(100, "requests served by the new gale's children");
+    let served = load.done();
+    let failures = load.finish();
+    eprintln!("{served} requests, {} resent after a keep-alive connection closed", retried.load(Ordering::SeqCst));
+    assert!(failures.is_empty(), "{} failed requests: {:#?}\nstderr:\n{}", failures.len(), failures, gale.stderr());
+    for pid in &before {
+        assert!(!alive(*pid), "the old gale's child {pid} still runs");
+    }
+    let stderr = gale.stderr();
+    assert!(stderr.contains("has replaced every child; exiting"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // `gale status` talks to the new gale, whose children they are; it upgrades again.
+    let status = run_gale(&["status", "--config", gale.config_path().to_str().expect("utf-8")], None);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    for pid in &after {
+        assert!(status.stdout.contains(&format!("running pid {pid}")), "{status:?}");
+    }
+    signal(new, SIGTERM);
+    wait_until(Duration::from_secs(30), "the new gale to exit", || !alive(new));
+    wait_until(Duration::from_secs(30), "its children to stop", || after.iter().all(|p| !alive(*p)));
+}
+
+/// The old gale dies (SIGKILL) while the new one still inherits its children: they die with it,
+/// and the new gale starts those slots at once, saying so.
+#[test]
+fn an_old_gale_that_dies_mid_roll_leaves_the_new_one_starting_its_children() {
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let bin = copy_of_gale(bin_dir.path());
+    let mut gale = Gale::start_with(&supervised_config(2), &Launch { bin: Some(bin), ..Launch::default() });
+    let pid_file = gale.dir().join("gale.pid");
+    let old = gale.pid();
+    let admin = admin_addr(&gale);
+    let before: Vec<u32> = children(admin).iter().filter_map(|(_, pid)| *pid).collect();
+    assert!(before.len() == 2 && before.iter().all(|p| parent_of(*p) == Some(old)), "{before:?}");
+    // Slow requests in flight on the old gale's children: before it stops the first child for
+    // the new gale, the old gale waits for them, and is killed meanwhile.
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = gale.addr();
+            thread::spawn(move || Conn::try_open(addr).and_then(|mut c| c.try_send(&Request::get("/slow?s=5"))))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let out = run_gale(&["upgrade", "--config", gale.config_path().to_str().expect("utf-8")], None);
+    assert_eq!(out.code(), Some(0), "{out:?}\nstderr:\n{}", gale.stderr());
+    let new = pid_in(&pid_file);
+    let _stop = Stop(new);
+    wait_until(Duration::from_secs(30), "the new gale to inherit the children", || {
+        children(admin).iter().any(|(state, _)| state == "inherited")
+    });
+    gale.signal(libc::SIGKILL);
+    let _ = gale.wait();
+    for s in slow {
+        let _ = s.join();
+    }
+    let after = wait_for_own_children(admin, new, 2, &before);
+    assert_eq!(after.len(), 2);
+    for _ in 0..4 {
+        gale.get("/whoami").expect_status(200);
+    }
+    // The new gale logs to the same stderr as the old one did.
+    let stderr = gale.stderr();
+    assert!(stderr.contains("the old gale exited before handing this child over"), "{stderr}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
 }
 
 #[test]
