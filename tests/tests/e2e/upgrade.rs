@@ -311,6 +311,7 @@ fn gale_upgrade_rolls_supervised_children_under_load_with_no_failed_request() {
     let _stop = Stop(new);
     assert_eq!(out.code(), Some(0), "{out:?}\ngale stderr:\n{}", gale.stderr());
     assert!(out.stdout.contains(&format!("upgraded: gale pid {new} serves now")), "{out:?}");
+    assert!(out.stdout.contains("keeps its children until"), "{out:?}");
     assert_ne!(new, old);
 
     // The old gale keeps its children until the new one has replaced them, then exits 0.
@@ -367,6 +368,11 @@ fn an_old_gale_that_dies_mid_roll_leaves_the_new_one_starting_its_children() {
     wait_until(Duration::from_secs(30), "the new gale to inherit the children", || {
         children(admin).iter().any(|(state, _)| state == "inherited")
     });
+    // The new gale does not own those processes yet: it cannot hand them on.
+    let again = run_gale(&["upgrade", "--config", gale.config_path().to_str().expect("utf-8")], None);
+    assert_eq!(again.code(), Some(1), "{again:?}");
+    assert!(again.stderr.contains("still being replaced"), "{again:?}");
+    assert_eq!(pid_in(&pid_file), new);
     gale.signal(libc::SIGKILL);
     let _ = gale.wait();
     for s in slow {
