@@ -102,11 +102,7 @@ impl Supervisor {
                 let upstream = &group.upstream;
                 let mut say = |line: String| tracing::info!("upgrade: {line}");
                 match self.replace_one(group, index, None, &mut say).await {
-                    Ok(r) => say(format!(
-                        "{upstream}[{index}]: the old gale's pid {} replaced by pid {}",
-                        r.old_pid.map_or_else(|| "(none)".to_owned(), |p| p.to_string()),
-                        r.new_pid
-                    )),
+                    Ok(_) => {}
                     Err(SupervisorError::StartFailed { reason, .. }) => {
                         tracing::error!(
                             "upgrade: {upstream}[{index}]: the new child did not start ({reason}); retrying with \
