@@ -429,3 +429,57 @@ fn a_gale_told_to_fetch_sockets_from_nowhere_is_a_one_line_error() {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("cannot reach the old gale") && lines[0].contains("no-such.upgrade"), "{stderr}");
 }
+
+/// The new gale's children cannot start (its config names a program that is not there): the roll
+/// stops at the first slot once that child gives up, the old gale keeps the children not yet
+/// replaced and clients are served by them; a reload with a working config finishes the roll and
+/// the old gale exits 0.
+#[test]
+fn a_new_child_that_cannot_start_leaves_the_old_children_serving_until_fixed() {
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let bin = copy_of_gale(bin_dir.path());
+    let base = crate::supervise::free_ports(2);
+    let config = |app: &str| {
+        use gale_tests::config::TomlValue as _;
+        let real = paths::tornado_app();
+        let process = crate::supervise::tornado_process(2, base, ", start_retries = 1")
+            .0
+            .replace(&real.to_str().expect("utf-8").toml(), &app.toml());
+        let builder = crate::supervise::supervised_config(gale_tests::config::Raw(process));
+        format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", builder.render())
+    };
+    let good = config(paths::tornado_app().to_str().expect("utf-8"));
+    let mut gale = Gale::start_with(&good, &Launch { bin: Some(bin), ..Launch::default() });
+    let pid_file = gale.dir().join("gale.pid");
+    let admin = admin_addr(&gale);
+    let before: Vec<u32> = children(admin).iter().filter_map(|(_, pid)| *pid).collect();
+    assert_eq!(before.len(), 2);
+    let broken = config("/nonexistent/app.py");
+    assert_ne!(broken, good, "the app path was not replaced");
+    std::fs::write(gale.config_path(), &broken).expect("write the broken config");
+
+    let out = run_gale(&["upgrade", "--config", gale.config_path().to_str().expect("utf-8")], None);
+    assert_eq!(out.code(), Some(0), "{out:?}\nstderr:\n{}", gale.stderr());
+    let new = pid_in(&pid_file);
+    let _stop = Stop(new);
+    wait_until(Duration::from_secs(60), "the first new child to give up", || {
+        let now = children(admin);
+        now[0].0 == "failed" && now[1] == ("inherited".to_owned(), Some(before[1]))
+    });
+    let stderr = gale.stderr();
+    assert!(stderr.contains("replacing the old gale's children stopped"), "{stderr}");
+    // The old gale still runs the second child, which serves every request.
+    assert!(gale.wait_timeout(Duration::from_millis(100)).is_none(), "the old gale exited");
+    assert!(alive(before[1]));
+    for _ in 0..4 {
+        let who: gale_tests::Whoami = gale.get("/whoami").expect_status(200).json();
+        assert_eq!(who.pid, before[1], "{who:?}");
+    }
+
+    // Fixed config, reloaded: the roll finishes and the old gale exits.
+    std::fs::write(gale.config_path(), &good).expect("write the good config");
+    signal(new, libc::SIGHUP);
+    assert_eq!(gale.wait().code(), Some(0), "stderr:\n{}", gale.stderr());
+    wait_for_own_children(admin, new, 2, &before);
+    gale.get("/whoami").expect_status(200);
+}
