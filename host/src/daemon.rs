@@ -68,9 +68,10 @@ pub async fn serve(
     let addrs: Vec<String> = running.bound_addrs().iter().map(|a| a.to_string()).collect();
     // After an upgrade the old gale stops accepting once this one does; then the pid file
     // and the control socket are this one's.
-    if let Some(handover) = handover {
-        handover.ready(&running.current().config).await;
-    }
+    let roll = match handover {
+        Some(handover) => handover.ready(&running.current().config, children).await,
+        None => None,
+    };
     if let Some(pid) = &pid_file {
         crate::lifecycle::write_pid(pid)?;
     }
@@ -97,18 +98,10 @@ pub async fn serve(
     announce(&format!("gale: listening on {}", addrs.join(" ")))?;
     tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
     crate::systemd::ready();
-    // After an upgrade: the old gale's children are replaced one at a time, as `gale restart` does.
-    if children.has_inherited() {
-        let children = children.clone();
-        tokio::spawn(async move {
-            match children.take_over().await {
-                Ok(()) => tracing::info!("upgrade: every supervised child is this gale's own"),
-                Err(e) => tracing::error!(
-                    "upgrade: replacing the old gale's children stopped: {e}; the old gale keeps running the \
-                     ones not yet replaced (`gale restart UPSTREAM` replaces them)"
-                ),
-            }
-        });
+    // After an upgrade: once the old gale has drained, its children are replaced one at a time,
+    // as `gale restart` does.
+    if let Some(roll) = roll {
+        tokio::spawn(roll);
     }
 
     let reloader = running.clone();

@@ -13,6 +13,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
@@ -76,6 +77,8 @@ pub(super) struct ChildTask {
     spawned: bool,
     /// After an upgrade: the old gale's process in this slot, and the old gale.
     inherited: Option<(Option<u32>, Arc<dyn Predecessor>)>,
+    /// How many slots of the supervisor are inherited.
+    inherited_count: Arc<AtomicUsize>,
 }
 
 impl ChildTask {
@@ -105,13 +108,19 @@ impl ChildTask {
             spawned: false,
             health: Arc::default(),
             inherited: None,
+            inherited_count: Arc::default(),
         }
     }
 
     /// Starts as the slot of the old gale's process `pid` (`None`: it was
     /// not running at the handover) rather than with a process of its own.
-    pub fn inherit(mut self, from: Option<(Option<u32>, Arc<dyn Predecessor>)>) -> Self {
+    /// `count`: the supervisor's inherited slots, this one among them until released.
+    pub fn inherit(mut self, from: Option<(Option<u32>, Arc<dyn Predecessor>)>, count: &Arc<AtomicUsize>) -> Self {
+        if from.is_some() {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
         self.inherited = from;
+        self.inherited_count = count.clone();
         self
     }
 
@@ -276,6 +285,7 @@ impl ChildTask {
 
     fn release_inherited(&mut self, old: &dyn Predecessor) {
         self.inherited = None;
+        self.inherited_count.fetch_sub(1, Ordering::SeqCst);
         old.released(&self.upstream, self.index);
     }
 

@@ -59,9 +59,10 @@ impl Handover {
 }
 
 impl Supervisor {
-    /// Whether any slot is still held by a predecessor's child.
+    /// Whether any slot still depends on a predecessor's child (inherited,
+    /// or being stopped by the predecessor for its replacement).
     pub fn has_inherited(&self) -> bool {
-        self.status().iter().any(|c| c.state == ChildState::Inherited)
+        self.inherited.load(std::sync::atomic::Ordering::SeqCst) > 0
     }
 
     /// The old side of an upgrade: takes child `index` of `upstream` out of

@@ -226,6 +226,8 @@ struct Group {
 pub struct Supervisor {
     groups: Vec<Group>,
     reopen: Reopen,
+    /// Slots whose process the old gale of an upgrade still runs (`inherited.rs`).
+    inherited: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -251,9 +253,10 @@ impl Supervisor {
         let reopen = Reopen::default();
         let mut groups = Vec::new();
         if !config.upstreams.iter().any(|u| u.process.is_some()) {
-            return Ok(Arc::new(Self { groups, reopen }));
+            return Ok(Arc::new(Self { groups, reopen, inherited: Arc::default() }));
         }
         watch_sigusr1(reopen.clone())?;
+        let inherited = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let spawner = Spawner::new().map_err(SupervisorError::Spawner)?;
         for (u, upstream) in config.upstreams.iter().enumerate() {
             let Some(spec) = &upstream.process else { continue };
@@ -282,10 +285,13 @@ impl Supervisor {
                         control_rx,
                     )
                     .with_health(health.clone())
-                    .inherit(handover.and_then(|h| {
-                        let c = h.find(&upstream.name, index, spec.port(index))?;
-                        Some((c.pid, h.predecessor.clone()))
-                    }));
+                    .inherit(
+                        handover.and_then(|h| {
+                            let c = h.find(&upstream.name, index, spec.port(index))?;
+                            Some((c.pid, h.predecessor.clone()))
+                        }),
+                        &inherited,
+                    );
                     ChildHandle { status, control, slot, task: Mutex::new(Some(tokio::spawn(task.run()))) }
                 })
                 .collect();
@@ -297,7 +303,7 @@ impl Supervisor {
                 health,
             });
         }
-        let this = Arc::new(Self { groups, reopen });
+        let this = Arc::new(Self { groups, reopen, inherited });
         for child in this.children() {
             let mut status = child.status.clone();
             let _ = status.wait_for(|s| s.state != ChildState::Starting).await;

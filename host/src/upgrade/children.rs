@@ -16,14 +16,19 @@ use super::handover::{self, Request};
 use crate::config::Config;
 use crate::supervisor::{Handover, InheritedChild, Predecessor, Supervisor};
 
-/// The old side, after `go`: answers the new gale's requests until it says
-/// `done` or goes away; then this gale stops whatever child is left and exits.
+/// The old side, once drained: says so, then answers the new gale's
+/// requests until it says `done` or goes away; then this gale stops
+/// whatever child is left and exits.
 pub(super) async fn serve_successor(
     children: Arc<Supervisor>,
     mut lines: Lines<BufReader<OwnedReadHalf>>,
     mut write: OwnedWriteHalf,
     pid: u32,
 ) {
+    if write.write_all(handover::DRAINED.as_bytes()).await.is_err() {
+        tracing::error!("upgrade: the handover connection to gale pid {pid} broke; stopping the children");
+        return;
+    }
     loop {
         let line = match lines.next_line().await {
             Ok(Some(line)) => line,
@@ -71,6 +76,8 @@ struct Inner {
     /// old gale's answers as the reader task hands them on. One request at a time.
     conn: tokio::sync::Mutex<Option<(OwnedWriteHalf, mpsc::Receiver<String>)>>,
     gone: watch::Sender<bool>,
+    /// The old gale has no client request left: its children serve only this gale.
+    drained: watch::Sender<bool>,
     /// The slots still held by the old gale's children.
     remaining: Mutex<BTreeSet<(String, usize)>>,
     done: AtomicBool,
@@ -82,6 +89,7 @@ impl OldGale {
             pid,
             conn: tokio::sync::Mutex::new(None),
             gone: watch::Sender::new(false),
+            drained: watch::Sender::new(false),
             remaining: Mutex::new(BTreeSet::new()),
             done: AtomicBool::new(false),
         }))
@@ -98,11 +106,10 @@ impl OldGale {
     }
 
     /// The handover is over (`go` came, or not: `stream` is `None` when the
-    /// old gale did not answer). With `go`, requests go over `stream` from now
-    /// on; the children of `retired` are stopped first.
-    pub(super) async fn connect(&self, stream: Option<tokio::net::UnixStream>, retired: Vec<InheritedChild>) {
+    /// old gale did not answer). With `go`, requests go over `stream` from now on.
+    pub(super) async fn connect(&self, stream: Option<tokio::net::UnixStream>) {
         let Some(stream) = stream else {
-            let _ = self.0.gone.send(true);
+            let _ = self.0.gone.send_replace(true);
             return;
         };
         let (read, write) = stream.into_split();
@@ -112,7 +119,9 @@ impl OldGale {
         tokio::spawn(async move {
             let mut lines = BufReader::new(read).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if tx.send(line).await.is_err() {
+                if line == handover::DRAINED.trim_end() {
+                    let _ = inner.drained.send_replace(true);
+                } else if tx.send(line).await.is_err() {
                     break;
                 }
             }
@@ -123,8 +132,20 @@ impl OldGale {
                     inner.pid
                 );
             }
-            let _ = inner.gone.send(true);
+            let _ = inner.gone.send_replace(true);
         });
+    }
+
+    /// Once the old gale has drained its client requests (or is gone), the
+    /// children of `retired` are stopped and the inherited ones replaced,
+    /// one at a time.
+    pub async fn roll(self, retired: Vec<InheritedChild>, children: Arc<Supervisor>) {
+        let (mut drained, mut gone) = (self.0.drained.subscribe(), self.0.gone.subscribe());
+        tracing::info!("upgrade: the old gale's children serve until it has drained; then each is replaced");
+        tokio::select! {
+            _ = drained.wait_for(|d| *d) => {}
+            _ = gone.wait_for(|g| *g) => {}
+        }
         for c in retired {
             tracing::info!("upgrade: {}[{}] is not in this config: the old gale stops it", c.upstream, c.index);
             if let Err(e) = request(&self.0, &Request::Stop { index: c.index, upstream: c.upstream.clone() }).await {
@@ -132,6 +153,13 @@ impl OldGale {
             }
         }
         finish_if_done(&self.0).await;
+        match children.take_over().await {
+            Ok(()) => tracing::info!("upgrade: every supervised child is this gale's own"),
+            Err(e) => tracing::error!(
+                "upgrade: replacing the old gale's children stopped: {e}; the old gale keeps running the ones not \
+                 yet replaced (`gale restart UPSTREAM` replaces them)"
+            ),
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 //! its children until the new one has replaced them (`supervisor/inherited.rs`).
 //!
 //! ```text
+//! old -> new   `drained`: its client requests are over; the new one may stop its children
 //! new -> old   `stop INDEX UPSTREAM`   old -> new   `stopped INDEX UPSTREAM` or `error MESSAGE`
 //! new -> old   `done`: the old one exits (stopping any child still left)
 //! ```
@@ -32,6 +33,9 @@ use rustix::net::{
 
 /// The first line of the handover message.
 const HELLO: &str = "gale-upgrade 1";
+
+/// The old gale's line once its client requests are over.
+pub const DRAINED: &str = "drained\n";
 
 /// Most sockets one handover carries (the kernel's SCM_MAX_FD is 253).
 pub const MAX_SOCKETS: usize = 250;

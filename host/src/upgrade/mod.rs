@@ -113,8 +113,9 @@ pub struct Upgrader {
     state: Mutex<Option<u32>>,
     /// The supervised children, handed over by name and rolled.
     children: Arc<Supervisor>,
-    /// Answers the new gale's requests about the children after the handover.
-    successor: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// After a handover with children: the connection to the new gale (and
+    /// its pid), kept for its requests once this gale has drained.
+    successor: std::sync::Mutex<Option<(Successor, u32)>>,
 }
 
 impl Upgrader {
@@ -138,13 +139,15 @@ impl Upgrader {
         }
     }
 
-    /// After a handover with supervised children: waits until the new gale
-    /// has replaced them all (or went away), so that this gale exits then.
+    /// After a handover with supervised children, once this gale has
+    /// drained: tells the new gale, which only then starts replacing them
+    /// (this gale's last requests still need them), and answers its requests
+    /// until it has replaced them all (or went away), so that this gale exits then.
     pub async fn finish(&self) {
-        let task = self.successor.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
+        let successor = self.successor.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(((lines, write), pid)) = successor {
             tracing::info!("upgrade: drained; keeping the supervised children until the new gale replaces them");
-            let _ = task.await;
+            children::serve_successor(self.children.clone(), lines, write, pid).await;
         }
     }
 
@@ -192,9 +195,8 @@ impl Upgrader {
         match self.hand_over(&socket.listener, &mut child, pid, Instant::now() + timeout, timeout).await {
             Ok(successor) => {
                 *state = Some(pid);
-                if let Some((lines, write)) = successor {
-                    let task = children::serve_successor(self.children.clone(), lines, write, pid);
-                    *self.successor.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokio::spawn(task));
+                if let Some(successor) = successor {
+                    *self.successor.lock().unwrap_or_else(|e| e.into_inner()) = Some((successor, pid));
                 }
                 self.running.mark_stopping();
                 let _ = self.admin_stop.send(true);
@@ -385,8 +387,13 @@ impl Inherited {
 
     /// Tells the old gale this one accepts, and waits for it to stop
     /// accepting (a bounded wait: if it does not answer, it is gone). With
-    /// children, the connection then carries the requests to stop them.
-    pub async fn ready(self, config: &crate::config::Config) {
+    /// children, the connection then carries the requests to stop them, and
+    /// the returned roll replaces them (spawn it once this gale serves).
+    pub async fn ready(
+        self,
+        config: &crate::config::Config,
+        supervisor: &Arc<Supervisor>,
+    ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
         let Self { stream, children, old, .. } = self;
         let done = tokio::task::spawn_blocking(move || handover::ready(&stream).map(|go| (go, stream))).await;
         let stream = match done {
@@ -408,14 +415,15 @@ impl Inherited {
             }
         };
         if children.is_empty() {
-            return;
+            return None;
         }
         let stream = stream.and_then(|s| {
             s.set_read_timeout(None).ok()?;
             s.set_nonblocking(true).ok()?;
             tokio::net::UnixStream::from_std(s).ok()
         });
-        let retired = children.into_iter().filter(|c| !children::wanted(c, config)).collect();
-        old.connect(stream, retired).await;
+        let retired = children.iter().filter(|c| !children::wanted(c, config)).cloned().collect();
+        old.connect(stream).await;
+        Some(Box::pin(old.roll(retired, supervisor.clone())))
     }
 }

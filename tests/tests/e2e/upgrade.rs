@@ -343,7 +343,7 @@ fn gale_upgrade_rolls_supervised_children_under_load_with_no_failed_request() {
 /// The old gale dies (SIGKILL) while the new one still inherits its children: they die with it,
 /// and the new gale starts those slots at once, saying so.
 #[test]
-fn an_old_gale_that_dies_mid_roll_leaves_the_new_one_starting_its_children() {
+fn an_old_gale_that_dies_before_the_roll_is_over_leaves_the_new_one_starting_its_children() {
     let bin_dir = tempfile::tempdir().expect("tempdir");
     let bin = copy_of_gale(bin_dir.path());
     let mut gale = Gale::start_with(&supervised_config(2), &Launch { bin: Some(bin), ..Launch::default() });
@@ -352,8 +352,8 @@ fn an_old_gale_that_dies_mid_roll_leaves_the_new_one_starting_its_children() {
     let admin = admin_addr(&gale);
     let before: Vec<u32> = children(admin).iter().filter_map(|(_, pid)| *pid).collect();
     assert!(before.len() == 2 && before.iter().all(|p| parent_of(*p) == Some(old)), "{before:?}");
-    // Slow requests in flight on the old gale's children: before it stops the first child for
-    // the new gale, the old gale waits for them, and is killed meanwhile.
+    // Slow requests in flight on the old gale's children: the roll waits for the old gale to
+    // drain them, and the old gale is killed meanwhile.
     let slow: Vec<_> = (0..4)
         .map(|_| {
             let addr = gale.addr();
@@ -462,10 +462,20 @@ fn a_new_child_that_cannot_start_leaves_the_old_children_serving_until_fixed() {
     assert_eq!(out.code(), Some(0), "{out:?}\nstderr:\n{}", gale.stderr());
     let new = pid_in(&pid_file);
     let _stop = Stop(new);
-    wait_until(Duration::from_secs(60), "the first new child to give up", || {
+    let gave_up = || {
         let now = children(admin);
         now[0].0 == "failed" && now[1] == ("inherited".to_owned(), Some(before[1]))
-    });
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !gave_up() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first new child did not give up: {:?}\nstderr:\n{}",
+            children(admin),
+            gale.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     let stderr = gale.stderr();
     assert!(stderr.contains("replacing the old gale's children stopped"), "{stderr}");
     // The old gale still runs the second child, which serves every request.
