@@ -68,14 +68,21 @@ pub async fn serve(
     let addrs: Vec<String> = running.bound_addrs().iter().map(|a| a.to_string()).collect();
     // After an upgrade the old gale stops accepting once this one does; then the pid file
     // and the control socket are this one's.
-    if let Some(handover) = handover {
-        handover.ready().await;
-    }
+    let roll = match handover {
+        Some(handover) => handover.ready(&running.current().config, children).await,
+        None => None,
+    };
     if let Some(pid) = &pid_file {
         crate::lifecycle::write_pid(pid)?;
     }
-    let upgrader =
-        Arc::new(crate::upgrade::Upgrader::new(running.clone(), pid_file.clone(), drain, admin_socket, admin_stop));
+    let upgrader = Arc::new(crate::upgrade::Upgrader::new(
+        running.clone(),
+        pid_file.clone(),
+        drain,
+        admin_socket,
+        admin_stop,
+        children.clone(),
+    ));
     // `gale restart`, `gale status` and `gale upgrade` talk to the socket next to the pid file.
     let mut control = match &pid_file {
         Some(pid) => {
@@ -91,6 +98,11 @@ pub async fn serve(
     announce(&format!("gale: listening on {}", addrs.join(" ")))?;
     tracing::info!("gale {} listening on {}", env!("CARGO_PKG_VERSION"), addrs.join(" "));
     crate::systemd::ready();
+    // After an upgrade: once the old gale has drained, its children are replaced one at a time,
+    // as `gale restart` does.
+    if let Some(roll) = roll {
+        tokio::spawn(roll);
+    }
 
     let reloader = running.clone();
     let supervised = children.clone();
@@ -110,6 +122,8 @@ pub async fn serve(
         }
     });
     running.wait().await;
+    // Handed over with supervised children: they serve the new gale until it replaces them.
+    upgrader.finish().await;
     if upgrader.handed_over()
         && let Some(control) = control.as_mut()
     {

@@ -488,8 +488,10 @@ fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         let plugins = plugin_runtime(&cfg)?;
         let site = Site::build(cfg, None, &plugins).await?;
         // Supervised backends start before the listeners accept; each is in
-        // rotation once its port accepts.
-        let children = supervised::start(&site).await?;
+        // rotation once its port accepts. After an upgrade, the old gale's
+        // children serve until this gale replaces them.
+        let handover = inherited.as_ref().and_then(|i| i.handover(&site.config));
+        let children = supervised::start(&site, handover.as_ref()).await?;
         let served = gale::daemon::serve(site, signals, &children, plugins, path, inherited).await;
         // Client requests have drained (or gale never served): the children go now.
         children.shutdown().await;

@@ -7,14 +7,15 @@
 use std::sync::Arc;
 
 use crate::site::Site;
-use crate::supervisor::{Rotation, Supervisor, SupervisorError};
+use crate::supervisor::{Handover, Rotation, Supervisor, SupervisorError};
 use crate::upstream;
 
 /// Starts the children of `site`'s supervised upstreams (see
 /// [`Supervisor::start`]): returns once each accepts or has failed its
-/// first start.
-pub async fn start(site: &Site) -> Result<Arc<Supervisor>, SupervisorError> {
-    Supervisor::start(&site.config, |u, i| hook(site, u, i, None)).await
+/// first start. After an upgrade, the slots whose child the old gale runs
+/// (`handover`) are inherited instead.
+pub async fn start(site: &Site, handover: Option<&Handover>) -> Result<Arc<Supervisor>, SupervisorError> {
+    Supervisor::start(&site.config, |u, i| hook(site, u, i, None), handover).await
 }
 
 /// The supervisor's hook into a pool backend: in rotation only while its
@@ -103,7 +104,7 @@ pub fn publish(children: &Arc<Supervisor>) {
         let _ = writeln!(out, "# HELP gale_child_state Supervised child state (1 = current).");
         let _ = writeln!(out, "# TYPE gale_child_state gauge");
         for c in &status {
-            for state in ["starting", "running", "backoff", "failed", "stopping", "stopped"] {
+            for state in ["starting", "running", "backoff", "failed", "stopping", "stopped", "inherited"] {
                 let on = u8::from(c.state.to_string() == state);
                 let _ = writeln!(
                     out,

@@ -8,9 +8,12 @@
 //!     |--exits / no accept / cannot spawn--> Backoff --delay--> Start
 //!     |                                  \-> Failed (start_retries used up)
 //!   any phase --Replace--> (stop) Start      any phase --Stop--> (stop) Done
+//!   Inherited (the old gale's child, after an upgrade) --Replace--> (the old gale stops it) Start
+//!             --the old gale is gone (its child with it)--> Start
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
@@ -19,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::logs::{self, LogFile, Reopen, Sink};
 use super::restarts::{Next, Restarts};
 use super::spawn::{self, LogPlan, Plan, Proc, Spawner};
-use super::{ChildState, ChildStatus, Slot};
+use super::{ChildState, ChildStatus, Predecessor, Slot};
 use crate::config::{HealthCheck, Process};
 
 /// What the supervisor asks of a child task.
@@ -33,8 +36,15 @@ pub(super) enum Control {
 }
 
 enum Phase {
+    /// The old gale of an upgrade runs this slot's process (`inherited.rs`).
+    Inherited {
+        pid: Option<u32>,
+    },
     Start,
-    Running { proc: Proc, started: Instant },
+    Running {
+        proc: Proc,
+        started: Instant,
+    },
     Backoff(Duration),
     Failed,
     Done,
@@ -65,6 +75,10 @@ pub(super) struct ChildTask {
     waiter: Option<oneshot::Sender<Result<u32, String>>>,
     log_file: Option<Arc<LogFile>>,
     spawned: bool,
+    /// After an upgrade: the old gale's process in this slot, and the old gale.
+    inherited: Option<(Option<u32>, Arc<dyn Predecessor>)>,
+    /// How many slots of the supervisor are inherited.
+    inherited_count: Arc<AtomicUsize>,
 }
 
 impl ChildTask {
@@ -93,7 +107,21 @@ impl ChildTask {
             log_file: None,
             spawned: false,
             health: Arc::default(),
+            inherited: None,
+            inherited_count: Arc::default(),
         }
+    }
+
+    /// Starts as the slot of the old gale's process `pid` (`None`: it was
+    /// not running at the handover) rather than with a process of its own.
+    /// `count`: the supervisor's inherited slots, this one among them until released.
+    pub fn inherit(mut self, from: Option<(Option<u32>, Arc<dyn Predecessor>)>, count: &Arc<AtomicUsize>) -> Self {
+        if from.is_some() {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inherited = from;
+        self.inherited_count = count.clone();
+        self
     }
 
     /// Readiness by `check` (a passed health check) rather than an accepted connection.
@@ -104,9 +132,13 @@ impl ChildTask {
 
     /// Runs until stopped.
     pub async fn run(mut self) {
-        let mut phase = Phase::Start;
+        let mut phase = match &self.inherited {
+            Some((pid, _)) => Phase::Inherited { pid: *pid },
+            None => Phase::Start,
+        };
         loop {
             phase = match phase {
+                Phase::Inherited { pid } => self.inherited(pid).await,
                 Phase::Start => self.start().await,
                 Phase::Running { proc, started } => self.running(proc, started).await,
                 Phase::Backoff(delay) => self.backoff(delay).await,
@@ -211,6 +243,50 @@ impl ChildTask {
             }
             cmd = self.control.recv() => self.command(cmd, Some(proc)).await,
         }
+    }
+
+    /// The old gale's process serves the slot until a rolling replacement
+    /// (or a stop) asks the old gale to stop it, or until the old gale is
+    /// gone and took its children with it: then the slot starts at once.
+    async fn inherited(&mut self, pid: Option<u32>) -> Phase {
+        let Some((_, old)) = self.inherited.clone() else { return Phase::Start };
+        self.set(ChildState::Inherited, pid);
+        self.slot.ready(pid.is_some());
+        let who = self.who();
+        let cmd = tokio::select! {
+            () = old.gone() => {
+                self.slot.ready(false);
+                tracing::error!(
+                    "{who}: the old gale exited before handing this child over; its process{} died with it: \
+                     starting a new one now",
+                    pid.map_or_else(String::new, |p| format!(" (pid {p})"))
+                );
+                self.release_inherited(&*old);
+                // The old process may need a moment to let go of the port.
+                let deadline = tokio::time::Instant::now() + self.spec.start_timeout;
+                while port_accepts(self.port()).await && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                return Phase::Start;
+            }
+            cmd = self.control.recv() => cmd,
+        };
+        self.slot.ready(false);
+        self.set(ChildState::Stopping, pid);
+        let patience = super::inherited::stop_patience(self.spec.stop_timeout);
+        match tokio::time::timeout(patience, old.stop(&self.upstream, self.index)).await {
+            Ok(Ok(())) => tracing::info!("{who}: the old gale stopped its process{}", pid_suffix(pid)),
+            Ok(Err(e)) => tracing::error!("{who}: the old gale could not stop its process{}: {e}", pid_suffix(pid)),
+            Err(_) => tracing::error!("{who}: no answer from the old gale within {patience:?} to stopping its process"),
+        }
+        self.release_inherited(&*old);
+        self.command(cmd, None).await
+    }
+
+    fn release_inherited(&mut self, old: &dyn Predecessor) {
+        self.inherited = None;
+        self.inherited_count.fetch_sub(1, Ordering::SeqCst);
+        old.released(&self.upstream, self.index);
     }
 
     async fn backoff(&mut self, delay: Duration) -> Phase {
@@ -333,6 +409,10 @@ impl ChildTask {
             }
         })
     }
+}
+
+fn pid_suffix(pid: Option<u32>) -> String {
+    pid.map_or_else(String::new, |p| format!(" pid {p}"))
 }
 
 /// The command as a shell would need it, for the log.

@@ -157,7 +157,14 @@ async fn serve(stream: UnixStream, supervisor: Arc<Supervisor>, upgrade: Option<
             Some(hook) => match hook().await {
                 Ok(pid) => {
                     let me = std::process::id();
-                    let line = format!("upgraded: gale pid {pid} serves now; pid {me} drains and exits\n");
+                    let line = if supervisor.is_empty() {
+                        format!("upgraded: gale pid {pid} serves now; pid {me} drains and exits\n")
+                    } else {
+                        format!(
+                            "upgraded: gale pid {pid} serves now; pid {me} drains, keeps its children until \
+                             pid {pid} has replaced them one at a time, and exits\n"
+                        )
+                    };
                     let _ = write.write_all(line.as_bytes()).await;
                     Ok(())
                 }

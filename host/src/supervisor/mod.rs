@@ -14,10 +14,12 @@
 //! - `spawn.rs`: the command, process group, parent-death signal, stopping
 //! - `logs.rs`: stdout/stderr to log files, reopened on SIGUSR1
 //! - `roll.rs`: the rolling restart
+//! - `inherited.rs`: children handed over by a binary upgrade (both sides)
 //! - `control.rs`: the control socket `gale restart` / `gale status` use
 
 mod child;
 mod control;
+mod inherited;
 mod logs;
 pub mod restarts;
 mod roll;
@@ -37,6 +39,7 @@ use logs::Reopen;
 use spawn::Spawner;
 
 pub use control::{ControlError, ControlSocket, UpgradeHook, request, socket_path};
+pub use inherited::{Handover, InheritedChild, Predecessor};
 pub use roll::Replaced;
 
 /// How the supervisor moves a child's backend in and out of the load
@@ -65,6 +68,8 @@ pub enum ChildState {
     Stopping,
     /// Stopped for good (gale is shutting down).
     Stopped,
+    /// Run by the gale this one upgraded from, until replaced (`inherited.rs`).
+    Inherited,
 }
 
 impl fmt::Display for ChildState {
@@ -76,6 +81,7 @@ impl fmt::Display for ChildState {
             ChildState::Failed => "failed",
             ChildState::Stopping => "stopping",
             ChildState::Stopped => "stopped",
+            ChildState::Inherited => "inherited",
         })
     }
 }
@@ -129,6 +135,8 @@ pub enum SupervisorError {
     StartFailed { upstream: String, index: usize, reason: String },
     #[error("gale is shutting down")]
     ShuttingDown,
+    #[error("upstream `{upstream}` has no child {index}")]
+    NoSuchChild { upstream: String, index: usize },
     #[error(
         "upstream `{upstream}`: {why}; a reload can replace supervised children but not add, remove or \
          move them: restart gale for that"
@@ -218,6 +226,8 @@ struct Group {
 pub struct Supervisor {
     groups: Vec<Group>,
     reopen: Reopen,
+    /// Slots whose process the old gale of an upgrade still runs (`inherited.rs`).
+    inherited: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -232,17 +242,21 @@ impl Supervisor {
     /// first start (so the listeners open with the pool in rotation).
     /// `rotation(upstream, index)` gives the hook for backend `index` of
     /// `config.upstreams[upstream]`; each starts out of rotation. Without
-    /// any `process` section this does nothing.
+    /// any `process` section this does nothing. After an upgrade, the slots
+    /// whose child the old gale runs (`handover`) start no process: they are
+    /// inherited, in rotation if that child was, until [`Self::take_over`].
     pub async fn start(
         config: &Config,
         rotation: impl Fn(usize, usize) -> Arc<dyn Rotation>,
+        handover: Option<&Handover>,
     ) -> Result<Arc<Self>, SupervisorError> {
         let reopen = Reopen::default();
         let mut groups = Vec::new();
         if !config.upstreams.iter().any(|u| u.process.is_some()) {
-            return Ok(Arc::new(Self { groups, reopen }));
+            return Ok(Arc::new(Self { groups, reopen, inherited: Arc::default() }));
         }
         watch_sigusr1(reopen.clone())?;
+        let inherited = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let spawner = Spawner::new().map_err(SupervisorError::Spawner)?;
         for (u, upstream) in config.upstreams.iter().enumerate() {
             let Some(spec) = &upstream.process else { continue };
@@ -270,7 +284,14 @@ impl Supervisor {
                         Shared { spawner: spawner.clone(), reopen: reopen.clone() },
                         control_rx,
                     )
-                    .with_health(health.clone());
+                    .with_health(health.clone())
+                    .inherit(
+                        handover.and_then(|h| {
+                            let c = h.find(&upstream.name, index, spec.port(index))?;
+                            Some((c.pid, h.predecessor.clone()))
+                        }),
+                        &inherited,
+                    );
                     ChildHandle { status, control, slot, task: Mutex::new(Some(tokio::spawn(task.run()))) }
                 })
                 .collect();
@@ -282,7 +303,7 @@ impl Supervisor {
                 health,
             });
         }
-        let this = Arc::new(Self { groups, reopen });
+        let this = Arc::new(Self { groups, reopen, inherited });
         for child in this.children() {
             let mut status = child.status.clone();
             let _ = status.wait_for(|s| s.state != ChildState::Starting).await;

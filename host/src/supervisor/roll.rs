@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::child::Control;
-use super::{ChildState, ChildStatus, DRAIN_POLL, Slot, Supervisor, SupervisorError};
+use super::{ChildState, ChildStatus, DRAIN_POLL, Group, Slot, Supervisor, SupervisorError};
 use crate::config::Process;
 
 /// One child a rolling restart replaced.
@@ -49,7 +49,6 @@ impl Supervisor {
                 new: new.count,
             });
         }
-        let drain_timeout = group.spec.lock().unwrap_or_else(|e| e.into_inner()).stop_timeout;
         let mut say = |line: String| {
             tracing::info!("rolling restart: {line}");
             progress(line);
@@ -57,68 +56,80 @@ impl Supervisor {
         say(format!("{upstream}: replacing {} one at a time", plural(group.children.len(), "child", "children")));
 
         let mut replaced = Vec::new();
-        for (index, child) in group.children.iter().enumerate() {
-            let who = format!("{upstream}[{index}]");
-            let old_pid = child.status.borrow().pid;
-            child.slot.hold();
-            // A request may have picked this backend just before it left
-            // the rotation and not be counted yet: give it a moment to show up.
-            tokio::time::sleep(DRAIN_POLL).await;
-            match child.slot.in_flight() {
-                0 => say(format!("{who}: out of rotation; no request in flight")),
-                n => {
-                    let what = plural(n, "request", "requests");
-                    say(format!("{who}: out of rotation; waiting for {what} in flight (at most {drain_timeout:?})"));
-                    let drained = drain(&child.slot, n, drain_timeout).await;
-                    say(format!("{who}: {drained}"));
-                }
-            }
-            let (done, wait) = oneshot::channel();
-            let mut status = child.status.clone();
-            status.borrow_and_update();
-            child
-                .control
-                .send(Control::Replace { spec: spec.clone(), done })
-                .await
-                .map_err(|_| SupervisorError::ShuttingDown)?;
-            // Each step of the child's replacement as it happens: the
-            // child task reports its state, the restart narrates it.
-            tokio::pin!(wait);
-            let mut last = None;
-            let outcome = loop {
-                tokio::select! {
-                    r = &mut wait => break r,
-                    changed = status.changed() => {
-                        if changed.is_err() {
-                            break (&mut wait).await;
-                        }
-                        let now = status.borrow_and_update().clone();
-                        if last.as_ref() != Some(&(now.state, now.pid)) {
-                            if let Some(line) = step(&now) {
-                                say(format!("{who}: {line}"));
-                            }
-                            last = Some((now.state, now.pid));
-                        }
-                    }
-                }
-            };
-            match outcome {
-                Ok(Ok(new_pid)) => {
-                    let old = old_pid.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"));
-                    say(format!("{who}: {old} replaced by pid {new_pid}, in rotation"));
-                    replaced.push(Replaced { index, old_pid, new_pid });
-                }
-                Ok(Err(reason)) => {
-                    return Err(SupervisorError::StartFailed { upstream: upstream.to_owned(), index, reason });
-                }
-                Err(_) => return Err(SupervisorError::ShuttingDown),
-            }
+        for index in 0..group.children.len() {
+            let r = self.replace_one(group, index, spec.clone(), &mut say).await?;
+            replaced.push(r);
         }
         if let Some(new) = spec {
             *group.spec.lock().unwrap_or_else(|e| e.into_inner()) = new;
         }
         say(format!("{upstream}: {} replaced", plural(replaced.len(), "child", "children")));
         Ok(replaced)
+    }
+
+    /// Replaces child `index` of `group`: out of rotation, its in-flight
+    /// requests drained (at most `stop_timeout`), stopped (an inherited
+    /// child by the gale that runs it), a new one started and ready, back in
+    /// rotation.
+    pub(super) async fn replace_one(
+        &self,
+        group: &Group,
+        index: usize,
+        spec: Option<Arc<Process>>,
+        say: &mut (dyn FnMut(String) + Send),
+    ) -> Result<Replaced, SupervisorError> {
+        let upstream = &group.upstream;
+        let child = &group.children[index];
+        let drain_timeout = group.spec.lock().unwrap_or_else(|e| e.into_inner()).stop_timeout;
+        let who = format!("{upstream}[{index}]");
+        let old_pid = child.status.borrow().pid;
+        child.slot.hold();
+        // A request may have picked this backend just before it left
+        // the rotation and not be counted yet: give it a moment to show up.
+        tokio::time::sleep(DRAIN_POLL).await;
+        match child.slot.in_flight() {
+            0 => say(format!("{who}: out of rotation; no request in flight")),
+            n => {
+                let what = plural(n, "request", "requests");
+                say(format!("{who}: out of rotation; waiting for {what} in flight (at most {drain_timeout:?})"));
+                let drained = drain(&child.slot, n, drain_timeout).await;
+                say(format!("{who}: {drained}"));
+            }
+        }
+        let (done, wait) = oneshot::channel();
+        let mut status = child.status.clone();
+        status.borrow_and_update();
+        child.control.send(Control::Replace { spec, done }).await.map_err(|_| SupervisorError::ShuttingDown)?;
+        // Each step of the child's replacement as it happens: the
+        // child task reports its state, the restart narrates it.
+        tokio::pin!(wait);
+        let mut last = None;
+        let outcome = loop {
+            tokio::select! {
+                r = &mut wait => break r,
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        break (&mut wait).await;
+                    }
+                    let now = status.borrow_and_update().clone();
+                    if last.as_ref() != Some(&(now.state, now.pid)) {
+                        if let Some(line) = step(&now) {
+                            say(format!("{who}: {line}"));
+                        }
+                        last = Some((now.state, now.pid));
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(Ok(new_pid)) => {
+                let old = old_pid.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"));
+                say(format!("{who}: {old} replaced by pid {new_pid}, in rotation"));
+                Ok(Replaced { index, old_pid, new_pid })
+            }
+            Ok(Err(reason)) => Err(SupervisorError::StartFailed { upstream: upstream.clone(), index, reason }),
+            Err(_) => Err(SupervisorError::ShuttingDown),
+        }
     }
 }
 
@@ -140,7 +151,7 @@ fn step(now: &ChildStatus) -> Option<String> {
 
 /// What draining a child's requests came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Drained {
+pub(super) struct Drained {
     /// Requests in flight when it left the rotation.
     before: usize,
     /// Requests still in flight when the wait ended.
@@ -169,7 +180,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 /// Waits until the child's backend has no request in flight (`before`
 /// when the wait starts), at most `timeout`.
-async fn drain(slot: &Slot, before: usize, timeout: Duration) -> Drained {
+pub(super) async fn drain(slot: &Slot, before: usize, timeout: Duration) -> Drained {
     let start = tokio::time::Instant::now();
     let mut left = before;
     while left > 0 && start.elapsed() < timeout {

@@ -9,11 +9,17 @@
 //! is killed and the running gale keeps serving as before.
 //!
 //! Supervised children (`process`) listen on fixed ports, which two gales
-//! cannot hold at once, and die with the gale that started them: a config
-//! with supervised upstreams refuses the upgrade (restart gale instead).
+//! cannot hold at once, and die with the gale that started them: they are
+//! rolled. The old gale names them in the handover and keeps them running
+//! after it drained; the new gale starts with those slots inherited (in
+//! rotation on the old children's ports) and replaces them one at a time,
+//! asking the old gale to stop each just before it starts its own; then the
+//! old gale exits.
 //!
 //! - `handover.rs`: the messages and the descriptor passing (SCM_RIGHTS)
+//! - `children.rs`: the supervised children across the upgrade, both sides
 
+mod children;
 pub mod handover;
 
 use std::io;
@@ -32,7 +38,9 @@ use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
 use crate::server::Running;
+use crate::supervisor::{ChildState, Handover, InheritedChild, Supervisor};
 use crate::systemd;
+use children::OldGale;
 use handover::{Role, Socket};
 
 /// The variable that tells a gale it was started by an upgrade, and where
@@ -45,10 +53,10 @@ pub enum UpgradeError {
     #[error("an upgrade needs [global] pid_file: the handover socket sits beside it")]
     NoPidFile,
     #[error(
-        "upstream `{0}` has supervised children (`process`) on fixed ports, which two gales cannot hold \
-         at once: restart gale to run a new binary"
+        "the children handed over by the previous upgrade are still being replaced (`gale status` shows \
+         them `inherited`): upgrade again once they are"
     )]
-    Supervised(String),
+    Inheriting,
     #[error("an upgrade is already under way")]
     Busy,
     #[error("this gale has already handed over to pid {0}")]
@@ -103,6 +111,11 @@ pub struct Upgrader {
     admin_stop: watch::Sender<bool>,
     /// Held while an upgrade runs; `Some(pid)` once handed over to `pid`.
     state: Mutex<Option<u32>>,
+    /// The supervised children, handed over by name and rolled.
+    children: Arc<Supervisor>,
+    /// After a handover with children: the connection to the new gale (and
+    /// its pid), kept for its requests once this gale has drained.
+    successor: std::sync::Mutex<Option<(Successor, u32)>>,
 }
 
 impl Upgrader {
@@ -112,8 +125,30 @@ impl Upgrader {
         drain: watch::Sender<bool>,
         admin: Option<(SocketAddr, OwnedFd)>,
         admin_stop: watch::Sender<bool>,
+        children: Arc<Supervisor>,
     ) -> Self {
-        Self { running, pid_file, drain, admin, admin_stop, state: Mutex::new(None) }
+        Self {
+            running,
+            pid_file,
+            drain,
+            admin,
+            admin_stop,
+            state: Mutex::new(None),
+            children,
+            successor: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// After a handover with supervised children, once this gale has
+    /// drained: tells the new gale, which only then starts replacing them
+    /// (this gale's last requests still need them), and answers its requests
+    /// until it has replaced them all (or went away), so that this gale exits then.
+    pub async fn finish(&self) {
+        let successor = self.successor.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(((lines, write), pid)) = successor {
+            tracing::info!("upgrade: drained; keeping the supervised children until the new gale replaces them");
+            children::serve_successor(self.children.clone(), lines, write, pid).await;
+        }
     }
 
     /// Whether this gale has handed over to a new one (which owns the pid
@@ -141,8 +176,9 @@ impl Upgrader {
             return Err(UpgradeError::Stopping);
         }
         let site = self.running.current();
-        if let Some(u) = site.upstreams.iter().find(|u| u.config.process.is_some()) {
-            return Err(UpgradeError::Supervised(u.config.name.clone()));
+        // This gale does not own those processes yet: it cannot hand them on.
+        if self.children.has_inherited() {
+            return Err(UpgradeError::Inheriting);
         }
         let pid_file = self.pid_file.as_ref().ok_or(UpgradeError::NoPidFile)?;
         let socket = HandoverSocket::open(socket_path(pid_file))?;
@@ -157,8 +193,11 @@ impl Upgrader {
         let pid = child.id().unwrap_or(0);
         let timeout = site.config.global.upgrade_timeout;
         match self.hand_over(&socket.listener, &mut child, pid, Instant::now() + timeout, timeout).await {
-            Ok(()) => {
+            Ok(successor) => {
                 *state = Some(pid);
+                if let Some(successor) = successor {
+                    *self.successor.lock().unwrap_or_else(|e| e.into_inner()) = Some((successor, pid));
+                }
                 self.running.mark_stopping();
                 let _ = self.admin_stop.send(true);
                 let _ = self.drain.send(true);
@@ -180,8 +219,20 @@ impl Upgrader {
         pid: u32,
         deadline: Instant,
         timeout: Duration,
-    ) -> Result<(), UpgradeError> {
+    ) -> Result<Option<Successor>, UpgradeError> {
         let broken = |source| UpgradeError::Handover { pid, source };
+        // Every supervised slot; a child not running now is named without a pid.
+        let children: Vec<InheritedChild> = self
+            .children
+            .status()
+            .into_iter()
+            .map(|c| InheritedChild {
+                pid: c.pid.filter(|_| c.state == ChildState::Running),
+                upstream: c.upstream,
+                index: c.index,
+                port: c.port,
+            })
+            .collect();
         // Only the child we started gets the sockets.
         let stream = loop {
             tokio::select! {
@@ -203,7 +254,7 @@ impl Upgrader {
                 if let Some((addr, fd)) = &self.admin {
                     sockets.push(Socket { role: Role::Admin, addr: *addr, fd: fd.as_fd() });
                 }
-                handover::send(&stream, &sockets)
+                handover::send(&stream, &sockets, &children)
             })
             .map_err(broken)?;
         let (read, mut write) = stream.into_split();
@@ -227,9 +278,13 @@ impl Upgrader {
         }
         // systemd learns the new main pid before the new gale says READY=1.
         systemd::main_pid(pid);
-        write.write_all(b"go\n").await.map_err(broken)
+        write.write_all(b"go\n").await.map_err(broken)?;
+        Ok((!children.is_empty()).then_some((lines, write)))
     }
 }
+
+/// The handover connection kept open for the children.
+type Successor = (tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>, tokio::net::unix::OwnedWriteHalf);
 
 fn exited(pid: u32, status: io::Result<ExitStatus>) -> UpgradeError {
     let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
@@ -270,14 +325,27 @@ impl Drop for HandoverSocket {
 }
 
 /// What a gale started by an upgrade received: its listening sockets, by
-/// the address the config names, and the connection to the old gale.
-#[derive(Debug)]
+/// the address the config names, the old gale's supervised children, and
+/// the connection to the old gale.
 pub struct Inherited {
     stream: std::os::unix::net::UnixStream,
     /// The public listeners.
     pub listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     /// The admin listener.
     pub admin: Option<(SocketAddr, std::net::TcpListener)>,
+    /// The old gale's supervised children.
+    children: Vec<InheritedChild>,
+    old: OldGale,
+}
+
+impl std::fmt::Debug for Inherited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inherited")
+            .field("listeners", &self.listeners)
+            .field("admin", &self.admin)
+            .field("children", &self.children)
+            .finish_non_exhaustive()
+    }
 }
 
 /// When this gale was started by an upgrade (`GALE_UPGRADE_SOCKET` set),
@@ -289,8 +357,12 @@ pub fn inherit() -> anyhow::Result<Option<Inherited>> {
     let stream = std::os::unix::net::UnixStream::connect(&path)
         .with_context(|| format!("upgrade: cannot reach the old gale at {}", path.display()))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let sockets = handover::receive(&stream).context("upgrade: cannot receive the listening sockets")?;
-    let mut inherited = Inherited { stream, listeners: Vec::new(), admin: None };
+    let (sockets, children) = handover::receive(&stream).context("upgrade: cannot receive the listening sockets")?;
+    let old_pid = rustix::net::sockopt::socket_peercred(&stream)
+        .ok()
+        .and_then(|c| u32::try_from(c.pid.as_raw_pid()).ok())
+        .unwrap_or(0);
+    let mut inherited = Inherited { stream, listeners: Vec::new(), admin: None, children, old: OldGale::new(old_pid) };
     for s in sockets {
         let listener = std::net::TcpListener::from(s.fd);
         match s.role {
@@ -298,20 +370,60 @@ pub fn inherit() -> anyhow::Result<Option<Inherited>> {
             Role::Admin => inherited.admin = Some((s.addr, listener)),
         }
     }
-    tracing::info!("upgrade: received {} listening sockets", inherited.listeners.len());
+    tracing::info!(
+        "upgrade: received {} listening sockets and {} supervised children",
+        inherited.listeners.len(),
+        inherited.children.len()
+    );
     Ok(Some(inherited))
 }
 
 impl Inherited {
+    /// The slots the supervisor inherits: the old gale's children that
+    /// `config` still runs on the same port (`None` without children).
+    pub fn handover(&self, config: &crate::config::Config) -> Option<Handover> {
+        (!self.children.is_empty()).then(|| self.old.handover(&self.children, config))
+    }
+
     /// Tells the old gale this one accepts, and waits for it to stop
-    /// accepting (a bounded wait: if it does not answer, it is gone).
-    pub async fn ready(self) {
-        let stream = self.stream;
-        let done = tokio::task::spawn_blocking(move || handover::ready(&stream)).await;
-        match done {
-            Ok(Ok(())) => tracing::info!("upgrade: the old gale drains; serving"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "upgrade: no answer from the old gale; serving"),
-            Err(e) => tracing::warn!(error = %e, "upgrade: the handover task failed; serving"),
+    /// accepting (a bounded wait: if it does not answer, it is gone). With
+    /// children, the connection then carries the requests to stop them, and
+    /// the returned roll replaces them (spawn it once this gale serves).
+    pub async fn ready(
+        self,
+        config: &crate::config::Config,
+        supervisor: &Arc<Supervisor>,
+    ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        let Self { stream, children, old, .. } = self;
+        let done = tokio::task::spawn_blocking(move || handover::ready(&stream).map(|go| (go, stream))).await;
+        let stream = match done {
+            Ok(Ok((true, stream))) => {
+                tracing::info!("upgrade: the old gale drains; serving");
+                Some(stream)
+            }
+            Ok(Ok((false, _))) => {
+                tracing::warn!("upgrade: the old gale closed the handover; serving");
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "upgrade: no answer from the old gale; serving");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "upgrade: the handover task failed; serving");
+                None
+            }
+        };
+        if children.is_empty() {
+            return None;
         }
+        let stream = stream.and_then(|s| {
+            s.set_read_timeout(None).ok()?;
+            s.set_nonblocking(true).ok()?;
+            tokio::net::UnixStream::from_std(s).ok()
+        });
+        let retired = children.iter().filter(|c| !children::wanted(c, config)).cloned().collect();
+        old.connect(stream).await;
+        Some(Box::pin(old.roll(retired, supervisor.clone())))
     }
 }

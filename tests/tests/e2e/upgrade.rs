@@ -254,22 +254,139 @@ fn a_new_binary_that_never_gets_ready_is_stopped_after_upgrade_timeout() {
     a_broken_binary_leaves_the_old_gale_serving(b"#!/bin/sh\nexec sleep 600\n", 0o755, "1s", "upgrade_timeout");
 }
 
+/// A config with `children` supervised Tornado children, an admin listener and a pid file.
+fn supervised_config(children: u16) -> String {
+    let base = crate::supervise::free_ports(children);
+    let config = crate::supervise::supervised_config(crate::supervise::tornado_process(children, base, ""))
+        .global("upgrade_timeout", "30s");
+    format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", config.render())
+}
+
+/// The supervised children in `/status`: (state, pid).
+fn children(admin: SocketAddr) -> Vec<(String, Option<u32>)> {
+    let status = gale_tests::admin::status(admin);
+    status["children"]
+        .as_array()
+        .expect("children in /status")
+        .iter()
+        .map(|c| (c["state"].as_str().unwrap_or_default().to_owned(), c["pid"].as_u64().map(|p| p as u32)))
+        .collect()
+}
+
+/// The parent of process `pid`, from /proc.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+}
+
+/// Waits until every child runs, each a child process of `gale`, none of them in `old`.
+#[track_caller]
+fn wait_for_own_children(admin: SocketAddr, gale: u32, count: usize, old: &[u32]) -> Vec<u32> {
+    let mut pids = Vec::new();
+    wait_until(Duration::from_secs(60), "every child running under the new gale", || {
+        let now = children(admin);
+        pids = now.iter().filter_map(|(state, pid)| pid.filter(|_| state == "running")).collect();
+        pids.len() == count && pids.iter().all(|p| !old.contains(p) && parent_of(*p) == Some(gale))
+    });
+    pids
+}
+
 #[test]
-fn an_upgrade_with_supervised_children_is_refused() {
-    let port = gale_tests::free_port();
-    let python = paths::python();
-    let app = paths::tornado_app();
-    let config = format!(
-        "[global]\nthreads = 2\npid_file = \"gale.pid\"\n\n\
-         [upstream.app]\nprocess = {{ command = [{python:?}, {app:?}, \"--port={{port}}\"], base_port = {port} }}\n\n\
-         [[server]]\nlisten = [\"127.0.0.1:0\"]\n[[server.location]]\npath = \"/\"\nproxy = {{ pass = \"app\" }}\n"
-    );
-    let gale = Gale::start(&config);
+fn gale_upgrade_rolls_supervised_children_under_load_with_no_failed_request() {
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let bin = copy_of_gale(bin_dir.path());
+    let mut gale = Gale::start_with(&supervised_config(2), &Launch { bin: Some(bin), ..Launch::default() });
+    let pid_file = gale.dir().join("gale.pid");
+    let old = gale.pid();
+    let admin = admin_addr(&gale);
+    let before: Vec<u32> = children(admin).iter().filter_map(|(_, pid)| *pid).collect();
+    assert_eq!(before.len(), 2, "{:?}", children(admin));
+    assert!(before.iter().all(|p| parent_of(*p) == Some(old)), "{before:?} are not the old gale's");
+
+    let load = Load::start(gale.addr(), 3, 3);
+    let retried = load.retried.clone();
+    load.wait_for(50, "client load to get going");
     let out = run_gale(&["upgrade", "--config", gale.config_path().to_str().expect("utf-8")], None);
-    assert_eq!(out.code(), Some(1), "{out:?}");
-    assert!(out.stderr.contains("upstream `app` has supervised children"), "{out:?}");
-    assert_eq!(pid_in(&gale.dir().join("gale.pid")), gale.pid());
-    gale.get("/whoami").expect_status(200);
+    let new = pid_in(&pid_file);
+    let _stop = Stop(new);
+    assert_eq!(out.code(), Some(0), "{out:?}\ngale stderr:\n{}", gale.stderr());
+    assert!(out.stdout.contains(&format!("upgraded: gale pid {new} serves now")), "{out:?}");
+    assert!(out.stdout.contains("keeps its children until"), "{out:?}");
+    assert_ne!(new, old);
+
+    // The old gale keeps its children until the new one has replaced them, then exits 0.
+    assert_eq!(gale.wait().code(), Some(0), "stderr:\n{}", gale.stderr());
+    let after = wait_for_own_children(admin, new, 2, &before);
+    load.wait_for(100, "requests served by the new gale's children");
+    let served = load.done();
+    let failures = load.finish();
+    eprintln!("{served} requests, {} resent after a keep-alive connection closed", retried.load(Ordering::SeqCst));
+    assert!(failures.is_empty(), "{} failed requests: {:#?}\nstderr:\n{}", failures.len(), failures, gale.stderr());
+    for pid in &before {
+        assert!(!alive(*pid), "the old gale's child {pid} still runs");
+    }
+    let stderr = gale.stderr();
+    assert!(stderr.contains("has replaced every child; exiting"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // `gale status` talks to the new gale, whose children they are; it upgrades again.
+    let status = run_gale(&["status", "--config", gale.config_path().to_str().expect("utf-8")], None);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    for pid in &after {
+        assert!(status.stdout.contains(&format!("running pid {pid}")), "{status:?}");
+    }
+    signal(new, SIGTERM);
+    wait_until(Duration::from_secs(30), "the new gale to exit", || !alive(new));
+    wait_until(Duration::from_secs(30), "its children to stop", || after.iter().all(|p| !alive(*p)));
+}
+
+/// The old gale dies (SIGKILL) while the new one still inherits its children: they die with it,
+/// and the new gale starts those slots at once, saying so.
+#[test]
+fn an_old_gale_that_dies_before_the_roll_is_over_leaves_the_new_one_starting_its_children() {
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let bin = copy_of_gale(bin_dir.path());
+    let mut gale = Gale::start_with(&supervised_config(2), &Launch { bin: Some(bin), ..Launch::default() });
+    let pid_file = gale.dir().join("gale.pid");
+    let old = gale.pid();
+    let admin = admin_addr(&gale);
+    let before: Vec<u32> = children(admin).iter().filter_map(|(_, pid)| *pid).collect();
+    assert!(before.len() == 2 && before.iter().all(|p| parent_of(*p) == Some(old)), "{before:?}");
+    // Slow requests in flight on the old gale's children: the roll waits for the old gale to
+    // drain them, and the old gale is killed meanwhile.
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = gale.addr();
+            thread::spawn(move || Conn::try_open(addr).and_then(|mut c| c.try_send(&Request::get("/slow?s=5"))))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let out = run_gale(&["upgrade", "--config", gale.config_path().to_str().expect("utf-8")], None);
+    assert_eq!(out.code(), Some(0), "{out:?}\nstderr:\n{}", gale.stderr());
+    let new = pid_in(&pid_file);
+    let _stop = Stop(new);
+    wait_until(Duration::from_secs(30), "the new gale to inherit the children", || {
+        children(admin).iter().any(|(state, _)| state == "inherited")
+    });
+    // The new gale does not own those processes yet: it cannot hand them on.
+    let again = run_gale(&["upgrade", "--config", gale.config_path().to_str().expect("utf-8")], None);
+    assert_eq!(again.code(), Some(1), "{again:?}");
+    assert!(again.stderr.contains("still being replaced"), "{again:?}");
+    assert_eq!(pid_in(&pid_file), new);
+    gale.signal(libc::SIGKILL);
+    let _ = gale.wait();
+    for s in slow {
+        let _ = s.join();
+    }
+    let after = wait_for_own_children(admin, new, 2, &before);
+    assert_eq!(after.len(), 2);
+    for _ in 0..4 {
+        gale.get("/whoami").expect_status(200);
+    }
+    // The new gale logs to the same stderr as the old one did.
+    let stderr = gale.stderr();
+    assert!(stderr.contains("the old gale exited before handing this child over"), "{stderr}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
 }
 
 #[test]
@@ -311,4 +428,68 @@ fn a_gale_told_to_fetch_sockets_from_nowhere_is_a_one_line_error() {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("cannot reach the old gale") && lines[0].contains("no-such.upgrade"), "{stderr}");
+}
+
+/// The new gale's children cannot start (its config names a program that is not there): the roll
+/// stops at the first slot once that child gives up, the old gale keeps the children not yet
+/// replaced and clients are served by them; a reload with a working config finishes the roll and
+/// the old gale exits 0.
+#[test]
+fn a_new_child_that_cannot_start_leaves_the_old_children_serving_until_fixed() {
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let bin = copy_of_gale(bin_dir.path());
+    let base = crate::supervise::free_ports(2);
+    let config = |app: &str| {
+        use gale_tests::config::TomlValue as _;
+        let real = paths::tornado_app();
+        let process = crate::supervise::tornado_process(2, base, ", start_retries = 1")
+            .0
+            .replace(&real.to_str().expect("utf-8").toml(), &app.toml());
+        let builder = crate::supervise::supervised_config(gale_tests::config::Raw(process));
+        format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", builder.render())
+    };
+    let good = config(paths::tornado_app().to_str().expect("utf-8"));
+    let mut gale = Gale::start_with(&good, &Launch { bin: Some(bin), ..Launch::default() });
+    let pid_file = gale.dir().join("gale.pid");
+    let admin = admin_addr(&gale);
+    let before: Vec<u32> = children(admin).iter().filter_map(|(_, pid)| *pid).collect();
+    assert_eq!(before.len(), 2);
+    let broken = config("/nonexistent/app.py");
+    assert_ne!(broken, good, "the app path was not replaced");
+    std::fs::write(gale.config_path(), &broken).expect("write the broken config");
+
+    let out = run_gale(&["upgrade", "--config", gale.config_path().to_str().expect("utf-8")], None);
+    assert_eq!(out.code(), Some(0), "{out:?}\nstderr:\n{}", gale.stderr());
+    let new = pid_in(&pid_file);
+    let _stop = Stop(new);
+    let gave_up = || {
+        let now = children(admin);
+        now[0].0 == "failed" && now[1] == ("inherited".to_owned(), Some(before[1]))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !gave_up() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first new child did not give up: {:?}\nstderr:\n{}",
+            children(admin),
+            gale.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let stderr = gale.stderr();
+    assert!(stderr.contains("replacing the old gale's children stopped"), "{stderr}");
+    // The old gale still runs the second child, which serves every request.
+    assert!(gale.wait_timeout(Duration::from_millis(100)).is_none(), "the old gale exited");
+    assert!(alive(before[1]));
+    for _ in 0..4 {
+        let who: gale_tests::Whoami = gale.get("/whoami").expect_status(200).json();
+        assert_eq!(who.pid, before[1], "{who:?}");
+    }
+
+    // Fixed config, reloaded: the roll finishes and the old gale exits.
+    std::fs::write(gale.config_path(), &good).expect("write the good config");
+    signal(new, libc::SIGHUP);
+    assert_eq!(gale.wait().code(), Some(0), "stderr:\n{}", gale.stderr());
+    wait_for_own_children(admin, new, 2, &before);
+    gale.get("/whoami").expect_status(200);
 }
