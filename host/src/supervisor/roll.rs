@@ -99,11 +99,16 @@ impl Supervisor {
         let (done, wait) = oneshot::channel();
         let mut status = child.status.clone();
         status.borrow_and_update();
+        if let Some(pid) = old_pid {
+            say(format!("{who}: stopping pid {pid}"));
+        }
         child.control.send(Control::Replace { spec, done }).await.map_err(|_| SupervisorError::ShuttingDown)?;
-        // Each step of the child's replacement as it happens: the
-        // child task reports its state, the restart narrates it.
+        // Each step of the child's replacement as it happens: the child
+        // task reports its state, the restart narrates it. A watch keeps
+        // only the latest state, so steps that came and went between two
+        // looks are said when a later one shows they happened.
         tokio::pin!(wait);
-        let mut last = None;
+        let mut steps = Steps::default();
         let outcome = loop {
             tokio::select! {
                 r = &mut wait => break r,
@@ -112,17 +117,18 @@ impl Supervisor {
                         break (&mut wait).await;
                     }
                     let now = status.borrow_and_update().clone();
-                    if last.as_ref() != Some(&(now.state, now.pid)) {
-                        if let Some(line) = step(&now) {
-                            say(format!("{who}: {line}"));
-                        }
-                        last = Some((now.state, now.pid));
+                    for line in steps.seen(&now) {
+                        say(format!("{who}: {line}"));
                     }
                 }
             }
         };
         match outcome {
             Ok(Ok(new_pid)) => {
+                let port = child.status.borrow().port;
+                for line in steps.started(new_pid, port) {
+                    say(format!("{who}: {line}"));
+                }
                 let old = old_pid.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"));
                 say(format!("{who}: {old} replaced by pid {new_pid}, in rotation"));
                 Ok(Replaced { index, old_pid, new_pid })
@@ -133,20 +139,47 @@ impl Supervisor {
     }
 }
 
-/// A replaced child's step as a progress line, from the state its task
-/// reports (`None`: nothing to say; the end is said by the caller).
-fn step(now: &ChildStatus) -> Option<String> {
-    Some(match (now.state, now.pid) {
-        (ChildState::Stopping, Some(pid)) => format!("stopping pid {pid}"),
-        (ChildState::Starting, None) => "starting a new process".to_owned(),
-        (ChildState::Starting, Some(pid)) => {
-            format!("started pid {pid}; waiting until it is ready on port {}", now.port)
+/// The steps of one child's replacement said so far, so that each is said
+/// once and in order, even when the state it shows was overwritten before
+/// it was looked at.
+#[derive(Debug, Default)]
+struct Steps {
+    starting: bool,
+    started: Option<u32>,
+}
+
+impl Steps {
+    /// The lines the child's state `now` adds.
+    fn seen(&mut self, now: &ChildStatus) -> Vec<String> {
+        match (now.state, now.pid) {
+            (ChildState::Starting, Some(pid)) => self.started(pid, now.port),
+            (ChildState::Starting, None) if !self.starting => {
+                self.starting = true;
+                vec!["starting a new process".to_owned()]
+            }
+            (ChildState::Backoff, _) => {
+                // A new attempt says its own steps again.
+                self.starting = false;
+                self.started = None;
+                vec![format!("start failed ({}); retrying", now.last_exit.as_deref().unwrap_or("no reason given"))]
+            }
+            _ => Vec::new(),
         }
-        (ChildState::Backoff, _) => {
-            format!("start failed ({}); retrying", now.last_exit.as_deref().unwrap_or("no reason given"))
+    }
+
+    /// The lines still unsaid once process `pid` is known to have started.
+    fn started(&mut self, pid: u32, port: u16) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.starting {
+            self.starting = true;
+            lines.push("starting a new process".to_owned());
         }
-        _ => return None,
-    })
+        if self.started != Some(pid) {
+            self.started = Some(pid);
+            lines.push(format!("started pid {pid}; waiting until it is ready on port {port}"));
+        }
+        lines
+    }
 }
 
 /// What draining a child's requests came to.
