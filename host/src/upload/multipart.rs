@@ -1,8 +1,8 @@
 //! A push (sans-I/O) multipart/form-data parser that accepts input in chunks of any size.
 //!
-//! Why not multer: the anchor's happy paths need bare-LF delimiters and headers (V14), the strict
+//! Why not multer: nginx-upload-module's happy paths need bare-LF delimiters and headers (V14), the strict
 //! D5 rules need a 400 for a delimiter followed by junk or a body without a close delimiter, and
-//! D14 needs the anchor's 511-byte header line plus per-part header and part-count caps. Our own
+//! D14 needs nginx-upload-module's 511-byte header line plus per-part header and part-count caps. Our own
 //! small state machine gives exact control over all of these, is deterministic whatever the chunk
 //! boundaries (D6: the parser's result depends only on the concatenated bytes), and can be fuzzed
 //! directly without an async runtime.
